@@ -1,0 +1,226 @@
+"""The local cloud: LocalStack (``localstack-core``) on the host, no Docker.
+
+    python infra/local_cloud.py install   # LocalStack's venv + the Lambda runtimes
+    python infra/local_cloud.py start     # start on 127.0.0.1:4566 (idempotent)
+    python infra/local_cloud.py stop      # stop it and every function process
+    python infra/local_cloud.py status
+
+LocalStack lives in its own virtual environment: its pins clash with the
+project's. Lambda functions run as local processes through the executor plugin
+in ``infra/localstack_process_executor``; each runtime (python3.12) is a small
+venv with what AWS's base image has (awslambdaric, boto3).
+Only the standard library is used here so this runs before any install.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCAL = Path(os.environ.get("LOCAL_STATE_DIR", ROOT / ".local"))
+HOME = LOCAL / "localstack"
+VENV = HOME / "venv"
+RUNTIMES = HOME / "runtimes"
+STATE = HOME / "state"
+PIDFILE = HOME / "localstack.pid"
+LOGFILE = HOME / "localstack.log"
+PLUGIN = ROOT / "infra" / "localstack_process_executor"
+
+HOST = os.environ.get("LOCALSTACK_HOST_IP", "127.0.0.1")
+PORT = int(os.environ.get("LOCALSTACK_PORT", "4566"))
+ENDPOINT = f"http://{HOST}:{PORT}"
+
+# localstack-core 4.9.2 is the newest release that runs on Python 3.12 (4.10+
+# and 2026.x need 3.13). The three pins are what it needs to start at all.
+LOCALSTACK_REQUIREMENTS = [
+    "localstack-core[runtime]==4.9.2",
+    "cbor2<6",
+    "pyopenssl==25.3.0",
+    "localstack-twisted==25.5.0",
+]
+# What AWS's python3.12 base image provides to every function.
+RUNTIME_REQUIREMENTS = {"python3.12": ["awslambdaric==4.2.2", "boto3==1.40.61"]}
+
+
+def log(message: str) -> None:
+    print(f"[local-cloud] {message}", flush=True)
+
+
+def uv() -> str:
+    found = os.environ.get("UV") or shutil.which("uv")
+    if not found:
+        sys.exit("uv is not installed: run `make install` first")
+    return found
+
+
+def run(*args: str) -> None:
+    subprocess.run(args, check=True)  # noqa: S603 - fixed argv
+
+
+def install() -> None:
+    stamp = HOME / ".installed"
+    wanted = json.dumps([LOCALSTACK_REQUIREMENTS, RUNTIME_REQUIREMENTS, _plugin_digest()])
+    if stamp.exists() and stamp.read_text() == wanted and (VENV / "bin" / "python").exists():
+        log("LocalStack and the Lambda runtimes are installed")
+        return
+    HOME.mkdir(parents=True, exist_ok=True)
+    log(f"installing localstack-core into {VENV.relative_to(ROOT)}")
+    run(uv(), "venv", "--quiet", "--allow-existing", "--python", "3.12", str(VENV))
+    run(uv(), "pip", "install", "--quiet", "--python", str(VENV / "bin" / "python"),
+        *LOCALSTACK_REQUIREMENTS, str(PLUGIN))
+    for runtime, requirements in RUNTIME_REQUIREMENTS.items():
+        target = RUNTIMES / runtime
+        version = runtime.removeprefix("python")
+        log(f"installing the {runtime} Lambda runtime into {target.relative_to(ROOT)}")
+        run(uv(), "venv", "--quiet", "--allow-existing", "--python", version, str(target))
+        run(uv(), "pip", "install", "--quiet", "--python", str(target / "bin" / "python"),
+            *requirements)
+    stamp.write_text(wanted)
+
+
+def _plugin_digest() -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(PLUGIN.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def is_up() -> bool:
+    try:
+        with urllib.request.urlopen(f"{ENDPOINT}/_localstack/health", timeout=1) as response:  # noqa: S310
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def _pid() -> int | None:
+    try:
+        pid = int(PIDFILE.read_text())
+        os.kill(pid, 0)
+        return pid
+    except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+        return None
+
+
+def start(timeout: float = 60) -> None:
+    if is_up():
+        log(f"LocalStack is already running at {ENDPOINT}")
+        return
+    if not (VENV / "bin" / "python").exists():
+        install()
+    for folder in (STATE, HOME / "tmp", HOME / "lambda-logs"):
+        folder.mkdir(parents=True, exist_ok=True)
+    env = {
+        key: value for key, value in os.environ.items()
+        if not key.startswith(("AWS_", "VIRTUAL_ENV", "PYTHON"))
+    }
+    env.update(
+        GATEWAY_LISTEN=f"{HOST}:{PORT}",
+        FILESYSTEM_ROOT=str(STATE),
+        TMPDIR=str(HOME / "tmp"),
+        SKIP_SSL_CERT_DOWNLOAD="1",
+        DISABLE_EVENTS="1",
+        DNS_ADDRESS="0",  # its DNS server fails offline; nothing here needs it
+        SERVICES="s3,lambda,apigateway,cloudformation,iam,sts,logs,cloudwatch,events,ssm,kms",
+        LAMBDA_RUNTIME_EXECUTOR="process",
+        PROCESS_EXECUTOR_RUNTIMES_DIR=str(RUNTIMES),
+        PROCESS_EXECUTOR_LOG_DIR=str(HOME / "lambda-logs"),
+        # let the API's own CORS headers through untouched, as API Gateway does
+        DISABLE_CORS_CHECKS="1",
+        DISABLE_CORS_HEADERS="1",
+        LS_LOG=os.environ.get("LS_LOG", "info"),
+    )
+    log(f"starting LocalStack on {ENDPOINT} (log: {LOGFILE.relative_to(ROOT)})")
+    with open(LOGFILE, "ab") as out:
+        process = subprocess.Popen(  # noqa: S603
+            [str(VENV / "bin" / "python"), "-m", "localstack.runtime.main"],
+            env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, cwd=HOME,
+        )
+    PIDFILE.write_text(str(process.pid))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            sys.exit(f"LocalStack exited with {process.returncode}; see {LOGFILE}")
+        if is_up():
+            log(f"LocalStack is ready ({time.monotonic() - deadline + timeout:.1f} s)")
+            return
+        time.sleep(0.25)
+    stop()
+    sys.exit(f"LocalStack did not answer within {timeout:.0f} s; see {LOGFILE}")
+
+
+def stop(remove_state: bool = False) -> None:
+    pid = _pid()
+    if pid:
+        log("stopping LocalStack and its function processes")
+        _kill_tree(pid)
+    PIDFILE.unlink(missing_ok=True)
+    # function processes run in their own sessions: find them by their runtime path
+    for child in _processes_using(str(RUNTIMES)):
+        _kill_tree(child)
+    if remove_state:
+        for folder in (STATE, HOME / "tmp", HOME / "lambda-logs"):
+            shutil.rmtree(folder, ignore_errors=True)
+        log("removed the local cloud's state")
+
+
+def _processes_using(needle: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if needle in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def _kill_tree(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    except PermissionError:
+        os.kill(pid, signal.SIGTERM)
+    for _ in range(50):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["install", "start", "stop", "status"])
+    parser.add_argument("--remove-state", action="store_true", help="with stop: delete state")
+    args = parser.parse_args()
+    if args.command == "install":
+        install()
+    elif args.command == "start":
+        start()
+    elif args.command == "stop":
+        stop(remove_state=args.remove_state)
+    else:
+        print(json.dumps({"endpoint": ENDPOINT, "up": is_up(), "pid": _pid()}))
+
+
+if __name__ == "__main__":
+    main()
