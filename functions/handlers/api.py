@@ -1,0 +1,137 @@
+"""The prediction API behind API Gateway (REST): /health, /model, /predict.
+
+Thin on purpose: parse, call ``serving``, answer. The champion is loaded on
+the first request of a container and re-checked every CHAMPION_REFRESH_SECONDS.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+
+from serving.champion import ChampionCache, LoadFailure
+from serving.schema import RequestError
+from serving.settings import Settings
+
+settings = Settings.from_env()
+logger = Logger(service="predict")
+metrics = Metrics(namespace="TabularServerless", service="predict")
+
+cors = (
+    CORSConfig(
+        allow_origin=settings.allowed_origin,
+        allow_headers=["Content-Type", "X-Api-Key"],
+        max_age=600,
+    )
+    if settings.allowed_origin
+    else None
+)
+app = APIGatewayRestResolver(cors=cors)
+
+
+def _s3_client():
+    import boto3  # provided by the Lambda runtime; imported when the first request needs it
+
+    return boto3.client("s3")
+
+
+def _count_load_failure(failure: LoadFailure) -> None:
+    metrics.add_metric(name="ModelLoadFailures", unit=MetricUnit.Count, value=1)
+
+
+champion = ChampionCache(
+    _s3_client,
+    bucket=settings.model_bucket,
+    name=settings.model_name,
+    refresh_seconds=settings.refresh_seconds,
+    unknown_category=settings.unknown_category,
+    on_load_failure=_count_load_failure,
+)
+
+
+def _json(status: int, body: dict) -> Response:
+    return Response(
+        status_code=status,
+        content_type="application/json",
+        body=json.dumps(body, allow_nan=False),
+    )
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+@app.get("/health")
+def health() -> Response:
+    status = champion.status()
+    return _json(200 if status["status"] == "ok" else 503, status)
+
+
+@app.get("/model")
+def model() -> Response:
+    predictor = champion.current()
+    if predictor is None:
+        return _json(503, {"error": champion.status()["reason"]})
+    return _json(200, predictor.describe())
+
+
+@app.post("/predict")
+def predict() -> Response:
+    event = app.current_event
+    content_type = (event.headers or {}).get("content-type") or (event.headers or {}).get(
+        "Content-Type", ""
+    )
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        raise RequestError(415, "send the request as Content-Type: application/json")
+    raw = event.decoded_body or ""
+    if len(raw) > settings.max_body_bytes:
+        raise RequestError(413, f"the body is over {settings.max_body_bytes} bytes")
+    try:
+        body = json.loads(raw, parse_constant=_reject_constant)
+    except ValueError as error:
+        raise RequestError(400, f"the body is not valid JSON: {error}") from None
+    predictor = champion.current()
+    if predictor is None:
+        return _json(503, {"error": champion.status()["reason"]})
+    started = time.perf_counter()
+    answer = predictor.predict(body, max_rows=settings.max_rows)
+    metrics.add_metric(
+        name="PredictLatency", unit=MetricUnit.Milliseconds,
+        value=(time.perf_counter() - started) * 1000,
+    )
+    metrics.add_metric(
+        name="Predictions", unit=MetricUnit.Count, value=len(answer["predictions"])
+    )
+    metrics.add_dimension(name="ModelVersion", value=str(predictor.version))
+    return _json(200, answer)
+
+
+@app.exception_handler(RequestError)
+def request_error(error: RequestError) -> Response:
+    metrics.add_metric(name="RequestErrors", unit=MetricUnit.Count, value=1)
+    return _json(error.status, error.body())
+
+
+@app.not_found
+def not_found(_error) -> Response:
+    event = app.current_event
+    return _json(404, {"error": f"no route {event.http_method} {event.path}"})
+
+
+@app.exception_handler(Exception)
+def unexpected(error: Exception) -> Response:
+    logger.exception("unexpected error")
+    metrics.add_metric(name="Errors", unit=MetricUnit.Count, value=1)
+    request_id = app.lambda_context.aws_request_id if app.lambda_context else None
+    return _json(500, {"error": "internal error", "request_id": request_id})
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@metrics.log_metrics(capture_cold_start_metric=True)
+def handler(event, context):
+    return app.resolve(event, context)

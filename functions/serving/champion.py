@@ -1,0 +1,138 @@
+"""The champion, loaded once per container and swapped when the pointer moves.
+
+``ChampionCache.current()`` is cheap on the hot path: at most every
+``refresh_seconds`` it reads the small champion pointer (a conditional GET on
+its ETag, so an unchanged pointer costs a 304). A new version is loaded and
+verified off to the side and swapped in with one assignment. A version that is
+missing, fails its checksums or does not load is refused: the error is logged
+and counted, and the model that was serving keeps serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from serving import bundle
+from serving.predictor import Predictor
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadFailure:
+    version: int | None
+    reason: str
+    at: float
+
+
+class ChampionCache:
+    def __init__(
+        self,
+        s3_factory: Callable[[], Any],
+        bucket: str,
+        name: str,
+        refresh_seconds: float = 60.0,
+        unknown_category: str = "reject",
+        on_load_failure: Callable[[LoadFailure], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._s3_factory = s3_factory
+        self._s3 = None
+        self.bucket = bucket
+        self.name = name
+        self.refresh_seconds = refresh_seconds
+        self.unknown_category = unknown_category
+        self.on_load_failure = on_load_failure
+        self.clock = clock
+        self.predictor: Predictor | None = None
+        self.pointer_etag: str | None = None
+        self.checked_at: float | None = None
+        self.last_failure: LoadFailure | None = None
+        self.refused_pointer: str | None = None  # don't retry a bad version on every check
+
+    @property
+    def s3(self):
+        if self._s3 is None:
+            self._s3 = self._s3_factory()
+        return self._s3
+
+    def current(self) -> Predictor | None:
+        now = self.clock()
+        if self.checked_at is None or now - self.checked_at >= self.refresh_seconds:
+            self.checked_at = now
+            self._refresh()
+        return self.predictor
+
+    def status(self) -> dict[str, Any]:
+        predictor = self.current()
+        status: dict[str, Any] = {"status": "ok" if predictor else "no_model"}
+        if predictor:
+            status["model"] = {"name": predictor.name, "version": predictor.version}
+        else:
+            status["reason"] = (
+                self.last_failure.reason if self.last_failure
+                else f"no champion has been promoted for model {self.name!r} in {self.bucket}"
+            )
+        if self.last_failure and predictor:
+            status["last_load_failure"] = {
+                "version": self.last_failure.version, "reason": self.last_failure.reason,
+            }
+        return status
+
+    def _refresh(self) -> None:
+        try:
+            pointer, etag = self._read_pointer()
+        except Exception as error:  # S3 down or denied: keep serving what we have
+            self._fail(None, f"could not read the champion pointer: {error}")
+            return
+        if pointer is None:  # unchanged (304) or absent
+            if etag is None and self.predictor is None:
+                self.last_failure = None
+            return
+        version = int(pointer["version"])
+        if self.predictor is not None and version == self.predictor.version:
+            self.pointer_etag = etag
+            return
+        if etag is not None and etag == self.refused_pointer:
+            return
+        try:
+            loaded = bundle.load(
+                self.s3, self.bucket, self.name, version, pointer.get("manifest_sha256")
+            )
+            predictor = Predictor(loaded, unknown_category=self.unknown_category)
+        except Exception as error:
+            self.refused_pointer = etag
+            self._fail(version, f"refused version {version}: {error}")
+            return
+        previous = self.predictor.version if self.predictor else None
+        self.predictor = predictor  # the swap: one reference assignment
+        self.pointer_etag = etag
+        self.last_failure = None
+        LOG.info("champion loaded", extra={"model_version": version, "previous_version": previous})
+
+    def _read_pointer(self) -> tuple[dict | None, str | None]:
+        import json
+
+        kwargs = {"Bucket": self.bucket, "Key": bundle.champion_key(self.name)}
+        if self.pointer_etag and self.predictor is not None:
+            kwargs["IfNoneMatch"] = self.pointer_etag
+        try:
+            response = self.s3.get_object(**kwargs)
+        except Exception as error:
+            code = str(getattr(error, "response", {}).get("Error", {}).get("Code", ""))
+            if code in ("304", "NotModified"):
+                return None, self.pointer_etag
+            if code in ("NoSuchKey", "404"):
+                return None, None
+            raise
+        return json.loads(response["Body"].read()), response.get("ETag")
+
+    def _fail(self, version: int | None, reason: str) -> None:
+        self.last_failure = LoadFailure(version=version, reason=reason, at=self.clock())
+        LOG.error("champion load failed", extra={"model_version": version, "reason": reason})
+        if self.on_load_failure:
+            self.on_load_failure(self.last_failure)

@@ -1,0 +1,135 @@
+"""Turn a prediction request into a feature matrix, or say exactly what is wrong.
+
+The rules come from the bundle's ``feature_schema``; each entry has ``name``,
+``type`` (numeric | categorical | boolean), ``nullable`` (missing values were
+seen in training, so ``null`` is accepted), and for categorical features the
+``categories`` in code order (the code is what the model was trained on).
+Errors are collected for every row and field, up to ``MAX_ERRORS``, so a
+caller can fix a whole batch at once.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+MAX_ERRORS = 100
+
+
+@dataclass
+class RequestError(Exception):
+    status: int
+    message: str
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"error": self.message}
+        if self.errors:
+            body["errors"] = self.errors
+        return body
+
+
+@dataclass(frozen=True)
+class FeatureSchema:
+    features: list[dict[str, Any]]
+    unknown_category: str = "reject"  # or "missing": treat as a missing value
+
+    def __post_init__(self):
+        lookups = {
+            f["name"]: {value: code for code, value in enumerate(f.get("categories") or [])}
+            for f in self.features
+        }
+        object.__setattr__(self, "_codes", lookups)
+        object.__setattr__(self, "_names", [f["name"] for f in self.features])
+
+    @property
+    def names(self) -> list[str]:
+        return self._names
+
+    def matrix(self, body: Any, max_rows: int) -> np.ndarray:
+        """``{"instances": [{name: value}]}`` or ``{"features": [[v, ...]]}`` → float64 (n, d)."""
+        if not isinstance(body, dict):
+            raise RequestError(400, 'the body must be a JSON object: {"instances": [...]}')
+        forms = [key for key in ("instances", "features") if key in body]
+        if len(forms) != 1:
+            raise RequestError(
+                400, 'give exactly one of "instances" (objects by feature name) '
+                'or "features" (arrays in schema order)',
+            )
+        form = forms[0]
+        rows = body[form]
+        if not isinstance(rows, list) or not rows:
+            raise RequestError(400, f'"{form}" must be a non-empty array')
+        if len(rows) > max_rows:
+            raise RequestError(413, f"{len(rows)} rows in one request; the limit is {max_rows}")
+        unexpected = sorted(set(body) - {form})
+        if unexpected:
+            raise RequestError(400, f"unexpected top-level fields: {', '.join(unexpected)}")
+        X = np.empty((len(rows), len(self.features)), dtype=np.float64)
+        errors: list[dict[str, Any]] = []
+        for i, row in enumerate(rows):
+            self._fill(X[i], row, i, form, errors)
+            if len(errors) >= MAX_ERRORS:
+                break
+        if errors:
+            raise RequestError(422, "some values are not valid for this model", errors[:MAX_ERRORS])
+        return X
+
+    def _fill(self, out: np.ndarray, row: Any, i: int, form: str, errors: list) -> None:
+        if form == "instances":
+            if not isinstance(row, dict):
+                errors.append({"row": i, "field": None, "message": "must be an object of feature: value"})
+                return
+            for name in sorted(set(row) - set(self._names)):
+                errors.append({"row": i, "field": name, "message": "unknown feature"})
+            values = [(f, row.get(f["name"], _ABSENT)) for f in self.features]
+        else:
+            if not isinstance(row, list) or len(row) != len(self.features):
+                errors.append({"row": i, "field": None, "message":
+                               f"must be an array of {len(self.features)} values in schema order"})
+                return
+            values = list(zip(self.features, row, strict=True))
+        for j, (feature, value) in enumerate(values):
+            try:
+                out[j] = self._value(feature, value)
+            except ValueError as problem:
+                errors.append({"row": i, "field": feature["name"], "message": str(problem)})
+
+    def _value(self, feature: dict[str, Any], value: Any) -> float:
+        if value is _ABSENT:
+            raise ValueError("missing: every feature needs a value (null where allowed)")
+        if value is None:
+            if feature.get("nullable"):
+                return math.nan
+            raise ValueError("null is not allowed: this feature had no missing values in training")
+        kind = feature["type"]
+        if kind == "numeric":
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"must be a number, got {type(value).__name__}")
+            number = float(value)
+            if not math.isfinite(number):
+                raise ValueError("must be a finite number")
+            return number
+        if kind == "boolean":
+            if not isinstance(value, bool):
+                raise ValueError(f"must be true or false, got {type(value).__name__}")
+            return float(value)
+        if kind == "categorical":
+            code = self._codes[feature["name"]].get(value) if isinstance(value, str | int) else None
+            if code is not None:
+                return float(code)
+            if self.unknown_category == "missing" and isinstance(value, str | int):
+                return math.nan
+            allowed = ", ".join(map(str, feature.get("categories") or []))
+            raise ValueError(f"unknown category {value!r}; expected one of: {allowed}")
+        raise ValueError(f"unsupported feature type {kind!r} in the model's schema")
+
+
+class _Absent:
+    pass
+
+
+_ABSENT = _Absent()
