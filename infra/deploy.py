@@ -1,0 +1,130 @@
+"""Build and deploy template.yaml with the SAM CLI, to LocalStack or to an account.
+
+    python infra/deploy.py local     # sam build + sam deploy to LocalStack, writes .local/stack.json
+    python infra/deploy.py outputs   # print the local stack's outputs
+
+The artifact ``sam build`` produces is the one deployed: the same template and
+the same package an account gets, with parameters for the local cloud. Against
+LocalStack the SAM CLI is pointed at it through ``AWS_ENDPOINT_URL``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCAL = ROOT / ".local"
+BUILD_DIR = ROOT / ".aws-sam" / "build"
+STACK_FILE = LOCAL / "stack.json"
+STACK_NAME = os.environ.get("STACK_NAME", "tabular-serverless")
+REGION = "us-east-1"
+ARTIFACTS_BUCKET = "sam-artifacts-local"
+FORM_ORIGIN = os.environ.get("FORM_ORIGIN", "http://127.0.0.1:8765")
+
+
+def log(message: str) -> None:
+    print(f"[deploy] {message}", flush=True)
+
+
+def local_env() -> dict[str, str]:
+    """The environment of any AWS client that talks to the local cloud."""
+    from local_cloud import ENDPOINT
+
+    env = dict(os.environ)
+    env.update(
+        AWS_ENDPOINT_URL=ENDPOINT,
+        AWS_ACCESS_KEY_ID="test",  # LocalStack accepts any key; these are not secrets
+        AWS_SECRET_ACCESS_KEY="test",  # noqa: S105
+        AWS_DEFAULT_REGION=REGION,
+        AWS_REGION=REGION,
+        SAM_CLI_TELEMETRY="0",
+    )
+    return env
+
+
+def sam() -> str:
+    candidate = Path(sys.executable).parent / "sam"
+    return str(candidate) if candidate.exists() else "sam"
+
+
+def build(env: dict[str, str]) -> None:
+    log("sam build (functions/ with its requirements for python3.12)")
+    started = time.monotonic()
+    subprocess.run(  # noqa: S603
+        [sam(), "build", "--template-file", str(ROOT / "template.yaml"), "--build-dir",
+         str(BUILD_DIR), "--cached", "--cache-dir", str(ROOT / ".aws-sam" / "cache")],
+        check=True, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+    )
+    log(f"built in {time.monotonic() - started:.1f} s")
+
+
+def deploy_local(parameters: dict[str, str] | None = None) -> dict[str, str]:
+    import boto3
+
+    env = local_env()
+    build(env)
+    session = boto3.Session(region_name=REGION, aws_access_key_id="test", aws_secret_access_key="test")  # noqa: S106
+    s3 = session.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"])
+    try:
+        s3.create_bucket(Bucket=ARTIFACTS_BUCKET)
+    except s3.exceptions.BucketAlreadyOwnedByYou:
+        pass
+    overrides = {"AllowedOrigin": FORM_ORIGIN, **(parameters or {})}
+    log(f"sam deploy → stack {STACK_NAME} on the local cloud (CloudFormation)")
+    started = time.monotonic()
+    result = subprocess.run(  # noqa: S603
+        [sam(), "deploy", "--template-file", str(BUILD_DIR / "template.yaml"),
+         "--stack-name", STACK_NAME, "--s3-bucket", ARTIFACTS_BUCKET, "--region", REGION,
+         "--capabilities", "CAPABILITY_IAM", "--no-confirm-changeset",
+         "--no-fail-on-empty-changeset", "--no-progressbar",
+         "--parameter-overrides", *[f"{k}={v}" for k, v in overrides.items()]],
+        cwd=ROOT, env=env, capture_output=True, text=True,
+    )
+    if result.returncode != 0:
+        sys.stderr.write(result.stdout[-4000:] + result.stderr[-4000:])
+        raise SystemExit(f"sam deploy failed ({result.returncode})")
+    log(f"deployed in {time.monotonic() - started:.1f} s")
+    outputs = stack_outputs(session, env["AWS_ENDPOINT_URL"])
+    STACK_FILE.parent.mkdir(parents=True, exist_ok=True)
+    STACK_FILE.write_text(json.dumps(outputs, indent=2))
+    return outputs
+
+
+def stack_outputs(session, endpoint: str) -> dict[str, str]:
+    cfn = session.client("cloudformation", endpoint_url=endpoint)
+    stack = cfn.describe_stacks(StackName=STACK_NAME)["Stacks"][0]
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+    apigw = session.client("apigateway", endpoint_url=endpoint)
+    key = apigw.get_api_key(apiKey=outputs["ApiKeyId"], includeValue=True)
+    return {
+        "stack_name": STACK_NAME,
+        "endpoint": endpoint,
+        # LocalStack serves a REST API stage at this path (no DNS for execute-api hosts)
+        "api_url": f"{endpoint}/_aws/execute-api/{outputs['ApiId']}/{outputs['ApiStage']}",
+        "api_key": key["value"],
+        "api_id": outputs["ApiId"],
+        "model_bucket": outputs["ModelBucketName"],
+        "function_name": outputs["PredictFunctionName"],
+        "allowed_origin": FORM_ORIGIN,
+    }
+
+
+def main() -> None:
+    sys.path.insert(0, str(Path(__file__).parent))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("target", choices=["local", "outputs"])
+    args = parser.parse_args()
+    if args.target == "local":
+        print(json.dumps(deploy_local(), indent=2))
+    else:
+        print(STACK_FILE.read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""The job's configuration: one YAML file, overridden by ``--set key.sub=value``."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT = Path(__file__).parent / "configs" / "default.yaml"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def load(path: str | Path | None = None, overrides: list[str] | None = None) -> dict[str, Any]:
+    config = yaml.safe_load(Path(DEFAULT).read_text())
+    if path and Path(path).resolve() != DEFAULT.resolve():
+        _merge(config, yaml.safe_load(Path(path).read_text()) or {}, str(path))
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        _set(config, key.strip(), yaml.safe_load(raw))
+    _check(config)
+    return config
+
+
+def _merge(base: dict, update: dict, where: str, prefix: str = "") -> None:
+    for key, value in update.items():
+        if key not in base:
+            raise ConfigError(f"{where}: unknown setting {prefix}{key}")
+        if isinstance(base[key], dict) and isinstance(value, dict):
+            _merge(base[key], value, where, f"{prefix}{key}.")
+        else:
+            base[key] = copy.deepcopy(value)
+
+
+def _set(config: dict, dotted: str, value: Any) -> None:
+    node = config
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        if not isinstance(node.get(part), dict):
+            raise ConfigError(f"--set {dotted}: unknown setting")
+        node = node[part]
+    if leaf not in node:
+        raise ConfigError(f"--set {dotted}: unknown setting")
+    node[leaf] = value
+
+
+def _check(config: dict) -> None:
+    tuning = config["tuning"]
+    if tuning["metric"] not in ("f1_macro", "roc_auc", "log_loss"):
+        raise ConfigError(f"tuning.metric {tuning['metric']!r}: use f1_macro, roc_auc or log_loss")
+    unknown = set(tuning["families"]) - {"catboost", "lightgbm"}
+    if unknown or not tuning["families"]:
+        raise ConfigError(f"tuning.families {tuning['families']}: choose from catboost, lightgbm")
+    if int(tuning["cv_folds"]) < 2:
+        raise ConfigError("tuning.cv_folds must be at least 2")
+    if not 0 < float(config["test_size"]) < 1:
+        raise ConfigError("test_size must be between 0 and 1")

@@ -1,0 +1,81 @@
+"""MLflow: one parent run per job, one nested run per trial, the registry mirror.
+
+The default store is local (SQLite under .local/mlflow); ``MLFLOW_TRACKING_URI``
+and, for S3 artifacts on LocalStack, ``MLFLOW_S3_ENDPOINT_URL`` are honoured.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCAL_STORE = ROOT / ".local" / "mlflow"
+
+
+def setup(config: dict[str, Any]) -> str:
+    """Point MLflow at the configured store; returns the experiment id."""
+    uri = config["mlflow"]["tracking_uri"] or os.environ.get("MLFLOW_TRACKING_URI")
+    artifact_location = None
+    if not uri:
+        LOCAL_STORE.mkdir(parents=True, exist_ok=True)
+        uri = f"sqlite:///{LOCAL_STORE / 'mlflow.db'}"
+        artifact_location = (LOCAL_STORE / "artifacts").as_uri()
+    mlflow.set_tracking_uri(uri)
+    name = config["mlflow"]["experiment"]
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is None:
+        return mlflow.create_experiment(name, artifact_location=artifact_location)
+    return experiment.experiment_id
+
+
+def log_trial(parent_run_id: str, experiment_id: str, trial) -> None:
+    """A finished Optuna trial as a nested run: params, score, duration, state."""
+    client = MlflowClient()
+    run = client.create_run(
+        experiment_id,
+        run_name=f"trial-{trial.number:03d}",
+        tags={"mlflow.parentRunId": parent_run_id, "optuna.state": trial.state.name},
+    )
+    run_id = run.info.run_id
+    for key, value in trial.params.items():
+        client.log_param(run_id, key, value)
+    if trial.value is not None:
+        client.log_metric(run_id, "cv_score", trial.value)
+    for step, value in trial.intermediate_values.items():
+        client.log_metric(run_id, "cv_score_running", value, step=step)
+    if trial.duration is not None:
+        client.log_metric(run_id, "duration_seconds", trial.duration.total_seconds())
+    for key, value in trial.user_attrs.items():
+        if isinstance(value, int | float):
+            client.log_metric(run_id, key, value)
+    status = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}.get(trial.state.name, "FINISHED")
+    client.set_terminated(run_id, status=status)
+
+
+def register(name: str, run_id: str, bundle_uri: str, version: int, tags: dict[str, str]) -> str:
+    """The published bundle as an MLflow registered model version; returns its number."""
+    client = MlflowClient()
+    try:
+        client.get_registered_model(name)
+    except mlflow.exceptions.MlflowException:
+        client.create_registered_model(name, description="Bundles published by the training job")
+    model_version = client.create_model_version(
+        name, source=bundle_uri, run_id=run_id,
+        tags={"bundle_uri": bundle_uri, "bundle_version": str(version), **tags},
+    )
+    return model_version.version
+
+
+def mirror_champion(name: str, bundle_version: int) -> str | None:
+    """Move the "champion" alias to the registered version of this bundle version."""
+    client = MlflowClient()
+    found = client.search_model_versions(f"name='{name}' and tag.bundle_version='{bundle_version}'")
+    if not found:
+        return None
+    client.set_registered_model_alias(name, "champion", found[0].version)
+    return found[0].version

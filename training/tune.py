@@ -1,0 +1,124 @@
+"""One Optuna study over both families, scored by stratified K-fold cross-validation.
+
+The family is itself a parameter, so TPE learns which family to spend trials on.
+Each fold fits with early stopping on that fold's validation part; the mean of
+the folds so far is reported after each fold, so the pruner can stop a poor
+trial early. The study lives in an Optuna storage when one is given, so several
+workers (processes or AWS Batch array jobs) can share it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+from sklearn.model_selection import StratifiedKFold
+
+from training import evaluate, families
+
+LOG = logging.getLogger(__name__)
+
+
+def storage_for(url: str | None):
+    """An Optuna storage from a URL; ``journal:///path`` is a file journal (no server)."""
+    if not url:
+        return None
+    if url.startswith("journal://"):
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        return JournalStorage(JournalFileBackend(url.removeprefix("journal://")))
+    return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 30}}
+                                      if url.startswith("sqlite") else {})
+
+
+def create_study(config: dict[str, Any], study_name: str) -> optuna.Study:
+    tuning = config["tuning"]
+    return optuna.create_study(
+        study_name=study_name,
+        storage=storage_for(tuning["storage"]),
+        direction=evaluate.DIRECTION[tuning["metric"]],
+        sampler=optuna.samplers.TPESampler(seed=config["seed"], n_startup_trials=min(6, tuning["n_trials"] or 6)),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1),
+        load_if_exists=True,
+    )
+
+
+def objective(config: dict[str, Any], X: pd.DataFrame, y: pd.Series, schema, classes: list[str]):
+    tuning = config["tuning"]
+    splitter = StratifiedKFold(n_splits=tuning["cv_folds"], shuffle=True, random_state=config["seed"])
+    folds = list(splitter.split(X, y))
+
+    def run(trial: optuna.Trial) -> float:
+        family = trial.suggest_categorical("family", tuning["families"])
+        params = families.suggest(trial, family)
+        scores, rounds = [], []
+        for k, (train_idx, valid_idx) in enumerate(folds):
+            fitted = families.fit(
+                family, params, X.iloc[train_idx], y.iloc[train_idx], schema,
+                seed=config["seed"], threads=tuning["threads"], rounds=tuning["max_rounds"],
+                eval_set=(X.iloc[valid_idx], y.iloc[valid_idx]),
+                early_stopping_rounds=tuning["early_stopping_rounds"],
+            )
+            proba = fitted.predict_proba(X.iloc[valid_idx], schema)
+            scores.append(evaluate.score(tuning["metric"], y.iloc[valid_idx], proba, classes))
+            rounds.append(fitted.best_rounds)
+            trial.report(float(np.mean(scores)), step=k)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        trial.set_user_attr("rounds", int(np.median(rounds)))
+        trial.set_user_attr("fold_scores", [float(s) for s in scores])
+        return float(np.mean(scores))
+
+    return run
+
+
+def optimize(
+    study: optuna.Study,
+    config: dict[str, Any],
+    X: pd.DataFrame,
+    y: pd.Series,
+    schema,
+    classes: list[str],
+    on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
+    show_progress: bool = True,
+) -> None:
+    """Run this worker's share of trials, with a progress bar showing the best score."""
+    from tqdm.auto import tqdm
+
+    tuning = config["tuning"]
+    n_trials = tuning["n_trials"]
+    if not n_trials:
+        return
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    bar = tqdm(total=n_trials, desc=f"tuning ({tuning['metric']})", unit="trial",
+               disable=not show_progress, dynamic_ncols=True)
+
+    def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        bar.update(1)
+        try:
+            best = study.best_trial
+            bar.set_postfix(best=f"{best.value:.4f}", family=best.params.get("family"),
+                            state=trial.state.name.lower())
+        except ValueError:
+            pass
+        if on_trial:
+            on_trial(study, trial)
+
+    started = time.monotonic()
+    try:
+        study.optimize(
+            objective(config, X, y, schema, classes),
+            n_trials=n_trials,
+            timeout=tuning["timeout_seconds"],
+            callbacks=[callback],
+            gc_after_trial=False,
+        )
+    finally:
+        bar.close()
+    LOG.info("tuned %d trials in %.1f s", n_trials, time.monotonic() - started)
