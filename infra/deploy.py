@@ -32,13 +32,11 @@ def log(message: str) -> None:
     print(f"[deploy] {message}", flush=True)
 
 
-def local_env() -> dict[str, str]:
+def local_env(endpoint: str) -> dict[str, str]:
     """The environment of any AWS client that talks to the local cloud."""
-    from local_cloud import ENDPOINT
-
     env = dict(os.environ)
     env.update(
-        AWS_ENDPOINT_URL=ENDPOINT,
+        AWS_ENDPOINT_URL=endpoint,
         AWS_ACCESS_KEY_ID="test",  # LocalStack accepts any key; these are not secrets
         AWS_SECRET_ACCESS_KEY="test",  # noqa: S105
         AWS_DEFAULT_REGION=REGION,
@@ -64,10 +62,15 @@ def build(env: dict[str, str]) -> None:
     log(f"built in {time.monotonic() - started:.1f} s")
 
 
-def deploy_local(parameters: dict[str, str] | None = None) -> dict[str, str]:
+def deploy_local(
+    endpoint: str,
+    stack_file: Path = STACK_FILE,
+    origin: str = FORM_ORIGIN,
+    parameters: dict[str, str] | None = None,
+) -> dict[str, str]:
     import boto3
 
-    env = local_env()
+    env = local_env(endpoint)
     build(env)
     session = boto3.Session(region_name=REGION, aws_access_key_id="test", aws_secret_access_key="test")  # noqa: S106
     s3 = session.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"])
@@ -75,7 +78,7 @@ def deploy_local(parameters: dict[str, str] | None = None) -> dict[str, str]:
         s3.create_bucket(Bucket=ARTIFACTS_BUCKET)
     except s3.exceptions.BucketAlreadyOwnedByYou:
         pass
-    overrides = {"AllowedOrigin": FORM_ORIGIN, **(parameters or {})}
+    overrides = {"AllowedOrigin": origin, **(parameters or {})}
     log(f"sam deploy → stack {STACK_NAME} on the local cloud (CloudFormation)")
     started = time.monotonic()
     result = subprocess.run(  # noqa: S603
@@ -90,13 +93,13 @@ def deploy_local(parameters: dict[str, str] | None = None) -> dict[str, str]:
         sys.stderr.write(result.stdout[-4000:] + result.stderr[-4000:])
         raise SystemExit(f"sam deploy failed ({result.returncode})")
     log(f"deployed in {time.monotonic() - started:.1f} s")
-    outputs = stack_outputs(session, env["AWS_ENDPOINT_URL"])
-    STACK_FILE.parent.mkdir(parents=True, exist_ok=True)
-    STACK_FILE.write_text(json.dumps(outputs, indent=2))
+    outputs = stack_outputs(session, endpoint, origin)
+    stack_file.parent.mkdir(parents=True, exist_ok=True)
+    stack_file.write_text(json.dumps(outputs, indent=2))
     return outputs
 
 
-def stack_outputs(session, endpoint: str) -> dict[str, str]:
+def stack_outputs(session, endpoint: str, origin: str) -> dict[str, str]:
     cfn = session.client("cloudformation", endpoint_url=endpoint)
     stack = cfn.describe_stacks(StackName=STACK_NAME)["Stacks"][0]
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
@@ -111,7 +114,7 @@ def stack_outputs(session, endpoint: str) -> dict[str, str]:
         "api_id": outputs["ApiId"],
         "model_bucket": outputs["ModelBucketName"],
         "function_name": outputs["PredictFunctionName"],
-        "allowed_origin": FORM_ORIGIN,
+        "allowed_origin": origin,
     }
 
 
@@ -121,7 +124,9 @@ def main() -> None:
     parser.add_argument("target", choices=["local", "outputs"])
     args = parser.parse_args()
     if args.target == "local":
-        print(json.dumps(deploy_local(), indent=2))
+        from local_cloud import Instance
+
+        print(json.dumps(deploy_local(Instance().endpoint), indent=2))
     else:
         print(STACK_FILE.read_text())
 

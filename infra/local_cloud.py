@@ -26,18 +26,54 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-LOCAL = Path(os.environ.get("LOCAL_STATE_DIR", ROOT / ".local"))
-HOME = LOCAL / "localstack"
+HOME = ROOT / ".local" / "localstack"  # installs, shared by every instance
 VENV = HOME / "venv"
 RUNTIMES = HOME / "runtimes"
-STATE = HOME / "state"
-PIDFILE = HOME / "localstack.pid"
-LOGFILE = HOME / "localstack.log"
 PLUGIN = ROOT / "infra" / "localstack_process_executor"
+HOST = "127.0.0.1"
 
-HOST = os.environ.get("LOCALSTACK_HOST_IP", "127.0.0.1")
-PORT = int(os.environ.get("LOCALSTACK_PORT", "4566"))
-ENDPOINT = f"http://{HOST}:{PORT}"
+
+class Instance:
+    """One running LocalStack: its port and its own state folder.
+
+    ``make demo`` uses port 4566 and .local/cloud; the tests use another port
+    and folder so they never touch a running demo.
+    """
+
+    def __init__(self, port: int | None = None, state_dir: Path | None = None) -> None:
+        self.port = port or int(os.environ.get("LOCALSTACK_PORT", "4566"))
+        self.dir = Path(state_dir or os.environ.get("LOCAL_CLOUD_DIR") or ROOT / ".local" / "cloud")
+        self.state = self.dir / "state"
+        self.tmp = self.dir / "tmp"
+        self.lambda_logs = self.dir / "lambda-logs"
+        self.pidfile = self.dir / "localstack.pid"
+        self.logfile = self.dir / "localstack.log"
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def is_up(self) -> bool:
+        try:
+            url = f"{self.endpoint}/_localstack/health"
+            with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - loopback
+                return response.status == 200
+        except OSError:
+            return False
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pidfile.read_text())
+            os.kill(pid, 0)
+            return pid
+        except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+            return None
+
+    def start(self, timeout: float = 60) -> None:
+        start(self, timeout)
+
+    def stop(self, remove_state: bool = False) -> None:
+        stop(self, remove_state)
 
 # localstack-core 4.9.2 is the newest release that runs on Python 3.12 (4.10+
 # and 2026.x need 3.13). The three pins are what it needs to start at all.
@@ -97,91 +133,76 @@ def _plugin_digest() -> str:
     return digest.hexdigest()
 
 
-def is_up() -> bool:
-    try:
-        with urllib.request.urlopen(f"{ENDPOINT}/_localstack/health", timeout=1) as response:  # noqa: S310
-            return response.status == 200
-    except OSError:
-        return False
-
-
-def _pid() -> int | None:
-    try:
-        pid = int(PIDFILE.read_text())
-        os.kill(pid, 0)
-        return pid
-    except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
-        return None
-
-
-def start(timeout: float = 60) -> None:
-    if is_up():
-        log(f"LocalStack is already running at {ENDPOINT}")
+def start(cloud: Instance, timeout: float = 60) -> None:
+    if cloud.is_up():
+        log(f"LocalStack is already running at {cloud.endpoint}")
         return
     if not (VENV / "bin" / "python").exists():
         install()
-    for folder in (STATE, HOME / "tmp", HOME / "lambda-logs"):
+    for folder in (cloud.state, cloud.tmp, cloud.lambda_logs):
         folder.mkdir(parents=True, exist_ok=True)
     env = {
         key: value for key, value in os.environ.items()
         if not key.startswith(("AWS_", "VIRTUAL_ENV", "PYTHON"))
     }
     env.update(
-        GATEWAY_LISTEN=f"{HOST}:{PORT}",
-        FILESYSTEM_ROOT=str(STATE),
-        TMPDIR=str(HOME / "tmp"),
+        GATEWAY_LISTEN=f"{HOST}:{cloud.port}",
+        FILESYSTEM_ROOT=str(cloud.state),
+        TMPDIR=str(cloud.tmp),
         SKIP_SSL_CERT_DOWNLOAD="1",
         DISABLE_EVENTS="1",
         DNS_ADDRESS="0",  # its DNS server fails offline; nothing here needs it
         SERVICES="s3,lambda,apigateway,cloudformation,iam,sts,logs,cloudwatch,events,ssm,kms",
         LAMBDA_RUNTIME_EXECUTOR="process",
         PROCESS_EXECUTOR_RUNTIMES_DIR=str(RUNTIMES),
-        PROCESS_EXECUTOR_LOG_DIR=str(HOME / "lambda-logs"),
+        PROCESS_EXECUTOR_LOG_DIR=str(cloud.lambda_logs),
         # let the API's own CORS headers through untouched, as API Gateway does
         DISABLE_CORS_CHECKS="1",
         DISABLE_CORS_HEADERS="1",
         LS_LOG=os.environ.get("LS_LOG", "info"),
     )
-    log(f"starting LocalStack on {ENDPOINT} (log: {LOGFILE.relative_to(ROOT)})")
-    with open(LOGFILE, "ab") as out:
+    log(f"starting LocalStack on {cloud.endpoint} (log: {cloud.logfile})")
+    with open(cloud.logfile, "ab") as out:
         process = subprocess.Popen(  # noqa: S603
             [str(VENV / "bin" / "python"), "-m", "localstack.runtime.main"],
             env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, cwd=HOME,
+            start_new_session=True, cwd=cloud.dir,
         )
-    PIDFILE.write_text(str(process.pid))
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    cloud.pidfile.write_text(str(process.pid))
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
         if process.poll() is not None:
-            sys.exit(f"LocalStack exited with {process.returncode}; see {LOGFILE}")
-        if is_up():
-            log(f"LocalStack is ready ({time.monotonic() - deadline + timeout:.1f} s)")
+            sys.exit(f"LocalStack exited with {process.returncode}; see {cloud.logfile}")
+        if cloud.is_up():
+            log(f"LocalStack is ready ({time.monotonic() - started:.1f} s)")
             return
         time.sleep(0.25)
-    stop()
-    sys.exit(f"LocalStack did not answer within {timeout:.0f} s; see {LOGFILE}")
+    stop(cloud)
+    sys.exit(f"LocalStack did not answer within {timeout:.0f} s; see {cloud.logfile}")
 
 
-def stop(remove_state: bool = False) -> None:
-    pid = _pid()
+def stop(cloud: Instance, remove_state: bool = False) -> None:
+    pid = cloud.pid()
     if pid:
-        log("stopping LocalStack and its function processes")
+        log(f"stopping LocalStack on {cloud.endpoint} and its function processes")
         _kill_tree(pid)
-    PIDFILE.unlink(missing_ok=True)
-    # function processes run in their own sessions: find them by their runtime path
-    for child in _processes_using(str(RUNTIMES)):
+    cloud.pidfile.unlink(missing_ok=True)
+    # function processes run in their own sessions, in code folders under this
+    # instance's tmp folder: find them by their working directory
+    for child in function_processes(cloud):
         _kill_tree(child)
     if remove_state:
-        for folder in (STATE, HOME / "tmp", HOME / "lambda-logs"):
+        for folder in (cloud.state, cloud.tmp, cloud.lambda_logs):
             shutil.rmtree(folder, ignore_errors=True)
         log("removed the local cloud's state")
 
 
-def _processes_using(needle: str) -> list[int]:
+def function_processes(cloud: Instance) -> list[int]:
     found = []
+    tmp = str(cloud.tmp.resolve())
     for entry in Path("/proc").glob("[0-9]*"):
         try:
-            if needle in (entry / "cmdline").read_bytes().decode(errors="replace"):
+            if os.readlink(entry / "cwd").startswith(tmp):
                 found.append(int(entry.name))
         except OSError:
             continue
@@ -212,14 +233,15 @@ def main() -> None:
     parser.add_argument("command", choices=["install", "start", "stop", "status"])
     parser.add_argument("--remove-state", action="store_true", help="with stop: delete state")
     args = parser.parse_args()
+    cloud = Instance()
     if args.command == "install":
         install()
     elif args.command == "start":
-        start()
+        cloud.start()
     elif args.command == "stop":
-        stop(remove_state=args.remove_state)
+        cloud.stop(remove_state=args.remove_state)
     else:
-        print(json.dumps({"endpoint": ENDPOINT, "up": is_up(), "pid": _pid()}))
+        print(json.dumps({"endpoint": cloud.endpoint, "up": cloud.is_up(), "pid": cloud.pid()}))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,255 @@
+// The prediction form. Reads config.json (api_url, api_key), written at deploy
+// time, builds one field per feature from GET /model, and posts to /predict.
+"use strict";
+
+const state = { config: null, model: null, exampleIndex: 0 };
+const $ = (id) => document.getElementById(id);
+
+function fieldId(name) {
+  return "f-" + name.replace(/[^A-Za-z0-9_-]/g, "_");
+}
+
+function groupFeatures(features) {
+  // Many features are grouped by a shared first or last word ("mean radius",
+  // "radius error"); a large group (64 pixels) is cut into rows of 16.
+  if (features.length <= 12) return [["Features", features]];
+  const first = (f) => f.name.split(/[\s_]+/)[0];
+  const last = (f) => f.name.split(/[\s_]+/).slice(-1)[0];
+  const tally = (key) => {
+    const counts = new Map();
+    for (const f of features) counts.set(key(f), (counts.get(key(f)) || 0) + 1);
+    return counts;
+  };
+  const firsts = tally(first);
+  const lasts = tally(last);
+  const groups = new Map();
+  for (const f of features) {
+    const group = firsts.get(first(f)) >= 3 ? first(f) : lasts.get(last(f)) >= 3 ? last(f) : "Other";
+    if (!groups.has(group)) groups.set(group, []);
+    groups.get(group).push(f);
+  }
+  const out = [];
+  for (const [name, items] of groups) {
+    if (items.length <= 24) { out.push([name, items]); continue; }
+    for (let i = 0; i < items.length; i += 16) {
+      out.push([`${name} ${i + 1}–${Math.min(i + 16, items.length)}`, items.slice(i, i + 16)]);
+    }
+  }
+  return out;
+}
+
+function hintFor(f) {
+  if (f.type === "numeric" && f.min !== undefined && f.min !== null) {
+    return `range ${f.min} – ${f.max}` + (f.nullable ? " · may be empty" : "");
+  }
+  return f.nullable ? "may be empty" : "";
+}
+
+function buildFields(features) {
+  const root = $("fields");
+  root.replaceChildren();
+  for (const [group, items] of groupFeatures(features)) {
+    const fieldset = document.createElement("fieldset");
+    const legend = document.createElement("legend");
+    legend.textContent = group;
+    fieldset.append(legend);
+    const grid = document.createElement("div");
+    grid.className = "grid";
+    for (const f of items) {
+      const id = fieldId(f.name);
+      const wrap = document.createElement("div");
+      wrap.className = "field";
+      wrap.dataset.feature = f.name;
+      const label = document.createElement("label");
+      label.htmlFor = id;
+      label.textContent = f.name;
+      let input;
+      if (f.type === "categorical" || f.type === "boolean") {
+        input = document.createElement("select");
+        const options = f.type === "boolean" ? ["true", "false"] : f.categories;
+        input.append(new Option(f.nullable ? "(missing)" : "Choose…", ""));
+        for (const c of options) input.append(new Option(c, c));
+      } else {
+        input = document.createElement("input");
+        input.type = "number";
+        input.step = "any";
+        input.inputMode = "decimal";
+        if (f.min !== undefined && f.min !== null) input.placeholder = String(f.min);
+      }
+      input.id = id;
+      input.name = f.name;
+      const hint = document.createElement("div");
+      hint.className = "hint";
+      hint.id = id + "-hint";
+      hint.textContent = hintFor(f);
+      const error = document.createElement("div");
+      error.className = "error";
+      error.id = id + "-error";
+      error.setAttribute("aria-live", "polite");
+      input.setAttribute("aria-describedby", `${hint.id} ${error.id}`);
+      wrap.append(label, input, hint, error);
+      grid.append(wrap);
+    }
+    fieldset.append(grid);
+    root.append(fieldset);
+  }
+}
+
+function readInstance() {
+  const instance = {};
+  for (const f of state.model.feature_schema) {
+    const raw = document.getElementById(fieldId(f.name)).value.trim();
+    if (raw === "") instance[f.name] = null;
+    else if (f.type === "numeric") instance[f.name] = Number(raw);
+    else if (f.type === "boolean") instance[f.name] = raw === "true";
+    else instance[f.name] = raw;
+  }
+  return instance;
+}
+
+function clearErrors() {
+  for (const el of document.querySelectorAll(".field.invalid")) el.classList.remove("invalid");
+  for (const el of document.querySelectorAll(".field .error")) el.textContent = "";
+  for (const el of document.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
+  $("message").hidden = true;
+}
+
+function showMessage(text) {
+  $("message").textContent = text;
+  $("message").hidden = false;
+  $("answer").hidden = true;
+  $("placeholder").hidden = true;
+}
+
+function showFieldErrors(errors) {
+  let first = null;
+  const general = [];
+  for (const e of errors) {
+    const wrap = e.field && document.querySelector(`.field[data-feature="${CSS.escape(e.field)}"]`);
+    if (!wrap) { general.push(e.field ? `${e.field}: ${e.message}` : e.message); continue; }
+    wrap.classList.add("invalid");
+    wrap.querySelector(".error").textContent = e.message;
+    const input = wrap.querySelector("input, select");
+    input.setAttribute("aria-invalid", "true");
+    first = first || input;
+  }
+  showMessage(`Fix the highlighted field${errors.length > 1 ? "s" : ""}: the model cannot use ${errors.length > 1 ? "these values" : "this value"}.` +
+    (general.length ? " " + general.join("; ") : ""));
+  if (first) first.focus();
+}
+
+function showAnswer(body) {
+  const prediction = body.predictions[0];
+  $("predicted-label").textContent = String(prediction.label);
+  const bars = $("bars");
+  bars.replaceChildren();
+  const entries = Object.entries(prediction.probabilities).sort((a, b) => b[1] - a[1]);
+  for (const [label, p] of entries) {
+    const row = document.createElement("div");
+    row.className = "bar" + (label === String(prediction.label) ? " top" : "");
+    row.setAttribute("role", "listitem");
+    row.dataset.label = label;
+    row.dataset.probability = String(p);
+    const name = document.createElement("span");
+    name.textContent = label;
+    const track = document.createElement("div");
+    track.className = "track";
+    const fill = document.createElement("div");
+    fill.className = "fill";
+    fill.style.width = `${(p * 100).toFixed(2)}%`;
+    track.append(fill);
+    const value = document.createElement("span");
+    value.className = "value";
+    value.textContent = `${(p * 100).toFixed(1)}%`;
+    row.append(name, track, value);
+    bars.append(row);
+  }
+  $("answer-model").textContent = `Model ${body.model.name}, version ${body.model.version}`;
+  $("answer").hidden = false;
+  $("placeholder").hidden = true;
+  $("message").hidden = true;
+}
+
+const STATUS_TEXT = {
+  400: "The request was malformed.",
+  403: "The API refused the request: the API key is missing or not valid.",
+  413: "Too much data in one request.",
+  415: "The request was not sent as JSON.",
+  429: "Too many requests: the API is throttling this key. Wait a moment and try again.",
+  503: "No model is being served right now.",
+};
+
+async function submit(event) {
+  event.preventDefault();
+  clearErrors();
+  const button = $("submit");
+  button.disabled = true;
+  button.textContent = "Predicting…";
+  try {
+    const headers = { "Content-Type": "application/json" };
+    if (state.config.api_key) headers["X-Api-Key"] = state.config.api_key;
+    const response = await fetch(`${state.config.api_url}/predict`, {
+      method: "POST", headers, body: JSON.stringify({ instances: [readInstance()] }),
+    });
+    let body = null;
+    try { body = await response.json(); } catch { body = null; }
+    if (response.ok) return showAnswer(body);
+    if (response.status === 422 && body && body.errors) return showFieldErrors(body.errors);
+    const detail = body && (body.error || body.message);
+    showMessage(`${STATUS_TEXT[response.status] || `The API answered ${response.status}.`}${detail ? ` (${detail})` : ""}`);
+  } catch (error) {
+    showMessage(`Could not reach the API at ${state.config.api_url}: ${error.message}`);
+  } finally {
+    button.disabled = false;
+    button.textContent = "Predict";
+  }
+}
+
+function fillExample() {
+  const examples = state.model.examples || [];
+  if (!examples.length) return;
+  const example = examples[state.exampleIndex % examples.length];
+  state.exampleIndex += 1;
+  clearErrors();
+  for (const f of state.model.feature_schema) {
+    const value = example.instance[f.name];
+    document.getElementById(fieldId(f.name)).value = value === null || value === undefined ? "" : String(value);
+  }
+  $("example-note").textContent = `Held-out row ${state.exampleIndex} of ${examples.length}; its true class is ${example.label}.`;
+}
+
+function reset() {
+  $("predict-form").reset();
+  clearErrors();
+  $("example-note").textContent = "";
+  $("answer").hidden = true;
+  $("placeholder").hidden = false;
+}
+
+async function start() {
+  $("predict-form").addEventListener("submit", submit);
+  $("fill-example").addEventListener("click", fillExample);
+  $("reset").addEventListener("click", reset);
+  try {
+    state.config = await (await fetch("config.json", { cache: "no-store" })).json();
+  } catch (error) {
+    $("model-line").textContent = "config.json is missing: deploy the stack (make demo) to write it.";
+    return;
+  }
+  try {
+    const response = await fetch(`${state.config.api_url}/model`);
+    const body = await response.json();
+    if (!response.ok) throw new Error(body.error || `the API answered ${response.status}`);
+    state.model = body;
+  } catch (error) {
+    $("model-line").textContent = `The model could not be loaded: ${error.message}`;
+    return;
+  }
+  const m = state.model;
+  const f1 = m.metrics && m.metrics.test ? ` · held-out F1 ${m.metrics.test.f1_macro.toFixed(3)}` : "";
+  $("model-line").textContent = `${m.name} v${m.version} (${m.framework.family}) · ${m.feature_schema.length} features · classes: ${m.classes.join(", ")}${f1}`;
+  buildFields(m.feature_schema);
+  $("submit").disabled = false;
+}
+
+start();

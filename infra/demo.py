@@ -1,0 +1,223 @@
+"""The whole local stack in one command, and its removal.
+
+    python infra/demo.py up      # local cloud, deploy, train + promote if no champion, form
+    python infra/demo.py down    # stop every process it started, delete the local state
+    python infra/demo.py train [training args...]   # the training job against the local stack
+
+``up`` is idempotent: a second run reuses the installs, skips a deploy whose
+template and code did not change, and skips training when a champion is serving.
+It writes .local/demo.json (api_url, api_key, form_url, model_bucket).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import deploy  # noqa: E402
+import local_cloud  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCAL = ROOT / ".local"
+SITE = LOCAL / "site"
+SITE_PID = LOCAL / "site.pid"
+DEMO_FILE = LOCAL / "demo.json"
+EXAMPLE_REQUEST = LOCAL / "example-request.json"
+FORM_PORT = 8765
+FORM_URL = f"http://127.0.0.1:{FORM_PORT}/"
+
+
+def log(message: str) -> None:
+    print(f"[demo] {message}", flush=True)
+
+
+def _fingerprint() -> str:
+    digest = hashlib.sha256()
+    for path in sorted([ROOT / "template.yaml", *(ROOT / "functions").rglob("*")]):
+        if path.is_file() and "__pycache__" not in path.parts:
+            digest.update(str(path.relative_to(ROOT)).encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _stack_is_current(cloud: local_cloud.Instance) -> dict | None:
+    if not deploy.STACK_FILE.exists():
+        return None
+    outputs = json.loads(deploy.STACK_FILE.read_text())
+    if outputs.get("fingerprint") != _fingerprint() or outputs.get("endpoint") != cloud.endpoint:
+        return None
+    try:
+        with urllib.request.urlopen(f"{outputs['api_url']}/health", timeout=10):  # noqa: S310
+            pass
+    except urllib.error.HTTPError:
+        pass  # 503 without a champion: the API is there
+    except OSError:
+        return None
+    return outputs
+
+
+def training_env(outputs: dict) -> dict[str, str]:
+    env = deploy.local_env(outputs["endpoint"])
+    env["MODEL_BUCKET"] = outputs["model_bucket"]
+    return env
+
+
+def has_champion(outputs: dict) -> bool:
+    import boto3
+
+    s3 = boto3.client("s3", **_client_args(outputs))
+    try:
+        s3.head_object(Bucket=outputs["model_bucket"], Key="models/breast-cancer/champion.json")
+        return True
+    except Exception:
+        return False
+
+
+def _client_args(outputs: dict) -> dict:
+    return {"endpoint_url": outputs["endpoint"], "region_name": deploy.REGION,
+            "aws_access_key_id": "test", "aws_secret_access_key": "test"}  # noqa: S106 - LocalStack
+
+
+def train(outputs: dict, args: list[str]) -> None:
+    command = [sys.executable, "-m", "training", "train", *args]
+    log("training: " + " ".join(command[1:]))
+    subprocess.run(command, check=True, cwd=ROOT, env=training_env(outputs))  # noqa: S603
+
+
+def serve_form(outputs: dict) -> None:
+    shutil.rmtree(SITE, ignore_errors=True)
+    shutil.copytree(ROOT / "frontend", SITE)
+    (SITE / "config.json").write_text(
+        json.dumps({"api_url": outputs["api_url"], "api_key": outputs["api_key"]}, indent=2)
+    )
+    if _site_pid():
+        return
+    process = subprocess.Popen(  # noqa: S603
+        [sys.executable, "-m", "http.server", str(FORM_PORT), "--bind", "127.0.0.1",
+         "--directory", str(SITE)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    SITE_PID.write_text(str(process.pid))
+    for _ in range(50):
+        try:
+            with urllib.request.urlopen(FORM_URL, timeout=1):  # noqa: S310
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"the form server did not start on {FORM_URL}")
+
+
+def _site_pid() -> int | None:
+    try:
+        pid = int(SITE_PID.read_text())
+        os.kill(pid, 0)
+        return pid
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        return None
+
+
+def wait_healthy(api_url: str, timeout: float = 60) -> dict:
+    started = time.monotonic()
+    last = None
+    while time.monotonic() - started < timeout:
+        try:
+            with urllib.request.urlopen(f"{api_url}/health", timeout=15) as response:  # noqa: S310
+                return json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            last = error.read().decode()
+        except OSError as error:
+            last = str(error)
+        time.sleep(1)
+    raise SystemExit(f"the API did not become healthy in {timeout:.0f} s: {last}")
+
+
+def up() -> None:
+    started = time.monotonic()
+    local_cloud.install()
+    cloud = local_cloud.Instance()
+    cloud.start()
+    outputs = _stack_is_current(cloud)
+    if outputs:
+        log(f"stack {outputs['stack_name']} is deployed and current")
+    else:
+        outputs = deploy.deploy_local(cloud.endpoint)
+        outputs["fingerprint"] = _fingerprint()
+        deploy.STACK_FILE.write_text(json.dumps(outputs, indent=2))
+    if has_champion(outputs):
+        log("a champion is already serving (make train to train another)")
+    else:
+        train(outputs, [])
+    serve_form(outputs)
+    health = wait_healthy(outputs["api_url"])
+    with urllib.request.urlopen(f"{outputs['api_url']}/model", timeout=15) as response:  # noqa: S310
+        model = json.loads(response.read())
+    EXAMPLE_REQUEST.write_text(json.dumps({"instances": [model["examples"][0]["instance"]]}))
+    demo = {
+        "api_url": outputs["api_url"],
+        "api_key": outputs["api_key"],
+        "form_url": FORM_URL,
+        "model_bucket": outputs["model_bucket"],
+        "model": health.get("model"),
+        "endpoint": outputs["endpoint"],
+        "example_request": str(EXAMPLE_REQUEST.relative_to(ROOT)),
+    }
+    DEMO_FILE.write_text(json.dumps(demo, indent=2))
+    curl = (f"curl -s -H 'x-api-key: {outputs['api_key']}' -H 'content-type: application/json' "
+            f"-d @{EXAMPLE_REQUEST.relative_to(ROOT)} {outputs['api_url']}/predict")
+    print(f"""
+The local stack is up ({time.monotonic() - started:.0f} s); champion: {health.get('model')}
+
+  API        {outputs['api_url']}   (GET /health, GET /model, POST /predict)
+  API key    {outputs['api_key']}
+  Form       {FORM_URL}
+  Bucket     s3://{outputs['model_bucket']}
+  Written to {DEMO_FILE.relative_to(ROOT)}
+
+Predict (an example row is in {EXAMPLE_REQUEST.relative_to(ROOT)}):
+  {curl}
+
+Stop everything and delete the local state: make down
+""", flush=True)
+
+
+def down() -> None:
+    pid = _site_pid()
+    if pid:
+        os.kill(pid, signal.SIGTERM)
+        log("stopped the form server")
+    SITE_PID.unlink(missing_ok=True)
+    local_cloud.Instance().stop(remove_state=True)
+    for path in (DEMO_FILE, deploy.STACK_FILE, EXAMPLE_REQUEST):
+        path.unlink(missing_ok=True)
+    # the local MLflow store describes bundles of the cloud just deleted
+    for folder in (SITE, LOCAL / "mlflow", LOCAL / "cloud"):
+        shutil.rmtree(folder, ignore_errors=True)
+    log("the local stack is down")
+
+
+def main() -> None:
+    if len(sys.argv) < 2 or sys.argv[1] not in ("up", "down", "train"):
+        raise SystemExit(__doc__)
+    if sys.argv[1] == "up":
+        up()
+    elif sys.argv[1] == "down":
+        down()
+    else:
+        if not deploy.STACK_FILE.exists():
+            raise SystemExit("the local stack is not deployed: run make demo first")
+        train(json.loads(deploy.STACK_FILE.read_text()), sys.argv[2:])
+
+
+if __name__ == "__main__":
+    main()
