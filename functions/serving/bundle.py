@@ -144,9 +144,10 @@ def publish(
 ) -> dict[str, Any]:
     """Publish a new immutable version; returns its manifest."""
     files = {MODEL_FILE: encode_arrays(arrays), **(extra_files or {})}
+    taken = 0  # a number lost to another writer, whose manifest may not exist yet
     for _ in range(attempts):
         existing = list_versions(s3, bucket, name)
-        version = (existing[-1] if existing else 0) + 1
+        version = max(taken, existing[-1] if existing else 0) + 1
         manifest = {
             "format_version": FORMAT_VERSION,
             "name": name,
@@ -166,7 +167,7 @@ def publish(
             _put_new(s3, bucket, prefix + MANIFEST_FILE, _dump(manifest), "application/json")
             return manifest
         except VersionExists:
-            continue  # another publisher took this number: take the next one
+            taken = version  # another publisher has this number: take a later one
     raise BundleError(f"could not find a free version number for {name} in {attempts} tries")
 
 

@@ -1,0 +1,84 @@
+"""template.yaml: valid for SAM and cfn-lint, and secure by default."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+class Loader(yaml.SafeLoader):
+    pass
+
+
+def _tag(loader, suffix, node):
+    if isinstance(node, yaml.ScalarNode):
+        return {suffix: loader.construct_scalar(node)}
+    if isinstance(node, yaml.SequenceNode):
+        return {suffix: loader.construct_sequence(node, deep=True)}
+    return {suffix: loader.construct_mapping(node, deep=True)}
+
+
+Loader.add_multi_constructor("!", _tag)
+
+
+@pytest.fixture(scope="module")
+def template():
+    return yaml.load((ROOT / "template.yaml").read_text(), Loader=Loader)  # noqa: S506 - SafeLoader
+
+
+def test_cfn_lint_passes():
+    result = subprocess.run([str(BIN / "cfn-lint"), "template.yaml"], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_sam_validate_lint_passes():
+    env = dict(os.environ, AWS_DEFAULT_REGION="us-east-1", SAM_CLI_TELEMETRY="0")
+    result = subprocess.run([str(BIN / "sam"), "validate", "--lint", "--template-file", "template.yaml"],
+                            cwd=ROOT, capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_model_bucket_is_private_versioned_encrypted_and_tls_only(template):
+    resources = template["Resources"]
+    bucket = resources["ModelBucket"]
+    assert bucket["DeletionPolicy"] == "Retain"
+    props = bucket["Properties"]
+    assert props["VersioningConfiguration"]["Status"] == "Enabled"
+    assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert all(props["PublicAccessBlockConfiguration"].values())
+    [statement] = resources["ModelBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Deny"
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_the_function_reads_only_the_models_prefix(template):
+    function = template["Resources"]["PredictFunction"]["Properties"]
+    [policy] = function["Policies"]
+    [statement] = policy["Statement"]
+    assert statement["Action"] == "s3:GetObject"
+    assert statement["Resource"] == {"Sub": "${ModelBucket.Arn}/models/*"}
+    assert function["Runtime" if "Runtime" in function else "Handler"]
+    assert template["Globals"]["Function"]["Runtime"] == "python3.12"
+
+
+def test_predict_needs_an_api_key_and_the_usage_plan_throttles(template):
+    events = template["Resources"]["PredictFunction"]["Properties"]["Events"]
+    assert events["Predict"]["Properties"]["Auth"] == {"ApiKeyRequired": True}
+    assert "Auth" not in events["Health"]["Properties"]
+    assert "Auth" not in events["Model"]["Properties"]
+    auth = template["Resources"]["PredictApi"]["Properties"]["Auth"]
+    assert auth["UsagePlan"]["CreateUsagePlan"] == "PER_API"
+    assert auth["UsagePlan"]["Throttle"]["RateLimit"] == {"Ref": "ThrottleRateLimit"}
+
+
+def test_cors_allows_one_origin(template):
+    cors = template["Resources"]["PredictApi"]["Properties"]["Cors"]
+    assert cors["AllowOrigin"] == {"Sub": "'${AllowedOrigin}'"}
+    assert "*" not in template["Parameters"]["AllowedOrigin"]["Default"]
