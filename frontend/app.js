@@ -182,12 +182,14 @@ const STATUS_TEXT = {
 async function submit(event) {
   event.preventDefault();
   clearErrors();
+  if (!state.config.api_key) {
+    return showMessage("This form has no API key configured (config.json): /predict needs one.");
+  }
   const button = $("submit");
   button.disabled = true;
   button.textContent = "Predicting…";
   try {
-    const headers = { "Content-Type": "application/json" };
-    if (state.config.api_key) headers["X-Api-Key"] = state.config.api_key;
+    const headers = { "Content-Type": "application/json", "X-Api-Key": state.config.api_key };
     const response = await fetch(`${state.config.api_url}/predict`, {
       method: "POST", headers, body: JSON.stringify({ instances: [readInstance()] }),
     });
@@ -198,7 +200,8 @@ async function submit(event) {
     const detail = body && (body.error || body.message);
     showMessage(`${STATUS_TEXT[response.status] || `The API answered ${response.status}.`}${detail ? ` (${detail})` : ""}`);
   } catch (error) {
-    showMessage(`Could not reach the API at ${state.config.api_url}: ${error.message}`);
+    showMessage(`The API at ${state.config.api_url} could not be reached, or it refused the ` +
+      `call before answering (a wrong API key or throttling): ${error.message}`);
   } finally {
     button.disabled = false;
     button.textContent = "Predict";

@@ -1,0 +1,133 @@
+"""The web form in a real browser (Chromium via Playwright) against the deployed local stack."""
+
+import json
+import os
+import shutil
+import threading
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import FORM_PORT, ROOT
+
+pytestmark = pytest.mark.e2e
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+# Flags for a machine without a display or internet access.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+class QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def site(stack, trained, tmp_path_factory):
+    """frontend/ served as `make demo` serves it, at the origin the API allows."""
+    root = tmp_path_factory.mktemp("site")
+    shutil.copytree(ROOT / "frontend", root, dirs_exist_ok=True)
+    server = ThreadingHTTPServer(("127.0.0.1", FORM_PORT), partial(QuietHandler, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield root
+    server.shutdown()
+    server.server_close()
+
+
+def configure(site: Path, stack, with_key=True):
+    config = {"api_url": stack["api_url"]}
+    if with_key:
+        config["api_key"] = stack["api_key"]
+    (site / "config.json").write_text(json.dumps(config))
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), f"Chromium is missing at {CHROMIUM}: run `make browser`"
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()
+
+
+@pytest.fixture
+def page(browser, site, stack):
+    configure(site, stack)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"http://127.0.0.1:{FORM_PORT}/")
+    page.wait_for_selector("#submit:not([disabled])", timeout=30_000)
+    yield page
+    context.close()
+    assert not errors, errors
+
+
+def test_an_example_predicts_and_matches_the_api(page, stack, artifacts):
+    page.click("#fill-example")
+    assert "true class is" in page.inner_text("#example-note")
+    page.click("#submit")
+    page.wait_for_selector("#answer:not([hidden])")
+    page.screenshot(path=str(artifacts / "form-prediction.png"), full_page=True)
+    shown = {row.get_attribute("data-label"): float(row.get_attribute("data-probability"))
+             for row in page.query_selector_all(".bar")}
+    model = requests.get(f"{stack['api_url']}/model", timeout=30).json()
+    instance = model["examples"][0]["instance"]
+    api = requests.post(f"{stack['api_url']}/predict", timeout=30,
+                        headers={"x-api-key": stack["api_key"], "content-type": "application/json"},
+                        data=json.dumps({"instances": [instance]})).json()["predictions"][0]
+    assert shown == api["probabilities"]
+    assert page.inner_text("#predicted-label") == api["label"]
+    assert "version 1" in page.inner_text("#answer-model")
+
+
+def test_a_bad_value_is_shown_at_its_field(page, artifacts):
+    page.click("#fill-example")
+    page.fill("#f-mean_radius", "")
+    page.click("#submit")
+    field = page.locator('.field[data-feature="mean radius"]')
+    field.locator(".error").wait_for()
+    assert "null is not allowed" in field.locator(".error").inner_text()
+    assert page.get_attribute("#f-mean_radius", "aria-invalid") == "true"
+    assert "highlighted field" in page.inner_text("#message")
+    page.screenshot(path=str(artifacts / "form-field-error.png"), full_page=False)
+
+
+def test_without_an_api_key_the_form_says_so(browser, site, stack, artifacts):
+    configure(site, stack, with_key=False)
+    page = browser.new_page()
+    page.goto(f"http://127.0.0.1:{FORM_PORT}/")
+    page.wait_for_selector("#submit:not([disabled])")
+    page.click("#fill-example")
+    page.click("#submit")
+    page.wait_for_selector("#message:not([hidden])")
+    assert "API key" in page.inner_text("#message")
+    page.screenshot(path=str(artifacts / "form-no-key.png"))
+    page.close()
+
+
+def test_every_input_has_a_label_and_the_form_works_at_phone_width(browser, site, stack, artifacts):
+    configure(site, stack)
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page.goto(f"http://127.0.0.1:{FORM_PORT}/")
+    page.wait_for_selector("#submit:not([disabled])")
+    inputs = page.query_selector_all(".field input, .field select")
+    assert len(inputs) == 30
+    for element in inputs:
+        assert page.query_selector(f'label[for="{element.get_attribute("id")}"]')
+    # keyboard only: tab to "Fill with an example", press Enter, then submit with Enter
+    page.focus("#fill-example")
+    page.keyboard.press("Enter")
+    page.focus("#submit")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#answer:not([hidden])")
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, "no horizontal scrolling at phone width"
+    page.screenshot(path=str(artifacts / "form-phone.png"), full_page=False)
+    page.close()
