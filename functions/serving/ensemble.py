@@ -32,6 +32,15 @@ K_ZERO_THRESHOLD = 1e-35  # LightGBM's kZeroThreshold
 MISSING_CATEGORY_CODE = -1.0
 
 
+ROW_CHUNK = 256  # rows evaluated together: keeps the (rows, trees) arrays in cache
+
+
+def _raw_in_chunks(raw, X: np.ndarray) -> np.ndarray:
+    if X.shape[0] <= ROW_CHUNK:
+        return raw(X)
+    return np.concatenate([raw(X[i : i + ROW_CHUNK]) for i in range(0, X.shape[0], ROW_CHUNK)])
+
+
 def _link(raw: np.ndarray, link: str) -> np.ndarray:
     """Raw scores (n, k) → class probabilities (n, n_classes)."""
     if link == "sigmoid":
@@ -58,28 +67,33 @@ class ObliviousEnsemble:
     bias: np.ndarray  # float64 (K,)
     link: str
 
+    def __post_init__(self):
+        trees, depth = self.features.shape
+        width = self.leaf_values.shape[1]
+        # leaf values flattened so that one np.take finds every tree's leaf
+        object.__setattr__(self, "_flat_leaves", self.leaf_values.reshape(trees * width, -1))
+        object.__setattr__(self, "_tree_offset", (np.arange(trees) * width).astype(np.intp))
+        object.__setattr__(self, "_has_equal", bool(self.is_equal.any()))
+
     def raw(self, X: np.ndarray) -> np.ndarray:
         depth = self.features.shape[1]
-        x32 = X.astype(np.float32)[:, self.features]  # (n, T, D)
-        bits = x32 > self.borders
-        nan = np.isnan(x32)
-        if nan.any():
-            bits = np.where(nan, self.nan_goes_right, bits)
-        if self.is_equal.any():
+        x32 = X.astype(np.float32)
+        values = np.take(x32, self.features, axis=1)  # (n, T, D)
+        bits = values > self.borders
+        if np.isnan(x32).any():
+            bits = np.where(np.isnan(values), self.nan_goes_right, bits)
+        if self._has_equal:
             # a missing category is CatBoost's own category, coded -1 in the schema
             codes = np.nan_to_num(X[:, self.features], nan=MISSING_CATEGORY_CODE)
             bits = np.where(self.is_equal, codes == self.equal_code, bits)
-        index = bits.astype(np.int64) @ (1 << np.arange(depth, dtype=np.int64))  # (n, T)
-        trees = np.arange(self.leaf_values.shape[0])
-        leaves = self.leaf_values[trees, index]  # (n, T, K)
-        # CatBoost adds trees one after another in double precision
-        total = np.zeros((X.shape[0], self.leaf_values.shape[2]))
-        for t in range(leaves.shape[1]):
-            total += leaves[:, t]
-        return self.scale * total + self.bias
+        index = np.zeros(bits.shape[:2], dtype=np.intp)
+        for level in range(depth):  # depth is small (<= 10): the leaf index bit by bit
+            index |= bits[:, :, level].astype(np.intp) << level
+        leaves = self._flat_leaves[index + self._tree_offset]  # (n, T, K)
+        return self.scale * leaves.sum(axis=1) + self.bias
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        return _link(self.raw(X), self.link)
+        return _link(_raw_in_chunks(self.raw, X), self.link)
 
 
 @dataclass(frozen=True)
@@ -102,22 +116,39 @@ class NodeEnsemble:
     n_outputs: int
     link: str
 
+    def __post_init__(self):
+        trees = self.roots.shape[0]
+        if not np.array_equal(self.tree_output, np.arange(trees) % self.n_outputs):
+            # raw() sums trees per output with one reshape, which needs LightGBM's order
+            raise ValueError("trees must be in iteration order: tree t adds to output t % K")
+        # children[node] = (right, left): one gather per level picks the next node
+        children = np.stack([self.right, self.left], axis=1).astype(np.intp)
+        object.__setattr__(self, "_children_flat", children.ravel())
+        needs_care = (self.missing_type != MISSING_NONE) | self.is_categorical
+        object.__setattr__(self, "_simple", not bool(needs_care.any()))
+
     def raw(self, X: np.ndarray) -> np.ndarray:
-        n = X.shape[0]
-        rows = np.arange(n)[:, None]
-        node = np.broadcast_to(self.roots, (n, self.roots.shape[0])).copy()
+        n, n_features = X.shape
+        trees = self.roots.shape[0]
+        flat_x = np.ascontiguousarray(X, dtype=np.float64).ravel()
+        row_offset = (np.arange(n, dtype=np.intp) * n_features)[:, None]
+        node = np.broadcast_to(self.roots.astype(np.intp), (n, trees)).copy()
+        # With no missing values in X and no node that routes missing values or
+        # categories, LightGBM's decision is just x <= threshold. Gathers use
+        # np.take on flat arrays: several times faster than 2-D fancy indexing.
+        simple = self._simple and not np.isnan(flat_x).any()
         for _ in range(self.max_depth):
-            fval = X[rows, self.feature[node]]
-            go_left = self._numerical(fval, node)
-            cat = self.is_categorical[node]
-            if cat.any():
-                go_left = np.where(cat, self._categorical(fval, node), go_left)
-            node = np.where(go_left, self.left[node], self.right[node])
-        leaf_values = self.value[node]  # (n, T)
-        total = np.zeros((n, self.n_outputs))
-        for t in range(leaf_values.shape[1]):  # LightGBM sums trees in order, in double
-            total[:, self.tree_output[t]] += leaf_values[:, t]
-        return total
+            fval = np.take(flat_x, row_offset + np.take(self.feature, node))
+            if simple:
+                go_left = fval <= np.take(self.threshold, node)
+            else:
+                go_left = self._numerical(fval, node)
+                cat = self.is_categorical[node]
+                if cat.any():
+                    go_left = np.where(cat, self._categorical(fval, node), go_left)
+            node = np.take(self._children_flat, node * 2 + go_left)
+        leaf_values = np.take(self.value, node)  # (n, T); tree t adds to output t % K
+        return leaf_values.reshape(n, trees // self.n_outputs, self.n_outputs).sum(axis=1)
 
     def _numerical(self, fval: np.ndarray, node: np.ndarray) -> np.ndarray:
         # LightGBM's NumericalDecision: NaN is 0 unless the node routes NaN itself;
@@ -139,7 +170,7 @@ class NodeEnsemble:
         return valid & self.category_sets[self.category_index[node], codes]
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        return _link(self.raw(X), self.link)
+        return _link(_raw_in_chunks(self.raw, X), self.link)
 
 
 def load_ensemble(arrays: dict[str, np.ndarray]) -> ObliviousEnsemble | NodeEnsemble:
