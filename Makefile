@@ -14,11 +14,11 @@ help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(CURDIR)/.local/tools/bin/uv:
-	@echo "[install] uv $(UV_VERSION) into .local/tools"
+	@echo "[install] uv $(UV_VERSION) into .local/tools" >&2
 	@python3 -m venv .local/tools && .local/tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
 .venv/.synced: pyproject.toml uv.lock | $(UV)
-	@echo "[install] project environment (.venv, Python 3.12) from uv.lock"
+	@echo "[install] project environment (.venv, Python 3.12) from uv.lock" >&2
 	@$(UV) sync --frozen --quiet
 	@touch $@
 
@@ -44,4 +44,7 @@ lint: install ## ruff and the template checks
 	@$(PY) -m ruff check .
 	@.venv/bin/cfn-lint template.yaml
 
-.PHONY: help install browser demo down train test lint
+bench: install ## serving benchmark: cold start, warm latency, package size, memory (prints JSON)
+	@$(PY) benchmarks/serving_benchmark.py
+
+.PHONY: help install browser demo down train test lint bench

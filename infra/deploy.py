@@ -29,7 +29,7 @@ FORM_ORIGIN = os.environ.get("FORM_ORIGIN", "http://127.0.0.1:8765")
 
 
 def log(message: str) -> None:
-    print(f"[deploy] {message}", flush=True)
+    print(f"[deploy] {message}", file=sys.stderr, flush=True)
 
 
 def local_env(endpoint: str) -> dict[str, str]:
@@ -52,12 +52,16 @@ def sam() -> str:
 
 
 def build(env: dict[str, str]) -> None:
-    log("sam build (functions/ with its requirements for python3.12)")
+    import local_cloud
+
+    log("sam build (functions/Makefile: Linux wheels for python3.12, precompiled)")
+    # the function build (functions/Makefile) needs uv and a Python 3.12: ours
+    env = {**env, "UV": local_cloud.uv(), "PYTHON": sys.executable}
     started = time.monotonic()
     subprocess.run(  # noqa: S603
         [sam(), "build", "--template-file", str(ROOT / "template.yaml"), "--build-dir",
          str(BUILD_DIR), "--cached", "--cache-dir", str(ROOT / ".aws-sam" / "cache")],
-        check=True, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+        check=True, cwd=ROOT, env=env, stdout=sys.stderr,
     )
     log(f"built in {time.monotonic() - started:.1f} s")
 

@@ -88,11 +88,12 @@ RUNTIME_REQUIREMENTS = {"python3.12": ["awslambdaric==4.2.2", "boto3==1.40.61"]}
 
 
 def log(message: str) -> None:
-    print(f"[local-cloud] {message}", flush=True)
+    print(f"[local-cloud] {message}", file=sys.stderr, flush=True)
 
 
 def uv() -> str:
-    found = os.environ.get("UV") or shutil.which("uv")
+    own = ROOT / ".local" / "tools" / "bin" / "uv"  # installed by `make install`
+    found = os.environ.get("UV") or shutil.which("uv") or (str(own) if own.exists() else None)
     if not found:
         sys.exit("uv is not installed: run `make install` first")
     return found

@@ -70,8 +70,10 @@ class ObliviousEnsemble:
     def __post_init__(self):
         trees, depth = self.features.shape
         width = self.leaf_values.shape[1]
-        # leaf values flattened so that one np.take finds every tree's leaf
-        object.__setattr__(self, "_flat_leaves", self.leaf_values.reshape(trees * width, -1))
+        # one contiguous leaf table per output: np.take from a small 1-D table per
+        # class is twice as fast as gathering (trees, K) rows for 10 classes
+        per_output = self.leaf_values.reshape(trees * width, -1).T
+        object.__setattr__(self, "_output_leaves", np.ascontiguousarray(per_output))
         object.__setattr__(self, "_tree_offset", (np.arange(trees) * width).astype(np.intp))
         object.__setattr__(self, "_has_equal", bool(self.is_equal.any()))
 
@@ -89,8 +91,11 @@ class ObliviousEnsemble:
         index = np.zeros(bits.shape[:2], dtype=np.intp)
         for level in range(depth):  # depth is small (<= 10): the leaf index bit by bit
             index |= bits[:, :, level].astype(np.intp) << level
-        leaves = self._flat_leaves[index + self._tree_offset]  # (n, T, K)
-        return self.scale * leaves.sum(axis=1) + self.bias
+        index += self._tree_offset
+        total = np.empty((X.shape[0], self._output_leaves.shape[0]))
+        for k, leaves in enumerate(self._output_leaves):
+            total[:, k] = np.take(leaves, index).sum(axis=1)
+        return self.scale * total + self.bias
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         return _link(_raw_in_chunks(self.raw, X), self.link)

@@ -36,12 +36,10 @@ class Predictor:
         proba = self.predict_proba(X)
         best = proba.argmax(axis=1)
         labels = self._labels
+        classes = self.classes
         predictions = [
-            {
-                "label": self.classes[k],
-                "probabilities": dict(zip(labels, map(float, row), strict=True)),
-            }
-            for k, row in zip(best.tolist(), proba, strict=True)
+            {"label": classes[k], "probabilities": dict(zip(labels, row, strict=True))}
+            for k, row in zip(best.tolist(), proba.tolist(), strict=True)
         ]
         return {"model": {"name": self.name, "version": self.version}, "predictions": predictions}
 

@@ -70,6 +70,10 @@ class FeatureSchema:
         unexpected = sorted(set(body) - {form})
         if unexpected:
             raise RequestError(400, f"unexpected top-level fields: {', '.join(unexpected)}")
+        if self._all_numeric:
+            X = self._fast_matrix(rows, form)
+            if X is not None:
+                return X
         X = np.empty((len(rows), len(self.features)), dtype=np.float64)
         errors: list[dict[str, Any]] = []
         for i, row in enumerate(rows):
@@ -81,8 +85,6 @@ class FeatureSchema:
         return X
 
     def _fill(self, out: np.ndarray, row: Any, i: int, form: str, errors: list) -> None:
-        if self._all_numeric and self._fast_fill(out, row, form):
-            return
         if form == "instances":
             if not isinstance(row, dict):
                 errors.append({"row": i, "field": None, "message": "must be an object of feature: value"})
@@ -102,20 +104,29 @@ class FeatureSchema:
             except ValueError as problem:
                 errors.append({"row": i, "field": feature["name"], "message": str(problem)})
 
-    def _fast_fill(self, out: np.ndarray, row: Any, form: str) -> bool:
-        """The common case in one pass: every value a finite number. False → check slowly."""
+    def _fast_matrix(self, rows: list, form: str) -> np.ndarray | None:
+        """The common case in one pass: every value a finite number. None → check row by row."""
+        numbers = _NUMBERS
         if form == "instances":
-            if type(row) is not dict or row.keys() != self._name_set:
-                return False
-            values = [row[name] for name in self._names]
+            names, name_set = self._names, self._name_set
+            values = []
+            for row in rows:
+                if type(row) is not dict or row.keys() != name_set:
+                    return None
+                values.append([row[name] for name in names])
         else:
-            if type(row) is not list or len(row) != len(self._names):
-                return False
-            values = row
-        if not all(type(v) is float or type(v) is int for v in values):
-            return False
-        out[:] = values
-        return bool(np.isfinite(out).all())  # inf or an int too big: the slow path says which
+            width = len(self._names)
+            if not all(type(row) is list and len(row) == width for row in rows):
+                return None
+            values = rows
+        for row in values:  # bool is an int subclass, None and str are not numbers: all refused
+            if not set(map(type, row)) <= numbers:
+                return None
+        try:
+            X = np.array(values, dtype=np.float64)
+        except OverflowError:  # an integer too big for a float: the slow path says which
+            return None
+        return X if np.isfinite(X).all() else None
 
     def _value(self, feature: dict[str, Any], value: Any) -> float:
         if value is _ABSENT:
@@ -145,6 +156,9 @@ class FeatureSchema:
             allowed = ", ".join(map(str, feature.get("categories") or []))
             raise ValueError(f"unknown category {value!r}; expected one of: {allowed}")
         raise ValueError(f"unsupported feature type {kind!r} in the model's schema")
+
+
+_NUMBERS = frozenset({int, float})
 
 
 class _Absent:

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import socket
+
 import boto3
 import numpy as np
 import pytest
-from moto import mock_aws
+import requests
 
 from training import data as D
 from training import families
@@ -11,19 +13,34 @@ from training import families
 BUCKET = "models"
 
 
+@pytest.fixture(scope="session")
+def moto_endpoint():
+    """moto as a server on loopback, so that boto3 (training) and the serving
+    function's own S3 reader (plain HTTP) both reach the same mocked S3."""
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
 @pytest.fixture
-def s3(monkeypatch):
-    """moto's S3 with a private model bucket; no real endpoint is reachable."""
-    for key in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
-        monkeypatch.delenv(key, raising=False)
+def s3(moto_endpoint, monkeypatch):
+    """A fresh mocked S3 with a versioned model bucket."""
+    requests.post(f"{moto_endpoint}/moto-api/reset", timeout=10).raise_for_status()
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
-        yield client
+    client = boto3.client("s3", region_name="us-east-1", endpoint_url=moto_endpoint)
+    client.create_bucket(Bucket=BUCKET)
+    client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    return client
 
 
 class Trained:

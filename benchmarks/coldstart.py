@@ -1,0 +1,87 @@
+"""One fresh process: import a handler, answer the first /predict, then warm calls.
+
+    python coldstart.py MODULE EVENT_FILE [--warm N]
+
+Run by benchmarks/serving.py with the function's own interpreter and package;
+prints one JSON line. Times exclude the interpreter's own start (the same for
+every handler); ``process_ms`` in the caller includes it.
+"""
+
+import json
+import sys
+import time
+
+started = time.perf_counter()
+module_name, event_file = sys.argv[1], sys.argv[2]
+warm = int(sys.argv[4]) if len(sys.argv) > 4 else 0
+
+
+def peak_rss_mb() -> float:
+    # VmHWM, not ru_maxrss: Linux keeps ru_maxrss across fork+exec, so a child
+    # would report its parent's peak
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+class Context:
+    function_name = "bench"
+    memory_limit_in_mb = 1024
+    invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:bench"
+    aws_request_id = "bench"
+
+
+def quiet_call(handler, event):
+    # Lambda sends stdout to CloudWatch; here it would only flood the pipe
+    real, sys.stdout = sys.stdout, _SINK
+    try:
+        return handler(event, Context())
+    finally:
+        sys.stdout = real
+
+
+class _Sink:
+    def write(self, _text):
+        return 0
+
+    def flush(self):
+        pass
+
+
+_SINK = _Sink()
+
+module = __import__(module_name, fromlist=["handler"])
+imported = time.perf_counter()
+event = json.load(open(event_file))
+response = quiet_call(module.handler, event)
+first = time.perf_counter()
+assert response["statusCode"] == 200, response
+result = {
+    "import_ms": (imported - started) * 1000,
+    "first_response_ms": (first - started) * 1000,
+    "cold_peak_rss_mb": peak_rss_mb(),
+}
+if warm:
+    single = []
+    for _ in range(warm):
+        t = time.perf_counter()
+        quiet_call(module.handler, event)
+        single.append((time.perf_counter() - t) * 1e6)
+    single.sort()
+    batch_event = json.load(open(event_file.replace(".json", "-1000.json")))
+    batch = []
+    for _ in range(20):
+        t = time.perf_counter()
+        answer = quiet_call(module.handler, batch_event)
+        batch.append((time.perf_counter() - t) * 1000)
+    assert len(json.loads(answer["body"])["predictions"]) == 1000
+    batch.sort()
+    result.update(
+        warm_single_p50_us=single[len(single) // 2],
+        warm_single_p99_us=single[int(len(single) * 0.99) - 1],
+        warm_1000_rows_median_ms=batch[len(batch) // 2],
+        peak_rss_mb=peak_rss_mb(),
+    )
+print(json.dumps(result))
