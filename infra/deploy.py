@@ -117,6 +117,7 @@ def stack_outputs(session, endpoint: str, origin: str) -> dict[str, str]:
         "api_key": key["value"],
         "api_id": outputs["ApiId"],
         "model_bucket": outputs["ModelBucketName"],
+        "data_bucket": outputs["DataBucketName"],
         "function_name": outputs["PredictFunctionName"],
         "allowed_origin": origin,
     }

@@ -1,4 +1,4 @@
-"""The prediction API behind API Gateway (REST): /health, /model, /predict.
+"""The prediction API behind API Gateway (REST): /health, /model, /predict, /openapi.json.
 
 Thin on purpose: parse, call ``serving``, answer. The champion is loaded on
 the first request of a container and re-checked every CHAMPION_REFRESH_SECONDS.
@@ -15,6 +15,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConf
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 
+from serving import openapi
 from serving.champion import ChampionCache, LoadFailure
 from serving.s3 import S3Reader
 from serving.schema import RequestError
@@ -34,6 +35,17 @@ cors = (
     else None
 )
 app = APIGatewayRestResolver(cors=cors)
+
+# One table of routes: the resolver registers them and /openapi.json describes them.
+HEALTH = openapi.Route("GET", "/health", "Whether a model is being served, and which")
+MODEL = openapi.Route("GET", "/model", "The champion: feature schema, classes, metrics, lineage")
+PREDICT = openapi.Route("POST", "/predict", "Class probabilities for one or many rows", api_key=True)
+OPENAPI = openapi.Route("GET", "/openapi.json", "This document")
+ROUTES = [HEALTH, MODEL, PREDICT, OPENAPI]
+
+
+def route(spec: openapi.Route):
+    return app.route(spec.path, method=spec.method)
 
 
 def _s3_client():
@@ -61,13 +73,13 @@ def _json(status: int, body: dict) -> Response:
                     body=orjson.dumps(body).decode())
 
 
-@app.get("/health")
+@route(HEALTH)
 def health() -> Response:
     status = champion.status()
     return _json(200 if status["status"] == "ok" else 503, status)
 
 
-@app.get("/model")
+@route(MODEL)
 def model() -> Response:
     predictor = champion.current()
     if predictor is None:
@@ -75,7 +87,7 @@ def model() -> Response:
     return _json(200, predictor.describe())
 
 
-@app.post("/predict")
+@route(PREDICT)
 def predict() -> Response:
     event = app.current_event
     content_type = (event.headers or {}).get("content-type") or (event.headers or {}).get(
@@ -106,6 +118,13 @@ def predict() -> Response:
     return _json(200, answer)
 
 
+@route(OPENAPI)
+def openapi_document() -> Response:
+    predictor = champion.current()
+    described = predictor.describe() if predictor else None
+    return _json(200, openapi.document(ROUTES, described, settings.max_rows))
+
+
 @app.exception_handler(RequestError)
 def request_error(error: RequestError) -> Response:
     metrics.add_metric(name="RequestErrors", unit=MetricUnit.Count, value=1)
@@ -130,3 +149,11 @@ def unexpected(error: Exception) -> Response:
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event, context):
     return app.resolve(event, context)
+
+
+if settings.tracing:
+    # Imported only when X-Ray is on: aws_xray_sdk pulls in botocore (~0.4 s at start).
+    from aws_lambda_powertools import Tracer
+
+    tracer = Tracer(service="predict")
+    handler = tracer.capture_lambda_handler(handler)

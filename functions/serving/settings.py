@@ -15,6 +15,7 @@ class Settings:
     refresh_seconds: float = 60.0
     unknown_category: str = "reject"
     allowed_origin: str = ""
+    tracing: bool = False
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -30,4 +31,5 @@ class Settings:
             refresh_seconds=float(env.get("CHAMPION_REFRESH_SECONDS", "60")),
             unknown_category=policy,
             allowed_origin=env.get("ALLOWED_ORIGIN", ""),
+            tracing=env.get("POWERTOOLS_TRACE_DISABLED", "true").lower() == "false",
         )

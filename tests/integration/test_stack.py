@@ -118,3 +118,10 @@ def test_cors_preflight_allows_only_the_forms_origin(api):
     assert response.headers["Access-Control-Allow-Origin"] == FORM_ORIGIN
     assert "X-Api-Key" in response.headers["Access-Control-Allow-Headers"]
 
+
+
+def test_openapi_is_served_over_http(api):
+    url, _ = api
+    document = requests.get(f"{url}/openapi.json", timeout=30).json()
+    assert set(document["paths"]) == {"/health", "/model", "/predict", "/openapi.json"}
+    assert len(document["components"]["schemas"]["Instance"]["required"]) == 30

@@ -205,7 +205,7 @@ def test_the_handler_path_does_not_import_the_training_stack():
 
     code = (
         "import sys; sys.path.insert(0, 'functions'); import handlers.api; "
-        "bad = [m for m in ('pandas', 'sklearn', 'mlflow', 'catboost', 'lightgbm', 'optuna', 'boto3', 'botocore.client') "
+        "bad = [m for m in ('pandas', 'sklearn', 'mlflow', 'catboost', 'lightgbm', 'optuna', 'boto3', 'botocore.client', 'aws_xray_sdk') "
         "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
     )
     root = Path(__file__).resolve().parents[2]
@@ -219,3 +219,23 @@ def test_the_events_are_in_the_sam_cli_shape():
     assert e["isBase64Encoded"] is True
     assert json.loads(base64.b64decode(e["body"]))["instances"]
     assert copy.deepcopy(e)["requestContext"]["resourcePath"] == "/predict"
+
+
+def test_openapi_describes_every_route_and_the_models_features(api, s3):
+    from openapi_spec_validator import validate
+
+    model = trained()
+    publish(s3, model)
+    e = event("health")
+    e["path"] = e["resource"] = "/openapi.json"
+    status, document, _ = api(e)
+    assert status == 200
+    validate(document)
+    routes = {(r.method.lower(), r.path) for r in api.module.ROUTES}
+    described = {(method, path) for path, ops in document["paths"].items() for method in ops}
+    assert described == routes
+    instance = document["components"]["schemas"]["Instance"]
+    assert instance["required"] == [f["name"] for f in model.schema]
+    assert document["paths"]["/predict"]["post"]["security"] == [{"ApiKey": []}]
+    label = document["components"]["schemas"]["PredictResponse"]["properties"]["predictions"]
+    assert label["items"]["properties"]["label"]["enum"] == model.classes
