@@ -7,7 +7,8 @@ For CatBoost champions trained on breast cancer and on digits, in one run:
   same with native CatBoost loaded at module scope (benchmarks/baseline_handler.py).
 * warm: single-row /predict p50 and p99, and one request of 1000 rows;
 * the deployment package (the `sam build` output), zipped and unzipped;
-* peak memory of the function process.
+* peak memory of the function process;
+* batch scoring of a BATCH_ROWS-row CSV (1M by default): rows per second and peak memory.
 Prints one JSON document.
 """
 
@@ -39,6 +40,7 @@ BUCKET = "bench-models"
 DATASETS = ("breast_cancer", "digits")
 CATBOOST_PARAMS = {"depth": 6, "learning_rate": 0.08}
 ROUNDS = 500
+BATCH_ROWS = int(os.environ.get("BENCH_BATCH_ROWS", "1000000"))
 
 
 def log(message: str) -> None:
@@ -120,6 +122,36 @@ def summarize(runs: list[dict]) -> dict:
             round(statistics.median(r[k] for r in runs), 1) for k in keys}
 
 
+def batch_benchmark(s3, env: dict) -> dict:
+    """The batch function on a large CSV of breast cancer rows, in a fresh process."""
+    from training import data as D
+
+    data = D.load("breast_cancer")
+    block = data.X.sample(n=10_000, replace=True, random_state=0).to_csv(index=False)
+    header, rows = block.split("\n", 1)
+    path = BENCH / "batch-input.csv"
+    with open(path, "w") as out:
+        out.write(header + "\n")
+        for _ in range(BATCH_ROWS // 10_000):
+            out.write(rows)
+    input_mb = round(path.stat().st_size / 1e6)
+    log(f"batch scoring: {BATCH_ROWS} rows ({input_mb} MB CSV)")
+    s3.upload_file(str(path), BUCKET, "batch/input/bench.csv")
+    function_env = {**env, "MODEL_BUCKET": BUCKET, "MODEL_NAME": "bench-breast-cancer",
+                    "POWERTOOLS_METRICS_NAMESPACE": "Bench", "PYTHONPATH": str(PACKAGE),
+                    "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": str(BENCH)}
+    result = subprocess.run([str(RUNTIME_PYTHON), str(ROOT / "benchmarks" / "batch_run.py"), BUCKET,
+                             "batch/input/bench.csv"], env=function_env, capture_output=True,
+                            text=True, timeout=1800, cwd=BENCH)
+    if result.returncode != 0:
+        raise SystemExit(f"batch scoring failed:\n{result.stderr[-3000:]}")
+    measured = json.loads(result.stdout.strip().splitlines()[-1])
+    head = s3.get_object(Bucket=BUCKET, Key="batch/output/bench.predictions.csv", Range="bytes=0-200")
+    assert head["Body"].read().startswith(b"row_id,label,"), "no predictions file"
+    path.unlink()
+    return {"input_mb": input_mb, **measured}
+
+
 def main() -> None:
     BENCH.mkdir(parents=True, exist_ok=True)
     local_cloud.install()
@@ -166,6 +198,7 @@ def main() -> None:
                             "warm_single_p50_us", "warm_1000_rows_median_ms", "peak_rss_mb")
             }
             results["datasets"][dataset] = entry
+        results["batch_scoring"] = batch_benchmark(s3, env)
         print(json.dumps(results, indent=2))
     finally:
         cloud.stop(remove_state=True)
