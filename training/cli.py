@@ -107,7 +107,8 @@ def _tune_worker(config):
         raise SystemExit("a tuning worker needs a shared study: --set tuning.storage=URL")
     dataset, schema, X_train, _X_test, y_train, _y_test = job.prepare(config)
     name = config["model_name"] or dataset.name
-    study = tune.create_study(config, config["tuning"]["study_name"] or f"{name}-{config['seed']}")
+    study = tune.create_study(config, config["tuning"]["study_name"] or f"{name}-{config['seed']}",
+                              worker=True)
     tune.optimize(study, config, X_train, y_train, schema, dataset.classes)
     return {"study": study.study_name, "trials": len(study.trials)}
 

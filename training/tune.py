@@ -10,6 +10,7 @@ workers (processes or AWS Batch array jobs) can share it.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -37,13 +38,23 @@ def storage_for(url: str | None):
                                       if url.startswith("sqlite") else {})
 
 
-def create_study(config: dict[str, Any], study_name: str) -> optuna.Study:
+def worker_seed(seed: int) -> int:
+    """A sampler seed of this worker's own: workers with one seed would sample the same trials.
+
+    The AWS Batch array index when there is one (stable across retries), else the process id.
+    """
+    index = os.environ.get("TUNING_WORKER_INDEX") or os.environ.get("AWS_BATCH_JOB_ARRAY_INDEX")
+    return seed + 1 + (int(index) if index is not None else os.getpid())
+
+
+def create_study(config: dict[str, Any], study_name: str, worker: bool = False) -> optuna.Study:
     tuning = config["tuning"]
+    seed = worker_seed(config["seed"]) if worker else config["seed"]
     return optuna.create_study(
         study_name=study_name,
         storage=storage_for(tuning["storage"]),
         direction=evaluate.DIRECTION[tuning["metric"]],
-        sampler=optuna.samplers.TPESampler(seed=config["seed"], n_startup_trials=min(6, tuning["n_trials"] or 6)),
+        sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(6, tuning["n_trials"] or 6)),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1),
         load_if_exists=True,
     )
