@@ -27,7 +27,7 @@ def handler(event, context):
     rows = [[row[name] for name in features] for row in instances]
     proba = model.predict_proba(rows)
     predictions = [
-        {"label": classes[int(p.argmax())], "probabilities": dict(zip(classes, map(float, p)))}
+        {"label": classes[int(p.argmax())], "probabilities": dict(zip(classes, map(float, p), strict=False))}
         for p in proba
     ]
     return {"statusCode": 200, "body": json.dumps({"predictions": predictions})}

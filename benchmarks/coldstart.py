@@ -54,7 +54,8 @@ _SINK = _Sink()
 
 module = __import__(module_name, fromlist=["handler"])
 imported = time.perf_counter()
-event = json.load(open(event_file))
+with open(event_file) as handle:
+    event = json.load(handle)
 response = quiet_call(module.handler, event)
 first = time.perf_counter()
 assert response["statusCode"] == 200, response
@@ -70,7 +71,8 @@ if warm:
         quiet_call(module.handler, event)
         single.append((time.perf_counter() - t) * 1e6)
     single.sort()
-    batch_event = json.load(open(event_file.replace(".json", "-1000.json")))
+    with open(event_file.replace(".json", "-1000.json")) as handle:
+        batch_event = json.load(handle)
     batch = []
     for _ in range(20):
         t = time.perf_counter()

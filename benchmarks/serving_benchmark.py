@@ -72,6 +72,7 @@ def package_size() -> dict:
 
 def train_and_publish(s3, dataset: str) -> dict:
     from serving import bundle
+
     from training import data as D
     from training import families
 

@@ -11,6 +11,7 @@ LocalStack the SAM CLI is pointed at it through ``AWS_ENDPOINT_URL``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -32,13 +33,16 @@ def log(message: str) -> None:
     print(f"[deploy] {message}", file=sys.stderr, flush=True)
 
 
+# LocalStack accepts any credentials; these are placeholders, not secrets.
+LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}  # noqa: S105
+
+
 def local_env(endpoint: str) -> dict[str, str]:
     """The environment of any AWS client that talks to the local cloud."""
     env = dict(os.environ)
+    env.update(LOCAL_CREDENTIALS)
     env.update(
         AWS_ENDPOINT_URL=endpoint,
-        AWS_ACCESS_KEY_ID="test",  # LocalStack accepts any key; these are not secrets
-        AWS_SECRET_ACCESS_KEY="test",  # noqa: S105
         AWS_DEFAULT_REGION=REGION,
         AWS_REGION=REGION,
         SAM_CLI_TELEMETRY="0",
@@ -76,12 +80,12 @@ def deploy_local(
 
     env = local_env(endpoint)
     build(env)
-    session = boto3.Session(region_name=REGION, aws_access_key_id="test", aws_secret_access_key="test")  # noqa: S106
+    session = boto3.Session(region_name=REGION,
+                            aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                            aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
     s3 = session.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"])
-    try:
+    with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
         s3.create_bucket(Bucket=ARTIFACTS_BUCKET)
-    except s3.exceptions.BucketAlreadyOwnedByYou:
-        pass
     overrides = {"AllowedOrigin": origin, **(parameters or {})}
     log(f"sam deploy → stack {STACK_NAME} on the local cloud (CloudFormation)")
     started = time.monotonic()

@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from serving import bundle
+
     from training import promotion
 
     if not args.bucket:
@@ -81,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
                 m = bundle.read_manifest(s3, args.bucket, args.model, version)
                 rows.append({"version": version, "created_at": m["created_at"],
                              "family": m["framework"]["family"],
-                             "test": {k: m["metrics"]["test"][k] for k in ("accuracy", "f1_macro", "roc_auc")},
+                             "test": {k: m["metrics"]["test"][k]
+                                      for k in ("accuracy", "f1_macro", "roc_auc")},
                              "champion": bool(pointer and pointer["version"] == version)})
             job.print_json(rows)
         elif args.command == "promote":

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from serving.ensemble import (
     MISSING_CATEGORY_CODE,
     MISSING_NAN,
@@ -20,6 +19,7 @@ from serving.ensemble import (
     MISSING_ZERO,
     load_ensemble,
 )
+
 from training.data import MISSING_CATEGORY, categorical_columns
 
 MAX_ABS_PROBABILITY_DIFFERENCE = 1e-9

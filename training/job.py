@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from serving import bundle
 from sklearn.model_selection import train_test_split
 
-from serving import bundle
 from training import data as D
 from training import evaluate, families, promotion, tracking, tune
 from training.export import check_exactness

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-
 from serving import bundle
 from serving.ensemble import load_ensemble
+
 from training import data as D
 from training import evaluate
 
@@ -67,7 +67,8 @@ def rollback(s3, bucket: str, name: str) -> dict[str, Any]:
         raise bundle.BundleError(f"{name} has no champion to roll back")
     previous = pointer.get("previous_version")
     if previous is None:
-        raise bundle.BundleError(f"{name} v{pointer['version']} was the first champion: nothing to roll back to")
+        raise bundle.BundleError(
+            f"{name} v{pointer['version']} was the first champion: nothing to roll back to")
     return bundle.set_champion(s3, bucket, name, int(previous), f"rollback from v{pointer['version']}")
 
 

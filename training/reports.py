@@ -64,7 +64,7 @@ def training_runs(experiment: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     runs = mlflow.search_runs(experiment_names=[experiment], output_format="pandas")
     if runs.empty:
         raise LookupError(f"no runs in the MLflow experiment {experiment!r}")
-    parent = runs["tags.mlflow.parentRunId"] if "tags.mlflow.parentRunId" in runs else None
+    parent = runs.get("tags.mlflow.parentRunId", None)
     is_trial = parent.notna() if parent is not None else pd.Series(False, index=runs.index)
     return runs[~is_trial].copy(), runs[is_trial].copy()
 

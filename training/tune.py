@@ -34,8 +34,16 @@ def storage_for(url: str | None):
         from optuna.storages.journal import JournalFileBackend
 
         return JournalStorage(JournalFileBackend(url.removeprefix("journal://")))
-    return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 30}}
-                                      if url.startswith("sqlite") else {})
+    engine = {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}
+    # Workers that start together race to create the schema: the loser retries
+    # and finds it there.
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine)
+        except Exception as error:  # sqlalchemy OperationalError / IntegrityError
+            if attempt == 4 or "already exists" not in str(error) and "UNIQUE" not in str(error):
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 def worker_seed(seed: int) -> int:

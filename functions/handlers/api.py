@@ -9,12 +9,10 @@ from __future__ import annotations
 import time
 
 import orjson
-
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
-
 from serving import openapi
 from serving.champion import ChampionCache, LoadFailure
 from serving.s3 import S3Reader

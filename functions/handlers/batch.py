@@ -14,7 +14,6 @@ from pathlib import PurePosixPath
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
-
 from serving import batch
 from serving.champion import ChampionCache
 from serving.s3 import S3Reader

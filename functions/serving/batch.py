@@ -10,6 +10,7 @@ message). Valid rows are scored even when others in the same chunk are not.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 from collections.abc import Iterable, Iterator
@@ -73,10 +74,8 @@ def _from_csv_text(record: dict[str, Any], schema: list[dict[str, Any]]) -> dict
         if value == "":
             out[name] = None
         elif feature["type"] == "numeric":
-            try:
+            with contextlib.suppress(ValueError):  # left as text: validation names the field
                 out[name] = float(value)
-            except ValueError:
-                pass  # left as text: validation names the field
         elif feature["type"] == "boolean" and value.lower() in ("true", "false", "1", "0"):
             out[name] = value.lower() in ("true", "1")
     return out

@@ -6,9 +6,9 @@ import time
 
 import numpy as np
 import pytest
-
 from serving import bundle
 from serving.ensemble import load_ensemble
+
 from tests.conftest import client
 from training import data as D
 

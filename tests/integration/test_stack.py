@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 import requests
-
 from serving import bundle
 from serving.ensemble import load_ensemble
+
 from tests.conftest import FORM_ORIGIN, client
 from training import data as D
 from training import job

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from serving import bundle
 from serving.bundle import decode_arrays
 from serving.ensemble import load_ensemble
+
 from tests.unit.conftest import BUCKET, trained
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
@@ -205,7 +205,8 @@ def test_the_handler_path_does_not_import_the_training_stack():
 
     code = (
         "import sys; sys.path.insert(0, 'functions'); import handlers.api; "
-        "bad = [m for m in ('pandas', 'sklearn', 'mlflow', 'catboost', 'lightgbm', 'optuna', 'boto3', 'botocore.client', 'aws_xray_sdk') "
+        "bad = [m for m in ('pandas', 'sklearn', 'mlflow', 'catboost', 'lightgbm', 'optuna', "
+        "'boto3', 'botocore.client', 'aws_xray_sdk') "
         "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
     )
     root = Path(__file__).resolve().parents[2]

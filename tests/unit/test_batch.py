@@ -7,9 +7,9 @@ import json
 
 import numpy as np
 import pytest
-
 from serving import batch, bundle
 from serving.predictor import Predictor
+
 from tests.unit.conftest import BUCKET, trained
 from training import data as D
 

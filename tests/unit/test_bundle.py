@@ -3,8 +3,8 @@
 import json
 
 import pytest
-
 from serving import bundle
+
 from tests.unit.conftest import BUCKET, trained
 from training import promotion
 

@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-
 from serving.ensemble import load_ensemble
+
 from tests.unit.conftest import trained
 from training import data as D
 from training.export import ExportError, check_exactness

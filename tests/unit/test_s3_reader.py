@@ -6,9 +6,9 @@ import pytest
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-
 from serving import bundle
 from serving.s3 import EMPTY_SHA256, S3Error, S3Reader, signing_headers
+
 from tests.unit.conftest import BUCKET
 
 

@@ -3,7 +3,6 @@
 import math
 
 import pytest
-
 from serving.schema import FeatureSchema, RequestError
 
 SCHEMA = [

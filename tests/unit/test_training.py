@@ -2,8 +2,8 @@
 
 import pandas as pd
 import pytest
-
 from serving import bundle
+
 from tests.unit.conftest import BUCKET, trained
 from training import config as C
 from training import data as D

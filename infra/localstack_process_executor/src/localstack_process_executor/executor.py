@@ -27,6 +27,7 @@ Configuration (environment of the LocalStack process):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -274,10 +275,8 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
 
     def _kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self.process.wait(timeout=5)
         self.process = None
         if self.api is not None:
