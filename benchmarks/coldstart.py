@@ -58,7 +58,8 @@ with open(event_file) as handle:
     event = json.load(handle)
 response = quiet_call(module.handler, event)
 first = time.perf_counter()
-assert response["statusCode"] == 200, response
+if response["statusCode"] != 200:
+    raise SystemExit(f"the first /predict failed: {response}")
 result = {
     "import_ms": (imported - started) * 1000,
     "first_response_ms": (first - started) * 1000,
@@ -78,7 +79,8 @@ if warm:
         t = time.perf_counter()
         answer = quiet_call(module.handler, batch_event)
         batch.append((time.perf_counter() - t) * 1000)
-    assert len(json.loads(answer["body"])["predictions"]) == 1000
+    if len(json.loads(answer["body"])["predictions"]) != 1000:
+        raise SystemExit("the 1000-row request did not answer 1000 rows")
     batch.sort()
     result.update(
         warm_single_p50_us=single[len(single) // 2],

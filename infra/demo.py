@@ -57,7 +57,7 @@ def _stack_is_current(cloud: local_cloud.Instance) -> dict | None:
     if outputs.get("fingerprint") != _fingerprint() or outputs.get("endpoint") != cloud.endpoint:
         return None
     try:
-        with urllib.request.urlopen(f"{outputs['api_url']}/health", timeout=10):  # noqa: S310
+        with urllib.request.urlopen(f"{outputs['api_url']}/health", timeout=10):  # noqa: S310  # nosec B310
             pass
     except urllib.error.HTTPError:
         pass  # 503 without a champion: the API is there
@@ -85,7 +85,8 @@ def has_champion(outputs: dict) -> bool:
 
 def _client_args(outputs: dict) -> dict:
     return {"endpoint_url": outputs["endpoint"], "region_name": deploy.REGION,
-            "aws_access_key_id": "test", "aws_secret_access_key": "test"}  # noqa: S106 - LocalStack
+            "aws_access_key_id": deploy.LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            "aws_secret_access_key": deploy.LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]}
 
 
 def train(outputs: dict, args: list[str]) -> None:
@@ -111,7 +112,7 @@ def serve_form(outputs: dict) -> None:
     SITE_PID.write_text(str(process.pid))
     for _ in range(50):
         try:
-            with urllib.request.urlopen(FORM_URL, timeout=1):  # noqa: S310
+            with urllib.request.urlopen(FORM_URL, timeout=1):  # noqa: S310  # nosec B310
                 return
         except OSError:
             time.sleep(0.1)
@@ -132,7 +133,7 @@ def wait_healthy(api_url: str, timeout: float = 60) -> dict:
     last = None
     while time.monotonic() - started < timeout:
         try:
-            with urllib.request.urlopen(f"{api_url}/health", timeout=15) as response:  # noqa: S310
+            with urllib.request.urlopen(f"{api_url}/health", timeout=15) as response:  # noqa: S310  # nosec B310
                 return json.loads(response.read())
         except urllib.error.HTTPError as error:
             last = error.read().decode()
@@ -160,7 +161,7 @@ def up() -> None:
         train(outputs, [])
     serve_form(outputs)
     health = wait_healthy(outputs["api_url"])
-    with urllib.request.urlopen(f"{outputs['api_url']}/model", timeout=15) as response:  # noqa: S310
+    with urllib.request.urlopen(f"{outputs['api_url']}/model", timeout=15) as response:  # noqa: S310  # nosec B310
         model = json.loads(response.read())
     EXAMPLE_REQUEST.write_text(json.dumps({"instances": [model["examples"][0]["instance"]]}))
     demo = {

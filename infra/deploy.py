@@ -34,7 +34,7 @@ def log(message: str) -> None:
 
 
 # LocalStack accepts any credentials; these are placeholders, not secrets.
-LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}  # noqa: S105
+LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}  # noqa: S105  # nosec B105
 
 
 def local_env(endpoint: str) -> dict[str, str]:

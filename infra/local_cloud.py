@@ -57,7 +57,7 @@ class Instance:
     def is_up(self) -> bool:
         try:
             url = f"{self.endpoint}/_localstack/health"
-            with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - loopback
+            with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310  # nosec B310
                 return response.status == 200
         except OSError:
             return False
@@ -154,7 +154,7 @@ def start(cloud: Instance, timeout: float = 60) -> None:
         SKIP_SSL_CERT_DOWNLOAD="1",
         DISABLE_EVENTS="1",
         DNS_ADDRESS="0",  # its DNS server fails offline; nothing here needs it
-        SERVICES="s3,lambda,apigateway,cloudformation,iam,sts,logs,cloudwatch,events,ssm,kms",
+        SERVICES="s3,lambda,apigateway,cloudformation,iam,sts,logs,cloudwatch,events,ssm,kms,sqs,sns",
         LAMBDA_RUNTIME_EXECUTOR="process",
         PROCESS_EXECUTOR_RUNTIMES_DIR=str(RUNTIMES),
         PROCESS_EXECUTOR_LOG_DIR=str(cloud.lambda_logs),
