@@ -66,4 +66,7 @@ lint: install $(CHECKOV) infra/lint/node_modules/.package-lock.json ## ruff, ban
 bench: install ## serving benchmark: cold start, warm latency, package size, memory (prints JSON)
 	@$(PY) benchmarks/serving_benchmark.py
 
-.PHONY: help install browser demo down train test lint bench
+bench-train: install ## training benchmark: tuned model vs scikit-learn baselines, trials/minute (prints JSON)
+	@$(PY) benchmarks/training_benchmark.py
+
+.PHONY: help install browser demo down train test lint bench bench-train

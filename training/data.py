@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+LOG = logging.getLogger("training")
 BUILT_IN = ("breast_cancer", "digits", "penguins")
 MISSING_CATEGORY = "<missing>"  # CatBoost's own category for a missing value
 
@@ -108,19 +110,25 @@ def _read_table(source: str, s3_client) -> pd.DataFrame:
         raise DataError(f"{source}: could not be read as a table: {error}") from error
 
 
-def validate(data: Dataset, folds: int) -> None:
+def validate(data: Dataset, folds: int, constant_columns: str = "error") -> None:
     """Reject data that cannot train a sound model, naming the column or class."""
     if len(data.X) == 0:
         raise DataError(f"{data.name}: no rows")
     if data.X.shape[1] == 0:
         raise DataError(f"{data.name}: no feature columns")
-    problems = []
+    problems, constant = [], []
     for column in data.X.columns:
         values = data.X[column]
         if values.isna().all():
             problems.append(f"column {column!r} is empty")
         elif values.nunique(dropna=False) == 1:
-            problems.append(f"column {column!r} is constant ({values.iloc[0]!r})")
+            constant.append(f"column {column!r} is constant ({values.iloc[0]!r})")
+    if constant and constant_columns == "keep":
+        LOG.warning("%s: keeping %d constant columns (no tree splits on them): %s",
+                    data.name, len(constant), "; ".join(constant))
+    elif constant:
+        problems += constant
+        problems.append("to train with them anyway: --set constant_columns=keep")
     if problems:
         raise DataError(f"{data.name}: " + "; ".join(problems))
     counts = data.y.value_counts()

@@ -46,7 +46,7 @@ def _git_revision() -> str | None:
 def prepare(config: dict[str, Any], s3=None):
     """Load, validate and split the data; infer the schema."""
     dataset = D.load(config["dataset"], config["target"], s3_client=s3)
-    D.validate(dataset, config["tuning"]["cv_folds"])
+    D.validate(dataset, config["tuning"]["cv_folds"], config["constant_columns"])
     X_train, X_test, y_train, y_test = train_test_split(
         dataset.X, dataset.y, test_size=config["test_size"], stratify=dataset.y,
         random_state=config["seed"],

@@ -36,7 +36,7 @@ GOOD = pd.DataFrame({"a": range(40), "b": [i % 7 for i in range(40)], "y": ["p",
     ("frame", "target", "words"),
     [
         (GOOD, "label", "no target column 'label'"),
-        (GOOD.assign(c=1), "y", "column 'c' is constant"),
+        (GOOD.assign(c=1), "y", "column 'c' is constant.*constant_columns=keep"),
         (GOOD.assign(c=None), "y", "column 'c' is empty"),
         (GOOD.assign(y=["p"] * 38 + ["q"] * 2), "y", "fewer than 7 rows"),
         (GOOD.assign(y="p"), "y", "single class"),
@@ -128,3 +128,10 @@ def test_a_champion_with_other_features_is_not_replaced_automatically(s3):
     decision = promotion.decide(s3, BUCKET, "bc", "f1_macro", 0.0, 0.99, other.X_test, other.y_test)
     assert decision.promote is False
     assert "promote by hand" in decision.reason
+
+
+def test_constant_columns_can_be_kept_on_request(tmp_path):
+    data = D.load(write(tmp_path, GOOD.assign(c=1)), "y")
+    D.validate(data, folds=5, constant_columns="keep")  # no error
+    with pytest.raises(D.DataError):
+        D.validate(data, folds=5)
