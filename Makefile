@@ -41,7 +41,8 @@ test: lint browser ## lint, then every test (unit, LocalStack integration, brows
 	@$(PY) -m pytest $(ARGS)
 
 CHECKOV := .local/tools/checkov/bin/checkov
-TEMPLATES := template.yaml template.gradual.yaml infra/bootstrap/template.yaml infra/training-batch.yaml
+TEMPLATES := template.yaml template.gradual.yaml infra/bootstrap/template.yaml infra/training-batch.yaml \
+	infra/frontend.yaml
 
 $(CHECKOV): | $(UV)
 	@echo "[install] checkov into .local/tools/checkov (its pins clash with the project's)" >&2

@@ -101,9 +101,9 @@ def main() -> None:
             results["datasets"][dataset] = compare(dataset, tmp)
         log(f"throughput: {THROUGHPUT_TRIALS} trials of breast cancer with 1 and 2 workers")
         one, two = throughput(1, tmp), throughput(2, tmp)
+        speedup = round(two["trials_per_minute"] / one["trials_per_minute"], 2)
         results["tuning_throughput"] = {"one_worker": one, "two_workers": two,
-                                        "speedup": round(two["trials_per_minute"] / one["trials_per_minute"], 2),
-                                        "cores": os.cpu_count()}
+                                        "speedup": speedup, "cores": os.cpu_count()}
     print(json.dumps(results, indent=2))
 
 

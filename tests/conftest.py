@@ -69,10 +69,12 @@ def trained(stack, tmp_path_factory):
     store = tmp_path_factory.mktemp("mlflow")
     env = aws_env(stack["endpoint"])
     env["MODEL_BUCKET"] = stack["model_bucket"]
+    env["MLFLOW_S3_ENDPOINT_URL"] = stack["endpoint"]  # MLflow's artifacts in the local S3
     result = subprocess.run(
         [sys.executable, "-m", "training", "train",
          "--set", "tuning.n_trials=4", "--set", "tuning.cv_folds=3",
-         "--set", f"mlflow.tracking_uri=sqlite:///{store}/mlflow.db"],
+         "--set", f"mlflow.tracking_uri=sqlite:///{store}/mlflow.db",
+         "--set", f"mlflow.artifact_location=s3://{stack['model_bucket']}/mlflow"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]

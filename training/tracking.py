@@ -20,11 +20,11 @@ LOCAL_STORE = ROOT / ".local" / "mlflow"
 def setup(config: dict[str, Any]) -> str:
     """Point MLflow at the configured store; returns the experiment id."""
     uri = config["mlflow"]["tracking_uri"] or os.environ.get("MLFLOW_TRACKING_URI")
-    artifact_location = None
+    artifact_location = config["mlflow"]["artifact_location"]
     if not uri:
         LOCAL_STORE.mkdir(parents=True, exist_ok=True)
         uri = f"sqlite:///{LOCAL_STORE / 'mlflow.db'}"
-        artifact_location = (LOCAL_STORE / "artifacts").as_uri()
+        artifact_location = artifact_location or (LOCAL_STORE / "artifacts").as_uri()
     mlflow.set_tracking_uri(uri)
     name = config["mlflow"]["experiment"]
     experiment = mlflow.get_experiment_by_name(name)

@@ -4,7 +4,9 @@ The workflow's `run:` scripts are executed as written, with the job's env. What
 differs from an account: AWS_ENDPOINT_URL points at the local cloud, the template
 is template.yaml (LocalStack has no CodeDeploy for the canary that
 template.gradual.yaml adds), and the parameters leave out DeploymentType.
-The image build and push needs Docker and a registry, so it is not run here.
+Not run here: the form's stack (CloudFront is not in LocalStack's community
+edition; the test sets FORM_ORIGIN as that step would), publishing the form
+into it, and the image build and push (Docker and a registry).
 """
 
 import os
@@ -27,7 +29,7 @@ def steps(job: str) -> tuple[dict, dict[str, str]]:
 
 def test_the_staging_job_builds_deploys_and_smoke_tests(cloud):
     job_env, scripts = steps("staging")
-    assert {"render", "build", "deploy", "smoke", "image"} <= set(scripts)
+    assert {"form_stack", "render", "build", "deploy", "smoke", "frontend", "image"} <= set(scripts)
     import deploy
 
     env = {**deploy.local_env(cloud.endpoint), **job_env}
@@ -35,7 +37,8 @@ def test_the_staging_job_builds_deploys_and_smoke_tests(cloud):
         TEMPLATE="template.yaml",
         STACK_NAME="tabular-serverless-workflow",
         AWS_REGION="eu-west-1", AWS_DEFAULT_REGION="eu-west-1",  # samconfig's region
-        EXTRA_DEPLOY_ARGS="--parameter-overrides StageName=v1 ModelName=breast-cancer",
+        PARAMETERS="StageName=v1 ModelName=breast-cancer",  # no DeploymentType: no canary here
+        FORM_ORIGIN="http://127.0.0.1:8799",
         PATH=f"{ROOT / '.local' / 'tools' / 'bin'}{os.pathsep}{os.environ['PATH']}",
     )
     outputs = {}
@@ -48,3 +51,10 @@ def test_the_staging_job_builds_deploys_and_smoke_tests(cloud):
     smoke = outputs["smoke"]
     assert "FAIL" not in smoke
     assert "ok   GET /health" in smoke and "POST /predict says no model yet" in smoke
+    import boto3
+
+    cfn = boto3.client("cloudformation", endpoint_url=cloud.endpoint, region_name="eu-west-1",
+                       aws_access_key_id="test", aws_secret_access_key="test")
+    stack = cfn.describe_stacks(StackName="tabular-serverless-workflow")["Stacks"][0]
+    parameters = {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}
+    assert parameters["AllowedOrigin"] == "http://127.0.0.1:8799"

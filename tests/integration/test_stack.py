@@ -125,3 +125,11 @@ def test_openapi_is_served_over_http(api):
     document = requests.get(f"{url}/openapi.json", timeout=30).json()
     assert set(document["paths"]) == {"/health", "/model", "/predict", "/openapi.json"}
     assert len(document["components"]["schemas"]["Instance"]["required"]) == 30
+
+
+def test_mlflow_artifacts_went_to_s3(stack, trained):
+    s3 = client("s3", stack["endpoint"])
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=stack["model_bucket"], Prefix="mlflow/")
+            .get("Contents", [])]
+    names = {k.rsplit("/", 1)[-1] for k in keys}
+    assert {"confusion_matrix.png", "roc_curve.png", "config.yaml", "summary.json"} <= names

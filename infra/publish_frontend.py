@@ -1,0 +1,47 @@
+"""Publish the form in an account: frontend/ plus its config.json (the API's URL and
+key) to the private bucket that CloudFront serves (infra/frontend.yaml).
+
+    python infra/publish_frontend.py API_STACK FRONTEND_STACK
+
+The API key in config.json identifies and throttles the form's callers through
+the usage plan; it is not a secret (anyone can read a web page's config).
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main() -> int:
+    if len(sys.argv) != 3:
+        raise SystemExit(__doc__)
+    import boto3
+
+    cfn = boto3.client("cloudformation")
+    outputs = {}
+    for name in sys.argv[1:]:
+        stack = cfn.describe_stacks(StackName=name)["Stacks"][0]
+        outputs.update({o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])})
+    key = boto3.client("apigateway").get_api_key(apiKey=outputs["ApiKeyId"], includeValue=True)
+    config = {"api_url": outputs["ApiUrl"].rstrip("/"), "api_key": key["value"]}
+    s3 = boto3.client("s3")
+    bucket = outputs["FrontendBucketName"]
+    for path in sorted((ROOT / "frontend").iterdir()):
+        if path.is_file() and path.name != "config.json":
+            content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+            s3.put_object(Bucket=bucket, Key=path.name, Body=path.read_bytes(), ContentType=content_type,
+                          CacheControl="max-age=300")
+            print(f"uploaded {path.name}")
+    s3.put_object(Bucket=bucket, Key="config.json", Body=json.dumps(config).encode(),
+                  ContentType="application/json", CacheControl="no-store")
+    print(f"uploaded config.json; the form is at {outputs['FormUrl']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
