@@ -7,23 +7,10 @@ import json
 import sys
 import time
 
+from lambda_process import Context, peak_rss_mb
+
 started = time.perf_counter()
 bucket, key = sys.argv[1], sys.argv[2]
-
-
-def peak_rss_mb() -> float:
-    with open("/proc/self/status") as status:  # VmHWM: this process's own peak
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM")
-
-
-class Context:
-    function_name = "bench-batch"
-    memory_limit_in_mb = 1769
-    invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:bench-batch"
-    aws_request_id = "bench"
 
 
 import handlers.batch  # noqa: E402

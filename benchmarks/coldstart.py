@@ -11,26 +11,11 @@ import json
 import sys
 import time
 
+from lambda_process import Context, peak_rss_mb
+
 started = time.perf_counter()
 module_name, event_file = sys.argv[1], sys.argv[2]
 warm = int(sys.argv[4]) if len(sys.argv) > 4 else 0
-
-
-def peak_rss_mb() -> float:
-    # VmHWM, not ru_maxrss: Linux keeps ru_maxrss across fork+exec, so a child
-    # would report its parent's peak
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
-
-
-class Context:
-    function_name = "bench"
-    memory_limit_in_mb = 1024
-    invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:bench"
-    aws_request_id = "bench"
 
 
 def quiet_call(handler, event):
