@@ -135,3 +135,29 @@ def test_constant_columns_can_be_kept_on_request(tmp_path):
     D.validate(data, folds=5, constant_columns="keep")  # no error
     with pytest.raises(D.DataError):
         D.validate(data, folds=5)
+
+
+def test_published_bundles_are_registered_and_the_alias_follows_the_champion(s3, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from training import tracking
+
+    config = small_config(tmp_path, bucket=BUCKET, model_name="bc")
+    first = job.run(config, publish=True, show_progress=False)
+    assert first["promoted"] is True and first["version"] == 1
+    second = job.run(config, publish=True, show_progress=False)
+    assert second["version"] == 2
+    assert second["promoted"] is False  # the same model does not beat itself
+    assert "does not beat" in second["promotion_reason"]
+    client = MlflowClient()
+    versions = {v.tags["bundle_version"]: v for v in client.search_model_versions("name='bc'")}
+    assert set(versions) == {"1", "2"}
+    assert versions["2"].tags["bundle_uri"] == f"s3://{BUCKET}/models/bc/versions/000002/"
+    assert client.get_model_version_by_alias("bc", "champion").tags["bundle_version"] == "1"
+    promotion.promote(s3, BUCKET, "bc", 2, "by hand")
+    tracking.mirror_champion("bc", 2)
+    assert client.get_model_version_by_alias("bc", "champion").tags["bundle_version"] == "2"
+    promotion.rollback(s3, BUCKET, "bc")
+    tracking.mirror_champion("bc", 1)
+    assert bundle.read_champion(s3, BUCKET, "bc")["version"] == 1
+    assert client.get_model_version_by_alias("bc", "champion").tags["bundle_version"] == "1"
