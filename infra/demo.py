@@ -24,9 +24,11 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent.parent / "functions"))
 
 import deploy  # noqa: E402
 import local_cloud  # noqa: E402
+from serving import bundle  # noqa: E402 - the bundle module owns the bucket layout
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL = ROOT / ".local"
@@ -72,15 +74,11 @@ def training_env(outputs: dict) -> dict[str, str]:
     return env
 
 
-def has_champion(outputs: dict) -> bool:
+def has_champion(outputs: dict, name: str = "breast-cancer") -> bool:
     import boto3
 
     s3 = boto3.client("s3", **_client_args(outputs))
-    try:
-        s3.head_object(Bucket=outputs["model_bucket"], Key="models/breast-cancer/champion.json")
-        return True
-    except Exception:
-        return False
+    return bundle.read_champion(s3, outputs["model_bucket"], name) is not None
 
 
 def _client_args(outputs: dict) -> dict:

@@ -10,6 +10,7 @@ and counted, and the model that was serving keeps serving.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -115,8 +116,6 @@ class ChampionCache:
         LOG.info("champion loaded", extra={"model_version": version, "previous_version": previous})
 
     def _read_pointer(self) -> tuple[dict | None, str | None]:
-        import json
-
         kwargs = {"Bucket": self.bucket, "Key": bundle.champion_key(self.name)}
         if self.pointer_etag and self.predictor is not None:
             kwargs["IfNoneMatch"] = self.pointer_etag
