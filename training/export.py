@@ -149,7 +149,7 @@ def export_lightgbm(booster) -> dict[str, np.ndarray]:
     cols = {k: [] for k in ("feature", "threshold", "default_left", "missing_type",
                             "is_categorical", "category_index", "left", "right", "value")}
     category_sets: list[list[int]] = []
-    roots, tree_output, max_depth = [], [], 0
+    roots, max_depth = [], 0
 
     def add(node: dict, depth: int) -> int:
         nonlocal max_depth
@@ -174,9 +174,8 @@ def export_lightgbm(booster) -> dict[str, np.ndarray]:
         cols["right"][index] = add(node["right_child"], depth + 1)
         return index
 
-    for i, tree in enumerate(spec["tree_info"]):
+    for tree in spec["tree_info"]:
         roots.append(add(tree["tree_structure"], 0))
-        tree_output.append(i % n_outputs)
     width = max((max(s) for s in category_sets), default=0) + 1
     sets = np.zeros((max(len(category_sets), 1), width), bool)
     for row, codes in enumerate(category_sets):
@@ -185,7 +184,6 @@ def export_lightgbm(booster) -> dict[str, np.ndarray]:
         "layout": np.array("nodes"),
         "link": np.array(link),
         "roots": np.asarray(roots, np.int32),
-        "tree_output": np.asarray(tree_output, np.int32),
         "feature": np.asarray(cols["feature"], np.int32),
         "threshold": np.asarray(cols["threshold"], np.float64),
         "default_left": np.asarray(cols["default_left"], bool),

@@ -105,8 +105,7 @@ class ObliviousEnsemble:
 class NodeEnsemble:
     """LightGBM trees flattened into one node table; ``roots[t]`` is tree t's first node."""
 
-    roots: np.ndarray  # int32 (T,)
-    tree_output: np.ndarray  # int32 (T,): which raw score (class) a tree adds to
+    roots: np.ndarray  # int32 (T,), in LightGBM's order: tree t adds to raw score t % n_outputs
     feature: np.ndarray  # int32 (N,)
     threshold: np.ndarray  # float64 (N,)
     default_left: np.ndarray  # bool (N,)
@@ -122,10 +121,8 @@ class NodeEnsemble:
     link: str
 
     def __post_init__(self):
-        trees = self.roots.shape[0]
-        if not np.array_equal(self.tree_output, np.arange(trees) % self.n_outputs):
-            # raw() sums trees per output with one reshape, which needs LightGBM's order
-            raise ValueError("trees must be in iteration order: tree t adds to output t % K")
+        if self.roots.shape[0] % self.n_outputs:
+            raise ValueError("the tree count must be a multiple of the outputs (a tree per class per round)")
         # children[node] = (right, left): one gather per level picks the next node
         children = np.stack([self.right, self.left], axis=1).astype(np.intp)
         object.__setattr__(self, "_children_flat", children.ravel())
@@ -197,7 +194,6 @@ def load_ensemble(arrays: dict[str, np.ndarray]) -> ObliviousEnsemble | NodeEnse
     if layout == "nodes":
         return NodeEnsemble(
             roots=arrays["roots"].astype(np.int32),
-            tree_output=arrays["tree_output"].astype(np.int32),
             feature=arrays["feature"].astype(np.int32),
             threshold=arrays["threshold"].astype(np.float64),
             default_left=arrays["default_left"].astype(bool),

@@ -14,6 +14,10 @@ from serving.schema import FeatureSchema
 class Predictor:
     def __init__(self, bundle: Bundle, unknown_category: str = "reject") -> None:
         self.bundle = bundle
+        width = int(bundle.arrays["n_features"])
+        if width != len(bundle.feature_schema):
+            raise ValueError(f"the model reads {width} features but its schema lists "
+                             f"{len(bundle.feature_schema)}")
         self.ensemble = load_ensemble(bundle.arrays)
         self.schema = FeatureSchema(bundle.feature_schema, unknown_category=unknown_category)
         self.classes = list(bundle.classes)

@@ -1,7 +1,6 @@
 """The API handler, called with API Gateway events as `sam local generate-event` makes them."""
 
 import base64
-import copy
 import importlib
 import json
 from dataclasses import dataclass
@@ -219,7 +218,7 @@ def test_the_events_are_in_the_sam_cli_shape():
     e = event("predict")
     assert e["isBase64Encoded"] is True
     assert json.loads(base64.b64decode(e["body"]))["instances"]
-    assert copy.deepcopy(e)["requestContext"]["resourcePath"] == "/predict"
+    assert e["requestContext"]["resourcePath"] == "/predict"
 
 
 def test_openapi_describes_every_route_and_the_models_features(api, s3):
@@ -240,3 +239,15 @@ def test_openapi_describes_every_route_and_the_models_features(api, s3):
     assert document["paths"]["/predict"]["post"]["security"] == [{"ApiKey": []}]
     label = document["components"]["schemas"]["PredictResponse"]["properties"]["predictions"]
     assert label["items"]["properties"]["label"]["enum"] == model.classes
+
+
+def test_a_bundle_whose_model_and_schema_disagree_is_refused(api, s3):
+    model = trained()
+    publish(s3, model)
+    assert api(event("predict"))[0] == 200
+    wrong = dict(model.manifest_fields(), feature_schema=model.schema[:-1])
+    manifest = bundle.publish(s3, BUCKET, "breast-cancer", model.arrays, wrong)
+    bundle.set_champion(s3, BUCKET, "breast-cancer", manifest["version"], "mismatched")
+    status, health, _ = api(event("health"))
+    assert status == 200 and health["model"]["version"] == 1
+    assert "reads 30 features but its schema lists 29" in health["last_load_failure"]["reason"]
