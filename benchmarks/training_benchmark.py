@@ -44,7 +44,9 @@ def compare(dataset: str, tmp: Path) -> dict:
     started = time.monotonic()
     summary = job.run(config, publish=False, show_progress=False)
     tuned_seconds = time.monotonic() - started
-    _, schema, X_train, X_test, y_train, y_test = job.prepare(config)
+    prepared = job.prepare(config)
+    schema, X_train, X_test = prepared.schema, prepared.X_train, prepared.X_test
+    y_train, y_test = prepared.y_train, prepared.y_test
     classes = sorted(y_train.unique())
     folds = StratifiedKFold(n_splits=config["tuning"]["cv_folds"], shuffle=True,
                             random_state=config["seed"])

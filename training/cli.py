@@ -107,11 +107,9 @@ def _tune_worker(config):
 
     if not config["tuning"]["storage"]:
         raise SystemExit("a tuning worker needs a shared study: --set tuning.storage=URL")
-    dataset, schema, X_train, _X_test, y_train, _y_test = job.prepare(config)
-    name = config["model_name"] or dataset.name
-    study = tune.create_study(config, config["tuning"]["study_name"] or f"{name}-{config['seed']}",
-                              worker=True)
-    tune.optimize(study, config, X_train, y_train, schema, dataset.classes)
+    prepared = job.prepare(config)
+    study = tune.create_study(config, job.study_name(config, prepared), worker=True)
+    tune.optimize(study, config, prepared.X_train, prepared.y_train, prepared.schema, prepared.classes)
     return {"study": study.study_name, "trials": len(study.trials)}
 
 

@@ -1,7 +1,9 @@
-"""Turn fitted CatBoost / LightGBM models into the arrays that serving evaluates.
+"""Turn fitted CatBoost / LightGBM models into the served form of a model.
 
-The arrays are read by ``serving.ensemble``; ``check_exactness`` compares its
-probabilities with the native library's on real rows before anything is published.
+The form is declared in ``serving.model_format``: the arrays are written through
+its ``pack``, which checks them. ``check_exactness`` compares what the served form
+answers (``serving.bundle.served_predictions``) with the native library's answer
+on real rows before anything is published.
 """
 
 from __future__ import annotations
@@ -12,24 +14,19 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from serving.ensemble import (
-    MISSING_CATEGORY_CODE,
-    MISSING_NAN,
-    MISSING_NONE,
-    MISSING_ZERO,
-    load_ensemble,
-)
+from serving import bundle, model_format
+from serving.model_format import MISSING_CATEGORY_CODE, MISSING_NAN, MISSING_NONE, MISSING_ZERO
 
 from training.data import MISSING_CATEGORY, categorical_columns
 
-MAX_ABS_PROBABILITY_DIFFERENCE = 1e-9
+MAX_ABS_DIFFERENCE = 1e-9  # served vs native: probabilities, or values relative to their size
 
 
 class ExportError(ValueError):
     pass
 
 
-def export_catboost(model, schema: list[dict], example: pd.DataFrame) -> dict[str, np.ndarray]:
+def export_catboost(model, schema: list[dict], example: pd.DataFrame, task: str) -> dict[str, np.ndarray]:
     """CatBoost symmetric trees → the ``oblivious`` layout.
 
     ``example`` is one row in CatBoost's input form (``training.data.for_catboost``).
@@ -77,19 +74,11 @@ def export_catboost(model, schema: list[dict], example: pd.DataFrame) -> dict[st
                 )
         own = 2 ** len(tree["splits"])
         leaves[t, :own] = np.asarray(tree["leaf_values"], np.float64).reshape(own, n_outputs)
-    return {
-        "layout": np.array("oblivious"),
-        "link": np.array("sigmoid" if n_outputs == 1 else "softmax"),
-        "features": features,
-        "borders": borders,
-        "nan_goes_right": nan_right,
-        "is_equal": is_equal,
-        "equal_code": equal_code,
-        "leaf_values": leaves,
-        "scale": np.float64(scale),
-        "bias": np.asarray(bias, np.float64),
-        "n_features": np.int32(len(schema)),
-    }
+    return model_format.pack(
+        "oblivious", task, n_features=len(model.feature_names_), n_outputs=n_outputs,
+        features=features, borders=borders, nan_goes_right=nan_right, is_equal=is_equal,
+        equal_code=equal_code, leaf_values=leaves, scale=scale, bias=bias,
+    )
 
 
 def _catboost_category_codes(model, schema, example, cat_features, trees):
@@ -141,9 +130,9 @@ def export_lightgbm(booster) -> dict[str, np.ndarray]:
         sigmoid = float(spec["objective"].split("sigmoid:")[1].split()[0])
         if sigmoid != 1.0:
             raise ExportError("LightGBM binary models with sigmoid != 1 are not supported")
-        link = "sigmoid"
+        task = "binary"
     elif objective in ("multiclass", "softmax"):
-        link = "softmax"
+        task = "multiclass"
     else:
         raise ExportError(f"LightGBM objective {objective!r} is not a classifier")
     cols = {k: [] for k in ("feature", "threshold", "default_left", "missing_type",
@@ -180,33 +169,20 @@ def export_lightgbm(booster) -> dict[str, np.ndarray]:
     sets = np.zeros((max(len(category_sets), 1), width), bool)
     for row, codes in enumerate(category_sets):
         sets[row, codes] = True
-    return {
-        "layout": np.array("nodes"),
-        "link": np.array(link),
-        "roots": np.asarray(roots, np.int32),
-        "feature": np.asarray(cols["feature"], np.int32),
-        "threshold": np.asarray(cols["threshold"], np.float64),
-        "default_left": np.asarray(cols["default_left"], bool),
-        "missing_type": np.asarray(cols["missing_type"], np.int8),
-        "is_categorical": np.asarray(cols["is_categorical"], bool),
-        "category_index": np.asarray(cols["category_index"], np.int32),
-        "category_sets": sets,
-        "left": np.asarray(cols["left"], np.int32),
-        "right": np.asarray(cols["right"], np.int32),
-        "value": np.asarray(cols["value"], np.float64),
-        "max_depth": np.int32(max_depth),
-        "n_outputs": np.int32(n_outputs),
-        "n_features": np.int32(booster.num_feature()),
-    }
+    return model_format.pack(
+        "nodes", task, n_features=booster.num_feature(), n_outputs=n_outputs,
+        category_sets=sets, max_depth=max_depth, **{name: values for name, values in cols.items()},
+        roots=roots,
+    )
 
 
-def check_exactness(arrays: dict[str, np.ndarray], X: np.ndarray, native_proba: np.ndarray) -> float:
-    """Max |served - native| probability on X; raises when over the bar."""
-    served = load_ensemble(arrays).predict_proba(np.asarray(X, np.float64))
-    difference = float(np.max(np.abs(served - native_proba)))
-    if not difference <= MAX_ABS_PROBABILITY_DIFFERENCE:
+def check_exactness(arrays: dict[str, np.ndarray], X: np.ndarray, native: np.ndarray) -> float:
+    """Max |served - native| on rows X (probabilities, or values); raises when over the bar."""
+    served = bundle.served_predictions(arrays, X)
+    difference = float(np.max(np.abs(served - native)))
+    if not difference <= MAX_ABS_DIFFERENCE:
         raise ExportError(
-            f"served probabilities differ from the native model's by {difference:.3g} "
-            f"(limit {MAX_ABS_PROBABILITY_DIFFERENCE:g}): not publishing"
+            f"the served form differs from the native model by {difference:.3g} "
+            f"(limit {MAX_ABS_DIFFERENCE:g}): not publishing"
         )
     return difference

@@ -24,16 +24,22 @@ class Fitted:
     model: Any
     best_rounds: int
 
-    def predict_proba(self, X: pd.DataFrame, schema) -> np.ndarray:
+    def predict(self, X: pd.DataFrame, schema) -> np.ndarray:
+        """The native library's answer in the served form's space: class probabilities."""
         return self.model.predict_proba(frame(self.family, X, schema))
 
     @property
     def classes(self) -> list[str]:
         return [str(c) for c in self.model.classes_]
 
+    @property
+    def task(self) -> str:
+        return "binary" if len(self.classes) == 2 else "multiclass"
+
     def export(self, X: pd.DataFrame, schema) -> dict[str, np.ndarray]:
+        """The served form (``serving.model_format``); ``X`` gives CatBoost a row to probe."""
         if self.family == "catboost":
-            return export_catboost(self.model, schema, frame("catboost", X.iloc[:1], schema))
+            return export_catboost(self.model, schema, frame("catboost", X.iloc[:1], schema), self.task)
         return export_lightgbm(self.model.booster_)
 
     def native_file(self) -> tuple[str, bytes]:

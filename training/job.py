@@ -1,6 +1,11 @@
 """The training job: data → tuned model → checked bundle in S3 → promotion gate.
 
     python -m training train [--config FILE] [--set key=value ...]
+
+``run`` is the job, one named step after another; each step is a function of
+its own that a test can call alone:
+
+    prepare → tune_study → refit → evaluate → export_and_check → build_manifest → publish_version → gate
 """
 
 from __future__ import annotations
@@ -9,27 +14,220 @@ import json
 import logging
 import os
 import subprocess
-import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
+import numpy as np
+import pandas as pd
 from serving import bundle
 from sklearn.model_selection import train_test_split
 
 from training import data as D
-from training import evaluate, families, promotion, tracking, tune
+from training import evaluate as E
+from training import families, promotion, tracking, tune
 from training.export import check_exactness
 
 LOG = logging.getLogger("training")
 EXAMPLES = 20  # held-out rows shipped in the manifest for clients ("fill with an example")
 
 
+@dataclass
+class Prepared:
+    """The data, split and described: what every later step works on."""
+
+    dataset: D.Dataset
+    schema: list[dict[str, Any]]
+    X_train: pd.DataFrame
+    X_test: pd.DataFrame
+    y_train: pd.Series
+    y_test: pd.Series
+    name: str  # the model's name in the bucket
+
+    @property
+    def classes(self) -> list[str]:
+        return self.dataset.classes
+
+
+@dataclass
+class Refit:
+    """The study's best configuration, fitted on all the training rows."""
+
+    family: str
+    params: dict[str, Any]
+    rounds: int
+    fitted: families.Fitted
+    cv_score: float
+    cv_folds: list[float] | None
+    best_trial: int
+
+
+@dataclass
+class Evaluation:
+    """The refit model on the held-out rows: its native answers and their metrics."""
+
+    output: np.ndarray  # class probabilities from the native library
+    metrics: dict[str, Any]
+
+
 def s3_client():
     import boto3
 
     return boto3.client("s3")
+
+
+def prepare(config: dict[str, Any], s3=None) -> Prepared:
+    """Load, validate and split the data; infer the schema."""
+    dataset = D.load(config["dataset"], config["target"], s3_client=s3)
+    D.validate(dataset, config["tuning"]["cv_folds"], config["constant_columns"])
+    X_train, X_test, y_train, y_test = train_test_split(
+        dataset.X, dataset.y, test_size=config["test_size"], stratify=dataset.y,
+        random_state=config["seed"],
+    )
+    schema = D.infer_schema(dataset.X)
+    LOG.info("data %s: %d rows (%d train, %d held out), %d features, classes %s",
+             dataset.name, len(dataset.X), len(X_train), len(X_test), len(schema), dataset.classes)
+    return Prepared(dataset, schema, X_train, X_test, y_train, y_test,
+                    name=bundle.check_name(config["model_name"] or dataset.name))
+
+
+def study_name(config: dict[str, Any], prepared: Prepared) -> str:
+    return config["tuning"]["study_name"] or f"{prepared.name}-{config['seed']}"
+
+
+def tune_study(config: dict[str, Any], prepared: Prepared, on_trial=None, show_progress: bool = True):
+    """The Optuna study over both families, run for this job's share of trials."""
+    study = tune.create_study(config, study_name(config, prepared))
+    tune.optimize(study, config, prepared.X_train, prepared.y_train, prepared.schema, prepared.classes,
+                  on_trial=on_trial, show_progress=show_progress)
+    return study
+
+
+def refit(config: dict[str, Any], prepared: Prepared, study) -> Refit:
+    """The best trial's family and parameters, fitted on every training row."""
+    best = study.best_trial
+    family, params = families.params_from_trial(best.params)
+    rounds = int(best.user_attrs.get("rounds", config["tuning"]["max_rounds"]))
+    LOG.info("best trial %d: %s cv %s=%.4f, refit with %d rounds",
+             best.number, family, config["tuning"]["metric"], best.value, rounds)
+    fitted = families.fit(family, params, prepared.X_train, prepared.y_train, prepared.schema,
+                          seed=config["seed"], threads=config["tuning"]["threads"], rounds=rounds)
+    if fitted.classes != prepared.classes:  # the served probability columns follow `classes`
+        raise RuntimeError(f"model classes {fitted.classes} differ from the data's {prepared.classes}")
+    return Refit(family, params, rounds, fitted, float(best.value), best.user_attrs.get("fold_scores"),
+                 best.number)
+
+
+def evaluate(prepared: Prepared, model: Refit) -> Evaluation:
+    """The native model's answers on the held-out rows, and their metrics."""
+    output = model.fitted.predict(prepared.X_test, prepared.schema)
+    return Evaluation(output, E.metrics(prepared.y_test, output, prepared.classes))
+
+
+def export_and_check(prepared: Prepared, model: Refit, evaluation: Evaluation) -> tuple[dict, float]:
+    """The served form, and its largest difference from the native answers on the held-out rows."""
+    arrays = model.fitted.export(prepared.X_train, prepared.schema)
+    exact = check_exactness(arrays, D.to_matrix(prepared.X_test, prepared.schema), evaluation.output)
+    LOG.info("served form matches the native model: max |Δ| = %.2e on %d held-out rows",
+             exact, len(prepared.X_test))
+    return arrays, exact
+
+
+def build_manifest(config: dict[str, Any], prepared: Prepared, model: Refit, evaluation: Evaluation,
+                   exactness: float, lineage: dict[str, Any]) -> dict[str, Any]:
+    """What a version says about itself, beyond what ``bundle.publish`` adds (version, files)."""
+    import catboost
+    import lightgbm
+
+    library = catboost if model.family == "catboost" else lightgbm
+    dataset, X_test = prepared.dataset, prepared.X_test
+    return {
+        "framework": {"family": model.family, "library_version": library.__version__,
+                      "served_as": "serving.ensemble (numpy)",
+                      "native_file": model.fitted.native_file()[0]},
+        "feature_schema": prepared.schema,
+        "classes": prepared.classes,
+        "metrics": {"test": evaluation.metrics,
+                    "cv": {"metric": config["tuning"]["metric"], "score": model.cv_score,
+                           "folds": model.cv_folds}},
+        "hyperparameters": {**model.params, "rounds": model.rounds},
+        "exactness": {"max_abs_difference": exactness, "rows": len(X_test)},
+        "lineage": {
+            "dataset": dataset.name, "source": dataset.source, "data_sha256": dataset.sha256(),
+            "rows": len(dataset.X), "rows_train": len(prepared.X_train), "rows_test": len(X_test),
+            "test_size": config["test_size"], "seed": config["seed"], "git_revision": _git_revision(),
+            "best_trial": model.best_trial, **lineage,
+        },
+        "examples": [
+            {"label": label, "instance": instance}
+            for label, instance in zip(prepared.y_test.iloc[:EXAMPLES].tolist(),
+                                       D.to_instances(X_test.iloc[:EXAMPLES], prepared.schema), strict=True)
+        ],
+    }
+
+
+def publish_version(s3, bucket: str, prepared: Prepared, model: Refit, arrays: dict,
+            manifest_fields: dict[str, Any]) -> dict[str, Any]:
+    """A new immutable version in the bucket, with the native model beside the served one."""
+    native_name, native_bytes = model.fitted.native_file()
+    manifest = bundle.publish(s3, bucket, prepared.name, arrays, manifest_fields,
+                              {native_name: native_bytes}, progress=LOG.info)
+    LOG.info("published %s v%d at s3://%s/%s", prepared.name, manifest["version"], bucket,
+             bundle.version_prefix(prepared.name, manifest["version"]))
+    return manifest
+
+
+def gate(config: dict[str, Any], s3, bucket: str, prepared: Prepared, evaluation: Evaluation,
+         version: int) -> promotion.Decision:
+    """Promote the new version only if it beats the champion on the same held-out rows."""
+    settings = config["promotion"]
+    score = E.score(settings["metric"], prepared.y_test, evaluation.output, prepared.classes)
+    decision = promotion.decide(s3, bucket, prepared.name, settings["metric"],
+                                float(settings["min_improvement"]), score, prepared.X_test, prepared.y_test)
+    if decision.promote:
+        promotion.promote(s3, bucket, prepared.name, version, decision.reason)
+        tracking.mirror_champion(prepared.name, version)
+    LOG.info("%s: %s", "promoted to champion" if decision.promote else "kept as candidate", decision.reason)
+    return decision
+
+
+def run(config: dict[str, Any], publish: bool = True, show_progress: bool = True) -> dict[str, Any]:
+    started = time.monotonic()
+    bucket = config["bucket"] or os.environ.get("MODEL_BUCKET")
+    if publish and not bucket:
+        raise SystemExit("no model bucket: set MODEL_BUCKET or --set bucket=NAME")
+    s3 = s3_client() if (publish or str(config["dataset"]).startswith("s3://")) else None
+    prepared = prepare(config, s3)
+    experiment_id = tracking.setup(config)
+    with tracking.job_run(experiment_id, config, prepared) as run_id:
+        study = tune_study(config, prepared, show_progress=show_progress,
+                           on_trial=lambda _study, trial: tracking.log_trial(run_id, experiment_id, trial))
+        model = refit(config, prepared, study)
+        evaluation = evaluate(prepared, model)
+        tracking.log_evaluation(prepared, model, evaluation, study)
+        arrays, exactness = export_and_check(prepared, model, evaluation)
+        tracking.log_exactness(exactness)
+        summary: dict[str, Any] = {
+            "model_name": prepared.name, "family": model.family, "cv_score": model.cv_score,
+            "metric": config["tuning"]["metric"], "mlflow_run_id": run_id, "study": study.study_name,
+            "test_metrics": {k: v for k, v in evaluation.metrics.items() if k != "per_class"},
+            "trials": len(study.trials),
+        }
+        if publish:
+            fields = build_manifest(config, prepared, model, evaluation, exactness,
+                                    {"mlflow_run_id": run_id, "optuna_study": study.study_name})
+            manifest = publish_version(s3, bucket, prepared, model, arrays, fields)
+            version = manifest["version"]
+            bundle_uri = f"s3://{bucket}/{bundle.version_prefix(prepared.name, version)}"
+            registered = tracking.register(prepared.name, run_id, bundle_uri, version,
+                                           {"family": model.family})
+            decision = gate(config, s3, bucket, prepared, evaluation, version)
+            summary.update(version=version, bundle_uri=bundle_uri, registered_version=registered,
+                           promoted=decision.promote, promotion_reason=decision.reason)
+        summary["seconds"] = round(time.monotonic() - started, 1)
+        tracking.log_summary(summary)
+    return summary
 
 
 def _git_revision() -> str | None:
@@ -43,142 +241,6 @@ def _git_revision() -> str | None:
         return None
 
 
-def prepare(config: dict[str, Any], s3=None):
-    """Load, validate and split the data; infer the schema."""
-    dataset = D.load(config["dataset"], config["target"], s3_client=s3)
-    D.validate(dataset, config["tuning"]["cv_folds"], config["constant_columns"])
-    X_train, X_test, y_train, y_test = train_test_split(
-        dataset.X, dataset.y, test_size=config["test_size"], stratify=dataset.y,
-        random_state=config["seed"],
-    )
-    schema = D.infer_schema(dataset.X)
-    LOG.info("data %s: %d rows (%d train, %d held out), %d features, classes %s",
-             dataset.name, len(dataset.X), len(X_train), len(X_test), len(schema), dataset.classes)
-    return dataset, schema, X_train, X_test, y_train, y_test
-
-
-def run(config: dict[str, Any], publish: bool = True, show_progress: bool = True) -> dict[str, Any]:
-    started = time.monotonic()
-    bucket = config["bucket"] or os.environ.get("MODEL_BUCKET")
-    if publish and not bucket:
-        raise SystemExit("no model bucket: set MODEL_BUCKET or --set bucket=NAME")
-    s3 = s3_client() if (publish or str(config["dataset"]).startswith("s3://")) else None
-    dataset, schema, X_train, X_test, y_train, y_test = prepare(config, s3)
-    name = config["model_name"] or dataset.name
-    classes = dataset.classes
-    metric = config["tuning"]["metric"]
-    study_name = config["tuning"]["study_name"] or f"{name}-{config['seed']}"
-
-    experiment_id = tracking.setup(config)
-    import mlflow
-
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"train-{name}") as parent:
-        run_id = parent.info.run_id
-        mlflow.set_tags({"dataset": dataset.name, "data_sha256": dataset.sha256(), "job": "train"})
-        mlflow.log_params({"dataset": config["dataset"], "metric": metric, "seed": config["seed"],
-                           "n_trials": config["tuning"]["n_trials"], "cv_folds": config["tuning"]["cv_folds"],
-                           "rows_train": len(X_train), "rows_test": len(X_test)})
-        mlflow.log_text(yaml.safe_dump(config, sort_keys=False), "config.yaml")
-
-        study = tune.create_study(config, study_name)
-        tune.optimize(
-            study, config, X_train, y_train, schema, classes,
-            on_trial=lambda _study, trial: tracking.log_trial(run_id, experiment_id, trial),
-            show_progress=show_progress,
-        )
-        best = study.best_trial
-        family, params = families.params_from_trial(best.params)
-        rounds = int(best.user_attrs.get("rounds", config["tuning"]["max_rounds"]))
-        LOG.info("best trial %d: %s cv %s=%.4f, refit with %d rounds",
-                 best.number, family, metric, best.value, rounds)
-
-        fitted = families.fit(family, params, X_train, y_train, schema, seed=config["seed"],
-                              threads=config["tuning"]["threads"], rounds=rounds)
-        if fitted.classes != classes:  # the served probability columns follow `classes`
-            raise RuntimeError(f"model classes {fitted.classes} differ from the data's {classes}")
-        proba = fitted.predict_proba(X_test, schema)
-        test_metrics = evaluate.metrics(y_test, proba, classes)
-        mlflow.log_params({"family": family, "rounds": rounds, **{f"best_{k}": v for k, v in params.items()}})
-        mlflow.log_metrics({f"test_{k}": v for k, v in test_metrics.items() if isinstance(v, float)})
-        mlflow.log_metric("cv_best", best.value)
-        mlflow.log_dict(test_metrics, "test_metrics.json")
-        importance = fitted.feature_importance([f["name"] for f in schema])
-        with tempfile.TemporaryDirectory() as tmp:
-            for path in evaluate.pictures(Path(tmp), y_test, proba, classes, importance, study):
-                mlflow.log_artifact(str(path), "plots")
-
-        arrays = fitted.export(X_train, schema)
-        exact = check_exactness(arrays, D.to_matrix(X_test, schema), proba)
-        mlflow.log_metric("served_max_abs_probability_difference", exact)
-        LOG.info("served form matches the native model: max |Δp| = %.2e on %d held-out rows",
-                 exact, len(X_test))
-        summary: dict[str, Any] = {
-            "model_name": name, "family": family, "cv_score": best.value, "metric": metric,
-            "test_metrics": {k: v for k, v in test_metrics.items() if k != "per_class"},
-            "mlflow_run_id": run_id, "study": study_name, "trials": len(study.trials),
-        }
-        if not publish:
-            summary["seconds"] = round(time.monotonic() - started, 1)
-            return summary
-
-        native_name, native_bytes = fitted.native_file()
-        import catboost
-        import lightgbm
-
-        manifest_fields = {
-            "framework": {
-                "family": family,
-                "library": family,
-                "library_version": (catboost if family == "catboost" else lightgbm).__version__,
-                "served_as": "serving.ensemble (numpy)",
-                "native_file": native_name,
-            },
-            "feature_schema": schema,
-            "classes": classes,
-            "metrics": {"test": test_metrics, "cv": {"metric": metric, "score": best.value,
-                                                       "folds": best.user_attrs.get("fold_scores")}},
-            "hyperparameters": {**params, "rounds": rounds},
-            "exactness": {"max_abs_probability_difference": exact, "rows": len(X_test)},
-            "lineage": {
-                "dataset": dataset.name, "source": dataset.source, "data_sha256": dataset.sha256(),
-                "rows": len(dataset.X), "rows_train": len(X_train), "rows_test": len(X_test),
-                "test_size": config["test_size"], "seed": config["seed"], "git_revision": _git_revision(),
-                "mlflow_run_id": run_id, "optuna_study": study_name, "best_trial": best.number,
-            },
-            "examples": [
-                {"label": label, "instance": instance}
-                for label, instance in zip(
-                    y_test.iloc[:EXAMPLES].tolist(), D.to_instances(X_test.iloc[:EXAMPLES], schema),
-                    strict=True,
-                )
-            ],
-        }
-        manifest = bundle.publish(s3, bucket, name, arrays, manifest_fields,
-                                  {native_name: native_bytes}, progress=LOG.info)
-        version = manifest["version"]
-        bundle_uri = f"s3://{bucket}/{bundle.version_prefix(name, version)}"
-        LOG.info("published %s v%d at %s", name, version, bundle_uri)
-        registered = tracking.register(name, run_id, bundle_uri, version, {"family": family})
-        mlflow.set_tags({"bundle_uri": bundle_uri, "bundle_version": str(version)})
-
-        gate = config["promotion"]
-        challenger_score = evaluate.score(gate["metric"], y_test, proba, classes)
-        decision = promotion.decide(s3, bucket, name, gate["metric"], float(gate["min_improvement"]),
-                                    challenger_score, X_test, y_test)
-        if decision.promote:
-            promotion.promote(s3, bucket, name, version, decision.reason)
-            tracking.mirror_champion(name, version)
-        mlflow.set_tags({"promoted": str(decision.promote), "promotion_reason": decision.reason})
-        LOG.info("%s: %s", "promoted to champion" if decision.promote else "kept as candidate",
-                 decision.reason)
-        summary.update(
-            version=version, bundle_uri=bundle_uri, registered_version=registered,
-            promoted=decision.promote, promotion_reason=decision.reason,
-            seconds=round(time.monotonic() - started, 1),
-        )
-        mlflow.log_dict(summary, "summary.json")
-    return summary
-
-
 def print_json(document: Any) -> None:
     print(json.dumps(document, indent=2, default=str))
+

@@ -13,7 +13,6 @@ from typing import Any
 
 import pandas as pd
 from serving import bundle
-from serving.ensemble import load_ensemble
 
 from training import data as D
 from training import evaluate
@@ -43,7 +42,7 @@ def decide(
             False, f"champion v{champion.version} uses features this data lacks ({missing[:5]}); "
             "promote by hand if intended", challenger_score, champion.version,
         )
-    proba = load_ensemble(champion.arrays).predict_proba(D.to_matrix(X_test, schema))
+    proba = bundle.served_predictions(champion.arrays, D.to_matrix(X_test, schema))
     champion_score = evaluate.score(metric, y_test, proba, [str(c) for c in champion.classes])
     wins = evaluate.better(metric, challenger_score, champion_score, margin)
     verdict = "beats" if wins else "does not beat"

@@ -6,7 +6,10 @@ and, for S3 artifacts on LocalStack, ``MLFLOW_S3_ENDPOINT_URL`` are honoured.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,50 @@ def setup(config: dict[str, Any]) -> str:
     if experiment is None:
         return mlflow.create_experiment(name, artifact_location=artifact_location)
     return experiment.experiment_id
+
+
+@contextlib.contextmanager
+def job_run(experiment_id: str, config: dict[str, Any], prepared) -> Iterator[str]:
+    """The job's parent run, with its data lineage and resolved config; yields the run id."""
+    import yaml
+
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"train-{prepared.name}") as parent:
+        mlflow.set_tags({"dataset": prepared.dataset.name, "data_sha256": prepared.dataset.sha256(),
+                         "job": "train"})
+        tuning = config["tuning"]
+        mlflow.log_params({"dataset": config["dataset"], "metric": tuning["metric"], "seed": config["seed"],
+                           "n_trials": tuning["n_trials"], "cv_folds": tuning["cv_folds"],
+                           "rows_train": len(prepared.X_train), "rows_test": len(prepared.X_test)})
+        mlflow.log_text(yaml.safe_dump(config, sort_keys=False), "config.yaml")
+        yield parent.info.run_id
+
+
+def log_evaluation(prepared, model, evaluation, study) -> None:
+    """The refit's parameters, held-out metrics and pictures."""
+    from training import evaluate
+
+    mlflow.log_params({"family": model.family, "rounds": model.rounds,
+                       **{f"best_{k}": v for k, v in model.params.items()}})
+    mlflow.log_metrics({f"test_{k}": v for k, v in evaluation.metrics.items() if isinstance(v, float)})
+    mlflow.log_metric("cv_best", model.cv_score)
+    mlflow.log_dict(evaluation.metrics, "test_metrics.json")
+    importance = model.fitted.feature_importance([f["name"] for f in prepared.schema])
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in evaluate.pictures(Path(tmp), prepared.y_test, evaluation.output, prepared.classes,
+                                      importance, study):
+            mlflow.log_artifact(str(path), "plots")
+
+
+def log_exactness(max_abs_difference: float) -> None:
+    mlflow.log_metric("served_max_abs_difference", max_abs_difference)
+
+
+def log_summary(summary: dict[str, Any]) -> None:
+    if "bundle_uri" in summary:
+        mlflow.set_tags({"bundle_uri": summary["bundle_uri"], "bundle_version": str(summary["version"]),
+                         "promoted": str(summary["promoted"]),
+                         "promotion_reason": summary["promotion_reason"]})
+    mlflow.log_dict(summary, "summary.json")
 
 
 def log_trial(parent_run_id: str, experiment_id: str, trial) -> None:

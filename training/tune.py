@@ -84,7 +84,7 @@ def objective(config: dict[str, Any], X: pd.DataFrame, y: pd.Series, schema, cla
                 eval_set=(X.iloc[valid_idx], y.iloc[valid_idx]),
                 early_stopping_rounds=tuning["early_stopping_rounds"],
             )
-            proba = fitted.predict_proba(X.iloc[valid_idx], schema)
+            proba = fitted.predict(X.iloc[valid_idx], schema)
             scores.append(evaluate.score(tuning["metric"], y.iloc[valid_idx], proba, classes))
             rounds.append(fitted.best_rounds)
             trial.report(float(np.mean(scores)), step=k)

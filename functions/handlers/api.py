@@ -2,10 +2,14 @@
 
 Thin on purpose: parse, call ``serving``, answer. The champion is loaded on
 the first request of a container and re-checked every CHAMPION_REFRESH_SECONDS.
+Route functions are plain functions registered from one table (``ROUTES``), so
+that /openapi.json describes exactly what is served.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import time
 
 import orjson
@@ -24,26 +28,11 @@ logger = Logger(service="predict")
 metrics = Metrics(namespace="TabularServerless", service="predict")
 
 cors = (
-    CORSConfig(
-        allow_origin=settings.allowed_origin,
-        allow_headers=["Content-Type", "X-Api-Key"],
-        max_age=600,
-    )
+    CORSConfig(allow_origin=settings.allowed_origin, allow_headers=["Content-Type", "X-Api-Key"], max_age=600)
     if settings.allowed_origin
     else None
 )
 app = APIGatewayRestResolver(cors=cors)
-
-# One table of routes: the resolver registers them and /openapi.json describes them.
-HEALTH = openapi.Route("GET", "/health", "Whether a model is being served, and which")
-MODEL = openapi.Route("GET", "/model", "The champion: feature schema, classes, metrics, lineage")
-PREDICT = openapi.Route("POST", "/predict", "Class probabilities for one or many rows", api_key=True)
-OPENAPI = openapi.Route("GET", "/openapi.json", "This document")
-ROUTES = [HEALTH, MODEL, PREDICT, OPENAPI]
-
-
-def route(spec: openapi.Route):
-    return app.route(spec.path, method=spec.method)
 
 
 def _s3_client():
@@ -67,17 +56,14 @@ champion = ChampionCache(
 
 
 def _json(status: int, body: dict) -> Response:
-    return Response(status_code=status, content_type="application/json",
-                    body=orjson.dumps(body).decode())
+    return Response(status_code=status, content_type="application/json", body=orjson.dumps(body).decode())
 
 
-@route(HEALTH)
 def health() -> Response:
     status = champion.status()
     return _json(200 if status["status"] == "ok" else 503, status)
 
 
-@route(MODEL)
 def model() -> Response:
     predictor = champion.current()
     if predictor is None:
@@ -85,62 +71,78 @@ def model() -> Response:
     return _json(200, predictor.describe())
 
 
-@route(PREDICT)
-def predict() -> Response:
-    event = app.current_event
-    content_type = (event.headers or {}).get("content-type") or (event.headers or {}).get(
-        "Content-Type", ""
-    )
+def request_body(event) -> object:
+    """The JSON body of a request, or a RequestError saying what is wrong with it."""
+    headers = event.headers or {}
+    content_type = headers.get("content-type") or headers.get("Content-Type") or ""
     if content_type.split(";")[0].strip().lower() != "application/json":
         raise RequestError(415, "send the request as Content-Type: application/json")
-    raw = event.decoded_body or ""
+    text = event.body or ""
+    if event.is_base64_encoded:
+        try:
+            raw = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise RequestError(400, "the body is not valid base64") from None
+    else:  # lone surrogates survive to orjson, which names them
+        raw = text.encode("utf-8", "surrogatepass")
     if len(raw) > settings.max_body_bytes:
         raise RequestError(413, f"the body is over {settings.max_body_bytes} bytes")
     try:
-        body = orjson.loads(raw)  # strict JSON: NaN and Infinity are refused
+        # strict JSON in UTF-8: NaN, Infinity and invalid bytes are refused
+        return orjson.loads(raw)
     except orjson.JSONDecodeError as error:
         raise RequestError(400, f"the body is not valid JSON: {error}") from None
+
+
+def predict() -> Response:
+    body = request_body(app.current_event)
     predictor = champion.current()
     if predictor is None:
         return _json(503, {"error": champion.status()["reason"]})
     started = time.perf_counter()
     answer = predictor.predict(body, max_rows=settings.max_rows)
-    metrics.add_metric(
-        name="PredictLatency", unit=MetricUnit.Milliseconds,
-        value=(time.perf_counter() - started) * 1000,
-    )
-    metrics.add_metric(
-        name="Predictions", unit=MetricUnit.Count, value=len(answer["predictions"])
-    )
+    metrics.add_metric(name="PredictLatency", unit=MetricUnit.Milliseconds,
+                       value=(time.perf_counter() - started) * 1000)
+    metrics.add_metric(name="Predictions", unit=MetricUnit.Count, value=len(answer["predictions"]))
     metrics.add_dimension(name="ModelVersion", value=str(predictor.version))
     return _json(200, answer)
 
 
-@route(OPENAPI)
 def openapi_document() -> Response:
     predictor = champion.current()
     described = predictor.describe() if predictor else None
     return _json(200, openapi.document(ROUTES, described, settings.max_rows))
 
 
-@app.exception_handler(RequestError)
 def request_error(error: RequestError) -> Response:
     metrics.add_metric(name="RequestErrors", unit=MetricUnit.Count, value=1)
     return _json(error.status, error.body())
 
 
-@app.not_found
 def not_found(_error) -> Response:
     event = app.current_event
     return _json(404, {"error": f"no route {event.http_method} {event.path}"})
 
 
-@app.exception_handler(Exception)
 def unexpected(error: Exception) -> Response:
     logger.exception("unexpected error")
     metrics.add_metric(name="Errors", unit=MetricUnit.Count, value=1)
     request_id = app.lambda_context.aws_request_id if app.lambda_context else None
     return _json(500, {"error": "internal error", "request_id": request_id})
+
+
+# One table of routes: the resolver serves them and /openapi.json describes them.
+ROUTES = [
+    openapi.Route("GET", "/health", "Whether a model is being served, and which", health),
+    openapi.Route("GET", "/model", "The champion: feature schema, classes, metrics, lineage", model),
+    openapi.Route("POST", "/predict", "Class probabilities for one or many rows", predict, api_key=True),
+    openapi.Route("GET", "/openapi.json", "This document", openapi_document),
+]
+for _route in ROUTES:
+    app.route(_route.path, method=_route.method)(_route.function)
+app.exception_handler(RequestError)(request_error)
+app.not_found(not_found)
+app.exception_handler(Exception)(unexpected)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

@@ -102,9 +102,8 @@ def score(
 ) -> BatchResult:
     schema = predictor.schema
     features = schema.features
-    labels = [str(c) for c in predictor.classes]
     predictions = csv.writer(predictions_out)
-    predictions.writerow(["row_id", "label", *[f"probability_{c}" for c in labels]])
+    predictions.writerow(output_header(predictor))
     errors = csv.writer(errors_out)
     errors.writerow(["row_id", "field", "message"])
     result = BatchResult()
@@ -123,13 +122,25 @@ def score(
         X, keep = _validate(schema, valid_rows, ids, errors, result)
         if not keep:
             continue
-        proba = predictor.predict_proba(X)
-        best = proba.argmax(axis=1)
         kept_ids = [ids[i] for i in keep]
-        for row_id, k, row in zip(kept_ids, best.tolist(), proba.tolist(), strict=True):
-            predictions.writerow([row_id, labels[k], *row])
+        for row_id, row in zip(kept_ids, output_rows(predictor, predictor.predict_matrix(X)), strict=True):
+            predictions.writerow([row_id, *row])
         result.predicted += len(keep)
     return result
+
+
+def output_header(predictor: Predictor) -> list[str]:
+    """row_id, then the label and a probability per class, or the predicted value."""
+    if predictor.task == "regression":
+        return ["row_id", "prediction"]
+    return ["row_id", "label", *[f"probability_{c}" for c in predictor.classes]]
+
+
+def output_rows(predictor: Predictor, output: np.ndarray) -> list[list]:
+    if predictor.task == "regression":
+        return output.tolist()
+    labels = [str(c) for c in predictor.classes]
+    return [[labels[k], *row] for k, row in zip(output.argmax(axis=1).tolist(), output.tolist(), strict=True)]
 
 
 def _validate(schema, rows, ids, errors, result) -> tuple[np.ndarray, list[int]]:

@@ -3,7 +3,7 @@
 Layout in the model bucket, for a model called ``<name>``::
 
     models/<name>/versions/000007/manifest.json     what the version is (below)
-    models/<name>/versions/000007/model.npz         arrays for serving.ensemble
+    models/<name>/versions/000007/model.npz         the served model (serving.model_format)
     models/<name>/versions/000007/<native file>     model.cbm / model.txt, for re-scoring
     models/<name>/champion.json                     the champion pointer
     models/<name>/champion-history/<time>-000007.json  every promotion, kept
@@ -13,16 +13,20 @@ second writer of the same version fails instead of overwriting, and the
 publisher moves on to the next number. The manifest is written last; a version
 without a manifest is incomplete and is never served.
 
-The manifest holds: format version, name, version, created_at, framework,
+The manifest holds: format version, name, version, created_at, task, framework,
 feature_schema (name, type, range, categories, nullable), classes, metrics,
 hyperparameters, lineage (data set, sha256 of the training data, rows, code
 revision, tracking run), example rows, and the sha256 and size of every file.
+A bundle is checked when it is published and again when it is loaded: the
+arrays against ``serving.model_format``, the manifest against them (task,
+classes), the files against their checksums. What fails is refused with a
+message that names it.
 The champion pointer names a version and the sha256 of its manifest; it is one
 small object replaced in one PUT (atomic in S3), and bucket versioning plus the
 history prefix keep every earlier pointer.
 
-Only the standard library, numpy and a boto3 S3 client are used: serving
-imports this module.
+Only the standard library, numpy and a boto3-style S3 client are used:
+serving imports this module.
 """
 
 from __future__ import annotations
@@ -30,15 +34,20 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
-FORMAT_VERSION = 1
+from serving import ensemble, model_format
+
+FORMAT_VERSION = 2  # 2: the task is in model.npz and the manifest; 1 is read and upgraded
+READABLE_FORMATS = (1, 2)
 MODEL_FILE = "model.npz"
 MANIFEST_FILE = "manifest.json"
+FEATURE_TYPES = ("numeric", "categorical", "boolean")
 
 
 class BundleError(Exception):
@@ -49,16 +58,27 @@ class VersionExists(BundleError):
     pass
 
 
+NAME_PATTERN = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?")
+NAME_RULE = "1-64 characters: lowercase letters, digits, '.', '_' and '-', starting and ending alphanumeric"
+
+
+def check_name(name: str) -> str:
+    """A model name that is safe inside an S3 key (no '/', no '..'); else ValueError saying the rule."""
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or ".." in name:
+        raise ValueError(f"model name {name!r} is not valid: {NAME_RULE}")
+    return name
+
+
 def model_prefix(name: str) -> str:
-    return f"models/{name}/"
+    return f"models/{check_name(name)}/"
 
 
 def version_prefix(name: str, version: int) -> str:
-    return f"models/{name}/versions/{version:06d}/"
+    return f"{model_prefix(name)}versions/{version:06d}/"
 
 
 def champion_key(name: str) -> str:
-    return f"models/{name}/champion.json"
+    return f"{model_prefix(name)}champion.json"
 
 
 def sha256(data: bytes) -> str:
@@ -72,14 +92,42 @@ def encode_arrays(arrays: dict[str, np.ndarray]) -> bytes:
 
 
 def decode_arrays(data: bytes) -> dict[str, np.ndarray]:
-    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-        return {key: npz[key] for key in npz.files}
+    """The arrays of a model.npz; never unpickles (whoever writes a bundle must not run code)."""
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            return {key: npz[key] for key in npz.files}
+    except (ValueError, OSError, EOFError) as error:  # not a zip, a truncated file, an object array
+        raise BundleError(f"{MODEL_FILE} cannot be read as plain arrays: {error}") from None
+
+
+def _upgrade_format_1(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Format 1 had no task (classifiers only) and, for CatBoost, no n_outputs."""
+    arrays = dict(arrays)
+    arrays["task"] = np.array("binary" if str(arrays.get("link")) == "sigmoid" else "multiclass")
+    if "bias" in arrays:
+        arrays["n_outputs"] = np.array(arrays["bias"].shape[0], np.int32)
+    return arrays
+
+
+def served_predictions(arrays: dict[str, np.ndarray], X: np.ndarray) -> np.ndarray:
+    """What the served form answers for rows X: class probabilities, or values (n, 1)."""
+    return ensemble.from_arrays(arrays).predict(np.asarray(X, np.float64))
 
 
 @dataclass(frozen=True)
 class Bundle:
+    """A manifest and its model arrays, checked against each other when built."""
+
     manifest: dict[str, Any]
     arrays: dict[str, np.ndarray]
+
+    def __post_init__(self) -> None:
+        try:
+            header = model_format.check(self.arrays)
+        except model_format.FormatError as error:
+            raise BundleError(f"{MODEL_FILE}: {error}") from None
+        _check_manifest(self.manifest, header)
+        object.__setattr__(self, "header", header)
 
     @property
     def name(self) -> str:
@@ -90,12 +138,47 @@ class Bundle:
         return int(self.manifest["version"])
 
     @property
+    def task(self) -> str:
+        return self.header.task
+
+    @property
     def feature_schema(self) -> list[dict[str, Any]]:
         return self.manifest["feature_schema"]
 
     @property
     def classes(self) -> list:
-        return self.manifest["classes"]
+        return self.manifest.get("classes") or []
+
+
+def _check_manifest(manifest: dict[str, Any], header: model_format.Header) -> None:
+    """The manifest fields serving relies on, and their agreement with the arrays."""
+    def refuse(message: str) -> None:
+        raise BundleError(f"{MANIFEST_FILE}: {message}")
+
+    for key in ("name", "version", "feature_schema"):
+        if key not in manifest:
+            refuse(f"{key} is missing")
+    schema = manifest["feature_schema"]
+    if not isinstance(schema, list) or not schema:
+        refuse("feature_schema must be a non-empty list")
+    names = []
+    for i, feature in enumerate(schema):
+        if not isinstance(feature, dict) or not isinstance(feature.get("name"), str):
+            refuse(f"feature_schema[{i}] has no name")
+        if feature.get("type") not in FEATURE_TYPES:
+            refuse(f"feature {feature['name']!r} has type {feature.get('type')!r}, "
+                   f"expected one of {', '.join(FEATURE_TYPES)}")
+        names.append(feature["name"])
+    if len(set(names)) != len(names):
+        refuse("feature names are not unique")
+    task = manifest.get("task", header.task)
+    if task != header.task:
+        refuse(f"task {task!r} but {MODEL_FILE} holds a {header.task} model")
+    classes = manifest.get("classes") or []
+    expected = {"binary": 2, "multiclass": header.n_outputs, "regression": 0}[header.task]
+    if len(classes) != expected:
+        refuse(f"{len(classes)} classes for a {header.task} model with {header.n_outputs} outputs; "
+               f"expected {expected}")
 
 
 # ---- writing (training) ------------------------------------------------------------
@@ -142,8 +225,13 @@ def publish(
     attempts: int = 5,
     progress=None,
 ) -> dict[str, Any]:
-    """Publish a new immutable version; returns its manifest."""
+    """Publish a new immutable version; returns its manifest.
+
+    The arrays and the manifest are checked as ``load`` checks them: a bundle
+    that could not be served is never written.
+    """
     files = {MODEL_FILE: encode_arrays(arrays), **(extra_files or {})}
+    task = Bundle(manifest={"name": name, "version": 0, **manifest_fields}, arrays=arrays).task
     taken = 0  # a number lost to another writer, whose manifest may not exist yet
     for _ in range(attempts):
         existing = list_versions(s3, bucket, name)
@@ -153,6 +241,7 @@ def publish(
             "name": name,
             "version": version,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "task": task,
             **manifest_fields,
             "files": {
                 file: {"sha256": sha256(data), "size": len(data)} for file, data in files.items()
@@ -222,15 +311,19 @@ def read_manifest(s3, bucket: str, name: str, version: int, expected_sha256: str
     data = _get(s3, bucket, version_prefix(name, version) + MANIFEST_FILE)
     if expected_sha256 is not None and sha256(data) != expected_sha256:
         raise BundleError(f"manifest of {name} v{version} does not match the champion pointer")
-    manifest = json.loads(data)
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise BundleError(f"unsupported bundle format {manifest.get('format_version')!r}")
+    try:
+        manifest = json.loads(data)
+    except ValueError as error:
+        raise BundleError(f"{MANIFEST_FILE} of {name} v{version} is not JSON: {error}") from None
+    if not isinstance(manifest, dict) or manifest.get("format_version") not in READABLE_FORMATS:
+        found = manifest.get("format_version") if isinstance(manifest, dict) else None
+        raise BundleError(f"unsupported bundle format {found!r}; this code reads {READABLE_FORMATS}")
     return manifest
 
 
 def read_file(s3, bucket: str, manifest: dict[str, Any], file: str) -> bytes:
     """One file of a version, verified against the manifest's sha256."""
-    expected = manifest["files"].get(file)
+    expected = manifest.get("files", {}).get(file)
     if expected is None:
         raise BundleError(f"{file} is not part of {manifest['name']} v{manifest['version']}")
     data = _get(s3, bucket, version_prefix(manifest["name"], manifest["version"]) + file)
@@ -242,9 +335,11 @@ def read_file(s3, bucket: str, manifest: dict[str, Any], file: str) -> bytes:
 
 
 def load(s3, bucket: str, name: str, version: int, manifest_sha256: str | None = None) -> Bundle:
-    """A verified bundle with its model arrays, ready for ``serving.ensemble``."""
+    """A verified bundle: checksums, the arrays' declaration, the manifest's agreement with them."""
     manifest = read_manifest(s3, bucket, name, version, manifest_sha256)
     arrays = decode_arrays(read_file(s3, bucket, manifest, MODEL_FILE))
+    if manifest["format_version"] == 1:
+        arrays = _upgrade_format_1(arrays)
     return Bundle(manifest=manifest, arrays=arrays)
 
 

@@ -9,8 +9,9 @@ Why our own evaluator instead of the native libraries or a converter:
 Tree ensembles are a few arrays and a loop over depth; the numerics below follow
 each library's own rules (CatBoost compares float32 features against float32
 borders; LightGBM compares doubles and routes missing values per node), so
-probabilities match the native ones to ~1e-16. ``training/export.py`` writes
-these arrays from fitted models and the publish step checks the match.
+probabilities match the native ones to ~1e-16. The arrays, their dtypes and
+shapes are declared in ``serving.model_format`` (training writes through it) and
+checked there before an evaluator is built; the publish step checks the match.
 
 Two layouts:
 * ``oblivious`` (CatBoost): every tree of depth D tests one feature per level,
@@ -22,27 +23,17 @@ Two layouts:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-# LightGBM's missing_type codes
-MISSING_NONE, MISSING_ZERO, MISSING_NAN = 0, 1, 2
+from serving import model_format
+from serving.model_format import MISSING_CATEGORY_CODE, MISSING_NAN, MISSING_NONE, MISSING_ZERO, Header
+
 K_ZERO_THRESHOLD = 1e-35  # LightGBM's kZeroThreshold
-MISSING_CATEGORY_CODE = -1.0
-
-
 ROW_CHUNK = 256  # rows evaluated together: keeps the (rows, trees) arrays in cache
 
 
-def _raw_in_chunks(raw, X: np.ndarray) -> np.ndarray:
-    if X.shape[0] <= ROW_CHUNK:
-        return raw(X)
-    return np.concatenate([raw(X[i : i + ROW_CHUNK]) for i in range(0, X.shape[0], ROW_CHUNK)])
-
-
 def _link(raw: np.ndarray, link: str) -> np.ndarray:
-    """Raw scores (n, k) → class probabilities (n, n_classes)."""
+    """Raw scores (n, K) → the answer: class probabilities (n, classes) or values (n, 1)."""
     if link == "sigmoid":
         p1 = 1.0 / (1.0 + np.exp(-raw[:, 0]))
         return np.column_stack([1.0 - p1, p1])
@@ -50,36 +41,50 @@ def _link(raw: np.ndarray, link: str) -> np.ndarray:
         shifted = raw - raw.max(axis=1, keepdims=True)
         e = np.exp(shifted)
         return e / e.sum(axis=1, keepdims=True)
-    raise ValueError(f"unknown link function {link!r}")
+    return raw  # identity: regression
 
 
-@dataclass(frozen=True)
-class ObliviousEnsemble:
+class _Ensemble:
+    """What both layouts share; each defines ``raw(X)``: raw scores (n, K)."""
+
+    def __init__(self, header: Header) -> None:
+        self.header = header
+
+    @property
+    def n_features(self) -> int:
+        return self.header.n_features
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Class probabilities (n, classes) or regression values (n, 1) for rows X (n, n_features)."""
+        if X.shape[0] <= ROW_CHUNK:
+            raw = self.raw(X)
+        else:
+            raw = np.concatenate([self.raw(X[i : i + ROW_CHUNK]) for i in range(0, X.shape[0], ROW_CHUNK)])
+        return _link(raw, self.header.link)
+
+
+class ObliviousEnsemble(_Ensemble):
     """CatBoost symmetric trees: arrays shaped (trees, depth) and (trees, 2**depth, outputs)."""
 
-    features: np.ndarray  # int32 (T, D): column of X tested at each level
-    borders: np.ndarray  # float32 (T, D)
-    nan_goes_right: np.ndarray  # bool (T, D): NaN compares as "greater" (nan_mode=Max)
-    is_equal: np.ndarray  # bool (T, D): a one-hot categorical split
-    equal_code: np.ndarray  # float64 (T, D): the category code that sets the bit
-    leaf_values: np.ndarray  # float64 (T, 2**D, K)
-    scale: float
-    bias: np.ndarray  # float64 (K,)
-    link: str
-
-    def __post_init__(self):
-        trees, depth = self.features.shape
-        width = self.leaf_values.shape[1]
+    def __init__(self, header: Header, arrays: dict[str, np.ndarray]) -> None:
+        super().__init__(header)
+        self.features = arrays["features"]
+        self.borders = arrays["borders"]
+        self.nan_goes_right = arrays["nan_goes_right"]
+        self.is_equal = arrays["is_equal"]
+        self.equal_code = arrays["equal_code"]
+        self.scale = float(arrays["scale"])
+        self.bias = arrays["bias"]
+        trees, width, _ = arrays["leaf_values"].shape
         # one contiguous leaf table per output: np.take from a small 1-D table per
         # class is twice as fast as gathering (trees, K) rows for 10 classes
-        per_output = self.leaf_values.reshape(trees * width, -1).T
-        object.__setattr__(self, "_output_leaves", np.ascontiguousarray(per_output))
-        object.__setattr__(self, "_tree_offset", (np.arange(trees) * width).astype(np.intp))
-        object.__setattr__(self, "_has_equal", bool(self.is_equal.any()))
+        self._output_leaves = np.ascontiguousarray(arrays["leaf_values"].reshape(trees * width, -1).T)
+        self._tree_offset = (np.arange(trees) * width).astype(np.intp)
+        self._has_equal = bool(self.is_equal.any())
 
     def raw(self, X: np.ndarray) -> np.ndarray:
         depth = self.features.shape[1]
-        x32 = X.astype(np.float32)
+        x32 = X.astype(np.float32)  # CatBoost compares features in float32
         values = np.take(x32, self.features, axis=1)  # (n, T, D)
         bits = values > self.borders
         if np.isnan(x32).any():
@@ -97,37 +102,27 @@ class ObliviousEnsemble:
             total[:, k] = np.take(leaves, index).sum(axis=1)
         return self.scale * total + self.bias
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        return _link(_raw_in_chunks(self.raw, X), self.link)
 
-
-@dataclass(frozen=True)
-class NodeEnsemble:
+class NodeEnsemble(_Ensemble):
     """LightGBM trees flattened into one node table; ``roots[t]`` is tree t's first node."""
 
-    roots: np.ndarray  # int32 (T,), in LightGBM's order: tree t adds to raw score t % n_outputs
-    feature: np.ndarray  # int32 (N,)
-    threshold: np.ndarray  # float64 (N,)
-    default_left: np.ndarray  # bool (N,)
-    missing_type: np.ndarray  # int8 (N,)
-    is_categorical: np.ndarray  # bool (N,)
-    category_index: np.ndarray  # int32 (N,): row of ``category_sets`` for categorical nodes
-    category_sets: np.ndarray  # bool (C, max_code + 1): category codes that go left
-    left: np.ndarray  # int32 (N,)
-    right: np.ndarray  # int32 (N,)
-    value: np.ndarray  # float64 (N,): leaf output (0 for inner nodes)
-    max_depth: int
-    n_outputs: int
-    link: str
-
-    def __post_init__(self):
-        if self.roots.shape[0] % self.n_outputs:
-            raise ValueError("the tree count must be a multiple of the outputs (a tree per class per round)")
+    def __init__(self, header: Header, arrays: dict[str, np.ndarray]) -> None:
+        super().__init__(header)
+        self.roots = arrays["roots"]
+        self.feature = arrays["feature"]
+        self.threshold = arrays["threshold"]
+        self.default_left = arrays["default_left"]
+        self.missing_type = arrays["missing_type"]
+        self.is_categorical = arrays["is_categorical"]
+        self.category_index = arrays["category_index"]
+        self.category_sets = arrays["category_sets"]
+        self.value = arrays["value"]
+        self.max_depth = int(arrays["max_depth"])
         # children[node] = (right, left): one gather per level picks the next node
-        children = np.stack([self.right, self.left], axis=1).astype(np.intp)
-        object.__setattr__(self, "_children_flat", children.ravel())
+        children = np.stack([arrays["right"], arrays["left"]], axis=1).astype(np.intp)
+        self._children_flat = children.ravel()
         needs_care = (self.missing_type != MISSING_NONE) | self.is_categorical
-        object.__setattr__(self, "_simple", not bool(needs_care.any()))
+        self._simple = not bool(needs_care.any())
 
     def raw(self, X: np.ndarray) -> np.ndarray:
         n, n_features = X.shape
@@ -150,7 +145,8 @@ class NodeEnsemble:
                     go_left = np.where(cat, self._categorical(fval, node), go_left)
             node = np.take(self._children_flat, node * 2 + go_left)
         leaf_values = np.take(self.value, node)  # (n, T); tree t adds to output t % K
-        return leaf_values.reshape(n, trees // self.n_outputs, self.n_outputs).sum(axis=1)
+        outputs = self.header.n_outputs
+        return leaf_values.reshape(n, trees // outputs, outputs).sum(axis=1)
 
     def _numerical(self, fval: np.ndarray, node: np.ndarray) -> np.ndarray:
         # LightGBM's NumericalDecision: NaN is 0 unless the node routes NaN itself;
@@ -171,41 +167,13 @@ class NodeEnsemble:
         codes = np.where(valid, fval, 0).astype(np.int64)
         return valid & self.category_sets[self.category_index[node], codes]
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        return _link(_raw_in_chunks(self.raw, X), self.link)
+
+Ensemble = ObliviousEnsemble | NodeEnsemble
 
 
-def load_ensemble(arrays: dict[str, np.ndarray]) -> ObliviousEnsemble | NodeEnsemble:
-    """Build an evaluator from the arrays of a bundle's ``model.npz``."""
-    layout = str(arrays["layout"])
-    link = str(arrays["link"])
-    if layout == "oblivious":
-        return ObliviousEnsemble(
-            features=arrays["features"].astype(np.int32),
-            borders=arrays["borders"].astype(np.float32),
-            nan_goes_right=arrays["nan_goes_right"].astype(bool),
-            is_equal=arrays["is_equal"].astype(bool),
-            equal_code=arrays["equal_code"].astype(np.float64),
-            leaf_values=arrays["leaf_values"].astype(np.float64),
-            scale=float(arrays["scale"]),
-            bias=arrays["bias"].astype(np.float64),
-            link=link,
-        )
-    if layout == "nodes":
-        return NodeEnsemble(
-            roots=arrays["roots"].astype(np.int32),
-            feature=arrays["feature"].astype(np.int32),
-            threshold=arrays["threshold"].astype(np.float64),
-            default_left=arrays["default_left"].astype(bool),
-            missing_type=arrays["missing_type"].astype(np.int8),
-            is_categorical=arrays["is_categorical"].astype(bool),
-            category_index=arrays["category_index"].astype(np.int32),
-            category_sets=arrays["category_sets"].astype(bool),
-            left=arrays["left"].astype(np.int32),
-            right=arrays["right"].astype(np.int32),
-            value=arrays["value"].astype(np.float64),
-            max_depth=int(arrays["max_depth"]),
-            n_outputs=int(arrays["n_outputs"]),
-            link=link,
-        )
-    raise ValueError(f"unknown ensemble layout {layout!r}")
+def from_arrays(arrays: dict[str, np.ndarray]) -> Ensemble:
+    """An evaluator for the arrays of a ``model.npz``; FormatError when they break the declaration."""
+    header = model_format.check(arrays)
+    if header.layout == "oblivious":
+        return ObliviousEnsemble(header, arrays)
+    return NodeEnsemble(header, arrays)

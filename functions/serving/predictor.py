@@ -6,20 +6,19 @@ from typing import Any
 
 import numpy as np
 
-from serving.bundle import Bundle
-from serving.ensemble import load_ensemble
+from serving import ensemble
+from serving.bundle import Bundle, BundleError
 from serving.schema import FeatureSchema
 
 
 class Predictor:
     def __init__(self, bundle: Bundle, unknown_category: str = "reject") -> None:
         self.bundle = bundle
-        width = int(bundle.arrays["n_features"])
-        if width != len(bundle.feature_schema):
-            raise ValueError(f"the model reads {width} features but its schema lists "
-                             f"{len(bundle.feature_schema)}")
-        self.ensemble = load_ensemble(bundle.arrays)
+        self.ensemble = ensemble.from_arrays(bundle.arrays)
         self.schema = FeatureSchema(bundle.feature_schema, unknown_category=unknown_category)
+        if self.schema.width != self.ensemble.n_features:
+            raise BundleError(f"the model reads {self.ensemble.n_features} features but its schema "
+                              f"gives {self.schema.width}")
         self.classes = list(bundle.classes)
         self._labels = [str(c) for c in self.classes]
 
@@ -31,25 +30,32 @@ class Predictor:
     def version(self) -> int:
         return self.bundle.version
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        return self.ensemble.predict_proba(X)
+    @property
+    def task(self) -> str:
+        return self.bundle.task
+
+    def predict_matrix(self, X: np.ndarray) -> np.ndarray:
+        """Class probabilities (n, classes), or regression values (n, 1)."""
+        return self.ensemble.predict(X)
 
     def predict(self, body: Any, max_rows: int) -> dict[str, Any]:
-        """A validated request body → label and class probabilities per row."""
+        """A request body → one answer per row: label and class probabilities, or the value."""
         X = self.schema.matrix(body, max_rows=max_rows)
-        proba = self.predict_proba(X)
-        best = proba.argmax(axis=1)
-        labels = self._labels
-        classes = self.classes
-        predictions = [
+        return {"model": {"name": self.name, "version": self.version},
+                "predictions": self.answers(self.predict_matrix(X))}
+
+    def answers(self, output: np.ndarray) -> list[dict[str, Any]]:
+        if self.task == "regression":
+            return [{"prediction": value} for value in output[:, 0].tolist()]
+        labels, classes = self._labels, self.classes
+        return [
             {"label": classes[k], "probabilities": dict(zip(labels, row, strict=True))}
-            for k, row in zip(best.tolist(), proba.tolist(), strict=True)
+            for k, row in zip(output.argmax(axis=1).tolist(), output.tolist(), strict=True)
         ]
-        return {"model": {"name": self.name, "version": self.version}, "predictions": predictions}
 
     def describe(self) -> dict[str, Any]:
         """What /model shows: everything a client needs to build a request."""
         m = self.bundle.manifest
-        keys = ("name", "version", "created_at", "framework", "feature_schema", "classes",
-                "metrics", "hyperparameters", "lineage", "examples", "exactness")
-        return {key: m[key] for key in keys if key in m}
+        keys = ("name", "version", "created_at", "task", "framework", "feature_schema", "classes",
+                "target", "metrics", "hyperparameters", "lineage", "examples", "exactness")
+        return {key: m[key] for key in keys if key in m} | {"task": self.task}

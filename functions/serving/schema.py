@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 MAX_ERRORS = 100
+SHOWN_CATEGORIES = 20  # an error lists this many of a feature's categories
 
 
 @dataclass
@@ -38,6 +39,9 @@ class FeatureSchema:
     unknown_category: str = "reject"  # or "missing": treat as a missing value
 
     def __post_init__(self):
+        for feature in self.features:
+            if feature.get("type") not in _TYPES:
+                raise ValueError(f"feature {feature.get('name')!r}: unsupported type {feature.get('type')!r}")
         lookups = {
             f["name"]: {value: code for code, value in enumerate(f.get("categories") or [])}
             for f in self.features
@@ -50,6 +54,11 @@ class FeatureSchema:
     @property
     def names(self) -> list[str]:
         return self._names
+
+    @property
+    def width(self) -> int:
+        """Columns of the matrix a request becomes: what the model must read."""
+        return len(self._names)
 
     def matrix(self, body: Any, max_rows: int) -> np.ndarray:
         """``{"instances": [{name: value}]}`` or ``{"features": [[v, ...]]}`` → float64 (n, d)."""
@@ -139,7 +148,10 @@ class FeatureSchema:
         if kind == "numeric":
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ValueError(f"must be a number, got {type(value).__name__}")
-            number = float(value)
+            try:
+                number = float(value)
+            except OverflowError:  # an integer beyond a float's range
+                number = math.inf
             if not math.isfinite(number):
                 raise ValueError("must be a finite number")
             return number
@@ -147,18 +159,22 @@ class FeatureSchema:
             if not isinstance(value, bool):
                 raise ValueError(f"must be true or false, got {type(value).__name__}")
             return float(value)
-        if kind == "categorical":
-            code = self._codes[feature["name"]].get(value) if isinstance(value, str | int) else None
-            if code is not None:
-                return float(code)
-            if self.unknown_category == "missing" and isinstance(value, str | int):
-                return math.nan
-            allowed = ", ".join(map(str, feature.get("categories") or []))
-            raise ValueError(f"unknown category {value!r}; expected one of: {allowed}")
-        raise ValueError(f"unsupported feature type {kind!r} in the model's schema")
+        if not isinstance(value, str):
+            raise ValueError(f"must be a string, one of the categories; got {type(value).__name__}")
+        code = self._codes[feature["name"]].get(value)
+        if code is not None:
+            return float(code)
+        if self.unknown_category == "missing":
+            return math.nan
+        categories = feature.get("categories") or []
+        allowed = ", ".join(categories[:SHOWN_CATEGORIES])
+        more = f" and {len(categories) - SHOWN_CATEGORIES} more (GET /model lists them)" \
+            if len(categories) > SHOWN_CATEGORIES else ""
+        raise ValueError(f"unknown category {value[:100]!r}; expected one of: {allowed}{more}")
 
 
 _NUMBERS = frozenset({int, float})
+_TYPES = ("numeric", "categorical", "boolean")
 
 
 class _Absent:

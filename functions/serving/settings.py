@@ -1,17 +1,31 @@
-"""The functions' configuration, read from the environment once per container."""
+"""The functions' configuration, read from the environment once per container.
+
+Checked when the container starts: a missing bucket or a value that is not a
+number fails the init with the variable's name, instead of a confusing error on
+the first request.
+"""
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
+
+from serving.bundle import check_name
+
+LAMBDA_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024  # Lambda's synchronous request limit
+
+
+class ConfigurationError(ValueError):
+    pass
 
 
 @dataclass(frozen=True)
 class Settings:
     model_bucket: str
-    model_name: str
+    model_name: str = "breast-cancer"
     max_rows: int = 1000
-    max_body_bytes: int = 6 * 1024 * 1024  # Lambda's synchronous payload limit
+    max_body_bytes: int = LAMBDA_SYNC_PAYLOAD_BYTES
     refresh_seconds: float = 60.0
     unknown_category: str = "reject"
     allowed_origin: str = ""
@@ -20,16 +34,38 @@ class Settings:
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        policy = env.get("UNKNOWN_CATEGORY", "reject")
+        bucket = env.get("MODEL_BUCKET", "").strip()
+        if not bucket:
+            raise ConfigurationError("MODEL_BUCKET is not set: the bucket that holds the models")
+        name = env.get("MODEL_NAME", cls.model_name)
+        try:
+            check_name(name)
+        except ValueError as error:
+            raise ConfigurationError(f"MODEL_NAME: {error}") from None
+        policy = env.get("UNKNOWN_CATEGORY", cls.unknown_category)
         if policy not in ("reject", "missing"):
-            raise ValueError(f"UNKNOWN_CATEGORY must be reject or missing, not {policy!r}")
+            raise ConfigurationError(f"UNKNOWN_CATEGORY must be reject or missing, not {policy!r}")
         return cls(
-            model_bucket=env.get("MODEL_BUCKET", ""),
-            model_name=env.get("MODEL_NAME", "breast-cancer"),
-            max_rows=int(env.get("MAX_ROWS", "1000")),
-            max_body_bytes=int(env.get("MAX_BODY_BYTES", str(6 * 1024 * 1024))),
-            refresh_seconds=float(env.get("CHAMPION_REFRESH_SECONDS", "60")),
+            model_bucket=bucket,
+            model_name=name,
+            max_rows=_number(env, "MAX_ROWS", cls.max_rows, int, minimum=1),
+            max_body_bytes=_number(env, "MAX_BODY_BYTES", cls.max_body_bytes, int, minimum=1),
+            refresh_seconds=_number(env, "CHAMPION_REFRESH_SECONDS", cls.refresh_seconds, float, minimum=0),
             unknown_category=policy,
             allowed_origin=env.get("ALLOWED_ORIGIN", ""),
             tracing=env.get("POWERTOOLS_TRACE_DISABLED", "true").lower() == "false",
         )
+
+
+def _number(env, variable: str, default, kind, minimum):
+    raw = env.get(variable)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigurationError(f"{variable} must be {'an integer' if kind is int else 'a number'}, "
+                                 f"not {raw!r}") from None
+    if not math.isfinite(value) or value < minimum:
+        raise ConfigurationError(f"{variable} must be at least {minimum}, not {raw!r}")
+    return value

@@ -7,7 +7,6 @@ import time
 import numpy as np
 import pytest
 from serving import bundle
-from serving.ensemble import load_ensemble
 
 from tests.conftest import client
 from training import data as D
@@ -42,7 +41,7 @@ def test_a_dropped_csv_is_scored_with_errors_reported(stack, trained):
     assert len(predictions) == 199
     assert [(e["row_id"], e["field"]) for e in errors] == [("8", "mean radius")]
     kept = [i for i in range(200) if i != 7]
-    expected = load_ensemble(champion.arrays).predict_proba(
+    expected = bundle.served_predictions(champion.arrays,
         D.to_matrix(data.X.iloc[kept], champion.feature_schema))
     served = np.array([[float(r[f"probability_{c}"]) for c in champion.classes] for r in predictions])
     assert np.max(np.abs(served - expected)) <= 1e-12

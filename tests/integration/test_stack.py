@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import requests
 from serving import bundle
-from serving.ensemble import load_ensemble
 
 from tests.conftest import FORM_ORIGIN, client
 from training import data as D
@@ -25,7 +24,7 @@ def api(stack, trained):
 def held_out(stack, trained):
     """The held-out rows of the trained model, and its bundle loaded in-process."""
     config = load_config(None, ["tuning.cv_folds=3"])
-    _, _, _, X_test, _, y_test = job.prepare(config)
+    X_test = job.prepare(config).X_test
     s3 = client("s3", stack["endpoint"])
     champion = bundle.load_champion(s3, stack["model_bucket"], "breast-cancer")
     return X_test, champion, s3, stack["model_bucket"]
@@ -59,7 +58,7 @@ def test_predictions_over_http_equal_the_models_own(api, held_out):
     served = np.array([[p["probabilities"][c] for c in classes] for p in body["predictions"]])
     assert np.allclose(served.sum(axis=1), 1.0, atol=1e-12)
     # in-process, the bundle's served form
-    in_process = load_ensemble(champion.arrays).predict_proba(D.to_matrix(X_test, champion.feature_schema))
+    in_process = bundle.served_predictions(champion.arrays, D.to_matrix(X_test, champion.feature_schema))
     assert np.max(np.abs(served - in_process)) <= 1e-12
     # and the native library, loaded from the bundle's native file
     native_name = champion.manifest["framework"]["native_file"]

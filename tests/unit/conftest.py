@@ -56,7 +56,7 @@ class Trained:
         self.fitted = families.fit(family, params or default[family], self.X_train, self.y_train,
                                    self.schema, seed=0, threads=2, rounds=rounds)
         self.arrays = self.fitted.export(self.X_train, self.schema)
-        self.native = self.fitted.predict_proba(self.X_test, self.schema)
+        self.native = self.fitted.predict(self.X_test, self.schema)
         self.classes = self.fitted.classes
         self.family = family
 

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from serving import bundle
 from serving.bundle import decode_arrays
-from serving.ensemble import load_ensemble
 
 from tests.unit.conftest import BUCKET, trained
 
@@ -195,7 +194,7 @@ def test_the_served_arrays_are_loaded_without_pickle(s3):
     manifest = publish(s3, model)
     data = bundle.read_file(s3, BUCKET, manifest, "model.npz")
     arrays = decode_arrays(data)
-    assert load_ensemble(arrays).predict_proba(model.test_matrix()).shape == model.native.shape
+    assert bundle.served_predictions(arrays, model.test_matrix()).shape == model.native.shape
 
 
 def test_the_handler_path_does_not_import_the_training_stack():
@@ -250,4 +249,4 @@ def test_a_bundle_whose_model_and_schema_disagree_is_refused(api, s3):
     bundle.set_champion(s3, BUCKET, "breast-cancer", manifest["version"], "mismatched")
     status, health, _ = api(event("health"))
     assert status == 200 and health["model"]["version"] == 1
-    assert "reads 30 features but its schema lists 29" in health["last_load_failure"]["reason"]
+    assert "reads 30 features but its schema gives 29" in health["last_load_failure"]["reason"]

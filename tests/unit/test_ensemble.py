@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from serving.ensemble import load_ensemble
+from serving import bundle
 
 from tests.unit.conftest import trained
 from training import data as D
@@ -13,7 +13,7 @@ from training.export import ExportError, check_exactness
 @pytest.mark.parametrize("family", ["catboost", "lightgbm"])
 def test_served_probabilities_equal_native_ones(dataset, family):
     model = trained(dataset, family)
-    served = load_ensemble(model.arrays).predict_proba(model.test_matrix())
+    served = bundle.served_predictions(model.arrays, model.test_matrix())
     assert served.shape == model.native.shape
     assert np.max(np.abs(served - model.native)) <= 1e-9
     assert np.allclose(served.sum(axis=1), 1.0)
@@ -26,8 +26,8 @@ def test_missing_values_and_unseen_categories_follow_the_native_rules(family):
     X.iloc[::3, X.columns.get_loc("bill_length_mm")] = np.nan
     X.iloc[::4, X.columns.get_loc("island")] = None
     X.iloc[::5, X.columns.get_loc("sex")] = None
-    native = model.fitted.predict_proba(X, model.schema)
-    served = load_ensemble(model.arrays).predict_proba(D.to_matrix(X, model.schema))
+    native = model.fitted.predict(X, model.schema)
+    served = bundle.served_predictions(model.arrays, D.to_matrix(X, model.schema))
     assert np.max(np.abs(served - native)) <= 1e-9
 
 

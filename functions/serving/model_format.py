@@ -1,0 +1,211 @@
+"""The served form of a model: the arrays of ``model.npz``, declared once.
+
+Training writes a model through ``pack`` and serving reads one through
+``check``; both go through the declaration below, so the two sides cannot drift
+apart, and a file that does not satisfy it is refused with a message naming the
+array and what is wrong with it (a missing array, a wrong dtype or shape, an
+index that points outside its table).
+
+Every model has a header of scalars:
+
+* ``layout``: ``oblivious`` (CatBoost's symmetric trees) or ``nodes`` (LightGBM's
+  binary trees flattened into one node table);
+* ``task``: ``binary``, ``multiclass`` or ``regression``;
+* ``link``: how raw scores become the answer: ``sigmoid`` (binary: one raw score,
+  the probability of the second class), ``softmax`` (multiclass: one raw score
+  per class) or ``identity`` (regression: the raw score is the value);
+* ``n_features``: the width of the rows the model reads (the feature schema
+  must produce exactly this many columns);
+* ``n_outputs``: raw scores per row (1, or the number of classes).
+
+Shapes below use letters: T trees, D depth, L = 2**D leaves per tree, K =
+``n_outputs``, N nodes, C category sets, W = the largest category code + 1.
+Only numpy and the standard library are used: serving imports this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+FORMAT = "model.npz v2"
+
+TASK_LINKS = {"binary": "sigmoid", "multiclass": "softmax", "regression": "identity"}
+
+# LightGBM's missing_type codes, per node
+MISSING_NONE, MISSING_ZERO, MISSING_NAN = 0, 1, 2
+# The code a served row carries for a missing category (NaN in the request).
+MISSING_CATEGORY_CODE = -1.0
+
+
+class FormatError(ValueError):
+    """The arrays do not describe a model this serving code can evaluate exactly."""
+
+
+@dataclass(frozen=True)
+class Spec:
+    dtype: str
+    shape: tuple[str, ...]
+    meaning: str
+
+
+HEADER = {
+    "layout": Spec("str", (), "oblivious | nodes"),
+    "task": Spec("str", (), "binary | multiclass | regression"),
+    "link": Spec("str", (), "sigmoid | softmax | identity, fixed by the task"),
+    "n_features": Spec("int32", (), "columns in a row the model reads"),
+    "n_outputs": Spec("int32", (), "raw scores per row"),
+}
+
+LAYOUTS: dict[str, dict[str, Spec]] = {
+    "oblivious": {
+        "features": Spec("int32", ("T", "D"), "the column tested at each level of each tree"),
+        "borders": Spec("float32", ("T", "D"), "the bit is float32(x) > border, as in CatBoost"),
+        "nan_goes_right": Spec("bool", ("T", "D"), "a missing value sets the bit (nan_mode=Max)"),
+        "is_equal": Spec("bool", ("T", "D"), "a one-hot categorical split: the bit is code == equal_code"),
+        "equal_code": Spec("float64", ("T", "D"), "the category code of a one-hot split; NaN never equals"),
+        "leaf_values": Spec("float64", ("T", "L", "K"), "leaf index = sum of bit(level) << level"),
+        "scale": Spec("float64", (), "raw = scale * sum of leaves + bias"),
+        "bias": Spec("float64", ("K",), "raw = scale * sum of leaves + bias"),
+    },
+    "nodes": {
+        "roots": Spec("int32", ("T",), "first node of tree t; tree t adds to raw score t % K"),
+        "feature": Spec("int32", ("N",), "the column a split node tests"),
+        "threshold": Spec("float64", ("N",), "a numeric node goes left when x <= threshold"),
+        "default_left": Spec("bool", ("N",), "where a missing value goes"),
+        "missing_type": Spec("int8", ("N",), "what counts as missing: 0 none, 1 zero, 2 NaN"),
+        "is_categorical": Spec("bool", ("N",), "a categorical node: left when the code is in its set"),
+        "category_index": Spec("int32", ("N",), "the row of category_sets of a categorical node"),
+        "category_sets": Spec("bool", ("C", "W"), "category_sets[i, code]: that code goes left"),
+        "left": Spec("int32", ("N",), "left child; a leaf points to itself"),
+        "right": Spec("int32", ("N",), "right child; a leaf points to itself"),
+        "value": Spec("float64", ("N",), "the output of a leaf (0 for split nodes)"),
+        "max_depth": Spec("int32", (), "steps that bring every row to a leaf"),
+    },
+}
+
+
+@dataclass(frozen=True)
+class Header:
+    layout: str
+    task: str
+    link: str
+    n_features: int
+    n_outputs: int
+
+
+def pack(layout: str, task: str, n_features: int, n_outputs: int, **arrays: Any) -> dict[str, np.ndarray]:
+    """The arrays of a model in the declared dtypes, checked: what training writes."""
+    specs = LAYOUTS.get(layout)
+    if specs is None:
+        raise FormatError(f"layout {layout!r}: expected one of {', '.join(LAYOUTS)}")
+    unknown = sorted(set(arrays) - set(specs))
+    if unknown:
+        raise FormatError(f"{', '.join(unknown)}: not part of the {layout} layout")
+    out: dict[str, np.ndarray] = {
+        "layout": np.array(layout),
+        "task": np.array(task),
+        "link": np.array(TASK_LINKS.get(task, "")),
+        "n_features": np.array(n_features, np.int32),
+        "n_outputs": np.array(n_outputs, np.int32),
+    }
+    for name, spec in specs.items():
+        if name not in arrays:
+            raise FormatError(f"{name}: missing from the {layout} layout ({spec.meaning})")
+        out[name] = np.asarray(arrays[name], dtype=spec.dtype)
+    check(out)
+    return out
+
+
+def check(arrays: dict[str, np.ndarray]) -> Header:
+    """The model's header when the arrays satisfy the declaration; else FormatError naming the array."""
+    for name, spec in HEADER.items():
+        _check_array(arrays, name, spec, {})
+    header = Header(
+        layout=str(arrays["layout"]),
+        task=str(arrays["task"]),
+        link=str(arrays["link"]),
+        n_features=int(arrays["n_features"]),
+        n_outputs=int(arrays["n_outputs"]),
+    )
+    specs = LAYOUTS.get(header.layout)
+    if specs is None:
+        raise FormatError(f"layout: {header.layout!r} is not one of {', '.join(LAYOUTS)}")
+    if header.task not in TASK_LINKS:
+        raise FormatError(f"task: {header.task!r} is not one of {', '.join(TASK_LINKS)}")
+    if header.link != TASK_LINKS[header.task]:
+        raise FormatError(f"link: a {header.task} model uses {TASK_LINKS[header.task]}, not {header.link!r}")
+    if header.n_features < 1:
+        raise FormatError(f"n_features: {header.n_features}, expected at least 1")
+    expected_outputs = "at least 3" if header.task == "multiclass" else "1"
+    if (header.n_outputs < 3) if header.task == "multiclass" else (header.n_outputs != 1):
+        raise FormatError(f"n_outputs: {header.n_outputs}, a {header.task} model has {expected_outputs}")
+    unknown = sorted(set(arrays) - set(HEADER) - set(specs))
+    if unknown:
+        raise FormatError(f"{', '.join(unknown)}: not part of the {header.layout} layout")
+    dims: dict[str, int] = {"K": header.n_outputs}
+    for name, spec in specs.items():
+        _check_array(arrays, name, spec, dims)
+    (_check_oblivious if header.layout == "oblivious" else _check_nodes)(arrays, header, dims)
+    return header
+
+
+def _check_array(arrays: dict[str, np.ndarray], name: str, spec: Spec, dims: dict[str, int]) -> None:
+    if name not in arrays:
+        raise FormatError(f"{name}: missing ({spec.meaning})")
+    value = arrays[name]
+    if not isinstance(value, np.ndarray):
+        raise FormatError(f"{name}: expected a numpy array, got {type(value).__name__}")
+    kind_ok = value.dtype.kind == "U" if spec.dtype == "str" else value.dtype == np.dtype(spec.dtype)
+    if not kind_ok:
+        raise FormatError(f"{name}: dtype {value.dtype}, expected {spec.dtype}")
+    if value.ndim != len(spec.shape):
+        raise FormatError(f"{name}: {value.ndim} dimensions {value.shape}, expected {len(spec.shape)} "
+                          f"({', '.join(spec.shape) or 'a scalar'})")
+    for letter, size in zip(spec.shape, value.shape, strict=True):
+        if dims.setdefault(letter, size) != size:
+            raise FormatError(f"{name}: shape {value.shape} disagrees with {letter} = {dims[letter]} "
+                              f"({', '.join(spec.shape)})")
+
+
+def _check_oblivious(arrays: dict[str, np.ndarray], header: Header, dims: dict[str, int]) -> None:
+    if dims["T"] < 1:
+        raise FormatError("features: no trees")
+    if dims["L"] != 2 ** dims["D"]:
+        raise FormatError(f"leaf_values: {dims['L']} leaves per tree, expected 2**depth = {2 ** dims['D']}")
+    _in_range(arrays["features"], "features", header.n_features)
+    if not np.isfinite(arrays["scale"]):
+        raise FormatError("scale: not a finite number")
+    for name in ("leaf_values", "bias"):
+        if not np.isfinite(arrays[name]).all():
+            raise FormatError(f"{name}: holds NaN or infinite values")
+
+
+def _check_nodes(arrays: dict[str, np.ndarray], header: Header, dims: dict[str, int]) -> None:
+    trees, nodes = dims["T"], dims["N"]
+    if trees < 1 or trees % header.n_outputs:
+        raise FormatError(f"roots: {trees} trees, expected a positive multiple of n_outputs "
+                          f"({header.n_outputs}: a tree per output per round)")
+    for name in ("roots", "left", "right"):
+        _in_range(arrays[name], name, nodes)
+    split = arrays["left"] != np.arange(nodes)
+    _in_range(arrays["feature"][split], "feature", header.n_features)
+    if not np.isin(arrays["missing_type"], (MISSING_NONE, MISSING_ZERO, MISSING_NAN)).all():
+        raise FormatError("missing_type: codes must be 0 (none), 1 (zero) or 2 (NaN)")
+    categorical = arrays["is_categorical"] & split
+    _in_range(arrays["category_index"][categorical], "category_index", dims["C"])
+    if not np.isfinite(arrays["value"]).all():
+        raise FormatError("value: holds NaN or infinite values")
+    # every row must reach a leaf in max_depth steps (this also rules out cycles)
+    reached = arrays["roots"]
+    for _ in range(int(arrays["max_depth"])):
+        reached = np.union1d(arrays["left"][reached], arrays["right"][reached])
+    if split[reached].any():
+        raise FormatError(f"max_depth: {int(arrays['max_depth'])} steps do not reach a leaf in every tree")
+
+
+def _in_range(values: np.ndarray, name: str, size: int) -> None:
+    if values.size and (values.min() < 0 or values.max() >= size):
+        raise FormatError(f"{name}: indices from {values.min()} to {values.max()}, expected 0 to {size - 1}")
