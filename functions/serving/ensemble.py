@@ -28,7 +28,7 @@ import numpy as np
 from serving import model_format
 from serving.model_format import MISSING_CATEGORY_CODE, MISSING_NAN, MISSING_NONE, MISSING_ZERO, Header
 
-K_ZERO_THRESHOLD = 1e-35  # LightGBM's kZeroThreshold
+K_ZERO_THRESHOLD = float(np.float32(1e-35))  # LightGBM: `const double kZeroThreshold = 1e-35f`, a float
 ROW_CHUNK = 256  # rows evaluated together: keeps the (rows, trees) arrays in cache
 
 
@@ -128,6 +128,8 @@ class NodeEnsemble(_Ensemble):
         n, n_features = X.shape
         trees = self.roots.shape[0]
         flat_x = np.ascontiguousarray(X, dtype=np.float64).ravel()
+        # LightGBM reads a row as its non-zero values: |x| <= kZeroThreshold is dropped, i.e. it is 0.0
+        flat_x = np.where(np.abs(flat_x) <= K_ZERO_THRESHOLD, 0.0, flat_x)
         row_offset = (np.arange(n, dtype=np.intp) * n_features)[:, None]
         node = np.broadcast_to(self.roots.astype(np.intp), (n, trees)).copy()
         # With no missing values in X and no node that routes missing values or
