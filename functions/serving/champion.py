@@ -19,6 +19,7 @@ from typing import Any
 
 from serving import bundle
 from serving.predictor import Predictor
+from serving.s3 import error_status
 
 LOG = logging.getLogger(__name__)
 
@@ -36,8 +37,9 @@ class ChampionCache:
         s3_factory: Callable[[], Any],
         bucket: str,
         name: str,
-        refresh_seconds: float = 60.0,
-        unknown_category: str = "reject",
+        *,
+        refresh_seconds: float,
+        unknown_category: str,
         on_load_failure: Callable[[LoadFailure], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -50,7 +52,7 @@ class ChampionCache:
         self.on_load_failure = on_load_failure
         self.clock = clock
         self.predictor: Predictor | None = None
-        self.pointer_etag: str | None = None
+        self.pointer_etag: str | None = None  # the ETag of the pointer that loaded `predictor`
         self.checked_at: float | None = None
         self.last_failure: LoadFailure | None = None
         self.refused_pointer: str | None = None  # don't retry a bad version on every check
@@ -70,28 +72,25 @@ class ChampionCache:
 
     def status(self) -> dict[str, Any]:
         predictor = self.current()
-        status: dict[str, Any] = {"status": "ok" if predictor else "no_model"}
-        if predictor:
-            status["model"] = {"name": predictor.name, "version": predictor.version}
-        else:
-            status["reason"] = (
-                self.last_failure.reason if self.last_failure
-                else f"no champion has been promoted for model {self.name!r} in {self.bucket}"
-            )
-        if self.last_failure and predictor:
-            status["last_load_failure"] = {
-                "version": self.last_failure.version, "reason": self.last_failure.reason,
-            }
+        if predictor is None:
+            reason = (self.last_failure.reason if self.last_failure is not None
+                      else f"no champion has been promoted for model {self.name!r} in {self.bucket}")
+            return {"status": "no_model", "reason": reason}
+        model = {"name": predictor.name, "version": predictor.version}
+        status: dict[str, Any] = {"status": "ok", "model": model}
+        if self.last_failure is not None:
+            status["last_load_failure"] = {"version": self.last_failure.version,
+                                           "reason": self.last_failure.reason}
         return status
 
     def _refresh(self) -> None:
         try:
             pointer, etag = self._read_pointer()
-        except Exception as error:  # S3 down or denied: keep serving what we have
+        except Exception as error:  # S3 down or denied, or a pointer that is not JSON: keep serving
             self._fail(None, f"could not read the champion pointer: {error}")
             return
-        if pointer is None:  # unchanged (304) or absent
-            if etag is None and self.predictor is None:
+        if pointer is None:  # unchanged (304), or absent: a model that was serving keeps serving
+            if self.predictor is None:
                 self.last_failure = None
             return
         version = int(pointer["version"])
@@ -101,37 +100,36 @@ class ChampionCache:
         if etag is not None and etag == self.refused_pointer:
             return
         try:
-            loaded = bundle.load(
-                self.s3, self.bucket, self.name, version, pointer.get("manifest_sha256")
-            )
+            loaded = bundle.load(self.s3, self.bucket, self.name, version, pointer.get("manifest_sha256"))
             predictor = Predictor(loaded, unknown_category=self.unknown_category)
         except Exception as error:
             self.refused_pointer = etag
             self._fail(version, f"refused version {version}: {error}")
             return
-        previous = self.predictor.version if self.predictor else None
+        previous = self.predictor.version if self.predictor is not None else None
         self.predictor = predictor  # the swap: one reference assignment
         self.pointer_etag = etag
         self.last_failure = None
         LOG.info("champion loaded", extra={"model_version": version, "previous_version": previous})
 
     def _read_pointer(self) -> tuple[dict | None, str | None]:
+        """(pointer, its ETag); (None, the loaded ETag) when unchanged; (None, None) when absent."""
         kwargs = {"Bucket": self.bucket, "Key": bundle.champion_key(self.name)}
-        if self.pointer_etag and self.predictor is not None:
+        if self.pointer_etag is not None:  # set only once a model is loaded
             kwargs["IfNoneMatch"] = self.pointer_etag
         try:
             response = self.s3.get_object(**kwargs)
         except Exception as error:
-            code = str(getattr(error, "response", {}).get("Error", {}).get("Code", ""))
-            if code in ("304", "NotModified"):
+            status = error_status(error)
+            if status == 304:  # not modified
                 return None, self.pointer_etag
-            if code in ("NoSuchKey", "404"):
+            if status == 404:
                 return None, None
             raise
-        return json.loads(response["Body"].read()), response.get("ETag")
+        return json.loads(response["Body"].read()), response["ETag"]
 
     def _fail(self, version: int | None, reason: str) -> None:
         self.last_failure = LoadFailure(version=version, reason=reason, at=self.clock())
         LOG.error("champion load failed", extra={"model_version": version, "reason": reason})
-        if self.on_load_failure:
+        if self.on_load_failure is not None:
             self.on_load_failure(self.last_failure)

@@ -81,6 +81,9 @@ def _prediction_schema(model: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def _request_schema(features: list[dict[str, Any]], max_rows: int) -> dict[str, Any]:
+    positional: dict[str, Any] = {"type": "array", "minItems": len(features), "maxItems": len(features)}
+    if features:
+        positional.update(items=False, prefixItems=[_feature_schema(f) for f in features])
     return {
         "oneOf": [
             {"type": "object", "required": ["instances"], "additionalProperties": False,
@@ -88,8 +91,7 @@ def _request_schema(features: list[dict[str, Any]], max_rows: int) -> dict[str, 
                                           "items": {"$ref": "#/components/schemas/Instance"}}}},
             {"type": "object", "required": ["features"], "additionalProperties": False,
              "properties": {"features": {"type": "array", "minItems": 1, "maxItems": max_rows,
-                                         "items": {"type": "array", "minItems": len(features),
-                                                   "maxItems": len(features)}}},
+                                         "items": positional}},
              "description": "values in schema order: " + ", ".join(f["name"] for f in features)},
         ]
     }

@@ -12,7 +12,7 @@ from serving.schema import FeatureSchema
 
 
 class Predictor:
-    def __init__(self, bundle: Bundle, unknown_category: str = "reject") -> None:
+    def __init__(self, bundle: Bundle, *, unknown_category: str) -> None:
         self.bundle = bundle
         self.ensemble = ensemble.from_arrays(bundle.arrays)
         self.schema = FeatureSchema(bundle.feature_schema, unknown_category=unknown_category)
@@ -56,6 +56,6 @@ class Predictor:
     def describe(self) -> dict[str, Any]:
         """What /model shows: everything a client needs to build a request."""
         m = self.bundle.manifest
-        keys = ("name", "version", "created_at", "task", "framework", "feature_schema", "classes",
+        keys = ("name", "version", "created_at", "framework", "feature_schema", "classes",
                 "target", "metrics", "hyperparameters", "lineage", "examples", "exactness")
         return {key: m[key] for key in keys if key in m} | {"task": self.task}

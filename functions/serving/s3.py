@@ -8,7 +8,7 @@ botocore's own signer) using only the standard library.
 
 It offers the small part of boto3's S3 client that ``serving.bundle`` uses:
 ``get_object(Bucket=, Key=, IfNoneMatch=)`` returning ``{"Body", "ETag"}`` and
-raising errors with a boto-style ``response["Error"]["Code"]``.
+raising errors shaped as boto3's (``error_status`` reads the HTTP status of both).
 
 Credentials come from the environment, as Lambda provides them
 (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN). The endpoint is
@@ -26,15 +26,28 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from datetime import UTC, datetime
+from xml.etree import ElementTree
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
 class S3Error(Exception):
-    def __init__(self, code: str, status: int, message: str) -> None:
+    """An S3 error shaped as boto3's ClientError is: ``response["Error"]["Code"]`` and the HTTP status."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(f"{code} ({status}): {message}")
         self.response = {"Error": {"Code": code, "Message": message},
                          "ResponseMetadata": {"HTTPStatusCode": status}}
+
+
+class ConfigurationError(ValueError):
+    pass
+
+
+def error_status(error: BaseException) -> int | None:
+    """The HTTP status of a failed S3 call (boto3's ClientError or S3Error); None for other errors."""
+    response = getattr(error, "response", None)
+    return response.get("ResponseMetadata", {}).get("HTTPStatusCode") if isinstance(response, dict) else None
 
 
 def _hmac(key: bytes, message: str) -> bytes:
@@ -63,7 +76,7 @@ def signing_headers(
     )
     canonical = "\n".join([
         method,
-        parts.path or "/",  # already URI-encoded once, as S3 expects
+        parts.path,  # already URI-encoded once, and not normalised: as S3 expects
         query,
         "".join(f"{k}:{headers[k].strip()}\n" for k in signed),
         ";".join(signed),
@@ -90,7 +103,7 @@ class S3Reader:
         self.secret_key = secret_key
         self.session_token = session_token
         if endpoint and not endpoint.startswith(("http://", "https://")):
-            raise S3Error("InvalidEndpoint", 0, f"the S3 endpoint must be http(s): {endpoint!r}")
+            raise ConfigurationError(f"the S3 endpoint must be http(s): {endpoint!r}")
         self.endpoint = endpoint.rstrip("/") if endpoint else None
         self.timeout = timeout
 
@@ -99,7 +112,7 @@ class S3Reader:
         env = os.environ if env is None else env
         missing = [k for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY") if not env.get(k)]
         if missing:
-            raise S3Error("NoCredentials", 0, f"missing {', '.join(missing)} in the environment")
+            raise ConfigurationError(f"missing {' and '.join(missing)} in the environment")
         return cls(
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
             access_key=env["AWS_ACCESS_KEY_ID"],
@@ -126,14 +139,15 @@ class S3Reader:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310  # nosec B310
                 return {"Body": io.BytesIO(response.read()), "ETag": response.headers.get("ETag")}
         except urllib.error.HTTPError as error:
-            if error.code == 304:
-                raise S3Error("304", 304, "not modified") from None
-            body = error.read().decode(errors="replace")
-            code = _xml_field(body, "Code") or str(error.code)
-            raise S3Error(code, error.code, _xml_field(body, "Message") or body[:200]) from None
+            code, message = _error_document(error.read())
+            raise S3Error(error.code, code or str(error.code), message) from None
 
 
-def _xml_field(body: str, name: str) -> str | None:
-    start = body.find(f"<{name}>")
-    end = body.find(f"</{name}>")
-    return body[start + len(name) + 2 : end] if start != -1 and end > start else None
+def _error_document(body: bytes) -> tuple[str | None, str]:
+    """S3's XML error document → (Code, Message); a body that is not one is the message itself."""
+    try:
+        # the document comes from the S3 endpoint this reader was configured with, not from a user
+        root = ElementTree.fromstring(body)  # noqa: S314  # nosec B314
+    except ElementTree.ParseError:
+        return None, body.decode(errors="replace")[:200]
+    return root.findtext("Code"), root.findtext("Message") or ""

@@ -79,11 +79,15 @@ class FeatureSchema:
         unexpected = sorted(set(body) - {form})
         if unexpected:
             raise RequestError(400, f"unexpected top-level fields: {', '.join(unexpected)}")
-        if self._all_numeric:
+        return self.rows(rows, form)
+
+    def rows(self, rows: list, form: str = "instances") -> np.ndarray:
+        """Rows (objects by name, or arrays in schema order) → float64 (n, d); else 422 per problem."""
+        if self._all_numeric:  # the common case in one pass; anything unusual is checked cell by cell
             X = self._fast_matrix(rows, form)
             if X is not None:
                 return X
-        X = np.empty((len(rows), len(self.features)), dtype=np.float64)
+        X = np.empty((len(rows), len(self.features)))
         errors: list[dict[str, Any]] = []
         for i, row in enumerate(rows):
             self._fill(X[i], row, i, form, errors)
@@ -106,7 +110,7 @@ class FeatureSchema:
                 errors.append({"row": i, "field": None, "message":
                                f"must be an array of {len(self.features)} values in schema order"})
                 return
-            values = list(zip(self.features, row, strict=True))
+            values = [(feature, row[j]) for j, feature in enumerate(self.features)]
         for j, (feature, value) in enumerate(values):
             try:
                 out[j] = self._value(feature, value)

@@ -1,0 +1,63 @@
+"""The prediction function's package, as `sam build` makes it: what its import pulls in, and how long it takes.
+
+Like Powertools' own import-time tests: a budget checked as code. The budget is
+about twice the median measured on a 2-core machine (see the README), so it
+fails when an import is added to the cold path, not when the machine is busy.
+"""
+
+import json
+import statistics
+import subprocess
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.integration
+PACKAGE = ROOT / ".aws-sam" / "build" / "PredictFunction"
+RUNTIME = ROOT / ".local" / "localstack" / "runtimes" / "python3.12" / "bin" / "python"
+IMPORT_BUDGET_MS = 350
+FORBIDDEN = ("boto3", "botocore.client", "botocore.session", "pandas", "sklearn", "mlflow", "catboost",
+             "lightgbm", "optuna", "aws_xray_sdk", "pydantic", "scipy")
+PROBE = """
+import json, sys, time
+started = time.perf_counter()
+import handlers.api
+took = (time.perf_counter() - started) * 1000
+print(json.dumps({"ms": took, "modules": sorted(sys.modules)}))
+"""
+
+
+def import_handler() -> dict:
+    # the runtime's Python (boto3 installed, as on Lambda), the package's own bytecode,
+    # nothing written next to it (Lambda's code folder is read-only)
+    result = subprocess.run(
+        [str(RUNTIME), "-c", PROBE], cwd=PACKAGE, capture_output=True, text=True, timeout=60,
+        env={"MODEL_BUCKET": "bucket", "PYTHONPATH": str(PACKAGE), "PYTHONDONTWRITEBYTECODE": "1",
+             "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def imports(stack):  # the stack fixture ran `sam build`
+    assert (PACKAGE / "handlers" / "api.py").exists(), f"no package at {PACKAGE}"
+    return [import_handler() for _ in range(5)]
+
+
+def test_importing_the_handler_pulls_in_no_heavy_or_training_library(imports):
+    loaded = set(imports[0]["modules"])
+    assert not loaded & set(FORBIDDEN), sorted(loaded & set(FORBIDDEN))
+    assert "numpy" in loaded and "orjson" in loaded  # the probe does see the package's modules
+
+
+def test_importing_the_handler_stays_within_its_budget(imports):
+    median = statistics.median(run["ms"] for run in imports)
+    assert median <= IMPORT_BUDGET_MS, f"import took {median:.0f} ms (budget {IMPORT_BUDGET_MS} ms)"
+
+
+def test_the_package_ships_bytecode_and_no_tests(imports):
+    compiled = list((PACKAGE / "serving").glob("__pycache__/*.cpython-312.pyc"))
+    assert len(compiled) >= 8
+    assert not list(PACKAGE.glob("numpy/**/tests"))
+    assert not (PACKAGE / "bin").exists()

@@ -1,0 +1,388 @@
+"""The API handler, called with API Gateway events as `sam local generate-event` makes them."""
+
+import base64
+import importlib
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from serving import bundle
+
+from tests.models import case
+from tests.unit.conftest import BUCKET
+
+ROOT = Path(__file__).resolve().parents[3]
+EVENTS = ROOT / "events"
+ORIGIN = "http://127.0.0.1:8765"
+
+
+@dataclass
+class Context:
+    function_name: str = "PredictFunction"
+    memory_limit_in_mb: int = 1024
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:000000000000:function:PredictFunction"
+    aws_request_id: str = "req-1"
+
+
+def event(name: str, body=None, headers=None, path=None, raw_body=None, base64_encoded=True) -> dict:
+    e = json.loads((EVENTS / f"{name}.json").read_text())
+    if body is not None:
+        raw = body if isinstance(body, str) else json.dumps(body)
+        e["body"] = base64.b64encode(raw.encode()).decode() if base64_encoded else raw
+        e["isBase64Encoded"] = base64_encoded
+    if raw_body is not None:
+        e["body"] = base64.b64encode(raw_body).decode()
+        e["isBase64Encoded"] = True
+    for key, value in (headers or {}).items():  # API Gateway sends both forms
+        e["headers"][key] = value
+        e["multiValueHeaders"][key] = [value]
+    if path:
+        e["path"] = e["resource"] = e["requestContext"]["resourcePath"] = path
+    return e
+
+
+def metrics_of(output: str) -> dict:
+    """The EMF metrics (name → values) the handler printed; units and dimensions under "_units"/"_dims"."""
+    found: dict = {"_units": {}, "_dims": {}}
+    for line in output.splitlines():
+        if line.startswith("{") and '"_aws"' in line:
+            document = json.loads(line)
+            directive = document["_aws"]["CloudWatchMetrics"][0]
+            for definition in directive["Metrics"]:
+                value = document[definition["Name"]]
+                found[definition["Name"]] = value if isinstance(value, list) else [value]
+                found["_units"][definition["Name"]] = definition["Unit"]
+            for dimension in directive["Dimensions"][0]:
+                found["_dims"][dimension] = document[dimension]
+    return found
+
+
+
+@pytest.fixture
+def api(s3, monkeypatch, capsys):
+    monkeypatch.setenv("MODEL_BUCKET", BUCKET)
+    monkeypatch.setenv("MODEL_NAME", "breast-cancer")
+    monkeypatch.setenv("CHAMPION_REFRESH_SECONDS", "0")
+    monkeypatch.setenv("MAX_ROWS", "200")
+    monkeypatch.setenv("MAX_BODY_BYTES", "300000")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "Test")
+    monkeypatch.setenv("ALLOWED_ORIGIN", ORIGIN)
+    import handlers.api
+
+    module = importlib.reload(handlers.api)
+
+    def call(e):
+        capsys.readouterr()
+        response = module.handler(e, Context())
+        call.metrics = metrics_of(capsys.readouterr().out)
+        return response["statusCode"], json.loads(response["body"]), response
+
+    call.module = module
+    return call
+
+
+def publish(s3, name="bc-lightgbm", promote=True):
+    model = case(name)
+    manifest = bundle.publish(s3, BUCKET, "breast-cancer", model.arrays, model.manifest_fields())
+    if promote:
+        bundle.set_champion(s3, BUCKET, "breast-cancer", manifest["version"], "test")
+    return manifest
+
+
+def test_without_a_champion_predict_is_503_and_health_says_why(api):
+    status, body, _ = api(event("health"))
+    assert status == 503
+    assert body == {"status": "no_model",
+                    "reason": f"no champion has been promoted for model 'breast-cancer' in {BUCKET}"}
+    for name in ("predict", "model"):
+        status, body, _ = api(event(name))
+        assert status == 503
+        assert body == {"error": f"no champion has been promoted for model 'breast-cancer' in {BUCKET}"}
+
+
+def test_health_names_the_model_being_served(api, s3):
+    publish(s3)
+    status, body, response = api(event("health"))
+    assert (status, body) == (200, {"status": "ok", "model": {"name": "breast-cancer", "version": 1}})
+    assert response["multiValueHeaders"]["Content-Type"] == ["application/json"]
+
+
+def test_predict_answers_label_probabilities_and_version(api, s3):
+    model = case("bc-lightgbm")
+    publish(s3)
+    status, body, response = api(event("predict", headers={"Origin": ORIGIN}))
+    assert status == 200, body
+    assert body["model"] == {"name": "breast-cancer", "version": 1}
+    [prediction] = body["predictions"]
+    assert list(prediction["probabilities"]) == model.classes
+    assert sum(prediction["probabilities"].values()) == pytest.approx(1.0, abs=1e-12)
+    assert prediction["label"] == max(prediction["probabilities"], key=prediction["probabilities"].get)
+    assert response["multiValueHeaders"]["Access-Control-Allow-Origin"] == [ORIGIN]
+    assert api.metrics["Predictions"] == [1.0]
+    assert api.metrics["_units"]["Predictions"] == "Count"
+    assert api.metrics["_units"]["PredictLatency"] == "Milliseconds"
+    assert api.metrics["_dims"]["ModelVersion"] == "1"
+
+
+def test_the_latency_metric_is_the_evaluation_time_in_milliseconds(api, s3, monkeypatch):
+    publish(s3)
+    ticks = iter([10.0, 10.25])
+    monkeypatch.setattr(api.module.time, "perf_counter", lambda: next(ticks))
+    assert api(event("predict"))[0] == 200
+    assert api.metrics["PredictLatency"] == [250.0]
+
+
+def test_cors_is_granted_only_to_the_forms_origin(api, s3):
+    publish(s3)
+    _, _, response = api(event("predict", headers={"Origin": "https://evil.example"}))
+    assert "Access-Control-Allow-Origin" not in response["multiValueHeaders"]
+
+
+def test_without_an_allowed_origin_no_cors_headers_are_sent(api, s3, monkeypatch):
+    monkeypatch.delenv("ALLOWED_ORIGIN")
+    module = importlib.reload(api.module)
+    assert module.cors is None
+    publish(s3)
+    response = module.handler(event("predict", headers={"Origin": ORIGIN}), Context())
+    assert not any(k.startswith("Access-Control") for k in response["multiValueHeaders"])
+
+
+def test_predictions_equal_the_native_model_for_many_rows(api, s3):
+    for name in ("bc-lightgbm", "bc-catboost"):
+        model = case(name)
+        publish(s3, name)
+        status, body, _ = api(event("predict", {"instances": model.instances}))
+        assert status == 200
+        assert len(body["predictions"]) == len(model.instances)
+        served = np.array([[p["probabilities"][c] for c in model.classes] for p in body["predictions"]])
+        assert np.max(np.abs(served - model.native)) <= 1e-12
+        assert api.metrics["Predictions"] == [float(len(model.instances))]
+
+
+def test_the_positional_form_gives_the_same_answer(api, s3):
+    publish(s3)
+    _, named, _ = api(event("predict"))
+    status, positional, _ = api(event("predict-positional"))
+    assert status == 200
+    assert positional == named
+
+
+def test_a_plain_text_body_is_read_like_a_base64_one(api, s3):
+    publish(s3)
+    row = json.loads(base64.b64decode(event("predict")["body"]))
+    _, encoded, _ = api(event("predict", row))
+    status, plain, _ = api(event("predict", row, base64_encoded=False))
+    assert status == 200 and plain == encoded
+
+
+def test_invalid_values_get_422_with_the_field(api, s3):
+    publish(s3)
+    status, body, _ = api(event("predict-invalid"))
+    assert status == 422
+    assert body["errors"] == [{"row": 0, "field": "mean radius", "message": "must be a number, got str"}]
+    assert api.metrics["RequestErrors"] == [1.0]
+    assert api.metrics["_units"]["RequestErrors"] == "Count"
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status", "words"),
+    [
+        ('{"instances": [', None, 400, "the body is not valid JSON"),
+        ('{"instances": [{"mean radius": NaN}]}', None, 400, "not valid JSON"),
+        ('{"instances": [{"mean radius": Infinity}]}', None, 400, "not valid JSON"),
+        ('{"instances": [{"mean radius": 1e400}]}', None, 400, "not valid JSON"),
+        ('{"instances": []}', None, 400, "non-empty"),
+        ("", None, 400, "not valid JSON"),
+        (None, {"Content-Type": "text/plain"}, 415, "send the request as Content-Type: application/json"),
+        (None, {"Content-Type": "application/x-www-form-urlencoded"}, 415,
+         "send the request as Content-Type: application/json"),
+        (None, {"Content-Type": "application/jsonp"}, 415, "application/json"),
+        (None, {"Content-Type": ""}, 415, "application/json"),
+    ],
+)
+def test_bad_requests_get_a_clear_4xx(api, s3, body, headers, status, words):
+    publish(s3)
+    code, answer, _ = api(event("predict", body=body, headers=headers))
+    assert code == status
+    assert words in answer["error"]
+    if status == 415:
+        assert answer == {"error": "send the request as Content-Type: application/json"}
+
+
+def test_a_request_without_a_body_says_so(api, s3):
+    publish(s3)
+    e = event("predict")
+    e["body"], e["isBase64Encoded"] = None, False
+    status, body, _ = api(e)
+    assert (status, body) == (400, {"error": "the body is not valid JSON: Input is a zero-length, empty document: "
+                                             "line 1 column 1 (char 0)"})
+
+
+def test_a_content_type_with_parameters_and_any_case_is_json(api, s3):
+    publish(s3)
+    for value in ("application/json; charset=utf-8", "Application/JSON", " application/json "):
+        assert api(event("predict", headers={"Content-Type": value}))[0] == 200
+
+
+def test_a_body_that_is_not_utf8_is_a_400_not_a_500(api, s3):
+    publish(s3)
+    status, body, _ = api(event("predict", raw_body=b'{"instances": [{"mean radius": "\xff\xfe"}]}'))
+    assert status == 400
+    assert "not valid JSON" in body["error"] and "UTF-8" in body["error"]
+    e = event("predict")
+    e["body"], e["isBase64Encoded"] = '{"instances": ["\ud800"]}', False  # a lone surrogate
+    status, body, _ = api(e)
+    assert status == 400 and "UTF-8" in body["error"]
+
+
+def test_a_body_that_is_not_base64_is_a_400(api, s3):
+    publish(s3)
+    e = event("predict")
+    e["body"] = "not base64!"
+    status, body, _ = api(e)
+    assert (status, body) == (400, {"error": "the body is not valid base64"})
+    e = event("predict")  # valid JSON once the stray characters were dropped: still refused
+    e["body"] = e["body"][:10] + "!*" + e["body"][10:]
+    assert api(e)[:2] == (400, {"error": "the body is not valid base64"})
+
+
+def test_a_body_over_the_size_limit_is_413_before_it_is_parsed(api, s3):
+    publish(s3)
+    status, body, _ = api(event("predict", body=" " * 299_993 + '{"x": 1}'))  # 300,001 bytes
+    assert (status, body) == (413, {"error": "the body is over 300000 bytes"})
+    status, _, _ = api(event("predict", body=" " * 299_998 + "{}"))
+    assert status == 400  # just under the limit: parsed, then refused for its content
+
+
+def test_too_many_rows_is_413(api, s3):
+    publish(s3)
+    row = json.loads(base64.b64decode(event("predict")["body"]))["instances"][0]
+    status, body, _ = api(event("predict", {"instances": [row] * 201}))
+    assert status == 413
+    assert body == {"error": "201 rows in one request; the limit is 200"}
+    assert api(event("predict", {"instances": [row] * 200}))[0] == 200
+
+
+def test_unknown_routes_are_404_json(api):
+    status, body, _ = api(event("health", path="/nope"))
+    assert status == 404
+    assert body == {"error": "no route GET /nope"}
+
+
+def test_an_unexpected_error_is_a_500_with_the_request_id_and_is_counted(api, s3, monkeypatch, caplog):
+    publish(s3)
+
+    def explode():
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(api.module.champion, "current", explode)
+    status, body, _ = api(event("model"))
+    assert (status, body) == (500, {"error": "internal error", "request_id": "req-1"})
+    assert api.metrics["Errors"] == [1.0]
+    assert api.metrics["_units"]["Errors"] == "Count"
+    [logged] = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert logged.getMessage() == "unexpected error"
+    assert logged.exc_info[1].args == ("boom",)
+
+
+def test_model_describes_schema_classes_metrics_and_examples(api, s3):
+    model = case("bc-lightgbm")
+    publish(s3)
+    status, body, _ = api(event("model"))
+    assert status == 200
+    assert body["feature_schema"] == model.schema
+    assert body["classes"] == model.classes
+    assert body["task"] == "binary"
+    assert body["examples"][0]["instance"] == model.instances[0]
+    assert (body["name"], body["version"]) == ("breast-cancer", 1)
+    assert body["metrics"] == {"test": {"f1_macro": 0.9}}
+
+
+def test_a_new_champion_is_swapped_in_after_the_refresh(api, s3):
+    publish(s3)
+    assert api(event("predict"))[1]["model"]["version"] == 1
+    publish(s3, "bc-lightgbm-short")
+    status, body, _ = api(event("predict"))
+    assert status == 200
+    assert body["model"]["version"] == 2
+
+
+def test_a_broken_champion_is_refused_and_the_last_good_model_keeps_serving(api, s3):
+    publish(s3)
+    assert api(event("predict"))[0] == 200
+    broken = publish(s3, "bc-lightgbm-short", promote=False)
+    key = bundle.version_prefix("breast-cancer", broken["version"]) + "model.npz"
+    s3.put_object(Bucket=BUCKET, Key=key, Body=b"corrupted")
+    bundle.set_champion(s3, BUCKET, "breast-cancer", broken["version"], "bad push")
+    status, body, _ = api(event("predict"))
+    assert status == 200
+    assert body["model"]["version"] == 1
+    assert api.metrics["ModelLoadFailures"] == [1.0]
+    assert api.metrics["_units"]["ModelLoadFailures"] == "Count"
+    status, health, _ = api(event("health"))
+    assert status == 200
+    assert health["model"]["version"] == 1
+    assert "does not match its sha256" in health["last_load_failure"]["reason"]
+
+
+def test_a_bundle_whose_model_and_schema_disagree_is_refused(api, s3):
+    model = case("bc-lightgbm")
+    publish(s3)
+    assert api(event("predict"))[0] == 200
+    wrong = dict(model.manifest_fields(), feature_schema=model.schema[:-1])
+    manifest = bundle.publish(s3, BUCKET, "breast-cancer", model.arrays, wrong)
+    bundle.set_champion(s3, BUCKET, "breast-cancer", manifest["version"], "mismatched")
+    status, health, _ = api(event("health"))
+    assert status == 200 and health["model"]["version"] == 1
+    assert "reads 30 features but its schema gives 29" in health["last_load_failure"]["reason"]
+
+
+def test_the_openapi_document_describes_the_served_routes(api, s3):
+    publish(s3)
+    status, document, _ = api(event("health", path="/openapi.json"))
+    assert status == 200
+    routes = {(r.method.lower(), r.path) for r in api.module.ROUTES}
+    assert {(m, p) for p, ops in document["paths"].items() for m in ops} == routes
+    assert document["info"]["title"] == "Predictions: breast-cancer v1"
+    assert document["components"]["schemas"]["PredictRequest"]["oneOf"][0]["properties"]["instances"][
+        "maxItems"] == 200
+    resolved = {(r.method, r.path): r.function for r in api.module.ROUTES}
+    assert resolved[("POST", "/predict")] is api.module.predict
+
+
+def test_the_openapi_document_is_served_without_a_model(api):
+    status, document, _ = api(event("health", path="/openapi.json"))
+    assert status == 200
+    assert document["info"]["title"] == "Predictions"
+    assert document["components"]["schemas"]["Instance"]["required"] == []
+
+
+def test_the_handler_path_does_not_import_the_training_stack():
+    code = (
+        "import sys; sys.path.insert(0, 'functions'); import handlers.api; "
+        "bad = [m for m in ('pandas', 'sklearn', 'mlflow', 'catboost', 'lightgbm', 'optuna', "
+        "'boto3', 'botocore.client', 'aws_xray_sdk', 'pydantic') "
+        "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                            env={"MODEL_BUCKET": "x", "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_bad_setting_fails_the_container_at_init_naming_it():
+    code = "import sys; sys.path.insert(0, 'functions'); import handlers.api"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                            env={"MODEL_BUCKET": "x", "MAX_ROWS": "many", "PATH": "/usr/bin:/bin"})
+    assert result.returncode != 0
+    assert "MAX_ROWS must be an integer, not 'many'" in result.stderr
+
+
+def test_the_events_are_in_the_sam_cli_shape():
+    e = event("predict")
+    assert e["isBase64Encoded"] is True
+    assert json.loads(base64.b64decode(e["body"]))["instances"]
+    assert e["requestContext"]["resourcePath"] == "/predict"

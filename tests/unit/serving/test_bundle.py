@@ -1,0 +1,336 @@
+"""The bundle: immutable, checksummed, self-describing versions; checked when written and read."""
+
+import io
+import json
+
+import numpy as np
+import pytest
+from serving import bundle
+from serving.s3 import S3Reader
+
+from tests.models import case
+from tests.unit.conftest import BUCKET
+
+
+def publish(s3, model=None, name="bc", extra=None, **fields):
+    model = model or case("bc-lightgbm")
+    return bundle.publish(s3, BUCKET, name, model.arrays, {**model.manifest_fields(), **fields},
+                          {"model.txt": b"native"} if extra is None else extra)
+
+
+def get(s3, key):
+    return s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+
+
+def test_a_version_is_self_describing_and_checksummed(s3):
+    manifest = publish(s3)
+    assert manifest["version"] == 1
+    assert manifest["format_version"] == bundle.FORMAT_VERSION == 2
+    assert manifest["task"] == "binary" and manifest["name"] == "bc"
+    stored = bundle.read_manifest(s3, BUCKET, "bc", 1)
+    assert stored == manifest
+    for key in ("feature_schema", "classes", "metrics", "created_at", "framework"):
+        assert key in stored
+    assert set(stored["files"]) == {"model.npz", "model.txt"}
+    data = get(s3, "models/bc/versions/000001/model.npz")
+    assert stored["files"]["model.npz"] == {"sha256": bundle.sha256(data), "size": len(data)}
+    assert stored["files"]["model.txt"]["size"] == len(b"native")
+    loaded = bundle.load(s3, BUCKET, "bc", 1)
+    assert loaded.version == 1 and loaded.name == "bc" and loaded.task == "binary"
+    assert loaded.classes == ["benign", "malignant"]
+    assert set(loaded.arrays) == set(case("bc-lightgbm").arrays)
+    for key, value in case("bc-lightgbm").arrays.items():
+        assert np.array_equal(loaded.arrays[key], value), key
+
+
+def test_the_manifest_is_strict_sorted_json_and_written_last(s3):
+    publish(s3)
+    raw = get(s3, "models/bc/versions/000001/manifest.json")
+    assert json.loads(raw)["version"] == 1
+    assert raw.startswith(b'{\n  "classes"')  # indented, keys sorted
+    with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
+        publish(s3, metrics={"test": {"f1_macro": float("nan")}})
+    # the failed publish left no manifest: version 2 does not exist
+    assert bundle.list_versions(s3, BUCKET, "bc") == [1]
+
+
+def test_publishing_never_overwrites_a_version(s3):
+    publish(s3)
+    # someone else is half-way through writing version 2
+    s3.put_object(Bucket=BUCKET, Key="models/bc/versions/000002/model.npz", Body=b"theirs")
+    manifest = publish(s3)
+    assert manifest["version"] == 3
+    assert get(s3, "models/bc/versions/000002/model.npz") == b"theirs"
+    with pytest.raises(bundle.VersionExists, match="models/bc/versions/000001/manifest.json already exists"):
+        bundle._put_new(s3, BUCKET, "models/bc/versions/000001/manifest.json", b"{}", "application/json")
+    assert bundle.list_versions(s3, BUCKET, "bc") == [1, 3]
+
+
+def test_publishing_gives_up_after_its_attempts(s3):
+    for version in range(1, 4):  # three numbers taken by writers that never finished
+        s3.put_object(Bucket=BUCKET, Key=f"models/bc/versions/{version:06d}/model.npz", Body=b"x")
+    with pytest.raises(bundle.BundleError, match="could not find a free version number for bc in 3 tries"):
+        bundle.publish(s3, BUCKET, "bc", case("bc-lightgbm").arrays, case("bc-lightgbm").manifest_fields(),
+                       attempts=3)
+    assert publish(s3)["version"] == 4
+
+
+def test_other_errors_on_write_are_not_taken_for_a_taken_version(s3):
+    class Denied(Exception):
+        response = {"Error": {"Code": "AccessDenied"}, "ResponseMetadata": {"HTTPStatusCode": 403}}
+
+    class DenyingS3:
+        def __getattr__(self, name):
+            return getattr(s3, name)
+
+        def put_object(self, **kwargs):
+            raise Denied()
+
+    with pytest.raises(Denied):
+        bundle.publish(DenyingS3(), BUCKET, "bc", case("bc-lightgbm").arrays, case("bc-lightgbm").manifest_fields())
+
+
+def test_a_conflicting_conditional_write_also_means_taken(s3):
+    class Conflict(Exception):  # S3's 409 ConditionalRequestConflict: another writer is mid-way
+        response = {"Error": {"Code": "ConditionalRequestConflict"}, "ResponseMetadata": {"HTTPStatusCode": 409}}
+
+    class Busy:
+        def put_object(self, **kwargs):
+            raise Conflict()
+
+    with pytest.raises(bundle.VersionExists, match="s3://models/k already exists"):
+        bundle._put_new(Busy(), BUCKET, "k", b"x", "application/json")
+
+
+def test_versions_are_numbered_after_the_newest_whatever_the_number_of_attempts(s3):
+    for expected in range(1, 8):  # more versions than attempts: the number comes from the listing
+        assert publish(s3)["version"] == expected
+    publish(s3, name="other")
+    assert bundle.list_versions(s3, BUCKET, "bc") == list(range(1, 8))
+    assert bundle.list_versions(s3, BUCKET, "other") == [1]
+    assert bundle.list_versions(s3, BUCKET, "none") == []
+
+
+def test_by_default_publishing_tries_five_version_numbers(s3):
+    for version in range(1, 6):  # five numbers taken by writers that never finished
+        s3.put_object(Bucket=BUCKET, Key=f"models/bc/versions/{version:06d}/model.npz", Body=b"x")
+    with pytest.raises(bundle.BundleError, match="in 5 tries"):
+        publish(s3)
+
+
+def test_objects_are_stored_with_their_type_and_an_s3_checksum(s3):
+    publish(s3)
+    bundle.set_champion(s3, BUCKET, "bc", 1, "first")
+    for key, kind in (("versions/000001/model.npz", "application/octet-stream"),
+                      ("versions/000001/model.txt", "application/octet-stream"),
+                      ("versions/000001/manifest.json", "application/json"),
+                      ("champion.json", "application/json")):
+        head = s3.head_object(Bucket=BUCKET, Key=f"models/bc/{key}", ChecksumMode="ENABLED")
+        assert head["ContentType"] == kind, key
+        if key.startswith("versions/"):
+            assert head["ChecksumSHA256"], key
+    [history] = s3.list_objects_v2(Bucket=BUCKET, Prefix="models/bc/champion-history/")["Contents"]
+    assert s3.head_object(Bucket=BUCKET, Key=history["Key"])["ContentType"] == "application/json"
+
+
+def test_times_are_utc():
+    import re
+
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", bundle._now())
+
+
+def test_progress_is_reported_per_file(s3):
+    said = []
+    model = case("bc-lightgbm")
+    bundle.publish(s3, BUCKET, "bc", model.arrays, model.manifest_fields(), {"model.txt": b"n"},
+                   progress=said.append)
+    assert len(said) == 2
+    size = len(bundle.encode_arrays(model.arrays))
+    assert said == [f"uploading model.npz ({size:,} bytes) to s3://models/models/bc/versions/000001/",
+                    "uploading model.txt (1 bytes) to s3://models/models/bc/versions/000001/"]
+
+
+def test_a_tampered_file_is_refused(s3):
+    publish(s3)
+    s3.put_object(Bucket=BUCKET, Key="models/bc/versions/000001/model.npz", Body=b"garbage")
+    with pytest.raises(bundle.BundleError, match="model.npz of bc v1 does not match its sha256"):
+        bundle.load(s3, BUCKET, "bc", 1)
+
+
+def test_a_file_the_manifest_does_not_list_is_not_read(s3):
+    manifest = publish(s3)
+    with pytest.raises(bundle.BundleError, match="model.cbm is not part of bc v1"):
+        bundle.read_file(s3, BUCKET, manifest, "model.cbm")
+    assert bundle.read_file(s3, BUCKET, manifest, "model.txt") == b"native"
+    without_files = {k: v for k, v in manifest.items() if k != "files"}
+    with pytest.raises(bundle.BundleError, match="model.npz is not part of bc v1"):
+        bundle.read_file(s3, BUCKET, without_files, "model.npz")
+
+
+def test_a_missing_object_is_a_bundle_error_that_names_it(s3):
+    with pytest.raises(bundle.BundleError, match="s3://models/models/bc/versions/000009/manifest.json does not exist"):
+        bundle.load(s3, BUCKET, "bc", 9)
+
+
+@pytest.mark.parametrize("error", [
+    type("SlowDown", (Exception,), {"response": {"ResponseMetadata": {"HTTPStatusCode": 503}}})(),
+    ConnectionError("unreachable"),
+])
+def test_errors_other_than_not_found_are_raised_as_they_are(error):
+    class Failing:
+        def get_object(self, **kwargs):
+            raise error
+
+    with pytest.raises(type(error)):
+        bundle.read_champion(Failing(), BUCKET, "bc")
+
+
+def test_the_model_arrays_are_never_unpickled(s3):
+    buffer = io.BytesIO()
+    np.savez(buffer, layout=np.array([{"not": "an array"}], dtype=object))
+    with pytest.raises(bundle.BundleError, match="model.npz cannot be read as plain arrays"):
+        bundle.decode_arrays(buffer.getvalue())
+    with pytest.raises(bundle.BundleError, match="cannot be read as plain arrays"):
+        bundle.decode_arrays(b"not a zip file")
+
+
+def test_a_manifest_whose_checksum_differs_from_the_pointer_is_refused(s3):
+    publish(s3)
+    bundle.set_champion(s3, BUCKET, "bc", 1, "first")
+    pointer = bundle.read_champion(s3, BUCKET, "bc")
+    assert bundle.load(s3, BUCKET, "bc", 1, pointer["manifest_sha256"]).version == 1
+    with pytest.raises(bundle.BundleError, match="manifest of bc v1 does not match the champion pointer"):
+        bundle.load(s3, BUCKET, "bc", 1, "0" * 64)
+    # the champion loader checks it too
+    pointer["manifest_sha256"] = "0" * 64
+    s3.put_object(Bucket=BUCKET, Key=bundle.champion_key("bc"), Body=json.dumps(pointer).encode())
+    with pytest.raises(bundle.BundleError, match="does not match the champion pointer"):
+        bundle.load_champion(s3, BUCKET, "bc")
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [(b"{not json", "manifest.json of bc v1 is not JSON"),
+     (b'{"format_version": 3}', "unsupported bundle format 3; this code reads (1, 2)"),
+     (b'[1, 2]', "unsupported bundle format None"),
+     (b'{"name": "bc"}', "unsupported bundle format None")],
+)
+def test_a_manifest_that_is_not_a_readable_format_is_refused(s3, body, words):
+    s3.put_object(Bucket=BUCKET, Key="models/bc/versions/000001/manifest.json", Body=body)
+    with pytest.raises(bundle.BundleError, match=words.replace("(", r"\(").replace(")", r"\)")):
+        bundle.read_manifest(s3, BUCKET, "bc", 1)
+
+
+def test_a_format_1_bundle_is_upgraded_when_read(s3):
+    # format 1 (before the task was recorded): no task, no n_outputs for CatBoost
+    for name, task in (("bc-catboost", "binary"), ("digits-catboost", "multiclass")):
+        model = case(name)
+        old = {k: v for k, v in model.arrays.items() if k not in ("task", "n_outputs")}
+        data = bundle.encode_arrays(old)
+        manifest = {"format_version": 1, "name": name, "version": 1, **model.manifest_fields(),
+                    "files": {"model.npz": {"sha256": bundle.sha256(data), "size": len(data)}}}
+        prefix = bundle.version_prefix(name, 1)
+        s3.put_object(Bucket=BUCKET, Key=prefix + "model.npz", Body=data)
+        s3.put_object(Bucket=BUCKET, Key=prefix + "manifest.json", Body=json.dumps(manifest).encode())
+        loaded = bundle.load(s3, BUCKET, name, 1)
+        assert loaded.task == task
+        assert np.array_equal(bundle.served_predictions(loaded.arrays, model.matrix),
+                              bundle.served_predictions(model.arrays, model.matrix))
+    lgb = {k: v for k, v in case("bc-lightgbm").arrays.items() if k != "task"}
+    upgraded = bundle._upgrade_format_1(lgb)
+    assert str(upgraded["task"]) == "binary" and int(upgraded["n_outputs"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"feature_schema": []}, "feature_schema must be a non-empty list"),
+        ({"feature_schema": "x"}, "feature_schema must be a non-empty list"),
+        ({"feature_schema": [{"type": "numeric"}]}, "feature_schema[0] has no name"),
+        ({"feature_schema": ["x"]}, "feature_schema[0] has no name"),
+        ({"feature_schema": [{"name": "a", "type": "text"}]}, "feature 'a' has type 'text'"),
+        ({"feature_schema": [{"name": "a", "type": "numeric"}] * 2}, "feature names are not unique"),
+        ({"task": "multiclass"}, "task 'multiclass' but model.npz holds a binary model"),
+        ({"classes": ["a", "b", "c"]}, "3 classes for a binary model with 1 outputs; expected 2"),
+        ({"classes": None}, "0 classes for a binary model"),
+    ],
+)
+def test_a_manifest_that_disagrees_with_its_model_is_refused(change, words):
+    model = case("bc-lightgbm")
+    manifest = {"name": "bc", "version": 1, **model.manifest_fields(), **change}
+    with pytest.raises(bundle.BundleError, match="manifest.json: " + words.replace("[", r"\[").replace("]", r"\]")):
+        bundle.Bundle(manifest=manifest, arrays=model.arrays)
+
+
+@pytest.mark.parametrize("key", ["name", "version", "feature_schema"])
+def test_the_manifest_fields_serving_reads_are_required(key):
+    model = case("bc-lightgbm")
+    manifest = {"name": "bc", "version": 1, **model.manifest_fields()}
+    del manifest[key]
+    with pytest.raises(bundle.BundleError, match=f"manifest.json: {key} is missing"):
+        bundle.Bundle(manifest=manifest, arrays=model.arrays)
+
+
+def test_multiclass_and_regression_manifests():
+    model = case("digits-lightgbm")
+    ok = bundle.Bundle(manifest={"name": "d", "version": 1, **model.manifest_fields()}, arrays=model.arrays)
+    assert ok.task == "multiclass" and len(ok.classes) == 10
+    regression = {**case("bc-catboost").arrays, "task": np.array("regression"), "link": np.array("identity")}
+    fields = {**case("bc-catboost").manifest_fields(), "classes": []}
+    assert bundle.Bundle(manifest={"name": "r", "version": 1, **fields}, arrays=regression).classes == []
+    with pytest.raises(bundle.BundleError, match="2 classes for a regression model"):
+        bundle.Bundle(manifest={"name": "r", "version": 1, **fields, "classes": ["a", "b"]}, arrays=regression)
+
+
+def test_arrays_that_break_the_declaration_are_refused_at_load_naming_the_array(s3):
+    model = case("bc-lightgbm")
+    broken = dict(model.arrays, threshold=model.arrays["threshold"].astype(np.float32))
+    with pytest.raises(bundle.BundleError, match="model.npz: threshold: dtype float32, expected float64"):
+        bundle.Bundle(manifest={"name": "bc", "version": 1, **model.manifest_fields()}, arrays=broken)
+    with pytest.raises(bundle.BundleError, match="threshold: dtype float32"):
+        bundle.publish(s3, BUCKET, "bc", broken, model.manifest_fields())
+    assert bundle.list_versions(s3, BUCKET, "bc") == []  # nothing written
+
+
+def test_the_champion_pointer_names_a_version_and_its_manifest(s3):
+    publish(s3)
+    publish(s3)
+    assert bundle.load_champion(s3, BUCKET, "bc") is None
+    first = bundle.set_champion(s3, BUCKET, "bc", 1, "first")
+    assert first["previous_version"] is None and first["reason"] == "first" and first["name"] == "bc"
+    assert bundle.load_champion(s3, BUCKET, "bc").version == 1
+    manifest_bytes = get(s3, "models/bc/versions/000001/manifest.json")
+    assert first["manifest_sha256"] == bundle.sha256(manifest_bytes)
+    second = bundle.set_champion(s3, BUCKET, "bc", 2, "better")
+    assert second["previous_version"] == 1
+    assert bundle.read_champion(s3, BUCKET, "bc") == second
+    history = s3.list_objects_v2(Bucket=BUCKET, Prefix="models/bc/champion-history/")["Contents"]
+    import re
+
+    for item, version in zip(history, (1, 2), strict=True):
+        assert re.fullmatch(rf"models/bc/champion-history/\d{{8}}T\d{{12}}Z-00000{version}\.json", item["Key"])
+    assert json.loads(get(s3, history[1]["Key"])) == second
+    assert first["promoted_at"] <= second["promoted_at"] and second["promoted_at"].endswith("+00:00")
+
+
+def test_the_serving_functions_own_reader_loads_what_boto3_wrote(s3):
+    publish(s3)
+    bundle.set_champion(s3, BUCKET, "bc", 1, "first")
+    loaded = bundle.load_champion(S3Reader.from_env(), BUCKET, "bc")
+    assert loaded.version == 1
+
+
+@pytest.mark.parametrize("name", ["bc", "breast-cancer", "a", "model_2.v1", "x" * 64, "0abc9"])
+def test_valid_model_names(name):
+    assert bundle.check_name(name) == name
+    assert bundle.champion_key(name) == f"models/{name}/champion.json"
+    assert bundle.version_prefix(name, 7) == f"models/{name}/versions/000007/"
+
+
+@pytest.mark.parametrize("name", ["", "../x", "a/b", "a..b", "A", "-a", "a-", ".a", "x" * 65, "a b",
+                                  "a\n", "é", None, 3])
+def test_names_that_could_escape_their_prefix_are_refused_before_any_key_is_built(name):
+    with pytest.raises(ValueError, match="is not valid: 1-64 characters"):
+        bundle.check_name(name)
+    with pytest.raises(ValueError):
+        bundle.model_prefix(name)

@@ -1,0 +1,277 @@
+"""The champion cache: loaded once, re-checked on its interval with a conditional GET,
+swapped when the pointer moves, and a broken version refused while the last good one serves."""
+
+import json
+
+import pytest
+from serving import bundle
+from serving.champion import ChampionCache
+from serving.s3 import S3Reader
+
+from tests.models import case
+from tests.unit.conftest import BUCKET
+
+NAME = "bc"
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+class Recording:
+    """The function's own S3 reader, with every call written down."""
+
+    def __init__(self):
+        self.reader = S3Reader.from_env()
+        self.calls = []
+
+    def get_object(self, **kwargs):
+        self.calls.append(kwargs)
+        return self.reader.get_object(**kwargs)
+
+    def pointer_reads(self):
+        return [c for c in self.calls if c["Key"] == bundle.champion_key(NAME)]
+
+
+@pytest.fixture
+def cache(s3):
+    clock = Clock()
+    recording = Recording()
+    failures = []
+    made = []
+
+    def factory():
+        made.append(1)
+        return recording
+
+    champion = ChampionCache(factory, bucket=BUCKET, name=NAME, refresh_seconds=60, clock=clock,
+                             unknown_category="reject", on_load_failure=failures.append)
+    champion.clock_, champion.recording, champion.failures, champion.made = clock, recording, failures, made
+    return champion
+
+
+def publish(s3, name="bc-lightgbm", promote=True):
+    model = case(name)
+    manifest = bundle.publish(s3, BUCKET, NAME, model.arrays, model.manifest_fields())
+    if promote:
+        bundle.set_champion(s3, BUCKET, NAME, manifest["version"], "test")
+    return manifest["version"]
+
+
+def test_no_s3_client_is_made_before_the_first_request(cache, s3):
+    assert cache.made == []
+    publish(s3)
+    assert cache.current().version == 1
+    cache.current()
+    cache.clock_.now += 61
+    cache.current()
+    assert cache.made == [1]  # made once, on first use
+
+
+def test_the_pointer_is_read_once_per_interval(cache, s3):
+    publish(s3)
+    assert cache.current().version == 1
+    assert len(cache.recording.pointer_reads()) == 1
+    cache.clock_.now += 59.9
+    cache.current()
+    assert len(cache.recording.pointer_reads()) == 1  # within the interval: no S3 call at all
+    cache.clock_.now += 0.1
+    cache.current()
+    assert len(cache.recording.pointer_reads()) == 2  # at the interval: checked again
+    cache.clock_.now += 10
+    cache.current()
+    assert len(cache.recording.pointer_reads()) == 2
+
+
+def test_an_unchanged_pointer_costs_a_conditional_get_and_nothing_else(cache, s3):
+    publish(s3)
+    first = cache.current()
+    assert "IfNoneMatch" not in cache.recording.pointer_reads()[0]
+    calls = len(cache.recording.calls)
+    cache.clock_.now += 60
+    assert cache.current() is first
+    check = cache.recording.pointer_reads()[-1]
+    assert check["IfNoneMatch"] == cache.pointer_etag and check["IfNoneMatch"]
+    assert len(cache.recording.calls) == calls + 1  # one 304, no manifest or model read
+
+
+def test_a_new_champion_is_swapped_in_at_the_next_check(cache, s3):
+    publish(s3)
+    first = cache.current()
+    publish(s3, "bc-lightgbm-short")
+    assert cache.current() is first  # not before the interval
+    cache.clock_.now += 60
+    second = cache.current()
+    assert second.version == 2 and second is not first
+    assert cache.last_failure is None
+
+
+def test_a_pointer_rewritten_to_the_same_version_is_not_reloaded(cache, s3):
+    publish(s3)
+    first = cache.current()
+    bundle.set_champion(s3, BUCKET, NAME, 1, "again")  # a new ETag, the same version
+    cache.clock_.now += 60
+    reads = len(cache.recording.calls)
+    assert cache.current() is first
+    assert len(cache.recording.calls) == reads + 1
+    cache.clock_.now += 60
+    cache.current()
+    assert cache.recording.pointer_reads()[-1]["IfNoneMatch"] == cache.pointer_etag
+
+
+def test_a_broken_champion_is_refused_once_and_the_last_good_model_keeps_serving(cache, s3):
+    publish(s3)
+    good = cache.current()
+    broken = publish(s3, "bc-lightgbm-short", promote=False)
+    s3.put_object(Bucket=BUCKET, Key=bundle.version_prefix(NAME, broken) + "model.npz", Body=b"corrupted")
+    bundle.set_champion(s3, BUCKET, NAME, broken, "bad push")
+    cache.clock_.now += 60
+    assert cache.current() is good
+    assert cache.last_failure.version == 2
+    assert cache.last_failure.reason == "refused version 2: model.npz of bc v2 does not match its sha256"
+    assert cache.last_failure.at == cache.clock_.now
+    assert len(cache.failures) == 1 and cache.failures[0] is cache.last_failure
+    status = cache.status()
+    assert status == {"status": "ok", "model": {"name": NAME, "version": 1},
+                      "last_load_failure": {"version": 2, "reason": cache.last_failure.reason}}
+    # the refused pointer is not loaded again on every check
+    cache.clock_.now += 60
+    reads = len(cache.recording.calls)
+    assert cache.current() is good
+    new_reads = cache.recording.calls[reads:]
+    assert [c["Key"] for c in new_reads] == [bundle.champion_key(NAME)]
+    assert len(cache.failures) == 1
+    # a fixed champion is taken at the next check, and the failure is forgotten
+    fixed = publish(s3, "bc-lightgbm-short")
+    cache.clock_.now += 60
+    assert cache.current().version == fixed
+    assert cache.last_failure is None
+    assert cache.status() == {"status": "ok", "model": {"name": NAME, "version": fixed}}
+
+
+def test_a_refused_first_champion_leaves_no_model_and_says_why(cache, s3):
+    version = publish(s3, promote=False)
+    s3.put_object(Bucket=BUCKET, Key=bundle.version_prefix(NAME, version) + "model.npz", Body=b"x")
+    bundle.set_champion(s3, BUCKET, NAME, version, "bad")
+    assert cache.current() is None
+    status = cache.status()
+    assert status["status"] == "no_model"
+    assert status["reason"].startswith("refused version 1: ")
+    assert "last_load_failure" not in status and "model" not in status
+    # without a model loaded, the pointer is read in full (no IfNoneMatch) at the next check
+    cache.clock_.now += 60
+    cache.current()
+    assert "IfNoneMatch" not in cache.recording.pointer_reads()[-1]
+
+
+def test_without_a_champion_the_reason_names_the_model_and_bucket(cache, s3):
+    assert cache.current() is None
+    assert cache.status() == {"status": "no_model",
+                              "reason": f"no champion has been promoted for model 'bc' in {BUCKET}"}
+    assert cache.failures == []
+    publish(s3)
+    cache.clock_.now += 60
+    assert cache.current().version == 1
+
+
+def test_an_unreadable_pointer_keeps_the_model_and_is_counted(cache, s3):
+    publish(s3)
+    good = cache.current()
+    s3.put_object(Bucket=BUCKET, Key=bundle.champion_key(NAME), Body=b"{not json")
+    cache.clock_.now += 60
+    assert cache.current() is good
+    assert cache.last_failure.version is None
+    assert cache.last_failure.reason.startswith("could not read the champion pointer: ")
+    assert len(cache.failures) == 1
+
+
+def test_s3_errors_keep_the_model_serving(cache, s3):
+    publish(s3)
+    good = cache.current()
+
+    def down(**kwargs):
+        raise ConnectionError("S3 is unreachable")
+
+    cache.recording.get_object = down
+    cache.clock_.now += 60
+    assert cache.current() is good
+    assert cache.last_failure.reason == "could not read the champion pointer: S3 is unreachable"
+
+
+def test_a_deleted_pointer_keeps_the_model_it_had(cache, s3):
+    publish(s3)
+    good = cache.current()
+    s3.delete_object(Bucket=BUCKET, Key=bundle.champion_key(NAME))
+    cache.clock_.now += 60
+    assert cache.current() is good
+    assert cache.last_failure is None
+
+
+def test_a_pointer_naming_a_missing_version_is_refused(cache, s3):
+    s3.put_object(Bucket=BUCKET, Key=bundle.champion_key(NAME),
+                  Body=json.dumps({"name": NAME, "version": 5}).encode())
+    assert cache.current() is None
+    assert "refused version 5: s3://models/models/bc/versions/000005/manifest.json does not exist" \
+        in cache.status()["reason"]
+
+
+def test_a_refresh_of_zero_checks_on_every_request(s3):
+    publish(s3)
+    recording = Recording()
+    champion = ChampionCache(lambda: recording, bucket=BUCKET, name=NAME, refresh_seconds=0,
+                             unknown_category="reject")
+    for _ in range(3):
+        champion.current()
+    assert len(recording.pointer_reads()) == 3
+
+
+def test_unknown_categories_policy_reaches_the_predictor(s3):
+    publish(s3, "penguins-lightgbm")
+    for policy in ("missing", "reject"):
+        champion = ChampionCache(S3Reader.from_env, bucket=BUCKET, name=NAME, refresh_seconds=60,
+                                 unknown_category=policy)
+        assert champion.current().schema.unknown_category == policy
+
+
+def test_a_pointer_whose_manifest_checksum_is_wrong_is_refused(cache, s3):
+    publish(s3)
+    pointer = bundle.read_champion(s3, BUCKET, NAME)
+    pointer["manifest_sha256"] = "0" * 64
+    s3.put_object(Bucket=BUCKET, Key=bundle.champion_key(NAME), Body=json.dumps(pointer).encode())
+    assert cache.current() is None
+    assert cache.status()["reason"] == "refused version 1: manifest of bc v1 does not match the champion pointer"
+
+
+def test_once_the_pointer_is_gone_a_refusal_is_no_longer_the_reason(cache, s3):
+    version = publish(s3, promote=False)
+    s3.put_object(Bucket=BUCKET, Key=bundle.version_prefix(NAME, version) + "model.npz", Body=b"x")
+    bundle.set_champion(s3, BUCKET, NAME, version, "bad")
+    assert cache.current() is None and cache.last_failure is not None
+    s3.delete_object(Bucket=BUCKET, Key=bundle.champion_key(NAME))
+    cache.clock_.now += 60
+    assert cache.current() is None
+    assert cache.status() == {"status": "no_model",
+                              "reason": f"no champion has been promoted for model 'bc' in {BUCKET}"}
+
+
+def test_loads_and_refusals_are_logged_with_the_versions(cache, s3, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="serving.champion")
+    publish(s3)
+    cache.current()
+    publish(s3, "bc-lightgbm-short")
+    cache.clock_.now += 60
+    cache.current()
+    loaded = [r for r in caplog.records if r.getMessage() == "champion loaded"]
+    assert [(r.model_version, r.previous_version) for r in loaded] == [(1, None), (2, 1)]
+    s3.put_object(Bucket=BUCKET, Key=bundle.champion_key(NAME), Body=b"not json")
+    cache.clock_.now += 60
+    cache.current()
+    [failed] = [r for r in caplog.records if r.getMessage() == "champion load failed"]
+    assert failed.levelname == "ERROR" and failed.model_version is None
+    assert failed.reason.startswith("could not read the champion pointer: ")

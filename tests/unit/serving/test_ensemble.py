@@ -1,0 +1,148 @@
+"""The served form of a model gives the native library's answers, on the rules' edges too."""
+
+import numpy as np
+import pytest
+from serving import bundle, ensemble
+from serving.model_format import MISSING_NAN, MISSING_ZERO
+
+from tests.models import CASES, case
+
+EXACT = 1e-12
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_held_out_rows_are_answered_as_the_native_library_does(name):
+    model = case(name)
+    served = bundle.served_predictions(model.arrays, model.matrix)
+    assert served.shape == model.native.shape == (len(model.matrix), len(model.classes))
+    assert np.max(np.abs(served - model.native)) <= EXACT
+    assert np.allclose(served.sum(axis=1), 1.0, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_rows_on_thresholds_borders_nan_and_zero_follow_the_native_rules(name):
+    # probes: a feature exactly on a LightGBM threshold, a value float32 rounds onto a
+    # CatBoost border, NaN and zeros in many columns, missing categories
+    model = case(name)
+    served = bundle.served_predictions(model.arrays, model.probes)
+    assert np.max(np.abs(served - model.native_probes)) <= EXACT
+
+
+def test_the_probes_do_sit_on_the_edges():
+    # without these the test above would pass for an evaluator that gets the edges wrong
+    lgb = case("bc-lightgbm")
+    split = lgb.arrays["left"] != np.arange(len(lgb.arrays["left"]))
+    thresholds = set(lgb.arrays["threshold"][split].tolist())
+    assert sum(v in thresholds for v in lgb.probes.ravel().tolist()) >= 100
+    cb = case("bc-catboost")
+    borders = cb.arrays["borders"][np.isfinite(cb.arrays["borders"])]
+    above = [v for v in cb.probes.ravel() if np.float32(v) in borders and v > np.float32(v)]
+    assert len(above) >= 100
+    zero = case("bc-lightgbm-zero")
+    assert (zero.arrays["missing_type"] == MISSING_ZERO).any()
+    assert (case("penguins-lightgbm").arrays["missing_type"] == MISSING_NAN).any()
+    assert case("penguins-lightgbm").arrays["is_categorical"].any()
+    assert case("penguins-catboost").arrays["is_equal"].any()
+    assert case("penguins-catboost-nanmax").arrays["nan_goes_right"].any()
+    assert not case("penguins-catboost").arrays["nan_goes_right"].any()
+    assert sum(abs(v) in (1e-35, 2e-35) for v in zero.probes.ravel().tolist()) >= 60
+
+
+def test_lightgbm_models_without_missing_values_or_categories_take_the_plain_comparison_path(monkeypatch):
+    # the plain x <= threshold pass is only for models and rows where it gives the same answer
+    plain = ensemble.from_arrays(case("bc-lightgbm").arrays)
+    careful = ensemble.from_arrays(case("penguins-lightgbm").arrays)
+    assert plain._simple is True and careful._simple is False
+    assert ensemble.from_arrays(case("bc-lightgbm-zero").arrays)._simple is False
+
+    def refuse(*args):
+        raise AssertionError("the careful path ran")
+
+    monkeypatch.setattr(plain, "_numerical", refuse)
+    plain.raw(case("bc-lightgbm").matrix)  # no NaN: plain
+    with pytest.raises(AssertionError, match="careful path"):
+        plain.raw(case("bc-lightgbm").probes)  # NaN in some rows: careful
+
+
+def test_float32_rounding_decides_a_catboost_split():
+    # the value is above the border in float64 but equal to it in float32: CatBoost says "not greater"
+    model = case("bc-catboost")
+    arrays = model.arrays
+    t = 0
+    border = arrays["borders"][t, 0]
+    row = model.matrix[:1].copy()
+    row[0, arrays["features"][t, 0]] = np.nextafter(np.float64(border), np.inf)
+    evaluator = ensemble.from_arrays(arrays)
+    assert np.float32(row[0, arrays["features"][t, 0]]) == border
+    on_border = evaluator.raw(row)
+    row[0, arrays["features"][t, 0]] = np.float64(np.nextafter(border, np.float32(np.inf)))
+    above = evaluator.raw(row)
+    assert not np.array_equal(on_border, above)
+
+
+@pytest.mark.parametrize("name", ["bc-lightgbm", "penguins-catboost", "digits-catboost"])
+def test_many_rows_are_evaluated_in_chunks_with_the_same_answer(name):
+    model = case(name)
+    rows = np.concatenate([model.matrix] * (ensemble.ROW_CHUNK * 3 // len(model.matrix) + 2))
+    many = bundle.served_predictions(model.arrays, rows)
+    one_by_one = np.concatenate([bundle.served_predictions(model.arrays, rows[i:i + 1])
+                                 for i in range(0, len(rows), 97)])
+    assert many.shape[0] == len(rows) > 3 * ensemble.ROW_CHUNK
+    assert np.array_equal(many[::97], one_by_one)
+    assert np.max(np.abs(many[: len(model.matrix)] - model.native)) <= EXACT
+
+
+def test_softmax_is_stable_for_large_raw_scores():
+    raw = np.array([[1000.0, 999.0, -1000.0], [5.0, 5.0, 5.0]])
+    p = ensemble._link(raw, "softmax")
+    assert np.isfinite(p).all()
+    assert np.allclose(p[0], [1 / (1 + np.exp(-1)), np.exp(-1) / (1 + np.exp(-1)), 0.0])
+    assert np.allclose(p[1], [1 / 3] * 3)
+
+
+def test_links():
+    raw = np.array([[0.0], [2.0]])
+    assert np.allclose(ensemble._link(raw, "sigmoid"), [[0.5, 0.5], [1 / (1 + np.exp(2)), 1 / (1 + np.exp(-2))]])
+    assert ensemble._link(raw, "identity") is raw
+
+
+def test_a_lightgbm_multiclass_model_adds_tree_t_to_output_t_mod_k():
+    model = case("digits-lightgbm")
+    evaluator = ensemble.from_arrays(model.arrays)
+    raw = evaluator.raw(model.matrix[:5])
+    k = evaluator.header.n_outputs
+    assert raw.shape == (5, k) == (5, 10)
+    # a model whose only non-zero leaves are in the trees of class 3 moves only output 3
+    arrays = dict(model.arrays)
+    leaves = arrays["left"] == np.arange(len(arrays["left"]))
+    tree_of = np.zeros(len(leaves), int)
+    for t, root in enumerate(arrays["roots"]):
+        end = arrays["roots"][t + 1] if t + 1 < len(arrays["roots"]) else len(leaves)
+        tree_of[root:end] = t
+    arrays["value"] = np.where(leaves & (tree_of % k == 3), 1.0, 0.0)
+    only3 = ensemble.from_arrays(arrays).raw(model.matrix[:5])
+    assert np.array_equal(only3[:, 3], np.full(5, len(arrays["roots"]) // k))
+    assert not only3[:, [0, 1, 2, 4, 5, 6, 7, 8, 9]].any()
+
+
+def test_catboost_scale_and_bias_apply_to_the_leaf_sum():
+    model = case("bc-catboost")
+    base = ensemble.from_arrays(model.arrays).raw(model.matrix[:3])
+    scaled = dict(model.arrays, scale=np.array(2 * model.arrays["scale"]),
+                  bias=model.arrays["bias"] + np.float64(1.5))
+    total = (base - model.arrays["bias"]) / model.arrays["scale"]
+    assert np.allclose(ensemble.from_arrays(scaled).raw(model.matrix[:3]),
+                       2 * model.arrays["scale"] * total + model.arrays["bias"] + 1.5)
+
+
+def test_a_categorical_lightgbm_split_sends_listed_codes_left_and_others_right():
+    model = case("penguins-lightgbm")
+    evaluator = ensemble.from_arrays(model.arrays)
+    nodes = np.flatnonzero(model.arrays["is_categorical"])
+    node = nodes[0]
+    width = model.arrays["category_sets"].shape[1]
+    codes = np.array([np.nan, -1.0, *range(width), float(width), 1e9])
+    went_left = evaluator._categorical(codes, np.full(len(codes), node))
+    listed = model.arrays["category_sets"][model.arrays["category_index"][node]]
+    assert went_left.tolist() == [False, False, *listed.tolist(), False, False]
+    assert listed.any()

@@ -1,0 +1,138 @@
+"""/openapi.json: valid OpenAPI 3.1 that documents every answer, the gateway's own included."""
+
+import pytest
+from openapi_spec_validator import validate
+from serving import openapi
+
+from tests.models import case
+
+
+def noop():
+    return None
+
+
+ROUTES = [
+    openapi.Route("GET", "/health", "health", noop),
+    openapi.Route("GET", "/model", "model", noop),
+    openapi.Route("POST", "/predict", "predict", noop, api_key=True),
+    openapi.Route("GET", "/openapi.json", "this", noop),
+]
+
+
+def described(name="penguins-lightgbm", **extra):
+    model = case(name)
+    return {"name": "p", "version": 3, "task": "multiclass", "feature_schema": model.schema,
+            "classes": model.classes, **extra}
+
+
+@pytest.fixture
+def document():
+    return openapi.document(ROUTES, described(), max_rows=50)
+
+
+def test_the_document_is_valid_openapi_31(document):
+    validate(document)
+    assert document["openapi"] == "3.1.0"
+    assert document["info"] == {"title": "Predictions: p v3", "version": "3"}
+    validate(openapi.document(ROUTES, None, 10))
+
+
+def test_every_route_and_only_those_is_described(document):
+    assert {(m, p) for p, ops in document["paths"].items() for m in ops} == {
+        ("get", "/health"), ("get", "/model"), ("post", "/predict"), ("get", "/openapi.json")}
+    assert document["paths"]["/health"]["get"]["summary"] == "health"
+
+
+def test_every_status_the_api_can_answer_is_documented(document):
+    def statuses(path, method):
+        return set(document["paths"][path][method]["responses"])
+
+    assert statuses("/predict", "post") == {"200", "400", "403", "413", "415", "422", "429", "503"}
+    assert statuses("/health", "get") == {"200", "429", "503"}
+    assert statuses("/model", "get") == {"200", "429", "503"}
+    assert statuses("/openapi.json", "get") == {"200", "429"}
+
+
+def test_the_gateways_own_answers_have_their_own_schema(document):
+    predict = document["paths"]["/predict"]["post"]
+    ref = "#/components/schemas/"
+    schema = lambda status: predict["responses"][status]["content"]["application/json"]["schema"]["$ref"]  # noqa: E731
+    assert schema("403") == schema("429") == ref + "GatewayError"
+    assert schema("422") == schema("400") == schema("503") == ref + "Error"
+    assert schema("200") == ref + "PredictResponse"
+    gateway = document["components"]["schemas"]["GatewayError"]
+    assert gateway["required"] == ["message"]
+    assert document["components"]["schemas"]["Error"]["required"] == ["error"]
+    health = document["paths"]["/health"]["get"]["responses"]
+    assert health["503"]["content"]["application/json"]["schema"]["$ref"] == ref + "Health"
+    assert predict["security"] == [{"ApiKey": []}]
+    assert "security" not in document["paths"]["/health"]["get"]
+    assert document["components"]["securitySchemes"]["ApiKey"] == {"type": "apiKey", "in": "header",
+                                                                    "name": "x-api-key"}
+
+
+def test_the_request_is_the_models_features(document):
+    model = case("penguins-lightgbm")
+    instance = document["components"]["schemas"]["Instance"]
+    assert instance["required"] == [f["name"] for f in model.schema]
+    assert instance["additionalProperties"] is False
+    island = instance["properties"]["island"]
+    assert island == {"type": "string", "enum": ["Biscoe", "Dream", "Torgersen"]}
+    assert instance["properties"]["sex"] == {"anyOf": [{"type": "string", "enum": ["female", "male"]},
+                                                       {"type": "null"}]}
+    length = instance["properties"]["bill_length_mm"]
+    assert length == {"anyOf": [{"type": "number", "description": "seen in training: 32.1 to 59.6"},
+                                {"type": "null"}]}
+    request = document["components"]["schemas"]["PredictRequest"]["oneOf"]
+    assert request[0]["properties"]["instances"]["maxItems"] == 50
+    assert request[0]["properties"]["instances"]["minItems"] == 1
+    assert request[1]["properties"]["features"]["items"]["minItems"] == 7
+    assert request[1]["properties"]["features"]["items"]["maxItems"] == 7
+    positional = request[1]["properties"]["features"]["items"]
+    assert positional["items"] is False
+    assert positional["prefixItems"] == [instance["properties"][f["name"]] for f in model.schema]
+    assert request[1]["description"].startswith("values in schema order: island, bill_length_mm")
+    body = document["paths"]["/predict"]["post"]["requestBody"]
+    assert body["required"] is True
+
+
+def test_booleans_and_numbers_without_a_range():
+    features = [{"name": "b", "type": "boolean"}, {"name": "n", "type": "numeric", "min": None}]
+    instance = openapi.document(ROUTES, described(feature_schema=features), 5)["components"]["schemas"]["Instance"]
+    assert instance["properties"] == {"b": {"type": "boolean"}, "n": {"type": "number"}}
+
+
+def test_the_answer_is_described_per_task(document):
+    classes = case("penguins-lightgbm").classes
+    item = document["components"]["schemas"]["PredictResponse"]["properties"]["predictions"]["items"]
+    assert item["required"] == ["label", "probabilities"]
+    assert item["properties"]["label"] == {"type": "string", "enum": classes}
+    assert set(item["properties"]["probabilities"]["properties"]) == set(classes)
+    regression = openapi.document(ROUTES, described(task="regression", classes=[]), 5)
+    item = regression["components"]["schemas"]["PredictResponse"]["properties"]["predictions"]["items"]
+    assert item == {"type": "object", "required": ["prediction"], "additionalProperties": False,
+                    "properties": {"prediction": {"type": "number"}}}
+    unknown = openapi.document(ROUTES, None, 5)
+    item = unknown["components"]["schemas"]["PredictResponse"]["properties"]["predictions"]["items"]
+    assert item["properties"]["label"] == {"type": "string"}
+
+
+SNAPSHOTS = __import__("pathlib").Path(__file__).with_name("snapshots")
+
+
+@pytest.mark.parametrize(("name", "model"), [
+    ("openapi-penguins.json", lambda: described()),
+    ("openapi-regression.json", lambda: described("bc-catboost", task="regression", classes=[])),
+    ("openapi-no-model.json", lambda: None),
+])
+def test_the_document_is_exactly_the_reviewed_one(name, model):
+    # The document is the API's contract: a change to it is reviewed as a change of this file
+    # (regenerate with UPDATE_SNAPSHOTS=1 and read the diff).
+    import json
+    import os
+
+    document = openapi.document(ROUTES, model(), max_rows=50)
+    path = SNAPSHOTS / name
+    if os.environ.get("UPDATE_SNAPSHOTS") == "1":
+        path.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n")
+    assert document == json.loads(path.read_text())

@@ -1,0 +1,48 @@
+"""The functions' settings fail at init, naming the variable, instead of on the first request."""
+
+import pytest
+from serving.settings import LAMBDA_SYNC_PAYLOAD_BYTES, ConfigurationError, Settings
+
+
+def test_defaults_need_only_the_bucket():
+    settings = Settings.from_env({"MODEL_BUCKET": " models "})
+    assert settings == Settings(model_bucket="models", model_name="breast-cancer", max_rows=1000,
+                                max_body_bytes=LAMBDA_SYNC_PAYLOAD_BYTES, refresh_seconds=60.0,
+                                unknown_category="reject", allowed_origin="", tracing=False)
+    assert LAMBDA_SYNC_PAYLOAD_BYTES == 6 * 1024 * 1024
+
+
+def test_every_setting_is_read():
+    settings = Settings.from_env({
+        "MODEL_BUCKET": "b", "MODEL_NAME": "penguins", "MAX_ROWS": "20", "MAX_BODY_BYTES": "1000",
+        "CHAMPION_REFRESH_SECONDS": "0.5", "UNKNOWN_CATEGORY": "missing",
+        "ALLOWED_ORIGIN": "https://form.example", "POWERTOOLS_TRACE_DISABLED": "False"})
+    assert settings == Settings("b", "penguins", 20, 1000, 0.5, "missing", "https://form.example", True)
+    assert Settings.from_env({"MODEL_BUCKET": "b", "MAX_ROWS": ""}).max_rows == 1000
+    assert Settings.from_env({"MODEL_BUCKET": "b", "CHAMPION_REFRESH_SECONDS": "0"}).refresh_seconds == 0
+    assert Settings.from_env({"MODEL_BUCKET": "b", "MAX_ROWS": "1"}).max_rows == 1
+    assert Settings.from_env({"MODEL_BUCKET": "b", "POWERTOOLS_TRACE_DISABLED": "true"}).tracing is False
+
+
+@pytest.mark.parametrize(
+    ("env", "words"),
+    [
+        ({}, "MODEL_BUCKET is not set: the bucket that holds the models"),
+        ({"MODEL_BUCKET": "  "}, "MODEL_BUCKET is not set: the bucket that holds the models"),
+        ({"MAX_ROWS": "many"}, "MAX_ROWS must be an integer, not 'many'"),
+        ({"MAX_ROWS": "1.5"}, "MAX_ROWS must be an integer, not '1.5'"),
+        ({"MAX_ROWS": "0"}, "MAX_ROWS must be at least 1, not '0'"),
+        ({"MAX_BODY_BYTES": "-1"}, "MAX_BODY_BYTES must be at least 1, not '-1'"),
+        ({"CHAMPION_REFRESH_SECONDS": "soon"}, "CHAMPION_REFRESH_SECONDS must be a number, not 'soon'"),
+        ({"CHAMPION_REFRESH_SECONDS": "-1"}, "CHAMPION_REFRESH_SECONDS must be at least 0, not '-1'"),
+        ({"CHAMPION_REFRESH_SECONDS": "nan"}, "CHAMPION_REFRESH_SECONDS must be at least 0, not 'nan'"),
+        ({"CHAMPION_REFRESH_SECONDS": "inf"}, "CHAMPION_REFRESH_SECONDS must be at least 0, not 'inf'"),
+        ({"UNKNOWN_CATEGORY": "ignore"}, "UNKNOWN_CATEGORY must be reject or missing, not 'ignore'"),
+        ({"MODEL_NAME": "../other"}, "MODEL_NAME: model name '../other' is not valid: 1-64 characters: lowercase "
+                                     "letters, digits, '.', '_' and '-', starting and ending alphanumeric"),
+    ],
+)
+def test_a_bad_setting_is_named(env, words):
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env({"MODEL_BUCKET": "b", **env} if "MODEL_BUCKET" not in env and env else env)
+    assert str(caught.value) == words
