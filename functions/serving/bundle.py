@@ -198,16 +198,73 @@ def _put_new(s3, bucket: str, key: str, body: bytes, content_type: str) -> None:
         raise
 
 
+def _pages(s3, bucket: str, prefix: str, delimiter: str | None = None, max_keys: int | None = None):
+    """The pages of a listing, following continuation tokens (boto3's client or serving.s3's reader)."""
+    kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+    if delimiter is not None:
+        kwargs["Delimiter"] = delimiter
+    if max_keys is not None:
+        kwargs["MaxKeys"] = max_keys
+    while True:
+        page = s3.list_objects_v2(**kwargs)
+        yield page
+        if not page.get("IsTruncated") or max_keys is not None:
+            return
+        kwargs["ContinuationToken"] = page["NextContinuationToken"]
+
+
 def list_versions(s3, bucket: str, name: str) -> list[int]:
     """Published versions (those with a manifest), oldest first."""
     versions = []
-    paginator = s3.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=bucket, Prefix=f"{model_prefix(name)}versions/"):
+    for page in _pages(s3, bucket, f"{model_prefix(name)}versions/"):
         for item in page.get("Contents", []):
             parts = item["Key"].split("/")
             if parts[-1] == MANIFEST_FILE:
                 versions.append(int(parts[-2]))
     return sorted(versions)
+
+
+def has_versions(s3, bucket: str, name: str) -> bool:
+    """Whether anything was ever published under the model's name (one key is enough)."""
+    page = next(_pages(s3, bucket, f"{model_prefix(name)}versions/", max_keys=1))
+    return bool(page.get("Contents"))
+
+
+def list_models(s3, bucket: str) -> list[str]:
+    """The names under models/ (valid names only: anything else there is not a model)."""
+    names = []
+    for page in _pages(s3, bucket, "models/", delimiter="/"):
+        for item in page.get("CommonPrefixes", []):
+            name = item["Prefix"].removeprefix("models/").rstrip("/")
+            if NAME_PATTERN.fullmatch(name) and ".." not in name:
+                names.append(name)
+    return sorted(names)
+
+
+def list_champions(s3, bucket: str) -> list[dict[str, Any]]:
+    """Every model that has a champion, with what its pointer says about it."""
+    models = []
+    for name in list_models(s3, bucket):
+        pointer = read_champion(s3, bucket, name)
+        if pointer is None:
+            continue
+        summary = pointer.get("summary")
+        if summary is None:  # a pointer written before summaries: read it from the manifest
+            summary = _summary(read_manifest(s3, bucket, name, int(pointer["version"])))
+        models.append({"name": name, "version": int(pointer["version"]),
+                       "promoted_at": pointer.get("promoted_at"), **summary})
+    return models
+
+
+def _summary(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What a listing of models shows of a version: its task, classes or target, held-out metrics."""
+    test = (manifest.get("metrics") or {}).get("test") or {}
+    return {
+        "task": manifest.get("task", "binary" if len(manifest.get("classes") or []) == 2 else "multiclass"),
+        "classes": manifest.get("classes") or [],
+        "target": manifest.get("target"),
+        "metrics": {k: v for k, v in test.items() if isinstance(v, int | float) and not isinstance(v, bool)},
+    }
 
 
 def publish(
@@ -235,7 +292,7 @@ def publish(
             "format_version": FORMAT_VERSION,
             "name": name,
             "version": version,
-            "created_at": _now(),
+            "created_at": _now().isoformat(timespec="seconds"),
             "task": task,
             **manifest_fields,
             "files": {
@@ -256,8 +313,8 @@ def publish(
     raise BundleError(f"could not find a free version number for {name} in {attempts} tries")
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _dump(document: dict) -> bytes:
@@ -268,16 +325,18 @@ def set_champion(s3, bucket: str, name: str, version: int, reason: str) -> dict[
     """Point the champion at a published version (one atomic PUT) and record it."""
     manifest_bytes = _get(s3, bucket, version_prefix(name, version) + MANIFEST_FILE)
     previous = read_champion(s3, bucket, name)
+    now = _now()
     pointer = {
         "name": name,
         "version": version,
         "manifest_sha256": sha256(manifest_bytes),
-        "promoted_at": _now(),
+        "summary": _summary(json.loads(manifest_bytes)),
+        "promoted_at": now.isoformat(timespec="seconds"),
         "reason": reason,
         "previous_version": previous["version"] if previous else None,
     }
     body = _dump(pointer)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    stamp = now.strftime("%Y%m%dT%H%M%S%fZ")
     s3.put_object(
         Bucket=bucket, Key=f"{model_prefix(name)}champion-history/{stamp}-{version:06d}.json",
         Body=body, ContentType="application/json",

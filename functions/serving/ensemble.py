@@ -127,10 +127,10 @@ class NodeEnsemble(_Ensemble):
     def raw(self, X: np.ndarray) -> np.ndarray:
         n, n_features = X.shape
         trees = self.roots.shape[0]
-        flat_x = np.ascontiguousarray(X, dtype=np.float64).ravel()
+        flat_x = np.ascontiguousarray(X).ravel()
         # LightGBM reads a row as its non-zero values: |x| <= kZeroThreshold is dropped, i.e. it is 0.0
         flat_x = np.where(np.abs(flat_x) <= K_ZERO_THRESHOLD, 0.0, flat_x)
-        row_offset = (np.arange(n, dtype=np.intp) * n_features)[:, None]
+        row_offset = (np.arange(n) * n_features)[:, None]
         node = np.broadcast_to(self.roots.astype(np.intp), (n, trees)).copy()
         # With no missing values in X and no node that routes missing values or
         # categories, LightGBM's decision is just x <= threshold. Gathers use
@@ -152,15 +152,13 @@ class NodeEnsemble(_Ensemble):
 
     def _numerical(self, fval: np.ndarray, node: np.ndarray) -> np.ndarray:
         # LightGBM's NumericalDecision: NaN is 0 unless the node routes NaN itself;
-        # missing values (zero or NaN, per node) follow default_left.
+        # missing values (zero or NaN, per node) follow default_left. Values this
+        # small (|x| <= kZeroThreshold) were made 0.0 in raw(), so "zero" is == 0.
         missing_type = self.missing_type[node]
         nan = np.isnan(fval)
         fval = np.where(nan & (missing_type != MISSING_NAN), 0.0, fval)
-        is_missing = ((missing_type == MISSING_ZERO) & (np.abs(fval) <= K_ZERO_THRESHOLD)) | (
-            (missing_type == MISSING_NAN) & nan
-        )
-        with np.errstate(invalid="ignore"):
-            return np.where(is_missing, self.default_left[node], fval <= self.threshold[node])
+        is_missing = ((missing_type == MISSING_ZERO) & (fval == 0.0)) | ((missing_type == MISSING_NAN) & nan)
+        return np.where(is_missing, self.default_left[node], fval <= self.threshold[node])
 
     def _categorical(self, fval: np.ndarray, node: np.ndarray) -> np.ndarray:
         # LightGBM's CategoricalDecision: NaN and negative codes go right;

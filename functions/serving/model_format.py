@@ -107,7 +107,7 @@ def pack(layout: str, task: str, n_features: int, n_outputs: int, **arrays: Any)
     out: dict[str, np.ndarray] = {
         "layout": np.array(layout),
         "task": np.array(task),
-        "link": np.array(TASK_LINKS.get(task, "")),
+        "link": np.array(TASK_LINKS.get(task, task)),  # an unknown task is named by check()
         "n_features": np.array(n_features, np.int32),
         "n_outputs": np.array(n_outputs, np.int32),
     }

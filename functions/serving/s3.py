@@ -7,8 +7,9 @@ kind of call. This module signs that call with AWS Signature Version 4
 botocore's own signer) using only the standard library.
 
 It offers the small part of boto3's S3 client that ``serving.bundle`` uses:
-``get_object(Bucket=, Key=, IfNoneMatch=)`` returning ``{"Body", "ETag"}`` and
-raising errors shaped as boto3's (``error_status`` reads the HTTP status of both).
+``get_object(Bucket=, Key=, IfNoneMatch=)`` returning ``{"Body", "ETag"}``,
+``list_objects_v2(Bucket=, Prefix=, Delimiter=, ContinuationToken=, MaxKeys=)``,
+and errors shaped as boto3's (``error_status`` reads the HTTP status of both).
 
 Credentials come from the environment, as Lambda provides them
 (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN). The endpoint is
@@ -26,6 +27,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from datetime import UTC, datetime
+from email.message import Message
 from xml.etree import ElementTree
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -122,22 +124,45 @@ class S3Reader:
         )
 
     def url(self, bucket: str, key: str) -> str:
-        path = urllib.parse.quote(key, safe="/-_.~")
+        path = urllib.parse.quote(key)  # letters, digits, "/" and "-_.~" stay as they are
         if self.endpoint:  # a local endpoint: path-style addressing
             return f"{self.endpoint}/{bucket}/{path}"
         return f"https://{bucket}.s3.{self.region}.amazonaws.com/{path}"
 
     def get_object(self, Bucket: str, Key: str, IfNoneMatch: str | None = None) -> dict:  # noqa: N803 - boto3's names
-        url = self.url(Bucket, Key)
         extra = {"if-none-match": IfNoneMatch} if IfNoneMatch else None
+        body, headers = self._get(self.url(Bucket, Key), extra)
+        return {"Body": io.BytesIO(body), "ETag": headers.get("ETag")}
+
+    def list_objects_v2(self, Bucket: str, Prefix: str = "", Delimiter: str | None = None,  # noqa: N803
+                        ContinuationToken: str | None = None, MaxKeys: int | None = None) -> dict:  # noqa: N803
+        """One page of keys (and common prefixes) under a prefix, shaped as boto3's answer."""
+        query = {"list-type": "2", "prefix": Prefix, "delimiter": Delimiter,
+                 "continuation-token": ContinuationToken, "max-keys": MaxKeys}
+        encoded = urllib.parse.urlencode({k: v for k, v in sorted(query.items()) if v is not None},
+                                         quote_via=urllib.parse.quote, safe="-_.~")
+        body, _ = self._get(f"{self.url(Bucket, '')}?{encoded}", None)
+        root = ElementTree.fromstring(body)  # noqa: S314  # nosec B314 - from the configured S3 endpoint
+        page: dict = {
+            "Contents": [{"Key": item.findtext("{*}Key"), "Size": int(item.findtext("{*}Size") or 0)}
+                         for item in root.findall("{*}Contents")],
+            "CommonPrefixes": [{"Prefix": item.findtext("{*}Prefix")}
+                               for item in root.findall("{*}CommonPrefixes")],
+            "IsTruncated": root.findtext("{*}IsTruncated") == "true",
+        }
+        if page["IsTruncated"]:
+            page["NextContinuationToken"] = root.findtext("{*}NextContinuationToken")
+        return page
+
+    def _get(self, url: str, extra_headers: dict[str, str] | None) -> tuple[bytes, Message]:
         headers = signing_headers("GET", url, self.region, self.access_key, self.secret_key,
-                                  self.session_token, extra_headers=extra)
+                                  self.session_token, extra_headers=extra_headers)
         headers.pop("host")  # urllib sets it
-        request = urllib.request.Request(url, headers=headers, method="GET")  # noqa: S310
+        request = urllib.request.Request(url, headers=headers)  # a GET  # noqa: S310
         try:
             # the URL is https://<bucket>.s3... or the http(s) endpoint checked in __init__
             with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310  # nosec B310
-                return {"Body": io.BytesIO(response.read()), "ETag": response.headers.get("ETag")}
+                return response.read(), response.headers
         except urllib.error.HTTPError as error:
             code, message = _error_document(error.read())
             raise S3Error(error.code, code or str(error.code), message) from None

@@ -97,6 +97,7 @@ def test_an_unchanged_pointer_costs_a_conditional_get_and_nothing_else(cache, s3
     check = cache.recording.pointer_reads()[-1]
     assert check["IfNoneMatch"] == cache.pointer_etag and check["IfNoneMatch"]
     assert len(cache.recording.calls) == calls + 1  # one 304, no manifest or model read
+    assert cache.last_failure is None and cache.failures == []  # "not modified" is not a failure
 
 
 def test_a_new_champion_is_swapped_in_at_the_next_check(cache, s3):

@@ -222,3 +222,30 @@ def test_complete_messages_for_layout_problems():
     refused({**nodes(), "value": value}, "value: holds NaN or infinite values", exact=True)
     refused({**nodes(), "roots": nodes()["roots"][:1]},
             "roots: 1 trees, expected a positive multiple of n_outputs (3: a tree per output per round)", exact=True)
+
+
+def test_nodes_no_tree_reaches_are_never_evaluated_and_do_not_matter():
+    arrays = tiny("nodes")
+    n = len(arrays["left"])
+    extra = {  # two split nodes pointing at each other, reachable from no root
+        "feature": [0, 0], "threshold": [0.0, 0.0], "default_left": [False, False], "missing_type": [0, 0],
+        "is_categorical": [False, False], "category_index": [0, 0], "left": [n + 1, n], "right": [n + 1, n],
+        "value": [0.0, 0.0]}
+    grown = dict(arrays)
+    for name, values in extra.items():
+        grown[name] = np.concatenate([arrays[name], np.asarray(values, arrays[name].dtype)])
+    assert model_format.check(grown).n_features == 1
+    rows = np.array([[0.0], [1.0]])
+    assert ensemble.from_arrays(grown).raw(rows).tolist() == ensemble.from_arrays(arrays).raw(rows).tolist()
+
+
+def test_lightgbm_reads_values_within_its_zero_threshold_as_zero():
+    # LightGBM splits between negative values and zero at -kZeroThreshold (1e-35f), and drops
+    # |x| <= kZeroThreshold from a row before comparing: such a value is 0.0, so it goes right
+    kzero = float(np.float32(1e-35))
+    arrays = {**tiny("nodes"), "threshold": np.array([-kzero, 0.0, 0.0])}
+    rows = np.array([[-kzero], [kzero], [np.nextafter(-kzero, -1)], [-1.0], [0.0]])
+    assert ensemble.from_arrays(arrays).raw(rows)[:, 0].tolist() == [1.0, 1.0, -1.0, -1.0, 1.0]
+    zero_missing = {**arrays, "missing_type": np.array([1, 0, 0], np.int8), "default_left": np.array([True, False, False])}
+    assert ensemble.from_arrays(zero_missing).raw(rows)[:, 0].tolist() == [-1.0, -1.0, -1.0, -1.0, -1.0]
+    assert ensemble.from_arrays(zero_missing).raw(np.array([[3.0]]))[:, 0].tolist() == [1.0]

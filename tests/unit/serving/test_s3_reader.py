@@ -116,10 +116,13 @@ def test_not_modified_and_missing_objects_are_errors_with_their_status(fake_s3):
         (404, {"Content-Type": "application/xml"},
          b"<?xml version='1.0'?><Error><Code>NoSuchKey</Code><Message>The key does not exist</Message></Error>"),
         (503, {}, b"upstream down " * 30),
+        (403, {}, b"<Error><Code>AccessDenied</Code></Error>"),
+        (500, {}, b"\xff broken \xfe"),
     ]
     reader = S3Reader("us-east-1", "a", "b", endpoint=endpoint)
     for status, code, message in ((304, "304", ""), (404, "NoSuchKey", "The key does not exist"),
-                                  (503, "503", ("upstream down " * 30)[:200])):
+                                  (503, "503", ("upstream down " * 30)[:200]), (403, "AccessDenied", ""),
+                                  (500, "500", "\ufffd broken \ufffd")):
         with pytest.raises(S3Error) as caught:
             reader.get_object(Bucket="b", Key="k")
         assert error_status(caught.value) == status
@@ -201,6 +204,7 @@ def test_an_endpoint_that_is_not_http_is_refused(endpoint):
 
 def test_endpoints_keep_their_path_and_lose_trailing_slashes():
     assert S3Reader("r", "a", "b", endpoint="https://s3.local//").endpoint == "https://s3.local"
+    assert S3Reader("r", "a", "b", endpoint="https://S3.BOX/").endpoint == "https://S3.BOX"
     assert S3Reader("r", "a", "b", endpoint="https://s3.local/base/").url("b", "k") == "https://s3.local/base/b/k"
 
 
@@ -208,3 +212,19 @@ def test_aws_endpoints_are_https_and_virtual_hosted():
     reader = S3Reader("eu-west-1", "a", "b")
     assert reader.url("bucket", "models/x y~(1).json") == (
         "https://bucket.s3.eu-west-1.amazonaws.com/models/x%20y~%281%29.json")
+
+
+def test_the_signing_time_is_utc_whatever_the_machines_time_zone(monkeypatch):
+    import time
+
+    monkeypatch.setenv("TZ", "America/Los_Angeles")
+    time.tzset()
+    try:
+        before = datetime.now(UTC)
+        stamp = signing_headers("GET", "https://b.s3.us-east-1.amazonaws.com/k", "us-east-1", "a", "b")["x-amz-date"]
+        after = datetime.now(UTC)
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    signed = datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    assert before.replace(microsecond=0) <= signed <= after
