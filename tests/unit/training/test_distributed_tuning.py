@@ -10,7 +10,7 @@ import pytest
 
 from training import tune
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.mark.parametrize("kind", ["journal", "sqlite"])

@@ -9,7 +9,7 @@ from nbclient import NotebookClient
 from training import config as C
 from training import job
 
-NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+NOTEBOOKS = Path(__file__).resolve().parents[3] / "notebooks"
 
 
 def execute(name: str, parameters: str | None = None):
