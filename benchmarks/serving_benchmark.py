@@ -138,7 +138,7 @@ def batch_benchmark(s3, env: dict) -> dict:
     input_mb = round(path.stat().st_size / 1e6)
     log(f"batch scoring: {BATCH_ROWS} rows ({input_mb} MB CSV)")
     s3.upload_file(str(path), BUCKET, "batch/input/bench.csv")
-    function_env = {**env, "MODEL_BUCKET": BUCKET, "MODEL_NAME": "bench-breast-cancer",
+    function_env = {**env, "MODEL_BUCKET": BUCKET, "DEFAULT_MODEL": "bench-breast-cancer",
                     "POWERTOOLS_METRICS_NAMESPACE": "Bench", "PYTHONPATH": str(PACKAGE),
                     "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": str(BENCH)}
     result = subprocess.run([str(RUNTIME_PYTHON), str(ROOT / "benchmarks" / "batch_run.py"), BUCKET,
@@ -180,7 +180,7 @@ def main() -> None:
                 suffix = "" if size == "1" else "-1000"
                 (BENCH / f"event-{dataset}{suffix}.json").write_text(json.dumps(event))
             event_file = BENCH / f"event-{dataset}.json"
-            function_env = {**env, "MODEL_BUCKET": BUCKET, "MODEL_NAME": model["name"],
+            function_env = {**env, "MODEL_BUCKET": BUCKET, "DEFAULT_MODEL": model["name"],
                             "BASELINE_MODEL_KEY": model["baseline_key"], "MAX_ROWS": "1000",
                             "POWERTOOLS_METRICS_NAMESPACE": "Bench", "AWS_LAMBDA_FUNCTION_NAME": "bench"}
             entry = {k: model[k] for k in ("trees", "features", "classes")}

@@ -1,8 +1,9 @@
 // The prediction form. Reads config.json (api_url, api_key), written at deploy
-// time, builds one field per feature from GET /model, and posts to /predict.
+// time, lists the models (GET /models), builds one field per feature of the
+// chosen one (GET /models/{name}) and posts to /models/{name}/predict.
 "use strict";
 
-const state = { config: null, model: null, exampleIndex: 0 };
+const state = { config: null, model: null, name: null, exampleIndex: 0 };
 const $ = (id) => document.getElementById(id);
 
 function fieldId(name) {
@@ -140,9 +141,17 @@ function showFieldErrors(errors) {
 
 function showAnswer(body) {
   const prediction = body.predictions[0];
-  $("predicted-label").textContent = String(prediction.label);
   const bars = $("bars");
   bars.replaceChildren();
+  if ("prediction" in prediction) {  // a regression model answers a value
+    $("answer-kind").textContent = `Predicted ${state.model.target || "value"}`;
+    $("predicted-label").textContent = formatValue(prediction.prediction);
+    $("predicted-label").dataset.value = String(prediction.prediction);
+    finishAnswer(body);
+    return;
+  }
+  $("answer-kind").textContent = "Predicted class";
+  $("predicted-label").textContent = String(prediction.label);
   const entries = Object.entries(prediction.probabilities).sort((a, b) => b[1] - a[1]);
   for (const [label, p] of entries) {
     const row = document.createElement("div");
@@ -164,6 +173,14 @@ function showAnswer(body) {
     row.append(name, track, value);
     bars.append(row);
   }
+  finishAnswer(body);
+}
+
+function formatValue(x) {
+  return Math.abs(x) >= 1000 ? x.toLocaleString("en", { maximumFractionDigits: 2 }) : x.toPrecision(6);
+}
+
+function finishAnswer(body) {
   $("answer-model").textContent = `Model ${body.model.name}, version ${body.model.version}`;
   $("answer").hidden = false;
   $("placeholder").hidden = true;
@@ -190,7 +207,7 @@ async function submit(event) {
   button.textContent = "Predicting…";
   try {
     const headers = { "Content-Type": "application/json", "X-Api-Key": state.config.api_key };
-    const response = await fetch(`${state.config.api_url}/predict`, {
+    const response = await fetch(`${state.config.api_url}/models/${encodeURIComponent(state.name)}/predict`, {
       method: "POST", headers, body: JSON.stringify({ instances: [readInstance()] }),
     });
     let body = null;
@@ -218,7 +235,8 @@ function fillExample() {
     const value = example.instance[f.name];
     document.getElementById(fieldId(f.name)).value = value === null || value === undefined ? "" : String(value);
   }
-  $("example-note").textContent = `Held-out row ${state.exampleIndex} of ${examples.length}; its true class is ${example.label}.`;
+  const truth = state.model.task === "regression" ? `its true value is ${example.label}` : `its true class is ${example.label}`;
+  $("example-note").textContent = `Held-out row ${state.exampleIndex} of ${examples.length}; ${truth}.`;
 }
 
 function reset() {
@@ -229,30 +247,66 @@ function reset() {
   $("placeholder").hidden = false;
 }
 
+async function getJson(path) {
+  const response = await fetch(`${state.config.api_url}${path}`);
+  const body = await response.json();
+  if (!response.ok) throw new Error(body.error || body.message || `the API answered ${response.status}`);
+  return body;
+}
+
+async function chooseModel(name) {
+  state.name = name;
+  state.exampleIndex = 0;
+  $("submit").disabled = true;
+  reset();
+  try {
+    state.model = await getJson(`/models/${encodeURIComponent(name)}`);
+  } catch (error) {
+    $("model-line").textContent = `The model ${name} could not be loaded: ${error.message}`;
+    $("fields").replaceChildren();
+    return;
+  }
+  const m = state.model;
+  const test = (m.metrics && m.metrics.test) || {};
+  const score = test.f1_macro !== undefined ? ` · held-out F1 ${test.f1_macro.toFixed(3)}`
+    : test.rmse !== undefined ? ` · held-out RMSE ${test.rmse.toPrecision(4)}` : "";
+  const what = m.task === "regression" ? `predicts ${m.target || "a value"}` : `classes: ${m.classes.join(", ")}`;
+  $("model-line").textContent = `${m.name} v${m.version} (${m.framework.family}) · ${m.feature_schema.length} features · ${what}${score}`;
+  buildFields(m.feature_schema);
+  $("submit").disabled = false;
+}
+
 async function start() {
   $("predict-form").addEventListener("submit", submit);
   $("fill-example").addEventListener("click", fillExample);
-  $("reset").addEventListener("click", reset);
+  $("clear-form").addEventListener("click", reset);
+  $("model-picker").addEventListener("change", (event) => chooseModel(event.target.value));
   try {
     state.config = await (await fetch("config.json", { cache: "no-store" })).json();
   } catch (error) {
     $("model-line").textContent = "config.json is missing: deploy the stack (make demo) to write it.";
     return;
   }
+  let listing;
   try {
-    const response = await fetch(`${state.config.api_url}/model`);
-    const body = await response.json();
-    if (!response.ok) throw new Error(body.error || `the API answered ${response.status}`);
-    state.model = body;
+    listing = await getJson("/models");
   } catch (error) {
-    $("model-line").textContent = `The model could not be loaded: ${error.message}`;
+    $("model-line").textContent = `The models could not be listed: ${error.message}`;
     return;
   }
-  const m = state.model;
-  const f1 = m.metrics && m.metrics.test ? ` · held-out F1 ${m.metrics.test.f1_macro.toFixed(3)}` : "";
-  $("model-line").textContent = `${m.name} v${m.version} (${m.framework.family}) · ${m.feature_schema.length} features · classes: ${m.classes.join(", ")}${f1}`;
-  buildFields(m.feature_schema);
-  $("submit").disabled = false;
+  if (!listing.models.length) {
+    $("model-line").textContent = "No model has a champion yet: train one (make train).";
+    return;
+  }
+  const picker = $("model-picker");
+  for (const entry of listing.models) {
+    const kind = entry.task === "regression" ? "regression" : `${entry.classes.length} classes`;
+    picker.append(new Option(`${entry.name} (v${entry.version}, ${kind})`, entry.name));
+  }
+  const names = listing.models.map((entry) => entry.name);
+  picker.value = names.includes(listing.default_model) ? listing.default_model : names[0];
+  picker.disabled = false;
+  await chooseModel(picker.value);
 }
 
 start();

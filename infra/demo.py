@@ -1,6 +1,6 @@
 """The whole local stack in one command, and its removal.
 
-    python infra/demo.py up      # local cloud, deploy, train + promote if no champion, form
+    python infra/demo.py up      # local cloud, deploy, train the demo models without a champion, form
     python infra/demo.py down    # stop every process it started, delete the local state
     python infra/demo.py train [training args...]   # the training job against the local stack
 
@@ -38,6 +38,11 @@ DEMO_FILE = LOCAL / "demo.json"
 EXAMPLE_REQUEST = LOCAL / "example-request.json"
 FORM_PORT = 8765
 FORM_URL = f"http://127.0.0.1:{FORM_PORT}/"
+# The models `make demo` trains: the default one, and one with categorical features and missing values.
+DEMO_MODELS = {
+    "breast-cancer": [],
+    "penguins": ["--set", "dataset=penguins", "--set", "model_name=penguins"],
+}
 
 
 def log(message: str) -> None:
@@ -153,14 +158,17 @@ def up() -> None:
         outputs = deploy.deploy_local(cloud.endpoint)
         outputs["fingerprint"] = _fingerprint()
         deploy.STACK_FILE.write_text(json.dumps(outputs, indent=2))
-    if has_champion(outputs):
-        log("a champion is already serving (make train to train another)")
-    else:
-        train(outputs, [])
+    for name, args in DEMO_MODELS.items():
+        if has_champion(outputs, name):
+            log(f"{name}: a champion is already serving (make train to train another)")
+        else:
+            train(outputs, args)
     serve_form(outputs)
     health = wait_healthy(outputs["api_url"])
     with urllib.request.urlopen(f"{outputs['api_url']}/model", timeout=15) as response:  # noqa: S310  # nosec B310
         model = json.loads(response.read())
+    with urllib.request.urlopen(f"{outputs['api_url']}/models", timeout=15) as response:  # noqa: S310  # nosec B310
+        served = [m["name"] for m in json.loads(response.read())["models"]]
     EXAMPLE_REQUEST.write_text(json.dumps({"instances": [model["examples"][0]["instance"]]}))
     demo = {
         "api_url": outputs["api_url"],
@@ -168,6 +176,7 @@ def up() -> None:
         "form_url": FORM_URL,
         "model_bucket": outputs["model_bucket"],
         "model": health.get("model"),
+        "models": served,
         "endpoint": outputs["endpoint"],
         "example_request": str(EXAMPLE_REQUEST.relative_to(ROOT)),
     }
@@ -175,9 +184,10 @@ def up() -> None:
     curl = (f"curl -s -H 'x-api-key: {outputs['api_key']}' -H 'content-type: application/json' "
             f"-d @{EXAMPLE_REQUEST.relative_to(ROOT)} {outputs['api_url']}/predict")
     print(f"""
-The local stack is up ({time.monotonic() - started:.0f} s); champion: {health.get('model')}
+The local stack is up ({time.monotonic() - started:.0f} s); models served: {', '.join(served)}
 
-  API        {outputs['api_url']}   (GET /health, GET /model, POST /predict)
+  API        {outputs['api_url']}
+             GET /models, GET /models/<name>, POST /models/<name>/predict (default model: /model, /predict)
   API key    {outputs['api_key']}
   Form       {FORM_URL}
   Bucket     s3://{outputs['model_bucket']}

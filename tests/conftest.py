@@ -63,22 +63,36 @@ def stack(cloud):
     )
 
 
-@pytest.fixture(scope="session")
-def trained(stack, tmp_path_factory):
-    """The training job run against the deployed stack; returns its summary."""
-    store = tmp_path_factory.mktemp("mlflow")
+def train(stack, store: Path, *overrides: str) -> dict:
+    """The training job run against the deployed stack, as `make train` runs it; returns its summary."""
     env = aws_env(stack["endpoint"])
     env["MODEL_BUCKET"] = stack["model_bucket"]
     env["MLFLOW_S3_ENDPOINT_URL"] = stack["endpoint"]  # MLflow's artifacts in the local S3
+    settings = ["tuning.n_trials=4", "tuning.cv_folds=3", f"mlflow.tracking_uri=sqlite:///{store}/mlflow.db",
+                f"mlflow.artifact_location=s3://{stack['model_bucket']}/mlflow", *overrides]
     result = subprocess.run(
-        [sys.executable, "-m", "training", "train",
-         "--set", "tuning.n_trials=4", "--set", "tuning.cv_folds=3",
-         "--set", f"mlflow.tracking_uri=sqlite:///{store}/mlflow.db",
-         "--set", f"mlflow.artifact_location=s3://{stack['model_bucket']}/mlflow"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+        [sys.executable, "-m", "training", "train", *[arg for item in settings for arg in ("--set", item)]],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="session")
+def mlflow_store(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("mlflow")
+
+
+@pytest.fixture(scope="session")
+def trained(stack, mlflow_store):
+    """The default model (breast cancer) trained, published and promoted on the deployed stack."""
+    return train(stack, mlflow_store)
+
+
+@pytest.fixture(scope="session")
+def trained_penguins(stack, mlflow_store, trained):
+    """A second model, with categorical features and missing values, on the same stack."""
+    return train(stack, mlflow_store, "dataset=penguins", "model_name=penguins")
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,15 @@
-"""The prediction API behind API Gateway (REST): /health, /model, /predict, /openapi.json.
+"""The prediction API behind API Gateway (REST): every published model, by name, from one function.
 
-Thin on purpose: parse, call ``serving``, answer. The champion is loaded on
-the first request of a container and re-checked every CHAMPION_REFRESH_SECONDS.
+    GET  /health                 the default model and every model loaded in this container
+    GET  /model                  the default model: feature schema, classes, metrics, lineage
+    POST /predict                predictions of the default model
+    GET  /models                 every model with a champion
+    GET  /models/{name}          one model, as /model
+    POST /models/{name}/predict  predictions of that model
+    GET  /openapi.json           this API's OpenAPI document
+
+Thin on purpose: parse, call ``serving``, answer. A model is loaded on its
+first request in a container and re-checked every CHAMPION_REFRESH_SECONDS.
 Route functions are plain functions registered from one table (``ROUTES``), so
 that /openapi.json describes exactly what is served.
 """
@@ -18,7 +26,9 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConf
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from serving import openapi
-from serving.champion import ChampionCache, LoadFailure
+from serving.champion import LoadFailure
+from serving.predictor import Predictor
+from serving.registry import ModelRegistry, UnknownModel
 from serving.s3 import S3Reader
 from serving.schema import RequestError
 from serving.settings import Settings
@@ -45,12 +55,12 @@ def _count_load_failure(failure: LoadFailure) -> None:
     metrics.add_metric(name="ModelLoadFailures", unit=MetricUnit.Count, value=1)
 
 
-champion = ChampionCache(
+registry = ModelRegistry(
     _s3_client,
-    bucket=settings.model_bucket,
-    name=settings.model_name,
+    settings.model_bucket,
     refresh_seconds=settings.refresh_seconds,
     unknown_category=settings.unknown_category,
+    max_models=settings.max_models,
     on_load_failure=_count_load_failure,
 )
 
@@ -59,16 +69,41 @@ def _json(status: int, body: dict) -> Response:
     return Response(status_code=status, content_type="application/json", body=orjson.dumps(body).decode())
 
 
+def serving_model(name: str) -> Predictor:
+    """The model answering for ``name`` now; a RequestError when there is none, saying why."""
+    try:
+        champion = registry.champion(name)
+    except ValueError as error:  # a name that must not become an S3 key
+        raise RequestError(400, str(error)) from None
+    except UnknownModel as error:
+        # the default model not published yet is a service without its model; another name is unknown
+        raise RequestError(503 if name == settings.default_model else 404, str(error)) from None
+    predictor = champion.current()
+    if predictor is None:
+        raise RequestError(503, champion.status()["reason"])
+    return predictor
+
+
 def health() -> Response:
-    status = champion.status()
-    return _json(200 if status["status"] == "ok" else 503, status)
+    try:
+        default = registry.champion(settings.default_model).status()
+    except UnknownModel as error:
+        default = {"status": "no_model", "reason": str(error)}
+    loaded = {name: cache.status() for name, cache in registry.loaded().items()}
+    return _json(200 if default["status"] == "ok" else 503,
+                 {**default, "default_model": settings.default_model, "models": loaded})
 
 
 def model() -> Response:
-    predictor = champion.current()
-    if predictor is None:
-        return _json(503, {"error": champion.status()["reason"]})
-    return _json(200, predictor.describe())
+    return describe(settings.default_model)
+
+
+def describe(name: str) -> Response:
+    return _json(200, serving_model(name).describe())
+
+
+def models() -> Response:
+    return _json(200, {"default_model": settings.default_model, "models": registry.listing()})
 
 
 def request_body(event) -> object:
@@ -94,23 +129,29 @@ def request_body(event) -> object:
 
 
 def predict() -> Response:
+    return predict_with(settings.default_model)
+
+
+def predict_with(name: str) -> Response:
     body = request_body(app.current_event)
-    predictor = champion.current()
-    if predictor is None:
-        return _json(503, {"error": champion.status()["reason"]})
+    predictor = serving_model(name)
     started = time.perf_counter()
     answer = predictor.predict(body, max_rows=settings.max_rows)
     metrics.add_metric(name="PredictLatency", unit=MetricUnit.Milliseconds,
                        value=(time.perf_counter() - started) * 1000)
     metrics.add_metric(name="Predictions", unit=MetricUnit.Count, value=len(answer["predictions"]))
+    metrics.add_dimension(name="Model", value=predictor.name)
     metrics.add_dimension(name="ModelVersion", value=str(predictor.version))
     return _json(200, answer)
 
 
 def openapi_document() -> Response:
-    predictor = champion.current()
-    described = predictor.describe() if predictor else None
-    return _json(200, openapi.document(ROUTES, described, settings.max_rows))
+    try:
+        described = serving_model(settings.default_model).describe()
+    except RequestError:  # the document is served even when the default model is not
+        described = None
+    names = [entry["name"] for entry in registry.listing()]
+    return _json(200, openapi.document(ROUTES, described, settings.max_rows, names))
 
 
 def request_error(error: RequestError) -> Response:
@@ -131,13 +172,18 @@ def unexpected(error: Exception) -> Response:
 
 # One table of routes: the resolver serves them and /openapi.json describes them.
 ROUTES = [
-    openapi.Route("GET", "/health", "Whether a model is being served, and which", health),
-    openapi.Route("GET", "/model", "The champion: feature schema, classes, metrics, lineage", model),
-    openapi.Route("POST", "/predict", "Class probabilities for one or many rows", predict, api_key=True),
+    openapi.Route("GET", "/health", "Whether the default model is served; every model loaded here", health),
+    openapi.Route("GET", "/model", "The default model: feature schema, classes, metrics, lineage", model),
+    openapi.Route("POST", "/predict", "Predictions of the default model for one or many rows", predict,
+                  api_key=True),
+    openapi.Route("GET", "/models", "Every model with a champion: version, task, classes, metrics", models),
+    openapi.Route("GET", "/models/{name}", "One model: feature schema, classes, metrics, lineage", describe),
+    openapi.Route("POST", "/models/{name}/predict", "Predictions of one model for one or many rows",
+                  predict_with, api_key=True),
     openapi.Route("GET", "/openapi.json", "This document", openapi_document),
 ]
 for _route in ROUTES:
-    app.route(_route.path, method=_route.method)(_route.function)
+    app.route(_route.resolver_path, method=_route.method)(_route.function)
 app.exception_handler(RequestError)(request_error)
 app.not_found(not_found)
 app.exception_handler(Exception)(unexpected)

@@ -16,14 +16,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from serving import bundle
+
 
 @dataclass(frozen=True)
 class Route:
     method: str
-    path: str
+    path: str  # OpenAPI's form: /models/{name}
     summary: str
-    function: Callable[[], Any]
+    function: Callable[..., Any]
     api_key: bool = False
+
+    @property
+    def resolver_path(self) -> str:
+        """The path in Powertools' form: /models/<name>."""
+        return self.path.replace("{", "<").replace("}", ">")
 
 
 def _feature_schema(feature: dict[str, Any]) -> dict[str, Any]:
@@ -46,29 +53,45 @@ def _response(description: str, schema: str) -> dict[str, Any]:
             "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}}
 
 
-# What the function answers with, per route path, beyond 200.
-_FUNCTION_ERRORS = {
-    "/predict": (("400", "malformed JSON or request shape"),
+_MODEL_ERRORS = (("400", "a model name that is not valid"), ("404", "no model of that name"),
+                 ("503", "the model has no champion, or it could not be loaded: why"))
+_INPUT_ERRORS = (("400", "malformed JSON or request shape"),
                  ("413", "more rows than the limit, or a body too large"),
-                 ("415", "not application/json"),
-                 ("422", "values the model cannot use, per row and field"),
-                 ("503", "no model is being served")),
+                 ("415", "not application/json"), ("422", "values the model cannot use, per row and field"))
+# What the function answers with, per route, beyond 200.
+_FUNCTION_ERRORS = {
+    "/predict": _INPUT_ERRORS + (("503", "no model is being served"),),
     "/model": (("503", "no model is being served"),),
+    "/models/{name}": _MODEL_ERRORS,
+    "/models/{name}/predict": _INPUT_ERRORS + _MODEL_ERRORS,
 }
+_OK_SCHEMA = {"/health": "Health", "/model": "Model", "/predict": "PredictResponse", "/models": "Models",
+              "/models/{name}": "Model", "/models/{name}/predict": "AnyPredictResponse",
+              "/openapi.json": "Document"}
+_REQUEST_SCHEMA = {"/predict": "PredictRequest", "/models/{name}/predict": "AnyPredictRequest"}
+
+
+def _value_item() -> dict[str, Any]:
+    return {"type": "object", "required": ["prediction"], "additionalProperties": False,
+            "properties": {"prediction": {"type": "number"}}}
+
+
+def _class_item(classes: list[str]) -> dict[str, Any]:
+    return {"type": "object", "required": ["label", "probabilities"], "additionalProperties": False,
+            "properties": {
+                "label": {"type": "string", **({"enum": classes} if classes else {})},
+                "probabilities": {"type": "object",
+                                  "properties": {c: {"type": "number"} for c in classes},
+                                  "additionalProperties": {"type": "number"}}}}
 
 
 def _prediction_schema(model: dict[str, Any] | None) -> dict[str, Any]:
     classes = [str(c) for c in (model or {}).get("classes") or []]
-    if (model or {}).get("task") == "regression":
-        item = {"type": "object", "required": ["prediction"], "additionalProperties": False,
-                "properties": {"prediction": {"type": "number"}}}
-    else:
-        item = {"type": "object", "required": ["label", "probabilities"], "additionalProperties": False,
-                "properties": {
-                    "label": {"type": "string", **({"enum": classes} if classes else {})},
-                    "probabilities": {"type": "object",
-                                      "properties": {c: {"type": "number"} for c in classes},
-                                      "additionalProperties": {"type": "number"}}}}
+    regression = (model or {}).get("task") == "regression"
+    return _predictions(_value_item() if regression else _class_item(classes))
+
+
+def _predictions(item: dict[str, Any]) -> dict[str, Any]:
     return {
         "type": "object",
         "required": ["model", "predictions"],
@@ -97,6 +120,21 @@ def _request_schema(features: list[dict[str, Any]], max_rows: int) -> dict[str, 
     }
 
 
+def _any_request_schema(max_rows: int) -> dict[str, Any]:
+    return {
+        "description": "the features of the model named in the path: GET /models/{name} lists them",
+        "oneOf": [
+            {"type": "object", "required": ["instances"], "additionalProperties": False,
+             "properties": {"instances": {"type": "array", "minItems": 1, "maxItems": max_rows,
+                                          "items": {"type": "object"}}}},
+            {"type": "object", "required": ["features"], "additionalProperties": False,
+             "properties": {"features": {"type": "array", "minItems": 1, "maxItems": max_rows,
+                                         "items": {"type": "array"}}}},
+        ]}
+
+
+NAME_PATTERN = f"^{bundle.NAME_PATTERN.pattern}$"
+
 _SCHEMAS: dict[str, Any] = {
     "Error": {"type": "object", "required": ["error"], "properties": {
         "error": {"type": "string"},
@@ -107,8 +145,10 @@ _SCHEMAS: dict[str, Any] = {
                                                              "message": {"type": "string"}}}}}},
     "GatewayError": {"type": "object", "required": ["message"], "properties": {"message": {"type": "string"}},
                      "description": "API Gateway's own answer (no or a wrong key, throttled)"},
-    "Health": {"type": "object", "required": ["status"], "properties": {
+    "Health": {"type": "object", "required": ["status", "default_model", "models"], "properties": {
         "status": {"type": "string", "enum": ["ok", "no_model"]},
+        "default_model": {"type": "string"},
+        "models": {"type": "object", "additionalProperties": {"type": "object", "required": ["status"]}},
         "model": {"type": "object",
                   "properties": {"name": {"type": "string"}, "version": {"type": "integer"}}},
         "reason": {"type": "string"},
@@ -119,17 +159,28 @@ _SCHEMAS: dict[str, Any] = {
         "feature_schema": {"type": "array", "items": {"type": "object", "required": ["name", "type"]}},
         "classes": {"type": "array"}}},
     "Document": {"type": "object", "required": ["openapi", "paths"]},
+    "Models": {"type": "object", "required": ["default_model", "models"], "properties": {
+        "default_model": {"type": "string"},
+        "models": {"type": "array", "items": {"type": "object", "required": ["name", "version", "task"],
+                                              "properties": {"name": {"type": "string"},
+                                                             "version": {"type": "integer"},
+                                                             "task": {"type": "string"},
+                                                             "classes": {"type": "array"},
+                                                             "metrics": {"type": "object"}}}}}},
 }
 
-_OK_SCHEMA = {"/health": "Health", "/model": "Model", "/predict": "PredictResponse",
-              "/openapi.json": "Document"}
 
 
-def document(routes: list[Route], model: dict[str, Any] | None, max_rows: int) -> dict[str, Any]:
+def document(routes: list[Route], model: dict[str, Any] | None, max_rows: int,
+             names: list[str] | None = None) -> dict[str, Any]:
+    """The document: ``model`` (the default model's description) gives the exact request and answer
+    of /predict; ``names`` (the published models) are the values of ``{name}``."""
     features = (model or {}).get("feature_schema") or []
     paths: dict[str, Any] = {}
     for route in routes:
         responses = {"200": _response("OK", _OK_SCHEMA[route.path]),
+                     "403": _response("no or a wrong API key, or a path API Gateway does not have",
+                                      "GatewayError"),
                      "429": _response("throttled by the usage plan", "GatewayError")}
         if route.path == "/health":
             responses["503"] = _response("no model is being served, and why", "Health")
@@ -138,10 +189,13 @@ def document(routes: list[Route], model: dict[str, Any] | None, max_rows: int) -
         operation: dict[str, Any] = {"summary": route.summary, "responses": responses}
         if route.api_key:
             operation["security"] = [{"ApiKey": []}]
-            responses["403"] = _response("no or a wrong API key", "GatewayError")
-        if route.path == "/predict":
+        if "{name}" in route.path:
+            name = {"type": "string", **({"enum": names} if names else {"pattern": NAME_PATTERN})}
+            operation["parameters"] = [{"name": "name", "in": "path", "required": True, "schema": name,
+                                        "description": "a model with a champion (GET /models lists them)"}]
+        if route.path in _REQUEST_SCHEMA:
             operation["requestBody"] = {"required": True, "content": {"application/json": {
-                "schema": {"$ref": "#/components/schemas/PredictRequest"}}}}
+                "schema": {"$ref": f"#/components/schemas/{_REQUEST_SCHEMA[route.path]}"}}}}
         paths.setdefault(route.path, {})[route.method.lower()] = operation
     title = f"Predictions: {model['name']} v{model['version']}" if model else "Predictions"
     return {
@@ -160,6 +214,8 @@ def document(routes: list[Route], model: dict[str, Any] | None, max_rows: int) -
                 },
                 "PredictRequest": _request_schema(features, max_rows),
                 "PredictResponse": _prediction_schema(model),
+                "AnyPredictRequest": _any_request_schema(max_rows),
+                "AnyPredictResponse": _predictions({"oneOf": [_class_item([]), _value_item()]}),
             },
         },
     }

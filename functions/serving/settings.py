@@ -23,7 +23,8 @@ class ConfigurationError(ValueError):
 @dataclass(frozen=True)
 class Settings:
     model_bucket: str
-    model_name: str = "breast-cancer"
+    default_model: str = "breast-cancer"  # what /model, /predict and batch/input/<file> use
+    max_models: int = 8  # champion caches kept in one container (least recently used dropped)
     max_rows: int = 1000
     max_body_bytes: int = LAMBDA_SYNC_PAYLOAD_BYTES
     refresh_seconds: float = 60.0
@@ -37,17 +38,18 @@ class Settings:
         bucket = env.get("MODEL_BUCKET", "").strip()
         if not bucket:
             raise ConfigurationError("MODEL_BUCKET is not set: the bucket that holds the models")
-        name = env.get("MODEL_NAME", cls.model_name)
+        name = env.get("DEFAULT_MODEL", cls.default_model)
         try:
             check_name(name)
         except ValueError as error:
-            raise ConfigurationError(f"MODEL_NAME: {error}") from None
+            raise ConfigurationError(f"DEFAULT_MODEL: {error}") from None
         policy = env.get("UNKNOWN_CATEGORY", cls.unknown_category)
         if policy not in ("reject", "missing"):
             raise ConfigurationError(f"UNKNOWN_CATEGORY must be reject or missing, not {policy!r}")
         return cls(
             model_bucket=bucket,
-            model_name=name,
+            default_model=name,
+            max_models=_number(env, "MAX_MODELS_IN_MEMORY", cls.max_models, int, minimum=1),
             max_rows=_number(env, "MAX_ROWS", cls.max_rows, int, minimum=1),
             max_body_bytes=_number(env, "MAX_BODY_BYTES", cls.max_body_bytes, int, minimum=1),
             refresh_seconds=_number(env, "CHAMPION_REFRESH_SECONDS", cls.refresh_seconds, float, minimum=0),

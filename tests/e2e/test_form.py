@@ -26,7 +26,7 @@ class QuietHandler(SimpleHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def site(stack, trained, tmp_path_factory):
+def site(stack, trained, trained_penguins, tmp_path_factory):
     """frontend/ served as `make demo` serves it, at the origin the API allows."""
     root = tmp_path_factory.mktemp("site")
     shutil.copytree(ROOT / "frontend", root, dirs_exist_ok=True)
@@ -131,3 +131,29 @@ def test_every_input_has_a_label_and_the_form_works_at_phone_width(browser, site
     assert width <= 390, "no horizontal scrolling at phone width"
     page.screenshot(path=str(artifacts / "form-phone.png"), full_page=False)
     page.close()
+
+
+def test_the_picker_switches_models_and_rebuilds_the_fields(page, stack, artifacts):
+    options = page.eval_on_selector_all("#model-picker option", "os => os.map(o => o.value)")
+    assert options == ["breast-cancer", "penguins"]
+    assert page.input_value("#model-picker") == "breast-cancer"
+    page.select_option("#model-picker", "penguins")
+    page.wait_for_function("document.querySelectorAll('.field').length === 7")
+    assert page.query_selector('.field[data-feature="island"] select') is not None
+    assert "penguins v" in page.inner_text("#model-line")
+    page.click("#fill-example")
+    page.click("#submit")
+    page.wait_for_selector("#answer:not([hidden])")
+    page.screenshot(path=str(artifacts / "form-penguins.png"), full_page=True)
+    shown = {row.get_attribute("data-label"): float(row.get_attribute("data-probability"))
+             for row in page.query_selector_all(".bar")}
+    model = requests.get(f"{stack['api_url']}/models/penguins", timeout=30).json()
+    api = requests.post(f"{stack['api_url']}/models/penguins/predict", timeout=30,
+                        headers={"x-api-key": stack["api_key"], "content-type": "application/json"},
+                        data=json.dumps({"instances": [model["examples"][0]["instance"]]})).json()
+    assert shown == api["predictions"][0]["probabilities"]
+    assert set(shown) == {"Adelie", "Chinstrap", "Gentoo"}
+    assert "penguins, version" in page.inner_text("#answer-model")
+    page.select_option("#model-picker", "breast-cancer")
+    page.wait_for_function("document.querySelectorAll('.field').length === 30")
+    assert page.is_hidden("#answer")

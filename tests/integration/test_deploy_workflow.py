@@ -37,7 +37,7 @@ def test_the_staging_job_builds_deploys_and_smoke_tests(cloud):
         TEMPLATE="template.yaml",
         STACK_NAME="tabular-serverless-workflow",
         AWS_REGION="eu-west-1", AWS_DEFAULT_REGION="eu-west-1",  # samconfig's region
-        PARAMETERS="StageName=v1 ModelName=breast-cancer",  # no DeploymentType: no canary here
+        PARAMETERS="StageName=v1 DefaultModel=breast-cancer",  # no DeploymentType: no canary here
         FORM_ORIGIN="http://127.0.0.1:8799",
         PATH=f"{ROOT / '.local' / 'tools' / 'bin'}{os.pathsep}{os.environ['PATH']}",
     )

@@ -10,7 +10,8 @@ Left out, with the reason: ``unsupported_method`` (API Gateway itself answers a
 method a resource does not have, before the function runs: AWS's answer, not
 this API's document to describe) and the stateful checks for created resources
 (``use_after_free``, ``ensure_resource_availability``): this API creates none.
-The statuses that count as refusing invalid input are in schemathesis.toml.
+The statuses that count as refusing invalid input are in schemathesis.toml;
+the one check left out for /models/{name}/predict is explained below.
 """
 
 import json
@@ -28,20 +29,32 @@ CONFIG = Path(__file__).with_name("schemathesis.toml")
 MIN_CASES = 1000
 
 
-def test_a_thousand_generated_requests_find_no_server_error_and_nothing_undocumented(stack, trained, artifacts):
-    report = artifacts / "schemathesis.json"
+def schemathesis(stack, report: Path, *options: str) -> dict:
     command = [
         str(SCHEMATHESIS), "--config-file", str(CONFIG), "run", f"{stack['api_url']}/openapi.json",
         "--url", stack["api_url"], "-H", f"x-api-key: {stack['api_key']}", "--checks", "all",
-        "--exclude-checks", "unsupported_method,use_after_free,ensure_resource_availability",
-        "--max-examples", "800", "--seed", "20261126", "--workers", "2", "--continue-on-failure",
+        "--seed", "20261126", "--workers", "2", "--continue-on-failure",
         "--phases", "examples,coverage,fuzzing", "--suppress-health-check", "too_slow",
-        "--request-timeout", "30", "--report", "json", "--report-json-path", str(report),
+        "--request-timeout", "30", "--report", "json", "--report-json-path", str(report), *options,
     ]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1500)
     assert result.returncode == 0, result.stdout[-6000:]
-    summary = json.loads(report.read_text())
-    cases = _cases(summary)
+    return json.loads(report.read_text())
+
+
+def test_a_thousand_generated_requests_find_no_server_error_and_nothing_undocumented(stack, trained, trained_penguins,
+                                                                                  artifacts):
+    stateless = "unsupported_method,use_after_free,ensure_resource_availability"
+    # Every route but the named model's predictions, with every check.
+    fixed = schemathesis(stack, artifacts / "schemathesis.json", "--max-examples", "400",
+                         "--exclude-checks", stateless, "--exclude-path", "/models/{name}/predict")
+    # The named model's predictions: which features a body needs depends on the name in the path,
+    # which one document cannot tie to the body, so a body valid for one model can be refused (422)
+    # by another: every check but "valid input is accepted".
+    named = schemathesis(stack, artifacts / "schemathesis-named.json", "--max-examples", "300",
+                         "--exclude-checks", f"{stateless},positive_data_acceptance",
+                         "--include-path", "/models/{name}/predict")
+    cases = _cases(fixed) + _cases(named)
     assert cases >= MIN_CASES, f"only {cases} generated cases"
 
 

@@ -8,6 +8,7 @@ import requests
 from serving import bundle
 
 from tests.conftest import FORM_ORIGIN, client
+from tests.native import native_predictions
 from training import data as D
 from training import job
 from training.config import load as load_config
@@ -61,31 +62,7 @@ def test_predictions_over_http_equal_the_models_own(api, held_out):
     in_process = bundle.served_predictions(champion.arrays, D.to_matrix(X_test, champion.feature_schema))
     assert np.max(np.abs(served - in_process)) <= 1e-12
     # and the native library, loaded from the bundle's native file
-    native_name = champion.manifest["framework"]["native_file"]
-    native_bytes = bundle.read_file(s3, bucket, champion.manifest, native_name)
-    native = _native_proba(champion.manifest, native_name, native_bytes, X_test)
-    assert np.max(np.abs(served - native)) <= 1e-9
-
-
-def _native_proba(manifest, name, data, X):
-    import tempfile
-    from pathlib import Path
-
-    schema = manifest["feature_schema"]
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / name
-        path.write_bytes(data)
-        if manifest["framework"]["family"] == "catboost":
-            from catboost import CatBoostClassifier
-
-            model = CatBoostClassifier()
-            model.load_model(str(path))
-            return model.predict_proba(D.for_catboost(X, schema))
-        import lightgbm as lgb
-
-        booster = lgb.Booster(model_file=str(path))
-        raw = booster.predict(D.for_lightgbm(X, schema))
-        return np.column_stack([1 - raw, raw]) if raw.ndim == 1 else raw
+    assert np.max(np.abs(served - native_predictions(champion, s3, bucket, X_test))) <= 1e-9
 
 
 def test_predict_without_or_with_a_wrong_key_is_refused(api):
@@ -122,7 +99,8 @@ def test_cors_preflight_allows_only_the_forms_origin(api):
 def test_openapi_is_served_over_http(api):
     url, _ = api
     document = requests.get(f"{url}/openapi.json", timeout=30).json()
-    assert set(document["paths"]) == {"/health", "/model", "/predict", "/openapi.json"}
+    assert set(document["paths"]) == {"/health", "/model", "/predict", "/openapi.json", "/models", "/models/{name}",
+                                      "/models/{name}/predict"}
     assert len(document["components"]["schemas"]["Instance"]["required"]) == 30
 
 

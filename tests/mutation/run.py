@@ -125,6 +125,18 @@ def scores() -> dict:
     return modules
 
 
+def frozen_models() -> Path:
+    """A copy of the test models for this run: edits made meanwhile cannot rebuild them under it."""
+    index = json.loads((ROOT / ".local" / "test-models" / "index.json").read_text())
+    folder = WORK / "test-models"
+    shutil.rmtree(folder, ignore_errors=True)
+    copied = {}
+    for name, path in index.items():
+        copied[name] = str(shutil.copytree(path, folder / Path(path).name))
+    (folder / "index.json").write_text(json.dumps(copied))
+    return folder / "index.json"
+
+
 def previous_survivors() -> list[str]:
     names = []
     for meta in (WORK / "mutants" / "src").rglob("*.py.meta"):
@@ -145,7 +157,7 @@ def main() -> int:
     workspace(fresh=not names)
     log(f"running mutmut in {WORK.relative_to(ROOT)} (about 30 minutes on 2 cores for a full run)")
     mutmut = Path(sys.executable).with_name("mutmut")
-    env = {**os.environ, "TEST_MODELS_INDEX": str(ROOT / ".local" / "test-models" / "index.json")}
+    env = {**os.environ, "TEST_MODELS_INDEX": str(frozen_models())}
     subprocess.run([str(mutmut), "run", "--max-children", str(os.cpu_count() or 2), *names], cwd=WORK,
                    env=env, stdout=sys.stderr, check=False)  # its progress, beside ours
     modules = scores()

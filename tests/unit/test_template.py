@@ -45,9 +45,12 @@ def test_the_model_bucket_is_private_versioned_encrypted_and_tls_only(template):
 def test_the_function_reads_only_the_models_prefix(template):
     function = template["Resources"]["PredictFunction"]["Properties"]
     [policy] = function["Policies"]
-    [statement] = policy["Statement"]
-    assert statement["Action"] == "s3:GetObject"
-    assert statement["Resource"] == {"Sub": "${ModelBucket.Arn}/models/*"}
+    read, listing = policy["Statement"]
+    assert read["Action"] == "s3:GetObject"
+    assert read["Resource"] == {"Sub": "${ModelBucket.Arn}/models/*"}
+    assert listing["Action"] == "s3:ListBucket"
+    assert listing["Resource"] == {"GetAtt": "ModelBucket.Arn"}
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["models/", "models/*"]}}
     assert function["Handler"] == "handlers.api.handler"
     assert template["Globals"]["Function"]["Runtime"] == "python3.12"
 

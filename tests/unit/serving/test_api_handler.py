@@ -17,6 +17,8 @@ from tests.unit.conftest import BUCKET
 
 ROOT = Path(__file__).resolve().parents[3]
 EVENTS = ROOT / "events"
+# the folder the code under test is imported from (functions/, or the mutation tester's copy)
+FUNCTIONS = Path(bundle.__file__).resolve().parents[1]
 ORIGIN = "http://127.0.0.1:8765"
 
 
@@ -41,7 +43,12 @@ def event(name: str, body=None, headers=None, path=None, raw_body=None, base64_e
         e["headers"][key] = value
         e["multiValueHeaders"][key] = [value]
     if path:
-        e["path"] = e["resource"] = e["requestContext"]["resourcePath"] = path
+        e["path"] = e["requestContext"]["path"] = path
+        e["resource"] = e["requestContext"]["resourcePath"] = path
+        if path.startswith("/models/"):
+            name = path.split("/")[2]
+            e["pathParameters"] = {"name": name}
+            e["resource"] = e["requestContext"]["resourcePath"] = path.replace(f"/{name}", "/{name}", 1)
     return e
 
 
@@ -65,7 +72,7 @@ def metrics_of(output: str) -> dict:
 @pytest.fixture
 def api(s3, monkeypatch, capsys):
     monkeypatch.setenv("MODEL_BUCKET", BUCKET)
-    monkeypatch.setenv("MODEL_NAME", "breast-cancer")
+    monkeypatch.setenv("DEFAULT_MODEL", "breast-cancer")
     monkeypatch.setenv("CHAMPION_REFRESH_SECONDS", "0")
     monkeypatch.setenv("MAX_ROWS", "200")
     monkeypatch.setenv("MAX_BODY_BYTES", "300000")
@@ -85,29 +92,38 @@ def api(s3, monkeypatch, capsys):
     return call
 
 
-def publish(s3, name="bc-lightgbm", promote=True):
+def publish(s3, name="bc-lightgbm", promote=True, model_name="breast-cancer"):
     model = case(name)
-    manifest = bundle.publish(s3, BUCKET, "breast-cancer", model.arrays, model.manifest_fields())
+    manifest = bundle.publish(s3, BUCKET, model_name, model.arrays, model.manifest_fields())
     if promote:
-        bundle.set_champion(s3, BUCKET, "breast-cancer", manifest["version"], "test")
+        bundle.set_champion(s3, BUCKET, model_name, manifest["version"], "test")
     return manifest
 
 
-def test_without_a_champion_predict_is_503_and_health_says_why(api):
+def test_before_anything_is_published_predict_is_503_and_health_says_why(api):
+    reason = "no model named 'breast-cancer' has been published"
     status, body, _ = api(event("health"))
-    assert status == 503
-    assert body == {"status": "no_model",
-                    "reason": f"no champion has been promoted for model 'breast-cancer' in {BUCKET}"}
+    assert (status, body) == (503, {"status": "no_model", "reason": reason, "default_model": "breast-cancer",
+                                    "models": {}})
     for name in ("predict", "model"):
-        status, body, _ = api(event(name))
-        assert status == 503
-        assert body == {"error": f"no champion has been promoted for model 'breast-cancer' in {BUCKET}"}
+        assert api(event(name))[:2] == (503, {"error": reason})
+
+
+def test_without_a_champion_predict_is_503_and_health_says_why(api, s3):
+    publish(s3, promote=False)
+    reason = f"no champion has been promoted for model 'breast-cancer' in {BUCKET}"
+    status, body, _ = api(event("health"))
+    assert (status, body["status"], body["reason"]) == (503, "no_model", reason)
+    assert body["models"] == {"breast-cancer": {"status": "no_model", "reason": reason}}
+    for name in ("predict", "model"):
+        assert api(event(name))[:2] == (503, {"error": reason})
 
 
 def test_health_names_the_model_being_served(api, s3):
     publish(s3)
     status, body, response = api(event("health"))
-    assert (status, body) == (200, {"status": "ok", "model": {"name": "breast-cancer", "version": 1}})
+    served = {"status": "ok", "model": {"name": "breast-cancer", "version": 1}}
+    assert (status, body) == (200, {**served, "default_model": "breast-cancer", "models": {"breast-cancer": served}})
     assert response["multiValueHeaders"]["Content-Type"] == ["application/json"]
 
 
@@ -126,6 +142,7 @@ def test_predict_answers_label_probabilities_and_version(api, s3):
     assert api.metrics["_units"]["Predictions"] == "Count"
     assert api.metrics["_units"]["PredictLatency"] == "Milliseconds"
     assert api.metrics["_dims"]["ModelVersion"] == "1"
+    assert api.metrics["_dims"]["Model"] == "breast-cancer"
 
 
 def test_the_latency_metric_is_the_evaluation_time_in_milliseconds(api, s3, monkeypatch):
@@ -276,10 +293,10 @@ def test_unknown_routes_are_404_json(api):
 def test_an_unexpected_error_is_a_500_with_the_request_id_and_is_counted(api, s3, monkeypatch, caplog):
     publish(s3)
 
-    def explode():
+    def explode(name):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(api.module.champion, "current", explode)
+    monkeypatch.setattr(api.module.registry, "champion", explode)
     status, body, _ = api(event("model"))
     assert (status, body) == (500, {"error": "internal error", "request_id": "req-1"})
     assert api.metrics["Errors"] == [1.0]
@@ -363,7 +380,7 @@ def test_the_openapi_document_is_served_without_a_model(api):
 
 def test_the_handler_path_does_not_import_the_training_stack():
     code = (
-        "import sys; sys.path.insert(0, 'functions'); import handlers.api; "
+        f"import sys; sys.path.insert(0, {str(FUNCTIONS)!r}); import handlers.api; "
         "bad = [m for m in ('pandas', 'sklearn', 'mlflow', 'catboost', 'lightgbm', 'optuna', "
         "'boto3', 'botocore.client', 'aws_xray_sdk', 'pydantic') "
         "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
@@ -374,7 +391,7 @@ def test_the_handler_path_does_not_import_the_training_stack():
 
 
 def test_a_bad_setting_fails_the_container_at_init_naming_it():
-    code = "import sys; sys.path.insert(0, 'functions'); import handlers.api"
+    code = f"import sys; sys.path.insert(0, {str(FUNCTIONS)!r}); import handlers.api"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                             env={"MODEL_BUCKET": "x", "MAX_ROWS": "many", "PATH": "/usr/bin:/bin"})
     assert result.returncode != 0
@@ -386,3 +403,76 @@ def test_the_events_are_in_the_sam_cli_shape():
     assert e["isBase64Encoded"] is True
     assert json.loads(base64.b64decode(e["body"]))["instances"]
     assert e["requestContext"]["resourcePath"] == "/predict"
+
+
+
+def test_every_model_with_a_champion_is_served_by_name(api, s3):
+    publish(s3)
+    publish(s3, "penguins-catboost", model_name="penguins")
+    publish(s3, "digits-lightgbm", promote=False, model_name="digits")  # published, never promoted
+    status, listing, _ = api(event("health", path="/models"))
+    assert status == 200
+    assert listing["default_model"] == "breast-cancer"
+    assert [(m["name"], m["version"], m["task"]) for m in listing["models"]] == [
+        ("breast-cancer", 1, "binary"), ("penguins", 1, "multiclass")]
+    penguins = case("penguins-catboost")
+    assert listing["models"][1]["classes"] == penguins.classes
+    status, described, _ = api(event("health", path="/models/penguins"))
+    assert (status, described["name"], described["feature_schema"]) == (200, "penguins", penguins.schema)
+    status, answer, _ = api(event("predict", {"instances": penguins.instances}, path="/models/penguins/predict"))
+    assert status == 200 and answer["model"] == {"name": "penguins", "version": 1}
+    served = np.array([[p["probabilities"][c] for c in penguins.classes] for p in answer["predictions"]])
+    assert np.max(np.abs(served - penguins.native)) <= 1e-12
+    assert api.metrics["_dims"]["Model"] == "penguins"
+    # the default model's routes are unchanged
+    assert api(event("predict"))[1]["model"] == {"name": "breast-cancer", "version": 1}
+    health = api(event("health"))[1]
+    assert set(health["models"]) == {"breast-cancer", "penguins"}
+
+
+@pytest.mark.parametrize(("path", "status", "error"), [
+    ("/models/nope", 404, "no model named 'nope' has been published"),
+    ("/models/nope/predict", 404, "no model named 'nope' has been published"),
+    ("/models/digits", 503, f"no champion has been promoted for model 'digits' in {BUCKET}"),
+    ("/models/Bad..Name/predict", 400, "model name 'Bad..Name' is not valid: 1-64 characters: lowercase letters, "
+                                       "digits, '.', '_' and '-', starting and ending alphanumeric"),
+    ("/models/a%2F..%2Fb", 400, "model name 'a%2F..%2Fb' is not valid"),
+])
+def test_an_unknown_or_invalid_name_is_refused_and_says_why(api, s3, path, status, error):
+    publish(s3)
+    publish(s3, "digits-lightgbm", promote=False, model_name="digits")
+    e = event("predict", path=path) if path.endswith("/predict") else event("health", path=path)
+    code, body, _ = api(e)
+    assert code == status
+    assert body["error"].startswith(error)
+
+
+def test_one_models_promotion_or_broken_bundle_leaves_the_other_serving(api, s3):
+    publish(s3)
+    publish(s3, "penguins-lightgbm", model_name="penguins")
+    penguins_path = "/models/penguins/predict"
+    row = {"instances": case("penguins-lightgbm").instances[:1]}
+    assert api(event("predict", row, path=penguins_path))[1]["model"]["version"] == 1
+    assert api(event("predict"))[1]["model"]["version"] == 1
+    publish(s3, "bc-lightgbm-short")  # breast-cancer v2 promoted
+    assert api(event("predict"))[1]["model"]["version"] == 2
+    assert api(event("predict", row, path=penguins_path))[1]["model"]["version"] == 1
+    broken = publish(s3, "penguins-catboost", promote=False, model_name="penguins")
+    s3.put_object(Bucket=BUCKET, Key=bundle.version_prefix("penguins", broken["version"]) + "model.npz", Body=b"x")
+    bundle.set_champion(s3, BUCKET, "penguins", broken["version"], "bad push")
+    assert api(event("predict", row, path=penguins_path))[1]["model"]["version"] == 1  # the last good one
+    health = api(event("health"))[1]
+    assert "does not match its sha256" in health["models"]["penguins"]["last_load_failure"]["reason"]
+    assert health["models"]["breast-cancer"] == {"status": "ok", "model": {"name": "breast-cancer", "version": 2}}
+    assert api(event("predict"))[1]["model"]["version"] == 2
+
+
+def test_a_container_keeps_at_most_max_models_in_memory(api, s3, monkeypatch):
+    monkeypatch.setenv("MAX_MODELS_IN_MEMORY", "2")
+    module = importlib.reload(api.module)
+    for name in ("a", "b", "c"):
+        publish(s3, model_name=name)
+    for name in ("a", "b", "c", "a"):
+        response = module.handler(event("predict", path=f"/models/{name}/predict"), Context())
+        assert response["statusCode"] == 200
+    assert list(module.registry.loaded()) == ["c", "a"]  # b was least recently used

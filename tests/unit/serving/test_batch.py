@@ -251,7 +251,8 @@ def test_the_handler_writes_outputs_next_to_the_input(s3, handler, caplog):
     model = case("bc-lightgbm")
     s3.put_object(Bucket=BUCKET, Key="batch/input/day 1.v2.csv", Body=model.csv(5).encode())
     answer = handler("batch/input/day+1.v2.csv")
-    summary = {"input": "batch/input/day 1.v2.csv", "rows": 5, "predicted": 5, "invalid": 0, "model_version": 1}
+    summary = {"input": "batch/input/day 1.v2.csv", "model": "breast-cancer", "rows": 5, "predicted": 5, "invalid": 0,
+               "model_version": 1}
     assert answer == {"scored": [summary]}
     out = text(s3, "batch/output/day 1.v2.predictions.csv")
     assert out.count("\n") == 6 and "\r" not in out
@@ -292,16 +293,40 @@ def test_a_file_that_is_not_a_table_gets_an_errors_file_saying_why(s3, handler, 
     s3.put_object(Bucket=BUCKET, Key="batch/input/empty.csv", Body=b"")
     answer = handler("batch/input/report.xlsx", "batch/input/empty.csv")
     assert answer["scored"] == [
-        {"input": "batch/input/report.xlsx", "model_version": 1,
+        {"input": "batch/input/report.xlsx", "model": "breast-cancer", "model_version": 1,
          "unreadable": "report.xlsx: use .csv, .jsonl, .ndjson (CSV with a header, or JSON lines)"},
-        {"input": "batch/input/empty.csv", "model_version": 1,
+        {"input": "batch/input/empty.csv", "model": "breast-cancer", "model_version": 1,
          "unreadable": "the file is empty: a CSV needs a header of feature names"}]
-    warned = [r for r in caplog.records if r.getMessage() == "not a table"]
+    warned = [r for r in caplog.records if r.getMessage() == "not scored"]
     assert [(r.levelname, r.input, r.reason) for r in warned] == [
         ("WARNING", s["input"], s["unreadable"]) for s in answer["scored"]]
     assert outputs(s3) == ["batch/output/empty.errors.csv", "batch/output/report.errors.csv"]
     assert text(s3, "batch/output/empty.errors.csv") == (
         "row_id,field,message\n,,the file is empty: a CSV needs a header of feature names\n")
+
+
+def test_a_file_in_a_models_folder_is_scored_by_that_model(s3, handler):
+    penguins = case("penguins-catboost")
+    manifest = bundle.publish(s3, BUCKET, "penguins", penguins.arrays, penguins.manifest_fields())
+    bundle.set_champion(s3, BUCKET, "penguins", manifest["version"], "test")
+    s3.put_object(Bucket=BUCKET, Key="batch/input/penguins/day.csv", Body=penguins.csv(6).encode())
+    [summary] = handler("batch/input/penguins/day.csv")["scored"]
+    assert (summary["model"], summary["predicted"]) == ("penguins", 6)
+    rows = list(csv.DictReader(io.StringIO(text(s3, "batch/output/penguins/day.predictions.csv"))))
+    assert np.max(np.abs(served(penguins, rows) - penguins.native[:6])) <= 1e-12
+
+
+@pytest.mark.parametrize(("key", "reason"), [
+    ("batch/input/ghost/day.csv", "no model named 'ghost' has been published"),
+    ("batch/input/Bad Name/day.csv", "model name 'Bad Name' is not valid"),
+])
+def test_a_file_in_a_folder_that_names_no_model_gets_an_errors_file(s3, handler, key, reason):
+    s3.put_object(Bucket=BUCKET, Key=key, Body=case("bc-lightgbm").csv(2).encode())
+    [summary] = handler(key.replace(" ", "+"))["scored"]
+    assert summary["unreadable"].startswith(reason)
+    folder = key.split("/")[2]
+    [error] = list(csv.DictReader(io.StringIO(text(s3, f"batch/output/{folder}/day.errors.csv"))))
+    assert error["message"] == summary["unreadable"] and error["row_id"] == error["field"] == ""
 
 
 def test_objects_outside_the_input_prefix_are_ignored(s3, handler):
@@ -315,7 +340,8 @@ def test_without_a_champion_the_file_fails_loudly(s3, handler):
     import handlers.batch
 
     module = importlib.reload(handlers.batch)
-    with pytest.raises(RuntimeError, match="no champion to score batch/input/a.csv with: no champion"):
+    with pytest.raises(RuntimeError, match="no champion to score batch/input/a.csv with: no champion has been "
+                                           "promoted for model 'breast-cancer'"):
         module.score_object(BUCKET, "batch/input/a.csv")
 
 

@@ -6,7 +6,7 @@ from serving.settings import LAMBDA_SYNC_PAYLOAD_BYTES, ConfigurationError, Sett
 
 def test_defaults_need_only_the_bucket():
     settings = Settings.from_env({"MODEL_BUCKET": " models "})
-    assert settings == Settings(model_bucket="models", model_name="breast-cancer", max_rows=1000,
+    assert settings == Settings(model_bucket="models", default_model="breast-cancer", max_models=8, max_rows=1000,
                                 max_body_bytes=LAMBDA_SYNC_PAYLOAD_BYTES, refresh_seconds=60.0,
                                 unknown_category="reject", allowed_origin="", tracing=False)
     assert LAMBDA_SYNC_PAYLOAD_BYTES == 6 * 1024 * 1024
@@ -14,10 +14,11 @@ def test_defaults_need_only_the_bucket():
 
 def test_every_setting_is_read():
     settings = Settings.from_env({
-        "MODEL_BUCKET": "b", "MODEL_NAME": "penguins", "MAX_ROWS": "20", "MAX_BODY_BYTES": "1000",
+        "MODEL_BUCKET": "b", "DEFAULT_MODEL": "penguins", "MAX_MODELS_IN_MEMORY": "3", "MAX_ROWS": "20",
+        "MAX_BODY_BYTES": "1000",
         "CHAMPION_REFRESH_SECONDS": "0.5", "UNKNOWN_CATEGORY": "missing",
         "ALLOWED_ORIGIN": "https://form.example", "POWERTOOLS_TRACE_DISABLED": "False"})
-    assert settings == Settings("b", "penguins", 20, 1000, 0.5, "missing", "https://form.example", True)
+    assert settings == Settings("b", "penguins", 3, 20, 1000, 0.5, "missing", "https://form.example", True)
     assert Settings.from_env({"MODEL_BUCKET": "b", "MAX_ROWS": ""}).max_rows == 1000
     assert Settings.from_env({"MODEL_BUCKET": "b", "CHAMPION_REFRESH_SECONDS": "0"}).refresh_seconds == 0
     assert Settings.from_env({"MODEL_BUCKET": "b", "MAX_ROWS": "1"}).max_rows == 1
@@ -38,7 +39,8 @@ def test_every_setting_is_read():
         ({"CHAMPION_REFRESH_SECONDS": "nan"}, "CHAMPION_REFRESH_SECONDS must be at least 0, not 'nan'"),
         ({"CHAMPION_REFRESH_SECONDS": "inf"}, "CHAMPION_REFRESH_SECONDS must be at least 0, not 'inf'"),
         ({"UNKNOWN_CATEGORY": "ignore"}, "UNKNOWN_CATEGORY must be reject or missing, not 'ignore'"),
-        ({"MODEL_NAME": "../other"}, "MODEL_NAME: model name '../other' is not valid: 1-64 characters: lowercase "
+        ({"MAX_MODELS_IN_MEMORY": "0"}, "MAX_MODELS_IN_MEMORY must be at least 1, not '0'"),
+        ({"DEFAULT_MODEL": "../other"}, "DEFAULT_MODEL: model name '../other' is not valid: 1-64 characters: lowercase "
                                      "letters, digits, '.', '_' and '-', starting and ending alphanumeric"),
     ],
 )

@@ -1,0 +1,44 @@
+"""The native library's answer for a published bundle: what the served answers are compared with."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from serving import bundle
+
+from training import data as D
+
+
+def native_predictions(champion: bundle.Bundle, s3, bucket: str, X) -> np.ndarray:
+    """Class probabilities (or values, (n, 1)) of the bundle's native model file on the rows X."""
+    manifest = champion.manifest
+    name = manifest["framework"]["native_file"]
+    schema = manifest["feature_schema"]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        path.write_bytes(bundle.read_file(s3, bucket, manifest, name))
+        if manifest["framework"]["family"] == "catboost":
+            from catboost import CatBoost
+
+            model = CatBoost()
+            model.load_model(str(path))
+            frame = D.for_catboost(X, schema)
+            if champion.task == "regression":
+                return model.predict(frame).reshape(-1, 1)
+            return model.predict(frame, prediction_type="Probability")
+        import lightgbm as lgb
+
+        raw = lgb.Booster(model_file=str(path)).predict(D.for_lightgbm(X, schema))
+        if champion.task == "binary":
+            return np.column_stack([1 - raw, raw])
+        return raw.reshape(-1, 1) if champion.task == "regression" else raw
+
+
+def republish(s3, bucket: str, name: str) -> int:
+    """The champion's bundle published again as a new version (not promoted); returns its number."""
+    champion = bundle.load_champion(s3, bucket, name)
+    derived = ("name", "version", "created_at", "files", "format_version", "task")
+    fields = {k: v for k, v in champion.manifest.items() if k not in derived}
+    return bundle.publish(s3, bucket, name, champion.arrays, fields)["version"]

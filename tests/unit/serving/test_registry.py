@@ -1,0 +1,142 @@
+"""Many models behind one API: a champion cache per model, a bounded number kept, names checked first."""
+
+import pytest
+from serving import bundle
+from serving.registry import NEGATIVE_NAMES, ModelRegistry, UnknownModel
+from serving.s3 import S3Reader
+
+from tests.models import case
+from tests.unit.conftest import BUCKET
+
+
+class Clock:
+    def __init__(self):
+        self.now = 50.0
+
+    def __call__(self):
+        return self.now
+
+
+class Recording:
+    def __init__(self):
+        self.reader = S3Reader.from_env()
+        self.calls = []
+
+    def get_object(self, **kwargs):
+        self.calls.append(("get", kwargs["Key"]))
+        return self.reader.get_object(**kwargs)
+
+    def list_objects_v2(self, **kwargs):
+        self.calls.append(("list", kwargs["Prefix"]))
+        return self.reader.list_objects_v2(**kwargs)
+
+
+@pytest.fixture
+def registry(s3):
+    recording, clock, made, failures = Recording(), Clock(), [], []
+
+    def factory():
+        made.append(1)
+        return recording
+
+    models = ModelRegistry(factory, BUCKET, refresh_seconds=30, unknown_category="missing", max_models=2,
+                           on_load_failure=failures.append, clock=clock)
+    models.recording, models.clock_, models.made, models.failures = recording, clock, made, failures
+    return models
+
+
+def publish(s3, name, case_name="bc-lightgbm", promote=True):
+    model = case(case_name)
+    manifest = bundle.publish(s3, BUCKET, name, model.arrays, model.manifest_fields())
+    if promote:
+        bundle.set_champion(s3, BUCKET, name, manifest["version"], "test")
+
+
+@pytest.mark.parametrize("name", ["../models/x", "a/b", "A", "", "x" * 65, "a..b"])
+def test_an_invalid_name_is_refused_before_any_s3_call(registry, name):
+    with pytest.raises(ValueError, match="is not valid"):
+        registry.champion(name)
+    assert registry.recording.calls == [] and registry.made == []
+
+
+def test_models_load_on_first_use_and_share_one_s3_client(registry, s3):
+    publish(s3, "a")
+    publish(s3, "b", "penguins-catboost")
+    a, b = registry.champion("a"), registry.champion("b")
+    assert a.current().name == "a" and b.current().name == "b"
+    assert a.current().schema.unknown_category == "missing"
+    assert (a.refresh_seconds, a.bucket, a.clock) == (30, BUCKET, registry.clock_)
+    assert registry.champion("a") is a
+    assert registry.made == [1]
+
+
+def test_the_least_recently_used_model_leaves_memory(registry, s3):
+    for name in ("a", "b", "c"):
+        publish(s3, name)
+    a = registry.champion("a")
+    registry.champion("b")
+    assert registry.champion("a") is a  # a is now the most recent
+    registry.champion("c")
+    assert list(registry.loaded()) == ["a", "c"]
+    assert registry.champion("b") is not None and list(registry.loaded()) == ["c", "b"]
+
+
+def test_an_unknown_name_is_looked_up_once_per_interval(registry, s3):
+    with pytest.raises(UnknownModel) as caught:
+        registry.champion("ghost")
+    assert str(caught.value) == "no model named 'ghost' has been published"
+    assert registry.recording.calls == [("get", "models/ghost/champion.json"), ("list", "models/ghost/versions/")]
+    registry.clock_.now += 29
+    with pytest.raises(UnknownModel):
+        registry.champion("ghost")
+    assert len(registry.recording.calls) == 2  # remembered: no S3 call
+    assert registry.loaded() == {}
+    publish(s3, "ghost")
+    registry.clock_.now += 1  # the interval is over: looked up again, and found
+    assert registry.champion("ghost").current().version == 1
+
+
+def test_a_model_with_versions_but_no_champion_is_known(registry, s3):
+    publish(s3, "draft", promote=False)
+    cache = registry.champion("draft")
+    assert cache.current() is None
+    assert cache.status()["reason"] == f"no champion has been promoted for model 'draft' in {BUCKET}"
+
+
+def test_remembered_unknown_names_are_bounded(registry):
+    for i in range(NEGATIVE_NAMES + 5):
+        with pytest.raises(UnknownModel):
+            registry.champion(f"ghost-{i}")
+    assert len(registry._unknown) == NEGATIVE_NAMES
+    assert "ghost-0" not in registry._unknown and f"ghost-{NEGATIVE_NAMES + 4}" in registry._unknown
+    calls = len(registry.recording.calls)
+    with pytest.raises(UnknownModel):
+        registry.champion(f"ghost-{NEGATIVE_NAMES + 4}")  # the most recent is still remembered
+    assert len(registry.recording.calls) == calls
+
+
+def test_a_name_found_again_is_forgotten_as_unknown(registry, s3):
+    with pytest.raises(UnknownModel):
+        registry.champion("late")
+    publish(s3, "late")
+    registry.clock_.now += 30
+    registry.champion("late")
+    assert "late" not in registry._unknown
+
+
+def test_the_listing_is_read_once_per_interval(registry, s3):
+    publish(s3, "a")
+    assert [m["name"] for m in registry.listing()] == ["a"]
+    publish(s3, "b")
+    registry.clock_.now += 29.9
+    assert [m["name"] for m in registry.listing()] == ["a"]
+    registry.clock_.now += 0.1
+    assert [m["name"] for m in registry.listing()] == ["a", "b"]
+
+
+def test_load_failures_of_every_model_are_reported(registry, s3):
+    publish(s3, "a", promote=False)
+    s3.put_object(Bucket=BUCKET, Key=bundle.version_prefix("a", 1) + "model.npz", Body=b"x")
+    bundle.set_champion(s3, BUCKET, "a", 1, "bad")
+    assert registry.champion("a").current() is None
+    assert [f.version for f in registry.failures] == [1]
