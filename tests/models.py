@@ -35,7 +35,7 @@ CACHE = ROOT / ".local" / "test-models"
 SOURCES = ["training/data.py", "training/families.py", "training/export.py",
            "functions/serving/model_format.py", "tests/models.py"]
 PARAMS = {"catboost": {"depth": 4}, "lightgbm": {"num_leaves": 15, "max_depth": 5}}
-CASES = {  # name: (data set, family, rounds, extra parameters)
+CASES = {  # name: (data set, family, rounds, extra parameters); data sets are built in, or made below
     "bc-catboost": ("breast_cancer", "catboost", 40, {}),
     "bc-lightgbm": ("breast_cancer", "lightgbm", 40, {}),
     "bc-lightgbm-zero": ("breast_cancer", "lightgbm", 40, {"zero_as_missing": True}),
@@ -45,7 +45,56 @@ CASES = {  # name: (data set, family, rounds, extra parameters)
     "penguins-lightgbm": ("penguins", "lightgbm", 40, {}),
     "penguins-catboost-nanmax": ("penguins", "catboost", 40, {"nan_mode": "Max"}),
     "bc-lightgbm-short": ("breast_cancer", "lightgbm", 8, {}),
+    "diabetes-catboost": ("diabetes", "catboost", 40, {}),
+    "diabetes-lightgbm": ("diabetes", "lightgbm", 40, {}),
+    "shops-catboost": ("shops", "catboost", 60, {}),
+    "shops-lightgbm": ("shops", "lightgbm", 40, {}),
+    "shops-catboost-combinations": ("shops", "catboost", 120, {"max_ctr_complexity": 4, "one_hot_max_size": 4}),
+    "rides-catboost": ("rides", "catboost", 40, {}),
 }
+
+
+def shops():
+    """A binary table with a categorical of more than 1,000 distinct values (CatBoost uses target
+    statistics and their combinations), a small categorical, numbers with missing values and a date."""
+    import pandas as pd
+
+    rng = np.random.default_rng(7)
+    n = 3000
+    shop = rng.integers(0, 1200, n)
+    X = pd.DataFrame({
+        "shop": [f"shop-{k}" for k in shop],
+        "region": rng.choice(["north", "south", "east"], n),
+        "price": np.where(rng.random(n) < 0.1, np.nan, rng.gamma(2.0, 10.0, n)),
+        "day": pd.to_datetime("2024-01-01") + pd.to_timedelta(rng.integers(0, 365, n), unit="D"),
+    })
+    good = shop % 7 < 3
+    north = (X["region"] == "north").to_numpy()
+    price = np.nan_to_num(X["price"].to_numpy())
+    # good shops matter in the north and when dear: interactions CatBoost learns as combinations
+    # of a CTR with a one-hot value and with a float split
+    signal = 1.5 * (good & north) + 1.0 * (good & (price > 20)) + north + price / 80
+    y = pd.Series(np.where(signal + rng.normal(0, 0.5, n) > 1.2, "bought", "left"))
+    return X, y, "binary"
+
+
+def rides():
+    """A regression table: a categorical of 300 values, a timestamp, numbers."""
+    import pandas as pd
+
+    rng = np.random.default_rng(11)
+    n = 1200
+    street = rng.integers(0, 300, n)
+    X = pd.DataFrame({
+        "street": [f"street-{k}" for k in street],
+        "km": rng.gamma(2.0, 3.0, n),
+        "start": pd.to_datetime("2024-03-01") + pd.to_timedelta(rng.integers(0, 60 * 24 * 90, n), unit="min"),
+    })
+    y = pd.Series(3 + 2.5 * X["km"] + (street % 5) * 1.5 + X["start"].dt.hour / 4 + rng.normal(0, 1, n))
+    return X, y, "regression"
+
+
+MADE = {"shops": shops, "rides": rides}
 
 
 @dataclass
@@ -57,6 +106,7 @@ class Case:
     family: str
     schema: list[dict[str, Any]]
     classes: list[str]
+    task: str
     arrays: dict[str, np.ndarray]
     matrix: np.ndarray  # held-out rows as serving sees them
     instances: list[dict[str, Any]]  # the same rows as a client sends them
@@ -70,7 +120,7 @@ class Case:
             "framework": {"family": self.family},
             "feature_schema": self.schema,
             "classes": self.classes,
-            "metrics": {"test": {"f1_macro": 0.9}},
+            "metrics": {"test": {"rmse": 1.5} if self.task == "regression" else {"f1_macro": 0.9}},
             "examples": [{"label": self.labels[0], "instance": self.instances[0]}],
         }
 
@@ -131,24 +181,27 @@ def _build(name: str, folder: Path) -> None:
     from training import families
 
     dataset, family, rounds, extra = CASES[name]
-    data = D.load(dataset)
-    schema = D.infer_schema(data.X)
-    order = np.random.default_rng(0).permutation(len(data.X))  # built-in sets are sorted by class
-    X, y = data.X.iloc[order], data.y.iloc[order]
+    if dataset in MADE:
+        X, y, task = MADE[dataset]()
+    else:
+        data = D.load(dataset)
+        X, y, task = data.X, data.y, data.task
+    schema = D.infer_schema(X)
+    order = np.random.default_rng(0).permutation(len(X))  # built-in sets are sorted by class
+    X, y = X.iloc[order], y.iloc[order]
     cut = int(len(X) * 0.8)
     X_train, X_test = X.iloc[:cut], X.iloc[cut:]
-    fitted = families.fit(family, {**PARAMS[family], **extra}, X_train, y.iloc[:cut], schema,
+    fitted = families.fit(family, {**PARAMS[family], **extra}, X_train, y.iloc[:cut], schema, task=task,
                           seed=0, threads=1, rounds=rounds)
-    arrays = fitted.export(X_train, schema)
-    matrix = D.to_matrix(X_test, schema)
-    probes = _probes(arrays, matrix, schema)
+    arrays = fitted.export(schema)
+    probes = _probes(arrays, X_test, schema)
     evidence = {
-        "matrix": matrix,
+        "matrix": D.to_matrix(X_test, schema),
         "native": fitted.predict(X_test, schema),
-        "probes": probes,
-        "native_probes": fitted.predict(frame(probes, schema), schema),
+        "probes": D.to_matrix(probes, schema),
+        "native_probes": fitted.predict(probes, schema),
     }
-    meta = {"dataset": dataset, "family": family, "schema": schema, "classes": fitted.classes,
+    meta = {"dataset": dataset, "family": family, "schema": schema, "classes": fitted.classes, "task": task,
             "instances": D.to_instances(X_test, schema), "labels": y.iloc[cut:].tolist()}
     folder.mkdir(parents=True, exist_ok=True)
     np.savez(folder / "model.npz", **arrays)
@@ -157,7 +210,8 @@ def _build(name: str, folder: Path) -> None:
 
 
 def frame(matrix: np.ndarray, schema: list[dict[str, Any]]):
-    """Rows as serving sees them (codes, NaN) → the table training gives the native libraries."""
+    """Rows as serving sees them (codes, NaN) → the table training gives the native libraries
+    (schemas without dates: a date's parts do not make it again)."""
     import pandas as pd
 
     columns = {}
@@ -172,40 +226,46 @@ def frame(matrix: np.ndarray, schema: list[dict[str, Any]]):
     return pd.DataFrame(columns)
 
 
-def _probes(arrays: dict[str, np.ndarray], matrix: np.ndarray, schema) -> np.ndarray:
-    """Rows on the edges of the evaluators' rules, built from real held-out rows."""
+def _probes(arrays: dict[str, np.ndarray], X, schema):
+    """Held-out rows changed to sit on the edges of the evaluators' rules: a table of them."""
+    import pandas as pd
+
+    from training import data as D
+
     rng = np.random.default_rng(0)
-    numeric = [j for j, f in enumerate(schema) if f["type"] != "categorical"]
+    columns = D.model_columns(schema)
+    numeric = [f["name"] for f in schema if f["type"] == "numeric"]
+    categorical = [f["name"] for f in schema if f["type"] == "categorical"]
+    base = X.iloc[rng.integers(0, len(X), 400)].reset_index(drop=True)
     rows = []
-    base = matrix[rng.integers(0, len(matrix), 400)]
     if str(arrays["layout"]) == "nodes":
         split = (arrays["left"] != np.arange(len(arrays["left"]))) & ~arrays["is_categorical"]
         edges = list(zip(arrays["feature"][split], arrays["threshold"][split], strict=True))
     else:  # a value float64 sees above a border and float32 rounds onto it
         level = ~arrays["is_equal"] & np.isfinite(arrays["borders"])
-        borders = arrays["borders"][level].astype(np.float64)
-        levels = list(zip(arrays["features"][level], borders, strict=True))
+        levels = list(zip(arrays["features"][level], arrays["borders"][level].astype(np.float64), strict=True))
         edges = [(f, np.nextafter(b, np.inf)) for f, b in levels] + levels
-    for i, (feature, value) in enumerate(edges[:300]):
-        row = base[i % len(base)].copy()
-        row[feature] = value
+    # only a column that is a plain number can be set on an edge (not a date's part, not a CTR)
+    edges = [(columns[f], value) for f, value in edges if f < len(columns) and columns[f] in numeric]
+    for i, (column, value) in enumerate(edges[:300]):
+        row = base.iloc[[i % len(base)]].copy()
+        row[column] = value
         rows.append(row)
     for i in range(40):  # NaN in a growing share of the numeric columns; zeros
-        row = base[i].copy()
-        row[numeric[: 1 + i % len(numeric)]] = np.nan if i % 2 else 0.0
+        row = base.iloc[[i]].copy()
+        row[numeric[: 1 + i % max(len(numeric), 1)]] = np.nan if i % 2 else 0.0
         rows.append(row)
     kzero = float(np.float32(1e-35))  # LightGBM reads |x| <= 1e-35f as 0, and 1e-35f > 1e-35
     for i, tiny in enumerate((1e-35, -1e-35, 2e-35, -2e-35, 1e-36, kzero, -kzero, np.nextafter(kzero, 1))):
-        for j in numeric:
-            row = base[200 + i].copy()
-            row[j] = tiny
+        for column in numeric:
+            row = base.iloc[[200 + i]].copy()
+            row[column] = tiny
             rows.append(row)
-    categorical = [j for j, f in enumerate(schema) if f["type"] == "categorical"]
     for i in range(20):  # missing categories
-        row = base[100 + i].copy()
-        row[categorical] = np.nan
+        row = base.iloc[[100 + i]].copy()
+        row[categorical] = None
         rows.append(row)
-    return np.array(rows)
+    return pd.concat(rows, ignore_index=True)
 
 
 def main() -> None:

@@ -48,7 +48,7 @@ FORMAT_VERSION = 2  # 2: the task is in model.npz and the manifest; 1 is read an
 READABLE_FORMATS = (1, 2)
 MODEL_FILE = "model.npz"
 MANIFEST_FILE = "manifest.json"
-FEATURE_TYPES = ("numeric", "categorical", "boolean")
+FEATURE_TYPES = ("numeric", "categorical", "boolean", "datetime")
 
 
 class BundleError(Exception):
@@ -102,11 +102,25 @@ def decode_arrays(data: bytes) -> dict[str, np.ndarray]:
 
 
 def _upgrade_format_1(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Format 1 had no task (classifiers only) and, for CatBoost, no n_outputs."""
+    """Format 1 had no task (classifiers only), no CTRs, no leaf counts and, for CatBoost, no n_outputs.
+
+    Its leaf counts are unknown: zeros (the evaluator does not read them; explanations need them).
+    """
     arrays = dict(arrays)
     arrays["task"] = np.array("binary" if str(arrays.get("link")) == "sigmoid" else "multiclass")
-    if "bias" in arrays:
-        arrays["n_outputs"] = np.array(arrays["bias"].shape[0], np.int32)
+    if "bias" not in arrays:
+        arrays["count"] = np.zeros(arrays["value"].shape)
+        return arrays
+    arrays["n_outputs"] = np.array(arrays["bias"].shape[0], np.int32)
+    arrays["leaf_weights"] = np.zeros(arrays["leaf_values"].shape[:2])
+    arrays["cat_hash_offset"] = np.zeros(int(arrays["n_features"]) + 1, np.int32)
+    arrays["ctr_offset"] = np.zeros(1, np.int32)
+    empty = {"cat_hashes": np.uint64, "element_projection": np.int32, "element_kind": np.int8,
+             "element_column": np.int32, "element_border": np.float32, "element_nan_true": bool,
+             "element_code": np.float64, "ctr_projection": np.int32, "ctr_keys": np.uint64,
+             "ctr_values": np.float32, "ctr_default": np.float32}
+    for name, dtype in empty.items():
+        arrays[name] = np.zeros(0, dtype)
     return arrays
 
 

@@ -26,7 +26,16 @@ from __future__ import annotations
 import numpy as np
 
 from serving import model_format
-from serving.model_format import MISSING_CATEGORY_CODE, MISSING_NAN, MISSING_NONE, MISSING_ZERO, Header
+from serving.model_format import (
+    ELEMENT_CATEGORY,
+    ELEMENT_FLOAT_SPLIT,
+    MAGIC,
+    MISSING_CATEGORY_CODE,
+    MISSING_NAN,
+    MISSING_NONE,
+    MISSING_ZERO,
+    Header,
+)
 
 K_ZERO_THRESHOLD = float(np.float32(1e-35))  # LightGBM: `const double kZeroThreshold = 1e-35f`, a float
 ROW_CHUNK = 256  # rows evaluated together: keeps the (rows, trees) arrays in cache
@@ -81,9 +90,12 @@ class ObliviousEnsemble(_Ensemble):
         self._output_leaves = np.ascontiguousarray(arrays["leaf_values"].reshape(trees * width, -1).T)
         self._tree_offset = (np.arange(trees) * width).astype(np.intp)
         self._has_equal = bool(self.is_equal.any())
+        self._ctrs = _Ctrs(arrays) if arrays["ctr_projection"].size else None
 
-    def raw(self, X: np.ndarray) -> np.ndarray:
-        depth = self.features.shape[1]
+    def leaf_index(self, X: np.ndarray) -> np.ndarray:
+        """The leaf each row reaches in each tree: (n, trees)."""
+        if self._ctrs is not None:  # a CTR's value is one more column of the row
+            X = np.concatenate([X, self._ctrs.values(X)], axis=1)
         x32 = X.astype(np.float32)  # CatBoost compares features in float32
         values = np.take(x32, self.features, axis=1)  # (n, T, D)
         bits = values > self.borders
@@ -94,13 +106,64 @@ class ObliviousEnsemble(_Ensemble):
             codes = np.nan_to_num(X[:, self.features], nan=MISSING_CATEGORY_CODE)
             bits = np.where(self.is_equal, codes == self.equal_code, bits)
         index = np.zeros(bits.shape[:2], dtype=np.intp)
-        for level in range(depth):  # depth is small (<= 10): the leaf index bit by bit
+        for level in range(self.features.shape[1]):  # depth is small (<= 10): the index bit by bit
             index |= bits[:, :, level].astype(np.intp) << level
-        index += self._tree_offset
+        return index
+
+    def raw(self, X: np.ndarray) -> np.ndarray:
+        index = self.leaf_index(X) + self._tree_offset
         total = np.empty((X.shape[0], self._output_leaves.shape[0]))
         for k, leaves in enumerate(self._output_leaves):
             total[:, k] = np.take(leaves, index).sum(axis=1)
         return self.scale * total + self.bias
+
+
+class _Ctrs:
+    """CatBoost's target statistics of a row, as ``serving.model_format`` describes them.
+
+    Exact to CatBoost 1.2 (static_ctr_provider.cpp, model/hash.h): each combination is hashed
+    element by element as h = MAGIC * (h + MAGIC * v) modulo 2**64, v being a categorical's
+    hash (sign-extended to 64 bits), or 0/1 for a float split or a one-hot test; the hash is
+    looked up in the CTR's table; a hash not there takes the CTR's default. Its values are
+    float32, as CatBoost computes them.
+    """
+
+    def __init__(self, arrays: dict[str, np.ndarray]) -> None:
+        self.offset = arrays["cat_hash_offset"]
+        self.hashes = arrays["cat_hashes"]
+        self.elements = list(zip(*(arrays[name].tolist() for name in (
+            "element_projection", "element_kind", "element_column", "element_border", "element_nan_true",
+            "element_code")), strict=True))
+        self.projections = int(arrays["element_projection"].max()) + 1
+        self.ctr_projection = arrays["ctr_projection"]
+        self.tables = [(arrays["ctr_keys"][a:b], arrays["ctr_values"][a:b])
+                       for a, b in zip(arrays["ctr_offset"][:-1].tolist(), arrays["ctr_offset"][1:].tolist(),
+                                       strict=True)]
+        self.default = arrays["ctr_default"]
+
+    def values(self, X: np.ndarray) -> np.ndarray:
+        n = X.shape[0]
+        hashes = np.zeros((n, self.projections), np.uint64)
+        magic = np.uint64(MAGIC)
+        for projection, kind, column, border, nan_true, code in self.elements:
+            x = X[:, column]
+            if kind == ELEMENT_CATEGORY:  # code k of column j → its hash; missing → the last one
+                start, end = self.offset[column], self.offset[column + 1]
+                value = self.hashes[start + np.where(np.isnan(x), end - start - 1, x).astype(np.intp)]
+            elif kind == ELEMENT_FLOAT_SPLIT:
+                x32 = x.astype(np.float32)
+                value = np.where(np.isnan(x32), nan_true, x32 > np.float32(border)).astype(np.uint64)
+            else:  # a one-hot test of the category code
+                value = (np.nan_to_num(x, nan=MISSING_CATEGORY_CODE) == code).astype(np.uint64)
+            with np.errstate(over="ignore"):  # the hash wraps modulo 2**64, as CatBoost's ui64 does
+                hashes[:, projection] = magic * (hashes[:, projection] + magic * value)
+        out = np.empty((n, len(self.tables)), np.float32)
+        for r, (keys, values) in enumerate(self.tables):
+            h = hashes[:, self.ctr_projection[r]]
+            at = np.minimum(np.searchsorted(keys, h), max(len(keys) - 1, 0))
+            found = keys[at] == h if len(keys) else np.zeros(n, bool)
+            out[:, r] = np.where(found, values[at] if len(keys) else 0, self.default[r])
+        return out
 
 
 class NodeEnsemble(_Ensemble):

@@ -20,6 +20,17 @@ Every model has a header of scalars:
 
 Shapes below use letters: T trees, D depth, L = 2**D leaves per tree, K =
 ``n_outputs``, N nodes, C category sets, W = the largest category code + 1.
+For CatBoost's target statistics (CTRs, on categoricals with many values):
+F1 = ``n_features`` + 1, H category hashes, E elements of the feature
+combinations the CTRs are computed on, R CTRs, R1 = R + 1, Q table entries.
+The CTR arrays are empty for a model without CTRs.
+
+A CTR is a number per row looked up in a table learnt in training: the row's
+combination of elements (a categorical's value, a float split, a one-hot test)
+is hashed the way CatBoost hashes it (``MAGIC`` below), and the hash is found
+among the CTR's keys; a hash not there takes the CTR's default (its prior).
+The CTR values of a row are appended to it as extra columns: a CTR split tests
+column ``n_features + r`` like a float split (``float32(x) > border``).
 Only numpy and the standard library are used: serving imports this module.
 """
 
@@ -38,6 +49,9 @@ TASK_LINKS = {"binary": "sigmoid", "multiclass": "softmax", "regression": "ident
 MISSING_NONE, MISSING_ZERO, MISSING_NAN = 0, 1, 2
 # The code a served row carries for a missing category (NaN in the request).
 MISSING_CATEGORY_CODE = -1.0
+# CatBoost's hash of a combination: h = MAGIC * (h + MAGIC * value), modulo 2**64, element by element
+MAGIC = 0x4906BA494954CB65
+ELEMENT_CATEGORY, ELEMENT_FLOAT_SPLIT, ELEMENT_ONE_HOT = 0, 1, 2
 
 
 class FormatError(ValueError):
@@ -67,8 +81,22 @@ LAYOUTS: dict[str, dict[str, Spec]] = {
         "is_equal": Spec("bool", ("T", "D"), "a one-hot categorical split: the bit is code == equal_code"),
         "equal_code": Spec("float64", ("T", "D"), "the category code of a one-hot split; NaN never equals"),
         "leaf_values": Spec("float64", ("T", "L", "K"), "leaf index = sum of bit(level) << level"),
+        "leaf_weights": Spec("float64", ("T", "L"), "training rows (weights) that reached each leaf"),
         "scale": Spec("float64", (), "raw = scale * sum of leaves + bias"),
         "bias": Spec("float64", ("K",), "raw = scale * sum of leaves + bias"),
+        "cat_hash_offset": Spec("int32", ("F1",), "column j's hashes: cat_hashes[offset[j]:offset[j+1]]"),
+        "cat_hashes": Spec("uint64", ("H",), "CatBoost's hash of each category code, missing last"),
+        "element_projection": Spec("int32", ("E",), "the combination an element belongs to"),
+        "element_kind": Spec("int8", ("E",), "0 a categorical's value, 1 a float split, 2 a one-hot test"),
+        "element_column": Spec("int32", ("E",), "the column the element reads"),
+        "element_border": Spec("float32", ("E",), "a float split element: float32(x) > border"),
+        "element_nan_true": Spec("bool", ("E",), "a float split element: a missing value counts as above"),
+        "element_code": Spec("float64", ("E",), "a one-hot element: the category code it tests for"),
+        "ctr_projection": Spec("int32", ("R",), "the combination a CTR is computed on"),
+        "ctr_offset": Spec("int32", ("R1",), "CTR r's table: ctr_keys[offset[r]:offset[r+1]], sorted"),
+        "ctr_keys": Spec("uint64", ("Q",), "combination hashes seen in training"),
+        "ctr_values": Spec("float32", ("Q",), "the CTR's value for each key"),
+        "ctr_default": Spec("float32", ("R",), "the CTR's value for a combination not in its table"),
     },
     "nodes": {
         "roots": Spec("int32", ("T",), "first node of tree t; tree t adds to raw score t % K"),
@@ -82,6 +110,7 @@ LAYOUTS: dict[str, dict[str, Spec]] = {
         "left": Spec("int32", ("N",), "left child; a leaf points to itself"),
         "right": Spec("int32", ("N",), "right child; a leaf points to itself"),
         "value": Spec("float64", ("N",), "the output of a leaf (0 for split nodes)"),
+        "count": Spec("float64", ("N",), "training rows that reached the node (internal/leaf count)"),
         "max_depth": Spec("int32", (), "steps that bring every row to a leaf"),
     },
 }
@@ -175,12 +204,41 @@ def _check_oblivious(arrays: dict[str, np.ndarray], header: Header, dims: dict[s
         raise FormatError("features: no trees")
     if dims["L"] != 2 ** dims["D"]:
         raise FormatError(f"leaf_values: {dims['L']} leaves per tree, expected 2**depth = {2 ** dims['D']}")
-    _in_range(arrays["features"], "features", header.n_features)
+    ctrs = dims["R"]
+    _in_range(arrays["features"], "features", header.n_features + ctrs)
     if not np.isfinite(arrays["scale"]):
         raise FormatError("scale: not a finite number")
-    for name in ("leaf_values", "bias"):
+    for name in ("leaf_values", "bias", "leaf_weights"):
         if not np.isfinite(arrays[name]).all():
             raise FormatError(f"{name}: holds NaN or infinite values")
+    _check_offsets(arrays, "cat_hash_offset", header.n_features + 1, dims["H"])
+    _check_offsets(arrays, "ctr_offset", ctrs + 1, dims["Q"])
+    kinds = arrays["element_kind"]
+    if not np.isin(kinds, (ELEMENT_CATEGORY, ELEMENT_FLOAT_SPLIT, ELEMENT_ONE_HOT)).all():
+        raise FormatError("element_kind: codes must be 0 (category), 1 (float split) or 2 (one-hot)")
+    _in_range(arrays["element_column"], "element_column", header.n_features)
+    hashed = np.diff(arrays["cat_hash_offset"]) > 0
+    if (~hashed[arrays["element_column"][kinds == ELEMENT_CATEGORY]]).any():
+        raise FormatError("element_column: a categorical element reads a column without category hashes")
+    projections = int(arrays["element_projection"].max()) + 1 if dims["E"] else 0
+    _in_range(arrays["element_projection"], "element_projection", projections)
+    _in_range(arrays["ctr_projection"], "ctr_projection", projections)
+    keys, offset = arrays["ctr_keys"], arrays["ctr_offset"]
+    for r in range(ctrs):  # a CTR's keys are found by binary search
+        table = keys[offset[r]:offset[r + 1]]
+        if (table[1:] <= table[:-1]).any():
+            raise FormatError(f"ctr_keys: the keys of CTR {r} are not sorted and distinct")
+    for name in ("ctr_values", "ctr_default"):
+        if not np.isfinite(arrays[name]).all():
+            raise FormatError(f"{name}: holds NaN or infinite values")
+
+
+def _check_offsets(arrays: dict[str, np.ndarray], name: str, length: int, total: int) -> None:
+    offsets = arrays[name]
+    if offsets.shape[0] != length:
+        raise FormatError(f"{name}: {offsets.shape[0]} offsets, expected {length}")
+    if offsets[0] != 0 or offsets[-1] != total or (np.diff(offsets) < 0).any():
+        raise FormatError(f"{name}: offsets must rise from 0 to {total}")
 
 
 def _check_nodes(arrays: dict[str, np.ndarray], header: Header, dims: dict[str, int]) -> None:
@@ -198,6 +256,8 @@ def _check_nodes(arrays: dict[str, np.ndarray], header: Header, dims: dict[str, 
     _in_range(arrays["category_index"][categorical], "category_index", dims["C"])
     if not np.isfinite(arrays["value"]).all():
         raise FormatError("value: holds NaN or infinite values")
+    if not (np.isfinite(arrays["count"]).all() and (arrays["count"] >= 0).all()):
+        raise FormatError("count: holds negative, NaN or infinite values")
     # every row must reach a leaf in max_depth steps (this also rules out cycles)
     reached = arrays["roots"]
     for _ in range(int(arrays["max_depth"])):

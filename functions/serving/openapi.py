@@ -39,6 +39,9 @@ def _feature_schema(feature: dict[str, Any]) -> dict[str, Any]:
         schema: dict[str, Any] = {"type": "string", "enum": list(feature.get("categories") or [])}
     elif kind == "boolean":
         schema = {"type": "boolean"}
+    elif kind == "datetime":
+        schema = {"type": "string", "format": "date-time",
+                  "description": "ISO 8601 date or timestamp; the model reads " + ", ".join(feature["parts"])}
     else:
         schema = {"type": "number"}
         if feature.get("min") is not None:

@@ -1,23 +1,53 @@
 """Turn a prediction request into a feature matrix, or say exactly what is wrong.
 
 The rules come from the bundle's ``feature_schema``; each entry has ``name``,
-``type`` (numeric | categorical | boolean), ``nullable`` (missing values were
-seen in training, so ``null`` is accepted), and for categorical features the
-``categories`` in code order (the code is what the model was trained on).
-Errors are collected for every row and field, up to ``MAX_ERRORS``, so a
-caller can fix a whole batch at once.
+``type`` (numeric | categorical | boolean | datetime), ``nullable`` (missing
+values were seen in training, so ``null`` is accepted), for categorical
+features the ``categories`` in code order (the code is what the model was
+trained on), and for datetime features the ``parts`` the model reads: an ISO
+8601 date or timestamp becomes one column per part (``datetime_parts``, the
+same function training uses). Errors are collected for every row and field,
+up to ``MAX_ERRORS``, so a caller can fix a whole batch at once.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
 MAX_ERRORS = 100
 SHOWN_CATEGORIES = 20  # an error lists this many of a feature's categories
+_EPOCH = datetime(1970, 1, 1)
+# What a date or timestamp becomes, part by part (a timestamp with an offset is read in UTC).
+DATETIME_PARTS = {
+    "year": lambda t: t.year,
+    "month": lambda t: t.month,
+    "day": lambda t: t.day,
+    "weekday": lambda t: t.weekday(),  # Monday is 0
+    "dayofyear": lambda t: t.timetuple().tm_yday,
+    "hour": lambda t: t.hour,
+    "minute": lambda t: t.minute,
+    "second": lambda t: t.second + t.microsecond / 1e6,
+    "days_since_epoch": lambda t: (t - _EPOCH).total_seconds() / 86400,
+}
+DATE_PARTS = ["year", "month", "day", "weekday", "dayofyear", "days_since_epoch"]
+TIME_PARTS = ["hour", "minute", "second"]
+
+
+def datetime_parts(text: str, parts: list[str]) -> list[float]:
+    """An ISO 8601 date or timestamp → its parts; ValueError saying what is expected."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"not an ISO 8601 date or timestamp (like 2024-05-31 or 2024-05-31T14:30:00): "
+                         f"{text[:60]!r}") from None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return [float(DATETIME_PARTS[part](moment)) for part in parts]
 
 
 @dataclass
@@ -47,6 +77,8 @@ class FeatureSchema:
             for f in self.features
         }
         object.__setattr__(self, "_codes", lookups)
+        widths = [len(f["parts"]) if f["type"] == "datetime" else 1 for f in self.features]
+        object.__setattr__(self, "_starts", np.cumsum([0, *widths]).tolist())
         object.__setattr__(self, "_names", [f["name"] for f in self.features])
         object.__setattr__(self, "_name_set", frozenset(self._names))
         object.__setattr__(self, "_all_numeric", all(f["type"] == "numeric" for f in self.features))
@@ -58,7 +90,7 @@ class FeatureSchema:
     @property
     def width(self) -> int:
         """Columns of the matrix a request becomes: what the model must read."""
-        return len(self._names)
+        return self._starts[-1]
 
     def matrix(self, body: Any, max_rows: int) -> np.ndarray:
         """``{"instances": [{name: value}]}`` or ``{"features": [[v, ...]]}`` → float64 (n, d)."""
@@ -87,7 +119,7 @@ class FeatureSchema:
             X = self._fast_matrix(rows, form)
             if X is not None:
                 return X
-        X = np.empty((len(rows), len(self.features)))
+        X = np.empty((len(rows), self.width))
         errors: list[dict[str, Any]] = []
         for i, row in enumerate(rows):
             self._fill(X[i], row, i, form, errors)
@@ -111,9 +143,10 @@ class FeatureSchema:
                                f"must be an array of {len(self.features)} values in schema order"})
                 return
             values = [(feature, row[j]) for j, feature in enumerate(self.features)]
+        starts = self._starts
         for j, (feature, value) in enumerate(values):
             try:
-                out[j] = self._value(feature, value)
+                out[starts[j]:starts[j + 1]] = self._value(feature, value)
             except ValueError as problem:
                 errors.append({"row": i, "field": feature["name"], "message": str(problem)})
 
@@ -141,7 +174,7 @@ class FeatureSchema:
             return None
         return X if np.isfinite(X).all() else None
 
-    def _value(self, feature: dict[str, Any], value: Any) -> float:
+    def _value(self, feature: dict[str, Any], value: Any) -> float | list[float]:
         if value is _ABSENT:
             raise ValueError("missing: every feature needs a value (null where allowed)")
         if value is None:
@@ -149,6 +182,10 @@ class FeatureSchema:
                 return math.nan
             raise ValueError("null is not allowed: this feature had no missing values in training")
         kind = feature["type"]
+        if kind == "datetime":
+            if not isinstance(value, str):
+                raise ValueError(f"must be an ISO 8601 date or timestamp string, got {type(value).__name__}")
+            return datetime_parts(value, feature["parts"])
         if kind == "numeric":
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ValueError(f"must be a number, got {type(value).__name__}")
@@ -178,7 +215,7 @@ class FeatureSchema:
 
 
 _NUMBERS = frozenset({int, float})
-_TYPES = ("numeric", "categorical", "boolean")
+_TYPES = ("numeric", "categorical", "boolean", "datetime")
 
 
 class _Absent:

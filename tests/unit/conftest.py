@@ -54,8 +54,8 @@ class Trained:
         self.y_train, self.y_test = data.y.iloc[:cut], data.y.iloc[cut:]
         default = {"catboost": {"depth": 4}, "lightgbm": {"num_leaves": 15, "max_depth": 5}}
         self.fitted = families.fit(family, params or default[family], self.X_train, self.y_train,
-                                   self.schema, seed=0, threads=2, rounds=rounds)
-        self.arrays = self.fitted.export(self.X_train, self.schema)
+                                   self.schema, task=data.task, seed=0, threads=2, rounds=rounds)
+        self.arrays = self.fitted.export(self.schema)
         self.native = self.fitted.predict(self.X_test, self.schema)
         self.classes = self.fitted.classes
         self.family = family

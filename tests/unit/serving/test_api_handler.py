@@ -476,3 +476,22 @@ def test_a_container_keeps_at_most_max_models_in_memory(api, s3, monkeypatch):
         response = module.handler(event("predict", path=f"/models/{name}/predict"), Context())
         assert response["statusCode"] == 200
     assert list(module.registry.loaded()) == ["c", "a"]  # b was least recently used
+
+
+def test_a_regression_model_with_a_timestamp_answers_values_and_names_a_bad_date(api, s3):
+    rides = case("rides-catboost")
+    publish(s3)
+    publish(s3, "rides-catboost", model_name="rides")
+    status, body, _ = api(event("predict", {"instances": rides.instances[:150]}, path="/models/rides/predict"))
+    assert status == 200
+    served = np.array([[p["prediction"]] for p in body["predictions"]])
+    native = rides.native[:150]
+    assert np.max(np.abs(served - native) / np.maximum(1, np.abs(native))) <= 1e-12
+    assert set(body["predictions"][0]) == {"prediction"}
+    bad = dict(rides.instances[0], start="next tuesday")
+    status, body, _ = api(event("predict", {"instances": [bad]}, path="/models/rides/predict"))
+    assert status == 422
+    assert body["errors"][0]["field"] == "start"
+    assert body["errors"][0]["message"].startswith("not an ISO 8601 date or timestamp")
+    described = api(event("health", path="/models/rides"))[1]
+    assert described["task"] == "regression" and described["classes"] == []

@@ -260,7 +260,7 @@ def test_a_format_1_bundle_is_upgraded_when_read(s3):
         ({"feature_schema": [{"type": "numeric"}]}, "feature_schema[0] has no name"),
         ({"feature_schema": ["x"]}, "feature_schema[0] has no name"),
         ({"feature_schema": [{"name": "a", "type": "text"}]},
-         "feature 'a' has type 'text', expected one of numeric, categorical, boolean"),
+         "feature 'a' has type 'text', expected one of numeric, categorical, boolean, datetime"),
         ({"feature_schema": [{"name": "a", "type": "numeric"}] * 2}, "feature names are not unique"),
         ({"task": "multiclass"}, "task 'multiclass' but model.npz holds a binary model"),
         ({"classes": ["a", "b", "c"]}, "3 classes for a binary model with 1 outputs; expected 2"),
@@ -281,7 +281,7 @@ def test_an_unknown_feature_type_is_named_with_the_known_ones():
     with pytest.raises(bundle.BundleError) as caught:
         bundle.Bundle(manifest=manifest, arrays=model.arrays)
     assert str(caught.value) == ("manifest.json: feature 'a' has type 'text', expected one of numeric, categorical, "
-                                 "boolean")
+                                 "boolean, datetime")
 
 
 @pytest.mark.parametrize("key", ["name", "version", "feature_schema"])

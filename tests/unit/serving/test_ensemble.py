@@ -10,13 +10,21 @@ from tests.models import CASES, case
 EXACT = 1e-12
 
 
+def difference(served, native, task):
+    """Probabilities as they are; regression values relative to their size."""
+    gap = np.abs(served - native)
+    return np.max(gap / np.maximum(1.0, np.abs(native)) if task == "regression" else gap)
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_held_out_rows_are_answered_as_the_native_library_does(name):
     model = case(name)
     served = bundle.served_predictions(model.arrays, model.matrix)
-    assert served.shape == model.native.shape == (len(model.matrix), len(model.classes))
-    assert np.max(np.abs(served - model.native)) <= EXACT
-    assert np.allclose(served.sum(axis=1), 1.0, atol=1e-12)
+    outputs = 1 if model.task == "regression" else len(model.classes)
+    assert served.shape == model.native.shape == (len(model.matrix), outputs)
+    assert difference(served, model.native, model.task) <= EXACT
+    if model.task != "regression":
+        assert np.allclose(served.sum(axis=1), 1.0, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -25,7 +33,17 @@ def test_rows_on_thresholds_borders_nan_and_zero_follow_the_native_rules(name):
     # CatBoost border, NaN and zeros in many columns, missing categories
     model = case(name)
     served = bundle.served_predictions(model.arrays, model.probes)
-    assert np.max(np.abs(served - model.native_probes)) <= EXACT
+    assert difference(served, model.native_probes, model.task) <= EXACT
+
+
+def test_the_cases_cover_ctrs_combinations_dates_and_regression():
+    combinations = case("shops-catboost-combinations").arrays
+    assert combinations["ctr_projection"].size >= 5
+    kinds = set(combinations["element_kind"].tolist())
+    assert kinds == {0, 1, 2}  # a categorical's value, a float split and a one-hot test in combinations
+    assert case("rides-catboost").arrays["ctr_projection"].size >= 1
+    assert any(f["type"] == "datetime" for f in case("rides-catboost").schema)
+    assert case("diabetes-lightgbm").task == "regression"
 
 
 def test_the_probes_do_sit_on_the_edges():
@@ -146,3 +164,32 @@ def test_a_categorical_lightgbm_split_sends_listed_codes_left_and_others_right()
     listed = model.arrays["category_sets"][model.arrays["category_index"][node]]
     assert went_left.tolist() == [False, False, *listed.tolist(), False, False]
     assert listed.any()
+
+
+def test_a_combination_not_seen_in_training_takes_the_ctrs_default():
+    model = case("shops-catboost-combinations")
+    evaluator = ensemble.from_arrays(model.arrays)
+    ctrs = evaluator._ctrs
+    found = (ctrs.values(model.matrix) != model.arrays["ctr_default"]).any(axis=1)
+    row = model.matrix[np.flatnonzero(found)[:1]]  # a row with combinations seen in training
+    seen = ctrs.values(row)[0]
+    # empty the tables: every combination is now unseen, every CTR its default
+    emptied = dict(model.arrays, ctr_keys=model.arrays["ctr_keys"][:0], ctr_values=model.arrays["ctr_values"][:0],
+                   ctr_offset=np.zeros_like(model.arrays["ctr_offset"]))
+    unseen = ensemble.from_arrays(emptied)._ctrs.values(row)[0]
+    assert unseen.tolist() == model.arrays["ctr_default"].tolist()
+    assert unseen.dtype == np.float32 and not np.array_equal(seen, unseen)
+
+
+def test_a_missing_category_hashes_as_catboosts_missing_category():
+    model = case("shops-catboost-combinations")
+    schema = model.schema
+    shop = [f["name"] for f in schema].index("shop")
+    offsets = model.arrays["cat_hash_offset"]
+    rows = np.repeat(model.matrix[:1], 2, axis=0)
+    rows[0, shop] = np.nan
+    rows[1, shop] = len(schema[shop]["categories"])  # the code after the last category: the missing one
+    ctrs = ensemble.from_arrays(model.arrays)._ctrs
+    values = ctrs.values(rows)
+    assert np.array_equal(values[0], values[1])
+    assert offsets[shop + 1] - offsets[shop] == len(schema[shop]["categories"]) + 1

@@ -95,7 +95,8 @@ def test_every_array_of_the_layout_is_required():
 def test_oblivious_shapes_and_indices():
     arrays = oblivious()
     trees, depth = arrays["features"].shape
-    refused({**arrays, "leaf_values": arrays["leaf_values"][:, :-1]}, f"leaf_values: {2 ** depth - 1} leaves")
+    refused({**arrays, "leaf_values": arrays["leaf_values"][:, :-1], "leaf_weights": arrays["leaf_weights"][:, :-1]},
+            f"leaf_values: {2 ** depth - 1} leaves")
     refused({**arrays, "borders": arrays["borders"][:-1]}, "borders: shape")
     refused({**arrays, "nan_goes_right": arrays["nan_goes_right"][:, :-1]}, "nan_goes_right: shape")
     features = arrays["features"].copy()
@@ -107,7 +108,7 @@ def test_oblivious_shapes_and_indices():
     leaves[0, 0, 0] = np.inf
     refused({**arrays, "leaf_values": leaves}, "leaf_values: holds NaN or infinite values")
     empty = {**arrays, **{k: arrays[k][:0] for k in ("features", "borders", "nan_goes_right", "is_equal",
-                                                     "equal_code", "leaf_values")}}
+                                                     "equal_code", "leaf_values", "leaf_weights")}}
     refused(empty, "features: no trees")
 
 
@@ -172,16 +173,23 @@ def test_the_evaluator_is_built_only_from_arrays_that_satisfy_the_declaration():
     assert isinstance(ensemble.from_arrays(oblivious()), ensemble.ObliviousEnsemble)
 
 
+NO_CTRS = {"cat_hash_offset": [0, 0], "cat_hashes": [], "element_projection": [], "element_kind": [],
+           "element_column": [], "element_border": [], "element_nan_true": [], "element_code": [],
+           "ctr_projection": [], "ctr_offset": [0], "ctr_keys": [], "ctr_values": [], "ctr_default": []}
+
+
 def tiny(layout, n_features=1):
     """A one-tree model on one feature: x > 0.5 (CatBoost) or x <= 0.5 (LightGBM) picks the leaf."""
     if layout == "oblivious":
         return model_format.pack(
             "oblivious", "binary", n_features, 1, features=[[0]], borders=[[0.5]], nan_goes_right=[[False]],
-            is_equal=[[False]], equal_code=[[np.nan]], leaf_values=[[[-1.0], [1.0]]], scale=1.0, bias=[0.0])
+            is_equal=[[False]], equal_code=[[np.nan]], leaf_values=[[[-1.0], [1.0]]], leaf_weights=[[3, 5]],
+            scale=1.0, bias=[0.0], **NO_CTRS)
     return model_format.pack(
         "nodes", "binary", n_features, 1, roots=[0], feature=[0, 0, 0], threshold=[0.5, 0, 0],
         default_left=[False] * 3, missing_type=[0] * 3, is_categorical=[False] * 3, category_index=[0] * 3,
-        category_sets=np.zeros((1, 1), bool), left=[1, 1, 2], right=[2, 1, 2], value=[0.0, -1.0, 1.0], max_depth=1)
+        category_sets=np.zeros((1, 1), bool), left=[1, 1, 2], right=[2, 1, 2], value=[0.0, -1.0, 1.0],
+        count=[8, 3, 5], max_depth=1)
 
 
 @pytest.mark.parametrize("layout", ["oblivious", "nodes"])
@@ -207,10 +215,11 @@ def test_complete_messages_for_layout_problems():
         model_format.pack("oblivious", "ranking", 30, 1, **arrays)
     assert str(caught.value) == "task: 'ranking' is not one of binary, multiclass, regression"
     trees, depth = arrays["features"].shape
-    refused({**oblivious(), "leaf_values": oblivious()["leaf_values"][:, :-1]},
+    refused({**oblivious(), "leaf_values": oblivious()["leaf_values"][:, :-1],
+             "leaf_weights": oblivious()["leaf_weights"][:, :-1]},
             f"leaf_values: {2 ** depth - 1} leaves per tree, expected 2**depth = {2 ** depth}", exact=True)
     empty = {**oblivious(), **{k: oblivious()[k][:0] for k in ("features", "borders", "nan_goes_right", "is_equal",
-                                                              "equal_code", "leaf_values")}}
+                                                              "equal_code", "leaf_values", "leaf_weights")}}
     refused(empty, "features: no trees", exact=True)
     refused({**oblivious(), "scale": np.array(np.nan)}, "scale: not a finite number", exact=True)
     missing = nodes()["missing_type"].copy()
@@ -230,7 +239,7 @@ def test_nodes_no_tree_reaches_are_never_evaluated_and_do_not_matter():
     extra = {  # two split nodes pointing at each other, reachable from no root
         "feature": [0, 0], "threshold": [0.0, 0.0], "default_left": [False, False], "missing_type": [0, 0],
         "is_categorical": [False, False], "category_index": [0, 0], "left": [n + 1, n], "right": [n + 1, n],
-        "value": [0.0, 0.0]}
+        "value": [0.0, 0.0], "count": [0.0, 0.0]}
     grown = dict(arrays)
     for name, values in extra.items():
         grown[name] = np.concatenate([arrays[name], np.asarray(values, arrays[name].dtype)])
@@ -249,3 +258,67 @@ def test_lightgbm_reads_values_within_its_zero_threshold_as_zero():
     zero_missing = {**arrays, "missing_type": np.array([1, 0, 0], np.int8), "default_left": np.array([True, False, False])}
     assert ensemble.from_arrays(zero_missing).raw(rows)[:, 0].tolist() == [-1.0, -1.0, -1.0, -1.0, -1.0]
     assert ensemble.from_arrays(zero_missing).raw(np.array([[3.0]]))[:, 0].tolist() == [1.0]
+
+
+def ctr_model():
+    return dict(case("shops-catboost-combinations").arrays)
+
+
+def test_target_statistics_tables_must_be_consistent():
+    arrays = ctr_model()
+    header = model_format.check(arrays)
+    assert arrays["ctr_projection"].size >= 5 and header.n_features == 9
+    ctrs = arrays["ctr_projection"].size
+    features = arrays["features"].copy()
+    features[0, 0] = header.n_features + ctrs
+    refused({**arrays, "features": features}, f" to {header.n_features + ctrs}, expected 0 to {header.n_features + ctrs - 1}")
+    refused({**arrays, "cat_hash_offset": arrays["cat_hash_offset"][:-1]}, "cat_hash_offset: 9 offsets, expected 10",
+            exact=True)
+    offsets = arrays["cat_hash_offset"].copy()
+    offsets[-1] += 1
+    refused({**arrays, "cat_hash_offset": offsets}, f"cat_hash_offset: offsets must rise from 0 to {len(arrays['cat_hashes'])}",
+            exact=True)
+    offsets = arrays["ctr_offset"].copy()
+    offsets[1], offsets[2] = offsets[2], offsets[1]
+    refused({**arrays, "ctr_offset": offsets}, "ctr_offset: offsets must rise from 0")
+    offsets = arrays["ctr_offset"].copy()
+    offsets[0] = 1
+    refused({**arrays, "ctr_offset": offsets}, "ctr_offset: offsets must rise from 0")
+    kinds = arrays["element_kind"].copy()
+    kinds[0] = 3
+    refused({**arrays, "element_kind": kinds}, "element_kind: codes must be 0 (category), 1 (float split) or 2 (one-hot)",
+            exact=True)
+    columns = arrays["element_column"].copy()
+    columns[0] = 9
+    refused({**arrays, "element_column": columns}, "element_column: indices from")
+    category = np.flatnonzero(arrays["element_kind"] == 0)[0]
+    columns = arrays["element_column"].copy()
+    columns[category] = int(np.flatnonzero(np.diff(arrays["cat_hash_offset"]) == 0)[0])  # a numeric column
+    refused({**arrays, "element_column": columns},
+            "element_column: a categorical element reads a column without category hashes", exact=True)
+    projections = arrays["ctr_projection"].copy()
+    projections[0] = arrays["element_projection"].max() + 1
+    refused({**arrays, "ctr_projection": projections}, "ctr_projection: indices from")
+    keys = arrays["ctr_keys"].copy()
+    start, end = arrays["ctr_offset"][1], arrays["ctr_offset"][2]
+    keys[start:end] = keys[start:end][::-1]
+    refused({**arrays, "ctr_keys": keys}, "ctr_keys: the keys of CTR 1 are not sorted and distinct", exact=True)
+    keys = arrays["ctr_keys"].copy()
+    keys[start + 1] = keys[start]
+    refused({**arrays, "ctr_keys": keys}, "ctr_keys: the keys of CTR 1 are not sorted and distinct")
+    for name in ("ctr_values", "ctr_default"):
+        values = arrays[name].copy()
+        values[0] = np.nan
+        refused({**arrays, name: values}, f"{name}: holds NaN or infinite values", exact=True)
+    weights = arrays["leaf_weights"].copy()
+    weights[0, 0] = np.inf
+    refused({**arrays, "leaf_weights": weights}, "leaf_weights: holds NaN or infinite values", exact=True)
+
+
+def test_node_counts_must_be_finite_and_not_negative():
+    arrays = nodes()
+    for bad in (-1.0, np.nan):
+        count = arrays["count"].copy()
+        count[0] = bad
+        refused({**arrays, "count": count}, "count: holds negative, NaN or infinite values", exact=True)
+    assert (arrays["count"][arrays["roots"]] > 0).all()

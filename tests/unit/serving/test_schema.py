@@ -236,3 +236,52 @@ def test_exact_messages():
     twenty = [{"name": "c", "type": "categorical", "nullable": False, "categories": [f"v{i}" for i in range(20)]}]
     message = errors_of({"instances": [{"c": "x"}]}, twenty).errors[0]["message"]
     assert message == "unknown category 'x'; expected one of: " + ", ".join(f"v{i}" for i in range(20))
+
+
+DATED = [{"name": "size", "type": "numeric", "nullable": False},
+         {"name": "when", "type": "datetime", "nullable": True, "parts": ["year", "month", "day", "weekday",
+                                                                           "dayofyear", "days_since_epoch", "hour",
+                                                                           "minute", "second"]}]
+
+
+def test_a_date_becomes_its_parts_in_the_models_columns():
+    schema = FeatureSchema(DATED)
+    assert schema.width == 10
+    X = schema.matrix({"instances": [{"size": 2, "when": "2024-02-29T13:45:30.5"},
+                                     {"size": 3, "when": "1970-01-02"},
+                                     {"size": 4, "when": None}]}, max_rows=10)
+    assert X[0].tolist() == [2, 2024, 2, 29, 3, 60, 19782 + 13.75 / 24 + 30.5 / 86400, 13, 45, 30.5]
+    assert X[1].tolist() == [3, 1970, 1, 2, 4, 2, 1.0, 0, 0, 0]
+    assert X[2, 0] == 4 and np.isnan(X[2, 1:]).all()
+    positional = schema.matrix({"features": [[2, "2024-02-29T13:45:30.5"]]}, max_rows=1)
+    assert positional.tolist() == X[:1].tolist()
+
+
+def test_a_timestamp_with_an_offset_is_read_in_utc():
+    at = S.datetime_parts("2024-03-01T01:30:00+02:00", ["year", "month", "day", "hour", "minute"])
+    assert at == [2024, 2, 29, 23, 30]
+    assert S.datetime_parts("2024-03-01T01:30:00Z", ["hour"]) == [1]
+
+
+@pytest.mark.parametrize(("value", "words"), [
+    ("yesterday", "not an ISO 8601 date or timestamp (like 2024-05-31 or 2024-05-31T14:30:00): 'yesterday'"),
+    ("2024-13-01", "not an ISO 8601 date or timestamp"),
+    ("x" * 200, "not an ISO 8601 date or timestamp (like 2024-05-31 or 2024-05-31T14:30:00): '" + "x" * 60 + "'"),
+    (20240101, "must be an ISO 8601 date or timestamp string, got int"),
+])
+def test_a_date_that_does_not_parse_is_named(value, words):
+    error = errors_of({"instances": [{"size": 1, "when": value}]}, DATED)
+    assert error.errors == [{"row": 0, "field": "when", "message": error.errors[0]["message"]}]
+    assert error.errors[0]["message"].startswith(words)
+    assert words != error.errors[0]["message"] or len(words) < 200
+
+
+def test_every_part_has_its_rule():
+    import datetime as dt
+
+    moment = dt.datetime(2023, 12, 31, 23, 59, 58, 250000)
+    assert {part: rule(moment) for part, rule in S.DATETIME_PARTS.items()} == {
+        "year": 2023, "month": 12, "day": 31, "weekday": 6, "dayofyear": 365, "hour": 23, "minute": 59,
+        "second": 58.25, "days_since_epoch": 19722 + (23 * 3600 + 59 * 60 + 58.25) / 86400}
+    assert [p for p in S.DATETIME_PARTS if p != "days_since_epoch"][:5] + \
+        ["days_since_epoch", "hour", "minute", "second"] == S.DATE_PARTS + S.TIME_PARTS
