@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent / "functions"))
 
 import deploy  # noqa: E402
 import local_cloud  # noqa: E402
+import ui  # noqa: E402
 from serving import bundle  # noqa: E402 - the bundle module owns the bucket layout
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,7 +94,11 @@ def _client_args(outputs: dict) -> dict:
 
 
 def train(outputs: dict, args: list[str]) -> None:
-    command = [sys.executable, "-m", "training", "train", *args]
+    # studies kept where `make ui` shows them, unless the command names its own storage
+    named = any("tuning.storage" in arg for arg in args)
+    keep = [] if named else ["--set", f"tuning.storage={ui.OPTUNA_STORAGE}"]
+    ui.OPTUNA_STORE.parent.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "training", "train", *keep, *args]
     log("training: " + " ".join(command[1:]))
     subprocess.run(command, check=True, cwd=ROOT, env=training_env(outputs))  # noqa: S603
 
@@ -201,6 +206,7 @@ Stop everything and delete the local state: make down
 
 
 def down() -> None:
+    ui.down()
     pid = _site_pid()
     if pid:
         os.kill(pid, signal.SIGTERM)
@@ -210,7 +216,7 @@ def down() -> None:
     for path in (DEMO_FILE, deploy.STACK_FILE, EXAMPLE_REQUEST):
         path.unlink(missing_ok=True)
     # the local MLflow store describes bundles of the cloud just deleted
-    for folder in (SITE, LOCAL / "mlflow", LOCAL / "cloud"):
+    for folder in (SITE, LOCAL / "mlflow", LOCAL / "optuna", LOCAL / "cloud"):
         shutil.rmtree(folder, ignore_errors=True)
     log("the local stack is down")
 

@@ -95,6 +95,37 @@ def trained_penguins(stack, mlflow_store, trained):
     return train(stack, mlflow_store, "dataset=penguins", "model_name=penguins")
 
 
+def fares_table(n: int = 2500):
+    """A regression table as a user's CSV has it: a row counter, a street name of more than 1,000
+    distinct values, a distance with gaps and an ISO timestamp."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(5)
+    street = rng.integers(0, 1300, n)
+    start = pd.Timestamp("2024-03-01") + pd.to_timedelta(rng.integers(0, 60 * 24 * 120, n), unit="min")
+    km = rng.gamma(2.0, 3.0, n)
+    fare = 3 + 2.5 * km + (street % 9) * 1.2 + (start.hour >= 22) * 4 + rng.normal(0, 1, n)
+    return pd.DataFrame({
+        "ride_id": np.arange(1, n + 1),
+        "street": [f"street-{k}" for k in street],
+        "km": np.where(rng.random(n) < 0.05, np.nan, km).round(3),
+        "start": start.strftime("%Y-%m-%dT%H:%M:%S"),
+        "fare": fare.round(2),
+    })
+
+
+@pytest.fixture(scope="session")
+def trained_regression(stack, mlflow_store, trained, tmp_path_factory):
+    """A regression model trained from a CSV (ID column, >1,000-value categorical, timestamps) on the
+    same stack; CatBoost, so its target statistics are what is served."""
+    path = tmp_path_factory.mktemp("fares") / "fares.csv"
+    fares_table().to_csv(path, index=False)
+    summary = train(stack, mlflow_store, f"dataset={path}", "target=fare", "model_name=fares",
+                    "tuning.families=[catboost]")
+    return {**summary, "csv": path}
+
+
 @pytest.fixture(scope="session")
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)

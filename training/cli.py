@@ -81,9 +81,9 @@ def main(argv: list[str] | None = None) -> int:
             for version in bundle.list_versions(s3, args.bucket, args.model):
                 m = bundle.read_manifest(s3, args.bucket, args.model, version)
                 rows.append({"version": version, "created_at": m["created_at"],
-                             "family": m["framework"]["family"],
-                             "test": {k: m["metrics"]["test"][k]
-                                      for k in ("accuracy", "f1_macro", "roc_auc")},
+                             "family": m["framework"]["family"], "task": m.get("task"),
+                             "test": {k: v for k, v in m["metrics"]["test"].items()
+                                      if k in ("accuracy", "f1_macro", "roc_auc", "rmse", "mae", "r2")},
                              "champion": bool(pointer and pointer["version"] == version)})
             job.print_json(rows)
         elif args.command == "promote":
@@ -105,11 +105,13 @@ def main(argv: list[str] | None = None) -> int:
 def _tune_worker(config):
     from training import job, tune
 
-    if not config["tuning"]["storage"]:
-        raise SystemExit("a tuning worker needs a shared study: --set tuning.storage=URL")
+    if not (config["tuning"]["storage"] and config["tuning"]["study_name"]):
+        raise SystemExit("a tuning worker needs a shared study: "
+                         "--set tuning.storage=URL --set tuning.study_name=NAME")
     prepared = job.prepare(config)
-    study = tune.create_study(config, job.study_name(config, prepared), worker=True)
-    tune.optimize(study, config, prepared.X_train, prepared.y_train, prepared.schema, prepared.classes)
+    study = tune.create_study(config, job.study_name(config, prepared), prepared.metric, worker=True)
+    tune.optimize(study, config, prepared.X_train, prepared.y_train, prepared.schema, prepared.classes,
+                  prepared.task, prepared.metric)
     return {"study": study.study_name, "trials": len(study.trials)}
 
 

@@ -50,10 +50,24 @@ def _set(config: dict, dotted: str, value: Any) -> None:
     node[leaf] = value
 
 
+METRICS = ("f1_macro", "roc_auc", "log_loss", "rmse", "mae", "r2")
+
+
 def _check(config: dict) -> None:
     tuning = config["tuning"]
-    if tuning["metric"] not in ("f1_macro", "roc_auc", "log_loss"):
-        raise ConfigError(f"tuning.metric {tuning['metric']!r}: use f1_macro, roc_auc or log_loss")
+    chosen = (("tuning.metric", tuning["metric"]), ("promotion.metric", config["promotion"]["metric"]))
+    for key, metric in chosen:
+        if metric is not None and metric not in METRICS:
+            raise ConfigError(f"{key} {metric!r}: use {', '.join(METRICS)}")
+    if config["task"] not in (None, "binary", "multiclass", "regression"):
+        raise ConfigError(f"task {config['task']!r}: use binary, multiclass or regression (or leave it out)")
+    if config["class_weight"] not in ("tune", "balanced", "none"):
+        raise ConfigError(f"class_weight {config['class_weight']!r}: use tune, balanced or none")
+    if config["regression"]["objective"] not in ("squared_error", "absolute_error", "huber"):
+        raise ConfigError(f"regression.objective {config['regression']['objective']!r}: "
+                          "use squared_error, absolute_error or huber")
+    if not isinstance(config["drop_columns"], list):
+        raise ConfigError("drop_columns must be a list: --set drop_columns=[name,other]")
     unknown = set(tuning["families"]) - {"catboost", "lightgbm"}
     if unknown or not tuning["families"]:
         raise ConfigError(f"tuning.families {tuning['families']}: choose from catboost, lightgbm")

@@ -1,4 +1,8 @@
-"""Scores and pictures of a model on held-out data."""
+"""Scores and pictures of a model on held-out data, for classification and regression.
+
+``output`` is what the served form answers: class probabilities (n, classes),
+or regression values (n, 1).
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,23 @@ from typing import Any
 
 import numpy as np
 
-# log_loss is the one metric where lower is better
-DIRECTION = {"f1_macro": "maximize", "roc_auc": "maximize", "log_loss": "minimize"}
+DIRECTION = {"f1_macro": "maximize", "roc_auc": "maximize", "log_loss": "minimize",
+             "rmse": "minimize", "mae": "minimize", "r2": "maximize"}
+CLASSIFICATION_METRICS = ("f1_macro", "roc_auc", "log_loss")
+REGRESSION_METRICS = ("rmse", "mae", "r2")
+DEFAULT_METRIC = {"binary": "f1_macro", "multiclass": "f1_macro", "regression": "rmse"}
 
 
 def score(metric: str, y_true, proba: np.ndarray, classes: list[str]) -> float:
-    from sklearn.metrics import f1_score, log_loss, roc_auc_score
+    from sklearn.metrics import f1_score, log_loss, mean_absolute_error, r2_score, roc_auc_score
 
+    if metric in REGRESSION_METRICS:
+        values, predicted = np.asarray(y_true, np.float64), proba[:, 0]
+        if metric == "rmse":
+            return float(np.sqrt(np.mean((values - predicted) ** 2)))
+        if metric == "mae":
+            return float(mean_absolute_error(values, predicted))
+        return float(r2_score(values, predicted))
     y_true = np.asarray(y_true).astype(str)
     if metric == "f1_macro":
         predicted = np.asarray(classes)[proba.argmax(axis=1)]
@@ -36,6 +50,8 @@ def better(metric: str, challenger: float, champion: float, margin: float) -> bo
 def metrics(y_true, proba: np.ndarray, classes: list[str]) -> dict[str, Any]:
     from sklearn.metrics import accuracy_score, classification_report
 
+    if not classes:  # regression
+        return {**{m: score(m, y_true, proba, classes) for m in REGRESSION_METRICS}, "rows": int(len(y_true))}
     y_true = np.asarray(y_true).astype(str)
     predicted = np.asarray(classes)[proba.argmax(axis=1)]
     report = classification_report(y_true, predicted, labels=classes, output_dict=True, zero_division=0)
@@ -56,16 +72,14 @@ def pictures(
     out_dir: Path, y_true, proba: np.ndarray, classes: list[str],
     importance: dict[str, float], study=None,
 ) -> list[Path]:
-    """Confusion matrix, ROC and precision-recall curves, feature importance, tuning history."""
+    """Confusion matrix, ROC and precision-recall curves (or, for regression, predicted against
+    actual and the residuals), feature importance, tuning history."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    y_true = np.asarray(y_true).astype(str)
-    predicted = np.asarray(classes)[proba.argmax(axis=1)]
     paths = []
 
     def save(fig, name):
@@ -75,6 +89,42 @@ def pictures(
         plt.close(fig)
         paths.append(path)
 
+    if classes:
+        _classification_pictures(save, plt, y_true, proba, classes)
+    else:
+        _regression_pictures(save, plt, np.asarray(y_true, np.float64), proba[:, 0])
+    _importance_and_history(save, plt, importance, study)
+    return paths
+
+
+def _regression_pictures(save, plt, actual: np.ndarray, predicted: np.ndarray) -> None:
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.scatter(actual, predicted, s=12, alpha=0.6, color="#3b6ea5")
+    low, high = float(min(actual.min(), predicted.min())), float(max(actual.max(), predicted.max()))
+    ax.plot([low, high], [low, high], color="black", linewidth=1, label="predicted = actual")
+    ax.set_xlabel("actual")
+    ax.set_ylabel("predicted")
+    ax.set_title("Predicted against actual (held-out)")
+    ax.legend()
+    save(fig, "predicted_vs_actual.png")
+    residuals = actual - predicted
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.scatter(predicted, residuals, s=12, alpha=0.6, color="#d1495b")
+    left.axhline(0, color="black", linewidth=1)
+    left.set_xlabel("predicted")
+    left.set_ylabel("actual - predicted")
+    left.set_title("Residuals against prediction")
+    right.hist(residuals, bins=30, color="#d1495b", alpha=0.8)
+    right.set_xlabel("actual - predicted")
+    right.set_title("Distribution of residuals")
+    save(fig, "residuals.png")
+
+
+def _classification_pictures(save, plt, y_true, proba: np.ndarray, classes: list[str]) -> None:
+    from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
+
+    y_true = np.asarray(y_true).astype(str)
+    predicted = np.asarray(classes)[proba.argmax(axis=1)]
     fig, ax = plt.subplots(figsize=(5 + 0.3 * len(classes), 4 + 0.3 * len(classes)))
     ConfusionMatrixDisplay.from_predictions(y_true, predicted, labels=classes, ax=ax, colorbar=False)
     ax.set_title("Confusion matrix (held-out)")
@@ -92,6 +142,8 @@ def pictures(
         ax.set_title(title)
         save(fig, name)
 
+
+def _importance_and_history(save, plt, importance: dict[str, float], study) -> None:
     top = sorted(importance.items(), key=lambda kv: kv[1], reverse=True)[:20]
     fig, ax = plt.subplots(figsize=(6, 0.3 * len(top) + 1.2))
     ax.barh([k for k, _ in reversed(top)], [v for _, v in reversed(top)], color="#3b6ea5")
@@ -118,4 +170,3 @@ def pictures(
             ax.set_title("Optimisation history")
             ax.legend()
             save(fig, "optimization_history.png")
-    return paths

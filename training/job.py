@@ -16,6 +16,7 @@ import os
 import subprocess
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from sklearn.model_selection import train_test_split
 from training import data as D
 from training import evaluate as E
 from training import families, promotion, tracking, tune
-from training.export import check_exactness
+from training.export import MAX_ABS_DIFFERENCE, check_exactness
 
 LOG = logging.getLogger("training")
 EXAMPLES = 20  # held-out rows shipped in the manifest for clients ("fill with an example")
@@ -44,10 +45,16 @@ class Prepared:
     y_train: pd.Series
     y_test: pd.Series
     name: str  # the model's name in the bucket
+    metric: str  # what tuning optimises
+    gate_metric: str  # what promotion compares
 
     @property
     def classes(self) -> list[str]:
         return self.dataset.classes
+
+    @property
+    def task(self) -> str:
+        return self.dataset.task
 
 
 @dataclass
@@ -67,7 +74,7 @@ class Refit:
 class Evaluation:
     """The refit model on the held-out rows: its native answers and their metrics."""
 
-    output: np.ndarray  # class probabilities from the native library
+    output: np.ndarray  # class probabilities, or values (n, 1), from the native library
     metrics: dict[str, Any]
 
 
@@ -78,29 +85,50 @@ def s3_client():
 
 
 def prepare(config: dict[str, Any], s3=None) -> Prepared:
-    """Load, validate and split the data; infer the schema."""
-    dataset = D.load(config["dataset"], config["target"], s3_client=s3)
+    """Load, screen, validate and split the data; infer the schema; settle the metrics for the task."""
+    dataset = D.load(config["dataset"], config["target"], s3_client=s3, task=config["task"])
+    dataset = D.screen(dataset, config["drop_columns"], config["id_column"])
     D.validate(dataset, config["tuning"]["cv_folds"], config["constant_columns"])
+    metric, gate_metric = metrics_for(config, dataset.task)
     X_train, X_test, y_train, y_test = train_test_split(
-        dataset.X, dataset.y, test_size=config["test_size"], stratify=dataset.y,
-        random_state=config["seed"],
+        dataset.X, dataset.y, test_size=config["test_size"],
+        stratify=None if dataset.task == "regression" else dataset.y, random_state=config["seed"],
     )
     schema = D.infer_schema(dataset.X)
-    LOG.info("data %s: %d rows (%d train, %d held out), %d features, classes %s",
-             dataset.name, len(dataset.X), len(X_train), len(X_test), len(schema), dataset.classes)
+    target = dataset.classes if dataset.task != "regression" else f"{dataset.target} (regression)"
+    LOG.info("data %s: %d rows (%d train, %d held out), %d features, %s: %s",
+             dataset.name, len(dataset.X), len(X_train), len(X_test), len(schema), dataset.task, target)
     return Prepared(dataset, schema, X_train, X_test, y_train, y_test,
-                    name=bundle.check_name(config["model_name"] or dataset.name))
+                    name=bundle.check_name(config["model_name"] or dataset.name), metric=metric,
+                    gate_metric=gate_metric)
+
+
+def metrics_for(config: dict[str, Any], task: str) -> tuple[str, str]:
+    """The tuning and promotion metrics: the configured ones if they fit the task, else its defaults."""
+    fitting = E.REGRESSION_METRICS if task == "regression" else E.CLASSIFICATION_METRICS
+    metric = config["tuning"]["metric"] or E.DEFAULT_METRIC[task]
+    gate = config["promotion"]["metric"] or metric
+    for key, value in (("tuning.metric", metric), ("promotion.metric", gate)):
+        if value not in fitting:
+            raise D.DataError(f"{key} {value!r} does not fit a {task} task: use one of {', '.join(fitting)}")
+    return metric, gate
 
 
 def study_name(config: dict[str, Any], prepared: Prepared) -> str:
-    return config["tuning"]["study_name"] or f"{prepared.name}-{config['seed']}"
+    """The configured name; else, for a kept study, the model and the time (each job a study of its own)."""
+    tuning = config["tuning"]
+    if tuning["study_name"]:
+        return tuning["study_name"]
+    if tuning["storage"]:
+        return f"{prepared.name}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+    return f"{prepared.name}-{config['seed']}"
 
 
 def tune_study(config: dict[str, Any], prepared: Prepared, on_trial=None, show_progress: bool = True):
     """The Optuna study over both families, run for this job's share of trials."""
-    study = tune.create_study(config, study_name(config, prepared))
+    study = tune.create_study(config, study_name(config, prepared), prepared.metric)
     tune.optimize(study, config, prepared.X_train, prepared.y_train, prepared.schema, prepared.classes,
-                  on_trial=on_trial, show_progress=show_progress)
+                  prepared.task, prepared.metric, on_trial=on_trial, show_progress=show_progress)
     return study
 
 
@@ -110,9 +138,11 @@ def refit(config: dict[str, Any], prepared: Prepared, study) -> Refit:
     family, params = families.params_from_trial(best.params)
     rounds = int(best.user_attrs.get("rounds", config["tuning"]["max_rounds"]))
     LOG.info("best trial %d: %s cv %s=%.4f, refit with %d rounds",
-             best.number, family, config["tuning"]["metric"], best.value, rounds)
+             best.number, family, prepared.metric, best.value, rounds)
     fitted = families.fit(family, params, prepared.X_train, prepared.y_train, prepared.schema,
-                          seed=config["seed"], threads=config["tuning"]["threads"], rounds=rounds)
+                          task=prepared.task, seed=config["seed"], threads=config["tuning"]["threads"],
+                          rounds=rounds, objective=config["regression"]["objective"],
+                          huber_delta=config["regression"]["huber_delta"])
     if fitted.classes != prepared.classes:  # the served probability columns follow `classes`
         raise RuntimeError(f"model classes {fitted.classes} differ from the data's {prepared.classes}")
     return Refit(family, params, rounds, fitted, float(best.value), best.user_attrs.get("fold_scores"),
@@ -127,7 +157,7 @@ def evaluate(prepared: Prepared, model: Refit) -> Evaluation:
 
 def export_and_check(prepared: Prepared, model: Refit, evaluation: Evaluation) -> tuple[dict, float]:
     """The served form, and its largest difference from the native answers on the held-out rows."""
-    arrays = model.fitted.export(prepared.X_train, prepared.schema)
+    arrays = model.fitted.export(prepared.schema)
     exact = check_exactness(arrays, D.to_matrix(prepared.X_test, prepared.schema), evaluation.output)
     LOG.info("served form matches the native model: max |Δ| = %.2e on %d held-out rows",
              exact, len(prepared.X_test))
@@ -148,11 +178,14 @@ def build_manifest(config: dict[str, Any], prepared: Prepared, model: Refit, eva
                       "native_file": model.fitted.native_file()[0]},
         "feature_schema": prepared.schema,
         "classes": prepared.classes,
+        "target": dataset.target,
+        "dropped_columns": dataset.dropped,
         "metrics": {"test": evaluation.metrics,
-                    "cv": {"metric": config["tuning"]["metric"], "score": model.cv_score,
-                           "folds": model.cv_folds}},
+                    "cv": {"metric": prepared.metric, "score": model.cv_score, "folds": model.cv_folds}},
         "hyperparameters": {**model.params, "rounds": model.rounds},
-        "exactness": {"max_abs_difference": exactness, "rows": len(X_test)},
+        "exactness": {"max_abs_difference": exactness, "limit": MAX_ABS_DIFFERENCE, "rows": len(X_test),
+                      "measured_as": ("|served - native| / max(1, |native|)" if prepared.task == "regression"
+                                      else "|served - native| of each class probability")},
         "lineage": {
             "dataset": dataset.name, "source": dataset.source, "data_sha256": dataset.sha256(),
             "rows": len(dataset.X), "rows_train": len(prepared.X_train), "rows_test": len(X_test),
@@ -182,9 +215,10 @@ def gate(config: dict[str, Any], s3, bucket: str, prepared: Prepared, evaluation
          version: int) -> promotion.Decision:
     """Promote the new version only if it beats the champion on the same held-out rows."""
     settings = config["promotion"]
-    score = E.score(settings["metric"], prepared.y_test, evaluation.output, prepared.classes)
-    decision = promotion.decide(s3, bucket, prepared.name, settings["metric"],
-                                float(settings["min_improvement"]), score, prepared.X_test, prepared.y_test)
+    score = E.score(prepared.gate_metric, prepared.y_test, evaluation.output, prepared.classes)
+    decision = promotion.decide(s3, bucket, prepared.name, prepared.gate_metric,
+                                float(settings["min_improvement"]), score, prepared.X_test, prepared.y_test,
+                                prepared.task)
     if decision.promote:
         promotion.promote(s3, bucket, prepared.name, version, decision.reason)
         tracking.mirror_champion(prepared.name, version)
@@ -210,7 +244,8 @@ def run(config: dict[str, Any], publish: bool = True, show_progress: bool = True
         tracking.log_exactness(exactness)
         summary: dict[str, Any] = {
             "model_name": prepared.name, "family": model.family, "cv_score": model.cv_score,
-            "metric": config["tuning"]["metric"], "mlflow_run_id": run_id, "study": study.study_name,
+            "metric": prepared.metric, "task": prepared.task, "mlflow_run_id": run_id,
+            "study": study.study_name,
             "test_metrics": {k: v for k, v in evaluation.metrics.items() if k != "per_class"},
             "trials": len(study.trials),
         }

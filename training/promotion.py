@@ -29,12 +29,15 @@ class Decision:
 
 def decide(
     s3, bucket: str, name: str, metric: str, margin: float,
-    challenger_score: float, X_test: pd.DataFrame, y_test: pd.Series,
+    challenger_score: float, X_test: pd.DataFrame, y_test: pd.Series, task: str,
 ) -> Decision:
     pointer = bundle.read_champion(s3, bucket, name)
     if pointer is None:
         return Decision(True, "no champion yet", challenger_score)
     champion = bundle.load(s3, bucket, name, int(pointer["version"]), pointer.get("manifest_sha256"))
+    if champion.task != task:
+        return Decision(False, f"champion v{champion.version} is a {champion.task} model, this one {task}: "
+                        "promote by hand if intended", challenger_score, champion.version)
     schema = champion.feature_schema
     missing = [f["name"] for f in schema if f["name"] not in X_test.columns]
     if missing:

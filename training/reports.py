@@ -11,9 +11,34 @@ import pandas as pd
 from training import data as D
 
 
-def class_balance(dataset: D.Dataset) -> pd.DataFrame:
+def target_summary(dataset: D.Dataset) -> pd.DataFrame:
+    """Rows per class (and their share), or the distribution of a regression target."""
+    if dataset.task == "regression":
+        return dataset.y.describe().to_frame(dataset.target or "target").round(3)
     counts = dataset.y.value_counts().sort_index()
     return pd.DataFrame({"rows": counts, "share": (counts / counts.sum()).round(3)})
+
+
+def plot_target(dataset: D.Dataset):
+    """A bar per class, or a histogram of a regression target."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    if dataset.task == "regression":
+        ax.hist(dataset.y, bins=40, color="#3b6ea5")
+        ax.set_xlabel(dataset.target or "target")
+    else:
+        counts = dataset.y.value_counts().sort_index()
+        ax.bar(counts.index.astype(str), counts.to_numpy(), color="#3b6ea5")
+        ax.set_ylabel("rows")
+    ax.set_title("The target")
+    fig.tight_layout()
+    return fig
+
+
+def maximizes(metric: str) -> bool:
+    """Whether a higher value of the metric is better."""
+    from training.evaluate import DIRECTION
+
+    return DIRECTION[metric] == "maximize"
 
 
 def schema_table(dataset: D.Dataset) -> pd.DataFrame:
@@ -27,20 +52,26 @@ def schema_table(dataset: D.Dataset) -> pd.DataFrame:
 
 
 def plot_distributions(dataset: D.Dataset, columns: int = 3, limit: int = 9):
-    """Each of the most class-separating numeric features, one histogram per class."""
+    """The numeric features most related to the target: a histogram per class, or against the value."""
     numeric = dataset.X.select_dtypes("number")
-    codes = dataset.y.astype("category").cat.codes
-    spread = numeric.apply(lambda c: abs(np.corrcoef(c.fillna(c.median()), codes)[0, 1]))
-    chosen = spread.sort_values(ascending=False).index[:limit]
+    regression = dataset.task == "regression"
+    target = dataset.y if regression else dataset.y.astype("category").cat.codes
+    spread = numeric.apply(lambda c: abs(np.corrcoef(c.fillna(c.median()), target)[0, 1]))
+    chosen = spread.fillna(0).sort_values(ascending=False).index[:limit]
     rows = int(np.ceil(len(chosen) / columns))
     fig, axes = plt.subplots(rows, columns, figsize=(4 * columns, 2.8 * rows), squeeze=False)
     for ax, name in zip(axes.flat, chosen, strict=False):
-        for label in dataset.classes:
-            ax.hist(numeric.loc[dataset.y == label, name].dropna(), bins=25, alpha=0.55, label=label)
+        if regression:
+            ax.scatter(numeric[name], dataset.y, s=6, alpha=0.5, color="#3b6ea5")
+            ax.set_ylabel(dataset.target or "target", fontsize=8)
+        else:
+            for label in dataset.classes:
+                ax.hist(numeric.loc[dataset.y == label, name].dropna(), bins=25, alpha=0.55, label=label)
         ax.set_title(name, fontsize=9)
     for ax in list(axes.flat)[len(chosen):]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize=8)
+    if not regression:
+        axes.flat[0].legend(fontsize=8)
     fig.tight_layout()
     return fig
 

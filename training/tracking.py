@@ -45,7 +45,8 @@ def job_run(experiment_id: str, config: dict[str, Any], prepared) -> Iterator[st
         mlflow.set_tags({"dataset": prepared.dataset.name, "data_sha256": prepared.dataset.sha256(),
                          "job": "train"})
         tuning = config["tuning"]
-        mlflow.log_params({"dataset": config["dataset"], "metric": tuning["metric"], "seed": config["seed"],
+        mlflow.log_params({"dataset": config["dataset"], "metric": prepared.metric, "task": prepared.task,
+                           "seed": config["seed"],
                            "n_trials": tuning["n_trials"], "cv_folds": tuning["cv_folds"],
                            "rows_train": len(prepared.X_train), "rows_test": len(prepared.X_test)})
         mlflow.log_text(yaml.safe_dump(config, sort_keys=False), "config.yaml")
@@ -61,7 +62,7 @@ def log_evaluation(prepared, model, evaluation, study) -> None:
     mlflow.log_metrics({f"test_{k}": v for k, v in evaluation.metrics.items() if isinstance(v, float)})
     mlflow.log_metric("cv_best", model.cv_score)
     mlflow.log_dict(evaluation.metrics, "test_metrics.json")
-    importance = model.fitted.feature_importance([f["name"] for f in prepared.schema])
+    importance = model.fitted.feature_importance(prepared.schema)
     with tempfile.TemporaryDirectory() as tmp:
         for path in evaluate.pictures(Path(tmp), prepared.y_test, evaluation.output, prepared.classes,
                                       importance, study):

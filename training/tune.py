@@ -1,6 +1,7 @@
-"""One Optuna study over both families, scored by stratified K-fold cross-validation.
+"""One Optuna study over both families, scored by K-fold cross-validation (stratified for classes).
 
-The family is itself a parameter, so TPE learns which family to spend trials on.
+The family is itself a parameter, so TPE learns which family to spend trials on;
+the first trials are each family's library defaults, so tuning starts from them.
 Each fold fits with early stopping on that fold's validation part; the mean of
 the folds so far is reported after each fold, so the pruner can stop a poor
 trial early. The study lives in an Optuna storage when one is given, so several
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 import optuna
 import pandas as pd
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import KFold, StratifiedKFold
 
 from training import evaluate, families
 
@@ -55,37 +56,39 @@ def worker_seed(seed: int) -> int:
     return seed + 1 + (int(index) if index is not None else os.getpid())
 
 
-def create_study(config: dict[str, Any], study_name: str, worker: bool = False) -> optuna.Study:
+def create_study(config: dict[str, Any], study_name: str, metric: str, worker: bool = False) -> optuna.Study:
     tuning = config["tuning"]
     seed = worker_seed(config["seed"]) if worker else config["seed"]
     return optuna.create_study(
         study_name=study_name,
         storage=storage_for(tuning["storage"]),
-        direction=evaluate.DIRECTION[tuning["metric"]],
+        direction=evaluate.DIRECTION[metric],
         sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(6, tuning["n_trials"] or 6)),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1),
         load_if_exists=True,
     )
 
 
-def objective(config: dict[str, Any], X: pd.DataFrame, y: pd.Series, schema, classes: list[str]):
+def objective(config: dict[str, Any], X: pd.DataFrame, y: pd.Series, schema, classes: list[str], task: str,
+              metric: str):
     tuning = config["tuning"]
-    splitter = StratifiedKFold(n_splits=tuning["cv_folds"], shuffle=True, random_state=config["seed"])
-    folds = list(splitter.split(X, y))
+    kind = KFold if task == "regression" else StratifiedKFold
+    folds = list(kind(n_splits=tuning["cv_folds"], shuffle=True, random_state=config["seed"]).split(X, y))
 
     def run(trial: optuna.Trial) -> float:
         family = trial.suggest_categorical("family", tuning["families"])
-        params = families.suggest(trial, family)
+        params = families.suggest(trial, family, task, config["class_weight"])
         scores, rounds = [], []
         for k, (train_idx, valid_idx) in enumerate(folds):
             fitted = families.fit(
-                family, params, X.iloc[train_idx], y.iloc[train_idx], schema,
+                family, params, X.iloc[train_idx], y.iloc[train_idx], schema, task=task,
                 seed=config["seed"], threads=tuning["threads"], rounds=tuning["max_rounds"],
+                objective=config["regression"]["objective"], huber_delta=config["regression"]["huber_delta"],
                 eval_set=(X.iloc[valid_idx], y.iloc[valid_idx]),
                 early_stopping_rounds=tuning["early_stopping_rounds"],
             )
-            proba = fitted.predict(X.iloc[valid_idx], schema)
-            scores.append(evaluate.score(tuning["metric"], y.iloc[valid_idx], proba, classes))
+            output = fitted.predict(X.iloc[valid_idx], schema)
+            scores.append(evaluate.score(metric, y.iloc[valid_idx], output, classes))
             rounds.append(fitted.best_rounds)
             trial.report(float(np.mean(scores)), step=k)
             if trial.should_prune():
@@ -104,6 +107,8 @@ def optimize(
     y: pd.Series,
     schema,
     classes: list[str],
+    task: str,
+    metric: str,
     on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
     show_progress: bool = True,
 ) -> None:
@@ -115,7 +120,7 @@ def optimize(
     if not n_trials:
         return
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    bar = tqdm(total=n_trials, desc=f"tuning ({tuning['metric']})", unit="trial",
+    bar = tqdm(total=n_trials, desc=f"tuning ({metric})", unit="trial",
                disable=not show_progress, dynamic_ncols=True)
 
     def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -129,10 +134,13 @@ def optimize(
         if on_trial:
             on_trial(study, trial)
 
+    for family in tuning["families"]:  # a shared study gets them once, from whichever worker is first
+        start = families.starting_point(family, task, config["class_weight"])
+        study.enqueue_trial(start, skip_if_exists=True)
     started = time.monotonic()
     try:
         study.optimize(
-            objective(config, X, y, schema, classes),
+            objective(config, X, y, schema, classes, task, metric),
             n_trials=n_trials,
             timeout=tuning["timeout_seconds"],
             callbacks=[callback],

@@ -92,7 +92,7 @@ def test_a_worse_challenger_is_not_promoted_and_a_better_one_is(s3):
     def decide(challenger, margin=0.0):
         score = evaluate.score("log_loss", challenger.y_test, challenger.native, challenger.classes)
         return promotion.decide(s3, BUCKET, "bc", "log_loss", margin, score,
-                                challenger.X_test, challenger.y_test)
+                                challenger.X_test, challenger.y_test, "binary")
 
     worse = decide(bad)
     assert worse.promote is False
@@ -111,7 +111,7 @@ def test_a_better_challenger_is_promoted_and_rollback_restores_the_old_champion(
     from training import evaluate
 
     score = evaluate.score("log_loss", strong.y_test, strong.native, strong.classes)
-    decision = promotion.decide(s3, BUCKET, "bc", "log_loss", 0.01, score, strong.X_test, strong.y_test)
+    decision = promotion.decide(s3, BUCKET, "bc", "log_loss", 0.01, score, strong.X_test, strong.y_test, "binary")
     assert decision.promote is True
     assert decision.champion_score > decision.challenger_score + 0.01
     promotion.promote(s3, BUCKET, "bc", second["version"], decision.reason)
@@ -125,7 +125,7 @@ def test_a_champion_with_other_features_is_not_replaced_automatically(s3):
     manifest = bundle.publish(s3, BUCKET, "bc", champion.arrays, champion.manifest_fields())
     bundle.set_champion(s3, BUCKET, "bc", manifest["version"], "first")
     other = trained("digits")
-    decision = promotion.decide(s3, BUCKET, "bc", "f1_macro", 0.0, 0.99, other.X_test, other.y_test)
+    decision = promotion.decide(s3, BUCKET, "bc", "f1_macro", 0.0, 0.99, other.X_test, other.y_test, "multiclass")
     assert decision.promote is False
     assert "promote by hand" in decision.reason
 
