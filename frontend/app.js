@@ -1,6 +1,6 @@
 // The prediction form. Reads config.json (api_url, api_key), written at deploy
 // time, lists the models (GET /models), builds one field per feature of the
-// chosen one (GET /models/{name}) and posts to /models/{name}/predict.
+// chosen one (GET /models/{name}) and posts to /models/{name}/explain: the prediction and why.
 "use strict";
 
 const state = { config: null, model: null, name: null, exampleIndex: 0 };
@@ -147,6 +147,7 @@ function showAnswer(body) {
     $("answer-kind").textContent = `Predicted ${state.model.target || "value"}`;
     $("predicted-label").textContent = formatValue(prediction.prediction);
     $("predicted-label").dataset.value = String(prediction.prediction);
+    showWhy(body, prediction);
     finishAnswer(body);
     return;
   }
@@ -173,7 +174,71 @@ function showAnswer(body) {
     row.append(name, track, value);
     bars.append(row);
   }
+  showWhy(body, prediction);
   finishAnswer(body);
+}
+
+const TOP_CONTRIBUTIONS = 8;
+
+// The answered row's SHAP contributions (POST /explain) as a diverging bar chart: the largest
+// by size, positive to the right, negative to the left; the rest summed in one line.
+function showWhy(body, prediction) {
+  const chart = $("why-bars");
+  chart.replaceChildren();
+  const explanation = prediction.explanation;
+  if (!explanation) { $("why").hidden = true; return; }
+  let contributions = explanation.contributions;
+  let base = explanation.expected_value;
+  let toward;
+  if (state.model.task === "multiclass") {
+    contributions = contributions[String(prediction.label)];
+    base = base[String(prediction.label)];
+    toward = `the score of ${prediction.label}`;
+  } else if (state.model.task === "binary") {
+    toward = `${state.model.classes[1]} (log-odds; negative: toward ${state.model.classes[0]})`;
+  } else {
+    toward = `the predicted ${state.model.target || "value"}`;
+  }
+  const entries = Object.entries(contributions).sort((a, b) => Math.abs(b[1]) - Math.abs(a[1]));
+  const shown = entries.slice(0, TOP_CONTRIBUTIONS);
+  const rest = entries.slice(TOP_CONTRIBUTIONS);
+  const largest = Math.max(...shown.map(([, v]) => Math.abs(v)), 1e-12);
+  $("why-caption").textContent = `What moved ${toward}, from the model's average ${shortValue(base)}:`;
+  for (const [name, v] of shown) {
+    const row = document.createElement("div");
+    row.className = "contribution " + (v >= 0 ? "up" : "down");
+    row.setAttribute("role", "listitem");
+    row.dataset.feature = name;
+    row.dataset.value = String(v);
+    const label = document.createElement("span");
+    label.className = "name";
+    label.textContent = name;
+    const track = document.createElement("div");
+    track.className = "track";
+    const fill = document.createElement("div");
+    fill.className = "fill";
+    const share = (Math.abs(v) / largest) * 50;
+    fill.style.width = `${share.toFixed(2)}%`;
+    fill.style.left = v >= 0 ? "50%" : `${(50 - share).toFixed(2)}%`;
+    track.append(fill);
+    const value = document.createElement("span");
+    value.className = "value";
+    value.textContent = signed(v);
+    row.append(label, track, value);
+    chart.append(row);
+  }
+  const others = rest.reduce((sum, [, v]) => sum + v, 0);
+  $("why-rest").textContent = rest.length
+    ? `${rest.length} other features together: ${signed(others)}` : "";
+  $("why").hidden = false;
+}
+
+function shortValue(x) {  // contributions: three significant digits are what a reader compares
+  return Math.abs(x) >= 1000 ? x.toLocaleString("en", { maximumFractionDigits: 0 }) : Number(x.toPrecision(3)).toString();
+}
+
+function signed(x) {
+  return (x >= 0 ? "+" : "") + shortValue(x);
 }
 
 function formatValue(x) {
@@ -200,14 +265,15 @@ async function submit(event) {
   event.preventDefault();
   clearErrors();
   if (!state.config.api_key) {
-    return showMessage("This form has no API key configured (config.json): /predict needs one.");
+    return showMessage("This form has no API key configured (config.json): the API needs one.");
   }
   const button = $("submit");
   button.disabled = true;
   button.textContent = "Predicting…";
   try {
     const headers = { "Content-Type": "application/json", "X-Api-Key": state.config.api_key };
-    const response = await fetch(`${state.config.api_url}/models/${encodeURIComponent(state.name)}/predict`, {
+    // /explain answers the prediction and why (SHAP values): one request for both
+    const response = await fetch(`${state.config.api_url}/models/${encodeURIComponent(state.name)}/explain`, {
       method: "POST", headers, body: JSON.stringify({ instances: [readInstance()] }),
     });
     let body = null;

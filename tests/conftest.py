@@ -91,8 +91,9 @@ def trained(stack, mlflow_store):
 
 @pytest.fixture(scope="session")
 def trained_penguins(stack, mlflow_store, trained):
-    """A second model, with categorical features and missing values, on the same stack."""
-    return train(stack, mlflow_store, "dataset=penguins", "model_name=penguins")
+    """A second model, with categorical features and missing values, on the same stack; LightGBM, so
+    that with the CatBoost regression model both families are served (the default model's may be either)."""
+    return train(stack, mlflow_store, "dataset=penguins", "model_name=penguins", "tuning.families=[lightgbm]")
 
 
 def fares_table(n: int = 2500):

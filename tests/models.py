@@ -50,6 +50,8 @@ CASES = {  # name: (data set, family, rounds, extra parameters); data sets are b
     "shops-catboost": ("shops", "catboost", 60, {}),
     "shops-lightgbm": ("shops", "lightgbm", 40, {}),
     "shops-catboost-combinations": ("shops", "catboost", 120, {"max_ctr_complexity": 4, "one_hot_max_size": 4}),
+    # region (3 values) through CTRs too: combinations of two categoricals, whose SHAP value is shared
+    "shops-catboost-pairs": ("shops", "catboost", 80, {"max_ctr_complexity": 2, "one_hot_max_size": 2}),
     "rides-catboost": ("rides", "catboost", 40, {}),
 }
 
@@ -114,6 +116,8 @@ class Case:
     native: np.ndarray  # the native library's probabilities on them
     probes: np.ndarray  # rows made to sit on the evaluators' edges
     native_probes: np.ndarray
+    native_shap: np.ndarray  # the native library's SHAP values on the held-out rows (n, outputs, columns + 1)
+    native_probes_shap: np.ndarray
 
     def manifest_fields(self) -> dict[str, Any]:
         return {
@@ -200,6 +204,8 @@ def _build(name: str, folder: Path) -> None:
         "native": fitted.predict(X_test, schema),
         "probes": D.to_matrix(probes, schema),
         "native_probes": fitted.predict(probes, schema),
+        "native_shap": fitted.shap(X_test, schema),
+        "native_probes_shap": fitted.shap(probes, schema),
     }
     meta = {"dataset": dataset, "family": family, "schema": schema, "classes": fitted.classes, "task": task,
             "instances": D.to_instances(X_test, schema), "labels": y.iloc[cut:].tolist()}

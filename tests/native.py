@@ -36,6 +36,31 @@ def native_predictions(champion: bundle.Bundle, s3, bucket: str, X) -> np.ndarra
         return raw.reshape(-1, 1) if champion.task == "regression" else raw
 
 
+def native_shap(champion: bundle.Bundle, s3, bucket: str, X) -> np.ndarray:
+    """The bundle's native model file's SHAP values on the rows X: (n, outputs, columns + 1), the expected
+    value last (CatBoost's ShapValues, LightGBM's pred_contrib)."""
+    manifest = champion.manifest
+    name = manifest["framework"]["native_file"]
+    schema = manifest["feature_schema"]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        path.write_bytes(bundle.read_file(s3, bucket, manifest, name))
+        if manifest["framework"]["family"] == "catboost":
+            from catboost import CatBoost, Pool
+
+            model = CatBoost()
+            model.load_model(str(path))
+            frame = D.for_catboost(X, schema)
+            values = model.get_feature_importance(Pool(frame, cat_features=D.categorical_columns(schema)),
+                                                  type="ShapValues")
+        else:
+            import lightgbm as lgb
+
+            frame = D.for_lightgbm(X, schema)
+            values = lgb.Booster(model_file=str(path)).predict(frame, pred_contrib=True)
+    return np.asarray(values, np.float64).reshape(len(frame), -1, frame.shape[1] + 1)
+
+
 def republish(s3, bucket: str, name: str) -> int:
     """The champion's bundle published again as a new version (not promoted); returns its number."""
     champion = bundle.load_champion(s3, bucket, name)

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from serving.schema import DATE_PARTS, TIME_PARTS, datetime_parts
+from serving.schema import DATE_PARTS, TIME_PARTS, FeatureSchema, datetime_parts
 
 LOG = logging.getLogger("training")
 BUILT_IN = ("breast_cancer", "digits", "penguins", "diabetes")
@@ -319,13 +319,7 @@ def _plain(value) -> float | int | None:
 
 def model_columns(schema: list[dict[str, Any]]) -> list[str]:
     """The columns the model reads: a datetime feature is one column per part."""
-    columns = []
-    for feature in schema:
-        if feature["type"] == "datetime":
-            columns += [f"{feature['name']}.{part}" for part in feature["parts"]]
-        else:
-            columns.append(feature["name"])
-    return columns
+    return FeatureSchema(schema).columns
 
 
 def categorical_columns(schema: list[dict[str, Any]]) -> list[str]:
@@ -404,8 +398,8 @@ def to_instances(X: pd.DataFrame, schema: list[dict[str, Any]]) -> list[dict[str
                 instance[feature["name"]] = str(value)
             elif feature["type"] == "boolean":
                 instance[feature["name"]] = bool(value)
-            elif feature["type"] == "datetime":
-                instance[feature["name"]] = value.isoformat()
+            elif feature["type"] == "datetime":  # a timestamp, or the ISO text a CSV holds
+                instance[feature["name"]] = value if isinstance(value, str) else value.isoformat()
             else:
                 instance[feature["name"]] = _plain(value)
         rows.append(instance)

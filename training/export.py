@@ -290,6 +290,24 @@ def export_lightgbm(booster, task: str) -> dict[str, np.ndarray]:
     )
 
 
+def check_explanations(arrays: dict[str, np.ndarray], X: np.ndarray, native: np.ndarray) -> float:
+    """Largest difference between the served SHAP contributions and the native library's on rows X
+    (regression: relative to max(1, |native|), as the values); raises over the bar."""
+    served = bundle.served_explanations(arrays, X)
+    if served.shape != native.shape:
+        raise ExportError(f"the served explanations have shape {served.shape}, the native {native.shape}")
+    difference = np.abs(served - native)
+    if str(arrays["task"]) == "regression":
+        difference = difference / np.maximum(1.0, np.abs(native))
+    largest = float(np.max(difference))
+    if not largest <= MAX_ABS_DIFFERENCE:
+        raise ExportError(
+            f"the served explanations differ from the native SHAP values by {largest:.3g} "
+            f"(limit {MAX_ABS_DIFFERENCE:g}): not publishing"
+        )
+    return largest
+
+
 def check_exactness(arrays: dict[str, np.ndarray], X: np.ndarray, native: np.ndarray) -> float:
     """Largest difference between the served form and the native model on rows X; raises over the bar.
 

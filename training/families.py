@@ -42,6 +42,20 @@ class Fitted:
             return np.asarray(self.model.predict(frame_), np.float64).reshape(-1, 1)
         return self.model.predict_proba(frame_)
 
+    def shap(self, X: pd.DataFrame, schema) -> np.ndarray:
+        """The native library's SHAP values in raw score space: (n, outputs, columns + 1), the expected
+        value last (CatBoost's ShapValues; LightGBM's pred_contrib)."""
+        frame_ = frame(self.family, X, schema)
+        if self.family == "catboost":
+            import catboost
+
+            pool = catboost.Pool(frame_, cat_features=D.categorical_columns(schema))
+            values = self.model.get_feature_importance(data=pool, type="ShapValues")
+        else:
+            values = self.model.booster_.predict(frame_, pred_contrib=True)
+        values = np.asarray(values, np.float64)
+        return values.reshape(len(frame_), -1, frame_.shape[1] + 1)
+
     @property
     def classes(self) -> list[str]:
         return [] if self.task == "regression" else [str(c) for c in self.model.classes_]

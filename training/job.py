@@ -28,7 +28,7 @@ from sklearn.model_selection import train_test_split
 from training import data as D
 from training import evaluate as E
 from training import families, promotion, tracking, tune
-from training.export import MAX_ABS_DIFFERENCE, check_exactness
+from training.export import MAX_ABS_DIFFERENCE, check_exactness, check_explanations
 
 LOG = logging.getLogger("training")
 EXAMPLES = 20  # held-out rows shipped in the manifest for clients ("fill with an example")
@@ -155,17 +155,30 @@ def evaluate(prepared: Prepared, model: Refit) -> Evaluation:
     return Evaluation(output, E.metrics(prepared.y_test, output, prepared.classes))
 
 
-def export_and_check(prepared: Prepared, model: Refit, evaluation: Evaluation) -> tuple[dict, float]:
-    """The served form, and its largest difference from the native answers on the held-out rows."""
+@dataclass(frozen=True)
+class Exactness:
+    """How far the served form is from the native model on the held-out rows."""
+
+    predictions: float  # probabilities, or values relative to max(1, |value|)
+    explanations: float  # SHAP contributions and expected values, measured the same way
+
+
+def export_and_check(prepared: Prepared, model: Refit, evaluation: Evaluation) -> tuple[dict, Exactness]:
+    """The served form, and its largest differences from the native answers and SHAP values on the
+    held-out rows (``training.export`` refuses to go on over the bar)."""
     arrays = model.fitted.export(prepared.schema)
-    exact = check_exactness(arrays, D.to_matrix(prepared.X_test, prepared.schema), evaluation.output)
-    LOG.info("served form matches the native model: max |Δ| = %.2e on %d held-out rows",
-             exact, len(prepared.X_test))
+    X = D.to_matrix(prepared.X_test, prepared.schema)
+    exact = Exactness(
+        predictions=check_exactness(arrays, X, evaluation.output),
+        explanations=check_explanations(arrays, X, model.fitted.shap(prepared.X_test, prepared.schema)),
+    )
+    LOG.info("served form matches the native model on %d held-out rows: max |Δ| = %.2e (predictions), "
+             "%.2e (SHAP values)", len(prepared.X_test), exact.predictions, exact.explanations)
     return arrays, exact
 
 
 def build_manifest(config: dict[str, Any], prepared: Prepared, model: Refit, evaluation: Evaluation,
-                   exactness: float, lineage: dict[str, Any]) -> dict[str, Any]:
+                   exactness: Exactness, lineage: dict[str, Any]) -> dict[str, Any]:
     """What a version says about itself, beyond what ``bundle.publish`` adds (version, files)."""
     import catboost
     import lightgbm
@@ -183,9 +196,18 @@ def build_manifest(config: dict[str, Any], prepared: Prepared, model: Refit, eva
         "metrics": {"test": evaluation.metrics,
                     "cv": {"metric": prepared.metric, "score": model.cv_score, "folds": model.cv_folds}},
         "hyperparameters": {**model.params, "rounds": model.rounds},
-        "exactness": {"max_abs_difference": exactness, "limit": MAX_ABS_DIFFERENCE, "rows": len(X_test),
+        "exactness": {"max_abs_difference": exactness.predictions, "limit": MAX_ABS_DIFFERENCE,
+                      "rows": len(X_test),
                       "measured_as": ("|served - native| / max(1, |native|)" if prepared.task == "regression"
-                                      else "|served - native| of each class probability")},
+                                      else "|served - native| of each class probability"),
+                      "explanations": {
+                          "max_abs_difference": exactness.explanations, "limit": MAX_ABS_DIFFERENCE,
+                          "rows": len(X_test),
+                          "measured_as": "each SHAP contribution and the expected value against "
+                                         + ("CatBoost's ShapValues" if model.family == "catboost"
+                                            else "LightGBM's pred_contrib")
+                                         + (", relative to max(1, |native|)" if prepared.task == "regression"
+                                            else "")}},
         "lineage": {
             "dataset": dataset.name, "source": dataset.source, "data_sha256": dataset.sha256(),
             "rows": len(dataset.X), "rows_train": len(prepared.X_train), "rows_test": len(X_test),
@@ -241,7 +263,7 @@ def run(config: dict[str, Any], publish: bool = True, show_progress: bool = True
         evaluation = evaluate(prepared, model)
         tracking.log_evaluation(prepared, model, evaluation, study)
         arrays, exactness = export_and_check(prepared, model, evaluation)
-        tracking.log_exactness(exactness)
+        tracking.log_exactness(exactness.predictions, exactness.explanations)
         summary: dict[str, Any] = {
             "model_name": prepared.name, "family": model.family, "cv_score": model.cv_score,
             "metric": prepared.metric, "task": prepared.task, "mlflow_run_id": run_id,

@@ -69,8 +69,9 @@ def log_evaluation(prepared, model, evaluation, study) -> None:
             mlflow.log_artifact(str(path), "plots")
 
 
-def log_exactness(max_abs_difference: float) -> None:
-    mlflow.log_metric("served_max_abs_difference", max_abs_difference)
+def log_exactness(predictions: float, explanations: float) -> None:
+    mlflow.log_metrics({"served_max_abs_difference": predictions,
+                        "served_shap_max_abs_difference": explanations})
 
 
 def log_summary(summary: dict[str, Any]) -> None:

@@ -6,6 +6,8 @@
     GET  /models                 every model with a champion
     GET  /models/{name}          one model, as /model
     POST /models/{name}/predict  predictions of that model
+    POST /explain                predictions of the default model and why: SHAP values per feature
+    POST /models/{name}/explain  the same for that model
     GET  /openapi.json           this API's OpenAPI document
 
 Thin on purpose: parse, call ``serving``, answer. A model is loaded on its
@@ -145,13 +147,31 @@ def predict_with(name: str) -> Response:
     return _json(200, answer)
 
 
+def explain() -> Response:
+    return explain_with(settings.default_model)
+
+
+def explain_with(name: str) -> Response:
+    body = request_body(app.current_event)
+    predictor = serving_model(name)
+    started = time.perf_counter()
+    answer = predictor.explain(body, max_rows=settings.max_explain_rows)
+    metrics.add_metric(name="ExplainLatency", unit=MetricUnit.Milliseconds,
+                       value=(time.perf_counter() - started) * 1000)
+    metrics.add_metric(name="Explanations", unit=MetricUnit.Count, value=len(answer["predictions"]))
+    metrics.add_dimension(name="Model", value=predictor.name)
+    metrics.add_dimension(name="ModelVersion", value=str(predictor.version))
+    return _json(200, answer)
+
+
 def openapi_document() -> Response:
     try:
         described = serving_model(settings.default_model).describe()
     except RequestError:  # the document is served even when the default model is not
         described = None
     names = [entry["name"] for entry in registry.listing()]
-    return _json(200, openapi.document(ROUTES, described, settings.max_rows, names))
+    return _json(200, openapi.document(ROUTES, described, settings.max_rows, names,
+                                       max_explain_rows=settings.max_explain_rows))
 
 
 def request_error(error: RequestError) -> Response:
@@ -180,6 +200,10 @@ ROUTES = [
     openapi.Route("GET", "/models/{name}", "One model: feature schema, classes, metrics, lineage", describe),
     openapi.Route("POST", "/models/{name}/predict", "Predictions of one model for one or many rows",
                   predict_with, api_key=True),
+    openapi.Route("POST", "/explain", "The default model's predictions and each feature's SHAP contribution",
+                  explain, api_key=True),
+    openapi.Route("POST", "/models/{name}/explain",
+                  "One model's predictions and each feature's SHAP contribution", explain_with, api_key=True),
     openapi.Route("GET", "/openapi.json", "This document", openapi_document),
 ]
 for _route in ROUTES:

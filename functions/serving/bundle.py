@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from serving import ensemble, model_format
+from serving import ensemble, explain, model_format
 from serving.s3 import error_status
 
 FORMAT_VERSION = 2  # 2: the task is in model.npz and the manifest; 1 is read and upgraded
@@ -127,6 +127,12 @@ def _upgrade_format_1(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def served_predictions(arrays: dict[str, np.ndarray], X: np.ndarray) -> np.ndarray:
     """What the served form answers for rows X: class probabilities, or values (n, 1)."""
     return ensemble.from_arrays(arrays).predict(np.asarray(X))
+
+
+def served_explanations(arrays: dict[str, np.ndarray], X: np.ndarray) -> np.ndarray:
+    """The served SHAP contributions for rows X: (n, outputs, n_features + 1), the expected value last."""
+    X = np.asarray(X, np.float64)
+    return explain.explainer(ensemble.from_arrays(arrays), arrays).contributions(X)
 
 
 @dataclass(frozen=True)

@@ -213,6 +213,17 @@ class NodeEnsemble(_Ensemble):
         outputs = self.header.n_outputs
         return leaf_values.reshape(n, trees // outputs, outputs).sum(axis=1)
 
+    def goes_left(self, X: np.ndarray, nodes: np.ndarray) -> np.ndarray:
+        """Whether each row goes left at each of the split ``nodes``: (n, len(nodes)), by the rules above."""
+        X = np.where(np.abs(X) <= K_ZERO_THRESHOLD, 0.0, X)
+        fval = X[:, self.feature[nodes]]
+        node = np.broadcast_to(nodes, fval.shape)
+        left = self._numerical(fval, node)
+        cat = self.is_categorical[nodes]
+        if cat.any():
+            left[:, cat] = self._categorical(fval[:, cat], node[:, cat])
+        return left
+
     def _numerical(self, fval: np.ndarray, node: np.ndarray) -> np.ndarray:
         # LightGBM's NumericalDecision: NaN is 0 unless the node routes NaN itself;
         # missing values (zero or NaN, per node) follow default_left. Values this

@@ -67,11 +67,15 @@ _FUNCTION_ERRORS = {
     "/model": (("503", "no model is being served"),),
     "/models/{name}": _MODEL_ERRORS,
     "/models/{name}/predict": _INPUT_ERRORS + _MODEL_ERRORS,
+    "/explain": _INPUT_ERRORS + (("503", "no model is being served"),),
+    "/models/{name}/explain": _INPUT_ERRORS + _MODEL_ERRORS,
 }
 _OK_SCHEMA = {"/health": "Health", "/model": "Model", "/predict": "PredictResponse", "/models": "Models",
               "/models/{name}": "Model", "/models/{name}/predict": "AnyPredictResponse",
-              "/openapi.json": "Document"}
-_REQUEST_SCHEMA = {"/predict": "PredictRequest", "/models/{name}/predict": "AnyPredictRequest"}
+              "/openapi.json": "Document", "/explain": "ExplainResponse",
+              "/models/{name}/explain": "AnyExplainResponse"}
+_REQUEST_SCHEMA = {"/predict": "PredictRequest", "/models/{name}/predict": "AnyPredictRequest",
+                   "/explain": "ExplainRequest", "/models/{name}/explain": "AnyExplainRequest"}
 
 
 def _value_item() -> dict[str, Any]:
@@ -88,10 +92,36 @@ def _class_item(classes: list[str]) -> dict[str, Any]:
                                   "additionalProperties": {"type": "number"}}}}
 
 
-def _prediction_schema(model: dict[str, Any] | None) -> dict[str, Any]:
+def _item(model: dict[str, Any] | None) -> dict[str, Any]:
+    """One row's answer from the model described (any model's when None)."""
     classes = [str(c) for c in (model or {}).get("classes") or []]
-    regression = (model or {}).get("task") == "regression"
-    return _predictions(_value_item() if regression else _class_item(classes))
+    return _value_item() if (model or {}).get("task") == "regression" else _class_item(classes)
+
+
+_NUMBERS = {"type": "object", "additionalProperties": {"type": "number"}}
+_EXPLANATION = {
+    "type": "object", "required": ["expected_value", "contributions"],
+    "description": "SHAP values in the model's raw score space (see `explains`): the expected value plus "
+                   "the contributions equal the score. A date contributes through its parts (name.part). "
+                   "Multiclass: one number per class, keyed by class.",
+    "properties": {
+        "expected_value": {"anyOf": [{"type": "number"}, _NUMBERS]},
+        "contributions": {"anyOf": [_NUMBERS, {"type": "object", "additionalProperties": _NUMBERS}]},
+    },
+}
+
+
+def _explained(item: dict[str, Any]) -> dict[str, Any]:
+    """A prediction item with its explanation."""
+    return {**item, "required": [*item["required"], "explanation"],
+            "properties": {**item["properties"], "explanation": _EXPLANATION}}
+
+
+def _explanations(item: dict[str, Any]) -> dict[str, Any]:
+    schema = _predictions(item)
+    schema["required"] = [*schema["required"], "explains"]
+    schema["properties"]["explains"] = {"type": "string", "description": "what the contributions add up to"}
+    return schema
 
 
 def _predictions(item: dict[str, Any]) -> dict[str, Any]:
@@ -175,7 +205,7 @@ _SCHEMAS: dict[str, Any] = {
 
 
 def document(routes: list[Route], model: dict[str, Any] | None, max_rows: int,
-             names: list[str] | None = None) -> dict[str, Any]:
+             names: list[str] | None = None, max_explain_rows: int = 10) -> dict[str, Any]:
     """The document: ``model`` (the default model's description) gives the exact request and answer
     of /predict; ``names`` (the published models) are the values of ``{name}``."""
     features = (model or {}).get("feature_schema") or []
@@ -216,9 +246,14 @@ def document(routes: list[Route], model: dict[str, Any] | None, max_rows: int,
                     "additionalProperties": False,
                 },
                 "PredictRequest": _request_schema(features, max_rows),
-                "PredictResponse": _prediction_schema(model),
+                "PredictResponse": _predictions(_item(model)),
                 "AnyPredictRequest": _any_request_schema(max_rows),
                 "AnyPredictResponse": _predictions({"oneOf": [_class_item([]), _value_item()]}),
+                "ExplainRequest": _request_schema(features, max_explain_rows),
+                "ExplainResponse": _explanations(_explained(_item(model))),
+                "AnyExplainRequest": _any_request_schema(max_explain_rows),
+                "AnyExplainResponse": _explanations({"oneOf": [_explained(_class_item([])),
+                                                               _explained(_value_item())]}),
             },
         },
     }

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from serving import ensemble
+from serving import ensemble, explain
 from serving.bundle import Bundle, BundleError
 from serving.schema import FeatureSchema
 
@@ -21,6 +21,7 @@ class Predictor:
                               f"gives {self.schema.width}")
         self.classes = list(bundle.classes)
         self._labels = [str(c) for c in self.classes]
+        self._explainer = None  # built on the first explanation: predictions never pay for it
 
     @property
     def name(self) -> str:
@@ -52,6 +53,36 @@ class Predictor:
             {"label": classes[k], "probabilities": dict(zip(labels, row, strict=True))}
             for k, row in zip(output.argmax(axis=1).tolist(), output.tolist(), strict=True)
         ]
+
+    def explain(self, body: Any, max_rows: int) -> dict[str, Any]:
+        """A request body → each row's answer and its SHAP explanation in raw score space."""
+        X = self.schema.matrix(body, max_rows=max_rows)
+        if self._explainer is None:
+            self._explainer = explain.explainer(self.ensemble, self.bundle.arrays)
+        shap = self._explainer.contributions(X)  # (n, outputs, columns + 1)
+        answers = self.answers(self.predict_matrix(X))
+        columns = self.schema.columns
+        for answer, row in zip(answers, shap.tolist(), strict=True):
+            if self.task == "multiclass":
+                answer["explanation"] = {
+                    "expected_value": {c: scores[-1] for c, scores in zip(self._labels, row, strict=True)},
+                    "contributions": {c: dict(zip(columns, scores, strict=False))
+                                      for c, scores in zip(self._labels, row, strict=True)},
+                }
+            else:
+                answer["explanation"] = {"expected_value": row[0][-1],
+                                         "contributions": dict(zip(columns, row[0], strict=False))}
+        return {"model": {"name": self.name, "version": self.version}, "explains": self.explains,
+                "predictions": answers}
+
+    @property
+    def explains(self) -> str:
+        """What the contributions add up to, with the expected value."""
+        if self.task == "regression":
+            return "the predicted value"
+        if self.task == "binary":
+            return f"the log-odds of {self._labels[1]!r}: probability = 1 / (1 + exp(-score))"
+        return "each class's raw score: probabilities = softmax(scores)"
 
     def describe(self) -> dict[str, Any]:
         """What /model shows: everything a client needs to build a request."""

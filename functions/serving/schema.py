@@ -88,6 +88,13 @@ class FeatureSchema:
         return self._names
 
     @property
+    def columns(self) -> list[str]:
+        """The names of the matrix's columns: a feature's name, or ``name.part`` for a date's parts."""
+        return [name for f in self.features
+                for name in ([f"{f['name']}.{part}" for part in f["parts"]] if f["type"] == "datetime"
+                             else [f["name"]])]
+
+    @property
     def width(self) -> int:
         """Columns of the matrix a request becomes: what the model must read."""
         return self._starts[-1]

@@ -26,6 +26,7 @@ class Settings:
     default_model: str = "breast-cancer"  # what /model, /predict and batch/input/<file> use
     max_models: int = 8  # champion caches kept in one container (least recently used dropped)
     max_rows: int = 1000
+    max_explain_rows: int = 10  # explanations cost more per row than predictions (see README)
     max_body_bytes: int = LAMBDA_SYNC_PAYLOAD_BYTES
     refresh_seconds: float = 60.0
     unknown_category: str = "reject"
@@ -51,6 +52,7 @@ class Settings:
             default_model=name,
             max_models=_number(env, "MAX_MODELS_IN_MEMORY", cls.max_models, int, minimum=1),
             max_rows=_number(env, "MAX_ROWS", cls.max_rows, int, minimum=1),
+            max_explain_rows=_number(env, "MAX_EXPLAIN_ROWS", cls.max_explain_rows, int, minimum=1),
             max_body_bytes=_number(env, "MAX_BODY_BYTES", cls.max_body_bytes, int, minimum=1),
             refresh_seconds=_number(env, "CHAMPION_REFRESH_SECONDS", cls.refresh_seconds, float, minimum=0),
             unknown_category=policy,

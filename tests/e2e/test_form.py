@@ -85,6 +85,27 @@ def test_an_example_predicts_and_matches_the_api(page, stack, artifacts):
     assert shown == api["probabilities"]
     assert page.inner_text("#predicted-label") == api["label"]
     assert "version 1" in page.inner_text("#answer-model")
+    # why: the row's largest SHAP contributions, as /explain answers them, sized and signed
+    explained = requests.post(f"{stack['api_url']}/explain", timeout=30,
+                              headers={"x-api-key": stack["api_key"], "content-type": "application/json"},
+                              data=json.dumps({"instances": [instance]})).json()["predictions"][0]
+    contributions = explained["explanation"]["contributions"]
+    assert why(page) == sorted(contributions.items(), key=lambda kv: -abs(kv[1]))[:8]
+    assert f"{len(contributions) - 8} other features together" in page.inner_text("#why-rest")
+    assert f"What moved {model['classes'][1]} (log-odds" in page.inner_text("#why-caption")
+    widths = {row.get_attribute("data-feature"): row.query_selector(".fill").bounding_box()["width"]
+              for row in page.query_selector_all("#why-bars .contribution")}
+    largest = max(widths.values())
+    for feature, value in why(page):
+        assert widths[feature] == pytest.approx(largest * abs(value) / abs(why(page)[0][1]), abs=1.5)
+    for row in page.query_selector_all("#why-bars .contribution"):
+        assert ("up" if float(row.get_attribute("data-value")) >= 0 else "down") in row.get_attribute("class")
+
+
+def why(page) -> list[tuple[str, float]]:
+    """The explanation chart's rows: (feature, contribution), top to bottom."""
+    return [(row.get_attribute("data-feature"), float(row.get_attribute("data-value")))
+            for row in page.query_selector_all("#why-bars .contribution")]
 
 
 def test_a_bad_value_is_shown_at_its_field(page, artifacts):
@@ -135,7 +156,8 @@ def test_every_input_has_a_label_and_the_form_works_at_phone_width(browser, site
 
 def test_the_picker_switches_models_and_rebuilds_the_fields(page, stack, artifacts):
     options = page.eval_on_selector_all("#model-picker option", "os => os.map(o => o.value)")
-    assert options == ["breast-cancer", "penguins"]
+    # the models published so far (other test modules may add one), in name order
+    assert {"breast-cancer", "penguins"} <= set(options) and options == sorted(options)
     assert page.input_value("#model-picker") == "breast-cancer"
     page.select_option("#model-picker", "penguins")
     page.wait_for_function("document.querySelectorAll('.field').length === 7")
@@ -153,6 +175,13 @@ def test_the_picker_switches_models_and_rebuilds_the_fields(page, stack, artifac
                         data=json.dumps({"instances": [model["examples"][0]["instance"]]})).json()
     assert shown == api["predictions"][0]["probabilities"]
     assert set(shown) == {"Adelie", "Chinstrap", "Gentoo"}
+    label = api["predictions"][0]["label"]
+    explained = requests.post(f"{stack['api_url']}/models/penguins/explain", timeout=30,
+                              headers={"x-api-key": stack["api_key"], "content-type": "application/json"},
+                              data=json.dumps({"instances": [model["examples"][0]["instance"]]})).json()
+    contributions = explained["predictions"][0]["explanation"]["contributions"][label]  # the predicted class's
+    assert why(page) == sorted(contributions.items(), key=lambda kv: -abs(kv[1]))[:8]
+    assert f"the score of {label}" in page.inner_text("#why-caption")
     assert "penguins, version" in page.inner_text("#answer-model")
     page.select_option("#model-picker", "breast-cancer")
     page.wait_for_function("document.querySelectorAll('.field').length === 30")

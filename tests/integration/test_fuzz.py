@@ -11,7 +11,7 @@ method a resource does not have, before the function runs: AWS's answer, not
 this API's document to describe) and the stateful checks for created resources
 (``use_after_free``, ``ensure_resource_availability``): this API creates none.
 The statuses that count as refusing invalid input are in schemathesis.toml;
-the one check left out for /models/{name}/predict is explained below.
+the one check left out for /models/{name}/predict and /explain is explained below.
 """
 
 import json
@@ -45,15 +45,17 @@ def schemathesis(stack, report: Path, *options: str) -> dict:
 def test_a_thousand_generated_requests_find_no_server_error_and_nothing_undocumented(stack, trained, trained_penguins,
                                                                                   artifacts):
     stateless = "unsupported_method,use_after_free,ensure_resource_availability"
-    # Every route but the named model's predictions, with every check.
+    named_routes = ["/models/{name}/predict", "/models/{name}/explain"]
+    # Every route but the named model's predictions and explanations, with every check.
     fixed = schemathesis(stack, artifacts / "schemathesis.json", "--max-examples", "400",
-                         "--exclude-checks", stateless, "--exclude-path", "/models/{name}/predict")
-    # The named model's predictions: which features a body needs depends on the name in the path,
+                         "--exclude-checks", stateless, *(arg for path in named_routes
+                                                          for arg in ("--exclude-path", path)))
+    # The named model's predictions and explanations: which features a body needs depends on the name in the path,
     # which one document cannot tie to the body, so a body valid for one model can be refused (422)
     # by another: every check but "valid input is accepted".
     named = schemathesis(stack, artifacts / "schemathesis-named.json", "--max-examples", "300",
                          "--exclude-checks", f"{stateless},positive_data_acceptance",
-                         "--include-path", "/models/{name}/predict")
+                         *(arg for path in named_routes for arg in ("--include-path", path)))
     cases = _cases(fixed) + _cases(named)
     assert cases >= MIN_CASES, f"only {cases} generated cases"
 

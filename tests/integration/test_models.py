@@ -25,7 +25,7 @@ def test_both_models_are_listed_with_their_champion(api, trained, trained_pengui
     listing = requests.get(f"{url}/models", timeout=30).json()
     assert listing["default_model"] == "breast-cancer"
     listed = {m["name"]: m for m in listing["models"]}
-    assert set(listed) == {"breast-cancer", "penguins"}
+    assert {"breast-cancer", "penguins"} <= set(listed)  # and any model another test module published
     assert (listed["penguins"]["version"], listed["penguins"]["task"]) == (trained_penguins["version"], "multiclass")
     assert listed["penguins"]["classes"] == ["Adelie", "Chinstrap", "Gentoo"]
     assert listed["breast-cancer"]["metrics"]["f1_macro"] == trained["test_metrics"]["f1_macro"]

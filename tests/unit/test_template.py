@@ -57,7 +57,8 @@ def test_the_function_reads_only_the_models_prefix(template):
 
 def test_predict_needs_an_api_key_and_the_usage_plan_throttles(template):
     events = template["Resources"]["PredictFunction"]["Properties"]["Events"]
-    assert events["Predict"]["Properties"]["Auth"] == {"ApiKeyRequired": True}
+    for route in ("Predict", "NamedPredict", "Explain", "NamedExplain"):
+        assert events[route]["Properties"]["Auth"] == {"ApiKeyRequired": True}, route
     assert "Auth" not in events["Health"]["Properties"]
     assert "Auth" not in events["Model"]["Properties"]
     auth = template["Resources"]["PredictApi"]["Properties"]["Auth"]

@@ -495,3 +495,63 @@ def test_a_regression_model_with_a_timestamp_answers_values_and_names_a_bad_date
     assert body["errors"][0]["message"].startswith("not an ISO 8601 date or timestamp")
     described = api(event("health", path="/models/rides"))[1]
     assert described["task"] == "regression" and described["classes"] == []
+
+
+def _columns(model) -> list[str]:
+    return [name for f in model.schema for name in
+            ([f"{f['name']}.{p}" for p in f["parts"]] if f["type"] == "datetime" else [f["name"]])]
+
+
+def test_explain_answers_each_features_shap_value_equal_to_the_native_libraries(api, s3):
+    bc = case("bc-catboost")
+    publish(s3, "bc-catboost")
+    status, body, _ = api(event("predict", {"instances": bc.instances[:10]}, path="/explain"))
+    assert status == 200, body
+    assert body["explains"].startswith(f"the log-odds of {bc.classes[1]!r}")
+    assert api.metrics["Explanations"] == [10.0] and api.metrics["_units"]["ExplainLatency"] == "Milliseconds"
+    columns = _columns(bc)
+    for answer, native in zip(body["predictions"], bc.native_shap[:10], strict=True):
+        explanation = answer["explanation"]
+        assert list(explanation["contributions"]) == columns
+        served = [*explanation["contributions"].values(), explanation["expected_value"]]
+        assert np.max(np.abs(np.array(served) - native[0])) <= 1e-9
+        p1 = 1 / (1 + np.exp(-sum(served)))  # the contributions add up to the log-odds answered
+        assert abs(p1 - answer["probabilities"][bc.classes[1]]) <= 1e-12
+
+
+@pytest.mark.parametrize("name", ["penguins-lightgbm", "rides-catboost"])
+def test_explain_by_name_for_multiclass_and_regression(api, s3, name):
+    model = case(name)
+    publish(s3)
+    publish(s3, name, model_name="other")
+    status, body, _ = api(event("predict", {"instances": model.instances[:3]}, path="/models/other/explain"))
+    assert status == 200, body
+    columns = _columns(model)
+    for answer, native in zip(body["predictions"], model.native_shap[:3], strict=True):
+        explanation = answer["explanation"]
+        if model.task == "multiclass":
+            assert list(explanation["contributions"]) == model.classes
+            served = np.array([[*explanation["contributions"][c].values(), explanation["expected_value"][c]]
+                               for c in model.classes])
+            assert list(explanation["contributions"][model.classes[0]]) == columns
+        else:
+            assert set(answer) == {"prediction", "explanation"}
+            served = np.array([[*explanation["contributions"].values(), explanation["expected_value"]]])
+            assert served.sum() == pytest.approx(answer["prediction"], rel=1e-12)
+        assert np.max(np.abs(served - native) / np.maximum(1, np.abs(native))) <= 1e-9
+
+
+def test_explain_takes_at_most_max_explain_rows_and_refuses_bad_input_like_predict(api, s3, monkeypatch):
+    monkeypatch.setenv("MAX_EXPLAIN_ROWS", "3")
+    module = importlib.reload(api.module)
+    publish(s3)
+    rows = case("bc-lightgbm").instances
+    response = module.handler(event("predict", {"instances": rows[:4]}, path="/explain"), Context())
+    assert response["statusCode"] == 413
+    assert json.loads(response["body"])["error"] == "4 rows in one request; the limit is 3"
+    assert module.handler(event("predict", {"instances": rows[:3]}, path="/explain"), Context())["statusCode"] == 200
+    bad = dict(rows[0], **{next(iter(rows[0])): "many"})
+    response = module.handler(event("predict", {"instances": [bad]}, path="/explain"), Context())
+    assert response["statusCode"] == 422
+    response = module.handler(event("predict", {"instances": rows[:1]}, path="/models/nope/explain"), Context())
+    assert response["statusCode"] == 404

@@ -18,6 +18,8 @@ ROUTES = [
     openapi.Route("GET", "/models", "models", noop),
     openapi.Route("GET", "/models/{name}", "one model", noop),
     openapi.Route("POST", "/models/{name}/predict", "one model's predictions", noop, api_key=True),
+    openapi.Route("POST", "/explain", "explain", noop, api_key=True),
+    openapi.Route("POST", "/models/{name}/explain", "one model's explanations", noop, api_key=True),
     openapi.Route("GET", "/openapi.json", "this", noop),
 ]
 
@@ -30,7 +32,7 @@ def described(name="penguins-lightgbm", **extra):
 
 @pytest.fixture
 def document():
-    return openapi.document(ROUTES, described(), max_rows=50, names=["bc", "penguins"])
+    return openapi.document(ROUTES, described(), max_rows=50, names=["bc", "penguins"], max_explain_rows=4)
 
 
 def test_the_document_is_valid_openapi_31(document):
@@ -43,7 +45,8 @@ def test_the_document_is_valid_openapi_31(document):
 def test_every_route_and_only_those_is_described(document):
     assert {(m, p) for p, ops in document["paths"].items() for m in ops} == {
         ("get", "/health"), ("get", "/model"), ("post", "/predict"), ("get", "/openapi.json"), ("get", "/models"),
-        ("get", "/models/{name}"), ("post", "/models/{name}/predict")}
+        ("get", "/models/{name}"), ("post", "/models/{name}/predict"), ("post", "/explain"),
+        ("post", "/models/{name}/explain")}
     assert [r.resolver_path for r in ROUTES][3:6] == ["/models", "/models/<name>", "/models/<name>/predict"]
     assert document["paths"]["/health"]["get"]["summary"] == "health"
 
@@ -60,6 +63,21 @@ def test_every_status_the_api_can_answer_is_documented(document):
     assert statuses("/models/{name}", "get") == {"200", "400", "403", "404", "429", "503"}
     assert statuses("/models/{name}/predict", "post") == {"200", "400", "403", "404", "413", "415", "422", "429",
                                                           "503"}
+    assert statuses("/explain", "post") == statuses("/predict", "post")
+    assert statuses("/models/{name}/explain", "post") == statuses("/models/{name}/predict", "post")
+
+
+def test_explanations_are_described_with_their_own_row_limit(document):
+    schemas = document["components"]["schemas"]
+    explain = document["paths"]["/explain"]["post"]
+    assert explain["security"] == [{"ApiKey": []}]
+    assert explain["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/ExplainRequest")
+    assert schemas["ExplainRequest"]["oneOf"][0]["properties"]["instances"]["maxItems"] == 4
+    assert schemas["AnyExplainRequest"]["oneOf"][1]["properties"]["features"]["maxItems"] == 4
+    assert schemas["PredictRequest"]["oneOf"][0]["properties"]["instances"]["maxItems"] == 50
+    item = schemas["ExplainResponse"]["properties"]["predictions"]["items"]
+    assert item["required"] == ["label", "probabilities", "explanation"]
+    assert schemas["ExplainResponse"]["required"] == ["model", "predictions", "explains"]
 
 
 def test_the_name_in_a_path_is_one_of_the_published_models(document):
@@ -161,7 +179,8 @@ def test_the_document_is_exactly_the_reviewed_one(name, model):
     import json
     import os
 
-    document = openapi.document(ROUTES, model(), max_rows=50, names=["bc", "penguins"] if model() else None)
+    document = openapi.document(ROUTES, model(), max_rows=50, names=["bc", "penguins"] if model() else None,
+                                max_explain_rows=4)
     path = SNAPSHOTS / name
     if os.environ.get("UPDATE_SNAPSHOTS") == "1":
         path.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n")
