@@ -48,6 +48,9 @@ down: ## stop everything `make demo` started and delete the local state
 train: install ## run the training job against the local stack (ARGS="--set dataset=digits")
 	@$(PY) infra/demo.py train $(ARGS)
 
+drift: install ## drift of the local stack's champions, now (ARGS="--model fares --since ISO-TIME"; prints JSON)
+	@$(PY) infra/drift_check.py $(ARGS)
+
 ui: install ## the MLflow UI and the Optuna dashboard on the local runs and studies (prints their URLs)
 	@$(PY) infra/ui.py up
 
@@ -87,4 +90,4 @@ mutation: install ## mutation score of the serving code's tests, per module (pri
 bench-train: install ## training benchmark: tuned model vs scikit-learn baselines, trials/minute (prints JSON)
 	@$(PY) benchmarks/training_benchmark.py
 
-.PHONY: help install browser demo down train ui test lint bench bench-train mutation
+.PHONY: help install browser demo down train ui drift test lint bench bench-train mutation

@@ -1,6 +1,6 @@
 """One fresh process: import a handler, answer the first /predict, then warm calls.
 
-    python coldstart.py MODULE EVENT_FILE [--warm N]
+    python coldstart.py MODULE EVENT_FILE [--warm N] [--also=LABEL=EVENT_FILE ...]
 
 Run by benchmarks/serving.py with the function's own interpreter and package;
 prints one JSON line. Times exclude the interpreter's own start (the same for
@@ -15,7 +15,8 @@ from lambda_process import Context, peak_rss_mb
 
 started = time.perf_counter()
 module_name, event_file = sys.argv[1], sys.argv[2]
-warm = int(sys.argv[4]) if len(sys.argv) > 4 else 0
+warm = int(sys.argv[4]) if len(sys.argv) > 4 and sys.argv[3] == "--warm" else 0
+also = dict(arg.removeprefix("--also=").split("=", 1) for arg in sys.argv[3:] if arg.startswith("--also="))
 
 
 def quiet_call(handler, event):
@@ -67,6 +68,21 @@ if warm:
     if len(json.loads(answer["body"])["predictions"]) != 1000:
         raise SystemExit("the 1000-row request did not answer 1000 rows")
     batch.sort()
+    for label, path in also.items():  # the other routes, with the same single-row timing
+        with open(path) as handle:
+            other = json.load(handle)
+        calls = warm if not label.startswith("explain") else max(50, warm // 10)
+        timings = []
+        for _ in range(calls):
+            t = time.perf_counter()
+            answer = quiet_call(module.handler, other)
+            timings.append((time.perf_counter() - t) * 1e6)
+        if answer["statusCode"] != 200:
+            raise SystemExit(f"{label} failed: {answer}")
+        timings.sort()
+        key = label.replace("-", "_")
+        result[f"warm_{key}_p50_us"] = timings[len(timings) // 2]
+        result[f"warm_{key}_p99_us"] = timings[int(len(timings) * 0.99) - 1]
     result.update(
         warm_single_p50_us=single[len(single) // 2],
         warm_single_p99_us=single[int(len(single) * 0.99) - 1],

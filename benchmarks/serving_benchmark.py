@@ -5,7 +5,11 @@ For CatBoost champions trained on breast cancer and on digits, in one run:
   (a LocalStack of its own, on loopback) and answers its first /predict event
   through the full handler; median of COLD_RUNS processes. The baseline does the
   same with native CatBoost loaded at module scope (benchmarks/baseline_handler.py).
-* warm: single-row /predict p50 and p99, and one request of 1000 rows;
+* warm: single-row /predict p50 and p99, and one request of 1000 rows; beside them, the same
+  row through /models/{name}/predict (the cost of routing by name) and /explain with 1 and 10
+  rows (SHAP values);
+* the cold start of a container whose first request is for a second model (by name);
+* the cost of capturing every request for drift monitoring (warm p50 with CaptureRate 1 vs 0);
 * the deployment package (the `sam build` output), zipped and unzipped;
 * peak memory of the function process;
 * batch scoring of a BATCH_ROWS-row CSV (1M by default): rows per second and peak memory.
@@ -78,10 +82,10 @@ def train_and_publish(s3, dataset: str) -> dict:
 
     data = D.load(dataset)
     schema = D.infer_schema(data.X)
-    fitted = families.fit("catboost", CATBOOST_PARAMS, data.X, data.y, schema, seed=0,
+    fitted = families.fit("catboost", CATBOOST_PARAMS, data.X, data.y, schema, task=data.task, seed=0,
                           threads=2, rounds=ROUNDS)
     name = f"bench-{data.name}"
-    manifest = bundle.publish(s3, BUCKET, name, fitted.export(data.X, schema), {
+    manifest = bundle.publish(s3, BUCKET, name, fitted.export(schema), {
         "framework": {"family": "catboost"}, "feature_schema": schema, "classes": fitted.classes,
         "metrics": {}, "examples": []})
     bundle.set_champion(s3, BUCKET, name, manifest["version"], "benchmark")
@@ -91,20 +95,38 @@ def train_and_publish(s3, dataset: str) -> dict:
     instances = D.to_instances(data.X.iloc[:1000], schema)
     instances = (instances * (1000 // len(instances) + 1))[:1000]  # breast cancer has 569 rows
     events = {}
-    for size, rows in (("1", instances[:1]), ("1000", instances)):
-        event = json.loads((ROOT / "events" / "predict.json").read_text())
-        event["body"] = json.dumps({"instances": rows})
-        event["isBase64Encoded"] = False
-        events[size] = event
+    for size, rows, path in (("1", instances[:1], None), ("1000", instances, None),
+                             ("named", instances[:1], f"/models/{name}/predict"),
+                             ("explain-1", instances[:1], "/explain"),
+                             ("explain-10", instances[:10], "/explain")):
+        events[size] = event_for(rows, path)
     return {"name": name, "baseline_key": baseline_key, "events": events,
             "trees": ROUNDS, "features": len(schema), "classes": len(fitted.classes)}
 
 
+def event_for(rows: list, path: str | None = None) -> dict:
+    """An API Gateway event posting the rows, to /predict or to ``path``."""
+    event = json.loads((ROOT / "events" / "predict.json").read_text())
+    event["body"] = json.dumps({"instances": rows})
+    event["isBase64Encoded"] = False
+    if path:
+        event["path"] = event["requestContext"]["path"] = path
+        resource = path
+        if path.startswith("/models/"):
+            name = path.split("/")[2]
+            event["pathParameters"] = {"name": name}
+            resource = path.replace(f"/{name}", "/{name}", 1)
+        event["resource"] = event["requestContext"]["resourcePath"] = resource
+    return event
+
+
 def run_process(python: Path, module: str, pythonpath: Path, env: dict, event_file: Path,
-                warm: int = 0) -> dict:
+                warm: int = 0, extra: dict[str, Path] | None = None) -> dict:
     args = [str(python), str(ROOT / "benchmarks" / "coldstart.py"), module, str(event_file)]
     if warm:
         args += ["--warm", str(warm)]
+    for label, path in (extra or {}).items():  # more events, timed warm after the main one
+        args += [f"--also={label}={path}"]
     started = time.perf_counter()
     # Lambda's code folder is read-only: nothing compiled at one start helps the next
     env = {**env, "PYTHONPATH": str(pythonpath), "PYTHONDONTWRITEBYTECODE": "1"}
@@ -115,6 +137,20 @@ def run_process(python: Path, module: str, pythonpath: Path, env: dict, event_fi
     measured = json.loads(result.stdout.strip().splitlines()[-1])
     measured["process_ms"] = (time.perf_counter() - started) * 1000
     return measured
+
+
+def second_model_cold_start(env: dict, models: dict[str, dict]) -> dict:
+    """A fresh container whose first request names a model other than the default one."""
+    first, second = (models[d] for d in DATASETS)
+    event_file = BENCH / "event-second-model.json"
+    event = json.loads((BENCH / f"event-{DATASETS[1]}-named.json").read_text())
+    event_file.write_text(json.dumps(event))
+    function_env = {**env, "MODEL_BUCKET": BUCKET, "DEFAULT_MODEL": first["name"], "MAX_ROWS": "1000",
+                    "POWERTOOLS_METRICS_NAMESPACE": "Bench", "AWS_LAMBDA_FUNCTION_NAME": "bench"}
+    log(f"second model: {COLD_RUNS} cold starts whose first request is /models/{second['name']}/predict")
+    runs = [run_process(RUNTIME_PYTHON, "handlers.api", PACKAGE, function_env, event_file)
+            for _ in range(COLD_RUNS)]
+    return {"default_model": first["name"], "requested": second["name"], **summarize(runs)}
 
 
 def summarize(runs: list[dict]) -> dict:
@@ -173,13 +209,17 @@ def main() -> None:
         s3.create_bucket(Bucket=BUCKET)
         results = {"package": package_size(), "cold_runs": COLD_RUNS, "warm_calls": WARM_CALLS,
                    "datasets": {}}
+        models: dict[str, dict] = {}
         for dataset in DATASETS:
             log(f"{dataset}: training a {ROUNDS}-tree CatBoost champion and publishing it")
             model = train_and_publish(s3, dataset)
             for size, event in model["events"].items():
-                suffix = "" if size == "1" else "-1000"
+                suffix = "" if size == "1" else f"-{size}"
                 (BENCH / f"event-{dataset}{suffix}.json").write_text(json.dumps(event))
             event_file = BENCH / f"event-{dataset}.json"
+            extra = {label: BENCH / f"event-{dataset}-{label}.json"
+                     for label in ("named", "explain-1", "explain-10")}
+            models[dataset] = model
             function_env = {**env, "MODEL_BUCKET": BUCKET, "DEFAULT_MODEL": model["name"],
                             "BASELINE_MODEL_KEY": model["baseline_key"], "MAX_ROWS": "1000",
                             "POWERTOOLS_METRICS_NAMESPACE": "Bench", "AWS_LAMBDA_FUNCTION_NAME": "bench"}
@@ -191,9 +231,24 @@ def main() -> None:
                 log(f"{dataset}: {label}: {COLD_RUNS} cold starts, then warm calls")
                 cold = [run_process(python, module, path, function_env, event_file)
                         for _ in range(COLD_RUNS)]
-                warm = run_process(python, module, path, function_env, event_file, warm=WARM_CALLS)
+                warm = run_process(python, module, path, function_env, event_file, warm=WARM_CALLS,
+                                   extra=extra if label == "ours" else None)
                 entry[label] = {**summarize(cold),
                                 **{k: round(v, 1) for k, v in warm.items() if k.startswith(("warm", "peak"))}}
+            ours = entry["ours"]
+            log(f"{dataset}: ours with every request captured (CaptureRate 1)")
+            captured = run_process(RUNTIME_PYTHON, "handlers.api", PACKAGE,
+                                   {**function_env, "CAPTURE_RATE": "1", "CAPTURE_FLUSH_ROWS": "1000"},
+                                   event_file, warm=WARM_CALLS)
+            ours["warm_single_p50_us_with_capture"] = round(captured["warm_single_p50_us"], 1)
+            capture_cost = captured["warm_single_p50_us"] - ours["warm_single_p50_us"]
+            ours["capture_overhead_p50_us"] = round(capture_cost, 1)
+            ours["capture_overhead_target_us"] = 100
+            ours["capture_overhead_target_met"] = ours["capture_overhead_p50_us"] <= 100
+            overhead = round(ours["warm_named_p50_us"] - ours["warm_single_p50_us"], 1)
+            ours["routing_by_name_overhead_p50_us"] = overhead
+            ours["routing_by_name_target_us"] = 20
+            ours["routing_by_name_target_met"] = ours["routing_by_name_overhead_p50_us"] < 20
             ours, base = entry["ours"], entry["baseline"]
             entry["ratios_ours_over_baseline"] = {
                 key: round(ours[key] / base[key], 3)
@@ -201,6 +256,7 @@ def main() -> None:
                             "warm_single_p50_us", "warm_1000_rows_median_ms", "peak_rss_mb")
             }
             results["datasets"][dataset] = entry
+        results["second_model_cold_start"] = second_model_cold_start(env, models)
         results["batch_scoring"] = batch_benchmark(s3, env)
         print(json.dumps(results, indent=2))
     finally:

@@ -192,7 +192,8 @@ def up() -> None:
 The local stack is up ({time.monotonic() - started:.0f} s); models served: {', '.join(served)}
 
   API        {outputs['api_url']}
-             GET /models, GET /models/<name>, POST /models/<name>/predict (default model: /model, /predict)
+             GET /models, GET /models/<name>, POST /models/<name>/predict, POST /models/<name>/explain
+             (default model: /model, /predict, /explain)
   API key    {outputs['api_key']}
   Form       {FORM_URL}
   Bucket     s3://{outputs['model_bucket']}
@@ -201,6 +202,7 @@ The local stack is up ({time.monotonic() - started:.0f} s); models served: {', '
 Predict (an example row is in {EXAMPLE_REQUEST.relative_to(ROOT)}):
   {curl}
 
+Why (SHAP values): the same with /explain. Drift of what was asked so far: make drift
 Stop everything and delete the local state: make down
 """, flush=True)
 

@@ -126,6 +126,7 @@ def stack_outputs(session, endpoint: str, origin: str) -> dict[str, str]:
         "model_bucket": outputs["ModelBucketName"],
         "data_bucket": outputs["DataBucketName"],
         "function_name": outputs["PredictFunctionName"],
+        "drift_function_name": outputs["DriftFunctionName"],
         "allowed_origin": origin,
     }
 

@@ -59,7 +59,8 @@ def stack(cloud):
     return deploy.deploy_local(
         cloud.endpoint, stack_file=TEST_CLOUD_DIR / "stack.json", origin=FORM_ORIGIN,
         # a short refresh so tests that move the champion see it quickly
-        parameters={"ChampionRefreshSeconds": "2"},
+        # and captured rows written every 100, so that drift sees them without waiting
+        parameters={"ChampionRefreshSeconds": "2", "CaptureFlushRows": "100"},
     )
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from serving import bundle
+from serving import bundle, drift
 from sklearn.model_selection import train_test_split
 
 from training import data as D
@@ -222,12 +222,20 @@ def build_manifest(config: dict[str, Any], prepared: Prepared, model: Refit, eva
     }
 
 
+def profile(prepared: Prepared, evaluation: Evaluation, seed: int) -> dict[str, Any]:
+    """The reference drift is measured against: the training rows, and the answers on the held-out ones."""
+    matrix = D.to_matrix(prepared.X_train, prepared.schema)
+    return drift.reference(matrix, drift.columns(prepared.schema), evaluation.output, prepared.task,
+                           prepared.classes, seed=seed)
+
+
 def publish_version(s3, bucket: str, prepared: Prepared, model: Refit, arrays: dict,
-            manifest_fields: dict[str, Any]) -> dict[str, Any]:
-    """A new immutable version in the bucket, with the native model beside the served one."""
+                    manifest_fields: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:
+    """A new immutable version in the bucket, with the native model and the drift reference beside
+    the served one."""
     native_name, native_bytes = model.fitted.native_file()
-    manifest = bundle.publish(s3, bucket, prepared.name, arrays, manifest_fields,
-                              {native_name: native_bytes}, progress=LOG.info)
+    files = {native_name: native_bytes, drift.REFERENCE_FILE: json.dumps(reference, allow_nan=False).encode()}
+    manifest = bundle.publish(s3, bucket, prepared.name, arrays, manifest_fields, files, progress=LOG.info)
     LOG.info("published %s v%d at s3://%s/%s", prepared.name, manifest["version"], bucket,
              bundle.version_prefix(prepared.name, manifest["version"]))
     return manifest
@@ -274,7 +282,8 @@ def run(config: dict[str, Any], publish: bool = True, show_progress: bool = True
         if publish:
             fields = build_manifest(config, prepared, model, evaluation, exactness,
                                     {"mlflow_run_id": run_id, "optuna_study": study.study_name})
-            manifest = publish_version(s3, bucket, prepared, model, arrays, fields)
+            manifest = publish_version(s3, bucket, prepared, model, arrays, fields,
+                                       profile(prepared, evaluation, config["seed"]))
             version = manifest["version"]
             bundle_uri = f"s3://{bucket}/{bundle.version_prefix(prepared.name, version)}"
             registered = tracking.register(prepared.name, run_id, bundle_uri, version,

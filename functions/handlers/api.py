@@ -27,7 +27,8 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
-from serving import openapi
+from serving import drift, openapi
+from serving.capture import Capture
 from serving.champion import LoadFailure
 from serving.predictor import Predictor
 from serving.registry import ModelRegistry, UnknownModel
@@ -65,6 +66,16 @@ registry = ModelRegistry(
     max_models=settings.max_models,
     on_load_failure=_count_load_failure,
 )
+
+
+def _count_capture_failure(model: str, rows: int, error: Exception) -> None:
+    logger.warning("captured rows not written", extra={"model": model, "rows": rows, "error": str(error)})
+    metrics.add_metric(name="CaptureWriteFailures", unit=MetricUnit.Count, value=1)
+
+
+# a sample of requests, kept for drift monitoring (serving.capture says what can be lost)
+capture = Capture(_s3_client, settings.model_bucket, rate=settings.capture_rate,
+                  flush_rows=settings.capture_flush_rows, on_error=_count_capture_failure)
 
 
 def _json(status: int, body: dict) -> Response:
@@ -138,7 +149,9 @@ def predict_with(name: str) -> Response:
     body = request_body(app.current_event)
     predictor = serving_model(name)
     started = time.perf_counter()
-    answer = predictor.predict(body, max_rows=settings.max_rows)
+    X, output = predictor.predict_rows(body, max_rows=settings.max_rows)
+    answer = predictor.answer(output)
+    capture.add(predictor.name, predictor.version, X, drift.prediction_values(output, predictor.task))
     metrics.add_metric(name="PredictLatency", unit=MetricUnit.Milliseconds,
                        value=(time.perf_counter() - started) * 1000)
     metrics.add_metric(name="Predictions", unit=MetricUnit.Count, value=len(answer["predictions"]))

@@ -41,9 +41,15 @@ class Predictor:
 
     def predict(self, body: Any, max_rows: int) -> dict[str, Any]:
         """A request body → one answer per row: label and class probabilities, or the value."""
+        return self.answer(self.predict_rows(body, max_rows)[1])
+
+    def predict_rows(self, body: Any, max_rows: int) -> tuple[np.ndarray, np.ndarray]:
+        """A request body → its rows as the model reads them, and the model's output for them."""
         X = self.schema.matrix(body, max_rows=max_rows)
-        return {"model": {"name": self.name, "version": self.version},
-                "predictions": self.answers(self.predict_matrix(X))}
+        return X, self.predict_matrix(X)
+
+    def answer(self, output: np.ndarray) -> dict[str, Any]:
+        return {"model": {"name": self.name, "version": self.version}, "predictions": self.answers(output)}
 
     def answers(self, output: np.ndarray) -> list[dict[str, Any]]:
         if self.task == "regression":

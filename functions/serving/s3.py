@@ -1,4 +1,5 @@
-"""Read objects from S3 with a signed GET: all the serving function needs of AWS.
+"""Read objects from S3 with a signed GET (and write captured rows with a PUT): all the serving
+function needs of AWS.
 
 Why not boto3: importing boto3 and creating a client costs 0.2-0.3 s, more
 than half of this function's whole cold start (see `make bench`), to make one
@@ -9,7 +10,8 @@ botocore's own signer) using only the standard library.
 It offers the small part of boto3's S3 client that ``serving.bundle`` uses:
 ``get_object(Bucket=, Key=, IfNoneMatch=)`` returning ``{"Body", "ETag"}``,
 ``list_objects_v2(Bucket=, Prefix=, Delimiter=, ContinuationToken=, MaxKeys=)``,
-and errors shaped as boto3's (``error_status`` reads the HTTP status of both).
+``put_object(Bucket=, Key=, Body=, ContentType=)`` (request capture), and errors shaped as
+boto3's (``error_status`` reads the HTTP status of both).
 
 Credentials come from the environment, as Lambda provides them
 (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN). The endpoint is
@@ -59,14 +61,14 @@ def _hmac(key: bytes, message: str) -> bytes:
 def signing_headers(
     method: str, url: str, region: str, access_key: str, secret_key: str,
     session_token: str | None = None, now: datetime | None = None,
-    extra_headers: dict[str, str] | None = None,
+    extra_headers: dict[str, str] | None = None, payload_sha256: str = EMPTY_SHA256,
 ) -> dict[str, str]:
-    """The headers that sign a body-less request for the s3 service (SigV4)."""
+    """The headers that sign a request for the s3 service (SigV4); ``payload_sha256`` is the body's hash."""
     now = now or datetime.now(UTC)
     amz_date = now.strftime("%Y%m%dT%H%M%SZ")
     day = amz_date[:8]
     parts = urllib.parse.urlsplit(url)
-    headers = {"host": parts.netloc, "x-amz-content-sha256": EMPTY_SHA256, "x-amz-date": amz_date}
+    headers = {"host": parts.netloc, "x-amz-content-sha256": payload_sha256, "x-amz-date": amz_date}
     if session_token:
         headers["x-amz-security-token"] = session_token
     for key, value in (extra_headers or {}).items():
@@ -82,7 +84,7 @@ def signing_headers(
         query,
         "".join(f"{k}:{headers[k].strip()}\n" for k in signed),
         ";".join(signed),
-        EMPTY_SHA256,
+        payload_sha256,
     ])
     scope = f"{day}/{region}/s3/aws4_request"
     to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope,
@@ -154,11 +156,22 @@ class S3Reader:
             page["NextContinuationToken"] = root.findtext("{*}NextContinuationToken")
         return page
 
+    def put_object(self, Bucket: str, Key: str, Body: bytes, ContentType: str = "application/octet-stream",  # noqa: N803
+                   ) -> dict:
+        """Write one object; returns ``{"ETag"}``."""
+        _, headers = self._send("PUT", self.url(Bucket, Key), {"content-type": ContentType}, Body)
+        return {"ETag": headers.get("ETag")}
+
     def _get(self, url: str, extra_headers: dict[str, str] | None) -> tuple[bytes, Message]:
-        headers = signing_headers("GET", url, self.region, self.access_key, self.secret_key,
-                                  self.session_token, extra_headers=extra_headers)
+        return self._send("GET", url, extra_headers, None)
+
+    def _send(self, method: str, url: str, extra_headers: dict[str, str] | None,
+              body: bytes | None) -> tuple[bytes, Message]:
+        payload = hashlib.sha256(body).hexdigest() if body is not None else EMPTY_SHA256
+        headers = signing_headers(method, url, self.region, self.access_key, self.secret_key,
+                                  self.session_token, extra_headers=extra_headers, payload_sha256=payload)
         headers.pop("host")  # urllib sets it
-        request = urllib.request.Request(url, headers=headers)  # a GET  # noqa: S310
+        request = urllib.request.Request(url, data=body, headers=headers, method=method)  # noqa: S310
         try:
             # the URL is https://<bucket>.s3... or the http(s) endpoint checked in __init__
             with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310  # nosec B310

@@ -27,6 +27,8 @@ class Settings:
     max_models: int = 8  # champion caches kept in one container (least recently used dropped)
     max_rows: int = 1000
     max_explain_rows: int = 10  # explanations cost more per row than predictions (see README)
+    capture_rate: float = 0.0  # share of /predict requests kept for drift monitoring (the template sets it)
+    capture_flush_rows: int = 1000  # rows buffered before they are written to S3
     max_body_bytes: int = LAMBDA_SYNC_PAYLOAD_BYTES
     refresh_seconds: float = 60.0
     unknown_category: str = "reject"
@@ -53,6 +55,8 @@ class Settings:
             max_models=_number(env, "MAX_MODELS_IN_MEMORY", cls.max_models, int, minimum=1),
             max_rows=_number(env, "MAX_ROWS", cls.max_rows, int, minimum=1),
             max_explain_rows=_number(env, "MAX_EXPLAIN_ROWS", cls.max_explain_rows, int, minimum=1),
+            capture_rate=_number(env, "CAPTURE_RATE", cls.capture_rate, float, minimum=0, maximum=1),
+            capture_flush_rows=_number(env, "CAPTURE_FLUSH_ROWS", cls.capture_flush_rows, int, minimum=1),
             max_body_bytes=_number(env, "MAX_BODY_BYTES", cls.max_body_bytes, int, minimum=1),
             refresh_seconds=_number(env, "CHAMPION_REFRESH_SECONDS", cls.refresh_seconds, float, minimum=0),
             unknown_category=policy,
@@ -61,7 +65,7 @@ class Settings:
         )
 
 
-def _number(env, variable: str, default, kind, minimum):
+def _number(env, variable: str, default, kind, minimum, maximum=math.inf):
     raw = env.get(variable)
     if raw is None or raw == "":
         return default
@@ -72,4 +76,6 @@ def _number(env, variable: str, default, kind, minimum):
                                  f"not {raw!r}") from None
     if not math.isfinite(value) or value < minimum:
         raise ConfigurationError(f"{variable} must be at least {minimum}, not {raw!r}")
+    if value > maximum:
+        raise ConfigurationError(f"{variable} must be at most {maximum}, not {raw!r}")
     return value

@@ -42,10 +42,11 @@ def test_the_model_bucket_is_private_versioned_encrypted_and_tls_only(template):
     assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
-def test_the_function_reads_only_the_models_prefix(template):
+def test_the_function_reads_only_the_models_prefix_and_writes_only_captured_rows(template):
     function = template["Resources"]["PredictFunction"]["Properties"]
     [policy] = function["Policies"]
-    read, listing = policy["Statement"]
+    read, listing, write = policy["Statement"]
+    assert (write["Action"], write["Resource"]) == ("s3:PutObject", {"Sub": "${ModelBucket.Arn}/capture/*"})
     assert read["Action"] == "s3:GetObject"
     assert read["Resource"] == {"Sub": "${ModelBucket.Arn}/models/*"}
     assert listing["Action"] == "s3:ListBucket"
@@ -80,3 +81,23 @@ def test_the_gateways_own_errors_carry_the_forms_cors_headers(template):
     for kind in ("DEFAULT_4XX", "DEFAULT_5XX"):
         headers = responses[kind]["ResponseParameters"]["Headers"]
         assert headers["Access-Control-Allow-Origin"] == {"Sub": "'${AllowedOrigin}'"}
+
+
+def test_drift_runs_on_a_schedule_and_may_touch_only_its_prefixes(template):
+    resources = template["Resources"]
+    function = resources["DriftFunction"]["Properties"]
+    assert function["Handler"] == "handlers.drift.handler"
+    assert function["Events"]["Schedule"]["Properties"]["Schedule"] == {"Ref": "DriftSchedule"}
+    statements = {s["Sid"]: s for s in function["Policies"][0]["Statement"]}
+    assert statements["WriteReportsOnly"] == {"Sid": "WriteReportsOnly", "Effect": "Allow", "Action": "s3:PutObject",
+                                              "Resource": {"Sub": "${ModelBucket.Arn}/drift/*"}}
+    assert statements["ReadModelsAndCapture"]["Resource"] == [{"Sub": "${ModelBucket.Arn}/models/*"},
+                                                              {"Sub": "${ModelBucket.Arn}/capture/*"}]
+    predict = {s["Sid"]: s for s in resources["PredictFunction"]["Properties"]["Policies"][0]["Statement"]}
+    assert predict["WriteCaptureOnly"]["Resource"] == {"Sub": "${ModelBucket.Arn}/capture/*"}
+    assert predict["WriteCaptureOnly"]["Action"] == "s3:PutObject"
+    alarm = resources["DriftAlarm"]["Properties"]
+    assert (alarm["MetricName"], alarm["Threshold"], alarm["ComparisonOperator"]) == (
+        "DriftedFeatures", 0, "GreaterThanThreshold")
+    env = function["Environment"]["Variables"]
+    assert env["DRIFT_PSI"] == {"Ref": "DriftPsiThreshold"} and env["DRIFT_P_VALUE"] == {"Ref": "DriftPValue"}

@@ -228,3 +228,29 @@ def test_the_signing_time_is_utc_whatever_the_machines_time_zone(monkeypatch):
         time.tzset()
     signed = datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
     assert before.replace(microsecond=0) <= signed <= after
+
+
+def test_a_put_is_signed_with_its_bodys_hash_as_botocore_signs_it():
+    import hashlib
+
+    url = "https://b.s3.eu-west-1.amazonaws.com/capture/m/date=2026-11-26/x.jsonl"
+    body = b'{"row":[1,2]}\n'
+    payload = hashlib.sha256(body).hexdigest()
+    request = AWSRequest(method="PUT", url=url, data=body,
+                         headers={"x-amz-content-sha256": payload, "content-type": "application/x-ndjson"})
+    S3SigV4Auth(Credentials("AKIDEXAMPLE", "secret", None), "s3", "eu-west-1").add_auth(request)
+    when = datetime.strptime(request.headers["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    ours = signing_headers("PUT", url, "eu-west-1", "AKIDEXAMPLE", "secret", now=when,
+                           extra_headers={"content-type": "application/x-ndjson"}, payload_sha256=payload)
+    assert ours["authorization"] == request.headers["Authorization"]
+    assert ours["x-amz-content-sha256"] == payload
+
+
+def test_writes_objects_to_moto_that_read_back_the_same(s3):
+    reader = S3Reader.from_env()
+    answer = reader.put_object(Bucket=BUCKET, Key="capture/m/a b.jsonl", Body=b"one\ntwo\n",
+                               ContentType="application/x-ndjson")
+    stored = s3.get_object(Bucket=BUCKET, Key="capture/m/a b.jsonl")
+    assert stored["Body"].read() == b"one\ntwo\n"
+    assert stored["ContentType"] == "application/x-ndjson"
+    assert answer["ETag"] == stored["ETag"]

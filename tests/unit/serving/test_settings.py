@@ -7,7 +7,7 @@ from serving.settings import LAMBDA_SYNC_PAYLOAD_BYTES, ConfigurationError, Sett
 def test_defaults_need_only_the_bucket():
     settings = Settings.from_env({"MODEL_BUCKET": " models "})
     assert settings == Settings(model_bucket="models", default_model="breast-cancer", max_models=8, max_rows=1000,
-                                max_explain_rows=10, max_body_bytes=LAMBDA_SYNC_PAYLOAD_BYTES, refresh_seconds=60.0,
+                                max_explain_rows=10, capture_rate=0.0, capture_flush_rows=1000, max_body_bytes=LAMBDA_SYNC_PAYLOAD_BYTES, refresh_seconds=60.0,
                                 unknown_category="reject", allowed_origin="", tracing=False)
     assert LAMBDA_SYNC_PAYLOAD_BYTES == 6 * 1024 * 1024
 
@@ -15,10 +15,11 @@ def test_defaults_need_only_the_bucket():
 def test_every_setting_is_read():
     settings = Settings.from_env({
         "MODEL_BUCKET": "b", "DEFAULT_MODEL": "penguins", "MAX_MODELS_IN_MEMORY": "3", "MAX_ROWS": "20",
-        "MAX_EXPLAIN_ROWS": "4", "MAX_BODY_BYTES": "1000",
+        "MAX_EXPLAIN_ROWS": "4", "CAPTURE_RATE": "0.25", "CAPTURE_FLUSH_ROWS": "50", "MAX_BODY_BYTES": "1000",
         "CHAMPION_REFRESH_SECONDS": "0.5", "UNKNOWN_CATEGORY": "missing",
         "ALLOWED_ORIGIN": "https://form.example", "POWERTOOLS_TRACE_DISABLED": "False"})
-    assert settings == Settings("b", "penguins", 3, 20, 4, 1000, 0.5, "missing", "https://form.example", True)
+    assert settings == Settings("b", "penguins", 3, 20, 4, 0.25, 50, 1000, 0.5, "missing", "https://form.example",
+                                True)
     assert Settings.from_env({"MODEL_BUCKET": "b", "MAX_ROWS": ""}).max_rows == 1000
     assert Settings.from_env({"MODEL_BUCKET": "b", "CHAMPION_REFRESH_SECONDS": "0"}).refresh_seconds == 0
     assert Settings.from_env({"MODEL_BUCKET": "b", "MAX_ROWS": "1"}).max_rows == 1
@@ -34,6 +35,9 @@ def test_every_setting_is_read():
         ({"MAX_ROWS": "1.5"}, "MAX_ROWS must be an integer, not '1.5'"),
         ({"MAX_ROWS": "0"}, "MAX_ROWS must be at least 1, not '0'"),
         ({"MAX_EXPLAIN_ROWS": "0"}, "MAX_EXPLAIN_ROWS must be at least 1, not '0'"),
+        ({"CAPTURE_RATE": "1.5"}, "CAPTURE_RATE must be at most 1, not '1.5'"),
+        ({"CAPTURE_RATE": "-0.1"}, "CAPTURE_RATE must be at least 0, not '-0.1'"),
+        ({"CAPTURE_FLUSH_ROWS": "0"}, "CAPTURE_FLUSH_ROWS must be at least 1, not '0'"),
         ({"MAX_BODY_BYTES": "-1"}, "MAX_BODY_BYTES must be at least 1, not '-1'"),
         ({"CHAMPION_REFRESH_SECONDS": "soon"}, "CHAMPION_REFRESH_SECONDS must be a number, not 'soon'"),
         ({"CHAMPION_REFRESH_SECONDS": "-1"}, "CHAMPION_REFRESH_SECONDS must be at least 0, not '-1'"),

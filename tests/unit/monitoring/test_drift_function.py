@@ -1,0 +1,173 @@
+"""Capture in the API and the drift function, on moto's S3: what is kept, what is compared, what is written."""
+
+import importlib
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from serving import bundle, capture, drift
+from serving.s3 import S3Reader
+
+from tests.models import case
+from tests.unit.conftest import BUCKET
+
+
+@dataclass
+class Context:
+    function_name: str = "DriftFunction"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:000000000000:function:DriftFunction"
+    aws_request_id: str = "req-1"
+
+
+def publish_with_reference(s3, name="rides"):
+    """The rides case (regression: a 300-value categorical, a number, a timestamp's parts) published with
+    a reference profiled from its held-out rows."""
+    model = case("rides-catboost")
+    served = bundle.served_predictions(model.arrays, model.matrix)
+    reference = drift.reference(model.matrix, drift.columns(model.schema), served, model.task, model.classes)
+    manifest = bundle.publish(s3, BUCKET, name, model.arrays, model.manifest_fields(),
+                              {drift.REFERENCE_FILE: json.dumps(reference).encode()})
+    bundle.set_champion(s3, BUCKET, name, manifest["version"], "test")
+    return model, manifest
+
+
+def test_capture_keeps_the_rows_and_answers_and_writes_them_when_due(s3):
+    writes = []
+    kept = capture.Capture(S3Reader.from_env, BUCKET, rate=1.0, flush_rows=5, flush_seconds=3600,
+                           on_error=lambda *a: writes.append(a))
+    X = np.array([[1.0, np.nan], [2.0, 3.0]])
+    kept.add("m", 4, X, np.array([0.25, 0.75]))
+    kept.add("m", 4, X, np.array([0.5, 0.5]))
+    assert kept.buffered_rows == 4
+    assert s3.list_objects_v2(Bucket=BUCKET, Prefix="capture/").get("KeyCount", 0) == 0  # not due yet
+    kept.add("m", 4, X, np.array([0.1, 0.9]))  # 6 rows >= 5: written
+    assert kept.buffered_rows == 0 and writes == []
+    [record, *rest] = capture.read_window(s3, BUCKET, "m", [__import__("datetime").date.today().isoformat()])
+    assert len(rest) == 5
+    assert record["version"] == 4 and record["row"] == [1.0, None] and record["prediction"] == 0.25
+    [item] = s3.list_objects_v2(Bucket=BUCKET, Prefix="capture/m/date=")["Contents"]
+    assert item["Key"].endswith(".jsonl") and f"-{kept.container}-000001" in item["Key"]
+
+
+def test_capture_samples_at_its_rate_and_a_failed_write_never_raises(s3):
+    none = capture.Capture(S3Reader.from_env, BUCKET, rate=0.0, flush_rows=1)
+    none.add("m", 1, np.ones((3, 2)), np.ones(3))
+    assert none.buffered_rows == 0
+    some = capture.Capture(S3Reader.from_env, BUCKET, rate=0.3, flush_rows=10**9)
+    some._random.seed(1)
+    for _ in range(1000):
+        some.add("m", 1, np.ones((1, 2)), np.ones(1))
+    assert 240 < some.buffered_rows < 360
+    failures = []
+    broken = capture.Capture(S3Reader.from_env, "no-such-bucket", rate=1.0, flush_rows=1,
+                             on_error=lambda model, rows, error: failures.append((model, rows)))
+    broken.add("m", 1, np.ones((2, 2)), np.ones(2))
+    assert failures == [("m", 2)] and broken.buffered_rows == 0
+
+
+@pytest.fixture
+def drift_function(s3, monkeypatch, capsys):
+    monkeypatch.setenv("MODEL_BUCKET", BUCKET)
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "Test")
+    monkeypatch.setenv("DRIFT_MIN_ROWS", "100")
+    import handlers.drift
+
+    module = importlib.reload(handlers.drift)
+
+    def run(event):
+        capsys.readouterr()
+        result = module.handler(event, Context())
+        run.output = capsys.readouterr().out
+        return result
+
+    return run
+
+
+def test_rows_like_the_reference_do_not_drift_and_shifted_ones_drift_on_exactly_those_columns(s3, drift_function):
+    model, manifest = publish_with_reference(s3)
+    columns = [c["name"] for c in drift.columns(model.schema)]
+    served = bundle.served_predictions(model.arrays, model.matrix)[:, 0]
+    kept = capture.Capture(S3Reader.from_env, BUCKET, rate=1.0, flush_rows=10**9)
+    kept.add("rides", manifest["version"], model.matrix, served)
+    kept.flush()
+    [result] = drift_function({"model": "rides"})["models"]
+    assert result["status"] == "ok" and result["rows"] == len(model.matrix)
+    assert result["drifted_features"] == [] and result["prediction_drifted"] is False
+
+    since = __import__("datetime").datetime.now(__import__("datetime").UTC).isoformat()
+    shifted = model.matrix.copy()
+    km, street = columns.index("km"), columns.index("street")
+    shifted[:, km] += 8.0
+    seen = model.matrix[:, street]
+    busiest = float(np.argmax(np.bincount(seen[~np.isnan(seen)].astype(int))))
+    shifted[: len(shifted) * 2 // 3, street] = busiest  # two thirds of the rides on the busiest street
+    kept.add("rides", manifest["version"], shifted, bundle.served_predictions(model.arrays, shifted)[:, 0])
+    kept.flush()
+    summary = drift_function({"model": "rides", "since": since})
+    [result] = summary["models"]
+    assert result["drifted_features"] == ["km", "street"]
+    assert result["prediction_drifted"] is True
+    report = json.loads(s3.get_object(Bucket=BUCKET, Key=result["report"].split(f"{BUCKET}/", 1)[1])["Body"].read())
+    assert report["rows"] == len(shifted) and report["features"]["km"]["test"] == "kolmogorov-smirnov"
+    assert report["features"]["street"]["bins"]["labels"][-1] == "(other)"  # 300 values: the top 20 and the rest
+    latest = json.loads(s3.get_object(Bucket=BUCKET, Key="drift/rides/latest.json")["Body"].read())
+    assert latest == report
+    for feature in ("km", "street"):
+        svg = s3.get_object(Bucket=BUCKET, Key=report["pictures"][feature])["Body"].read().decode()
+        assert svg.startswith("<svg") and f"{feature}: PSI" in svg
+    metrics = [json.loads(line) for line in drift_function.output.splitlines() if '"_aws"' in line]
+    psi = {m["Feature"]: m["FeaturePSI"][0] for m in metrics if "FeaturePSI" in m}
+    assert set(psi) == set(columns)
+    assert psi["km"] == pytest.approx(report["features"]["km"]["psi"])
+    drifted = [m for m in metrics if "DriftedFeatures" in m]
+    assert {m.get("Model") for m in drifted} == {"rides", None} and all(m["DriftedFeatures"] == [2.0] for m in drifted)
+
+
+def test_models_without_a_reference_or_a_champion_are_reported_not_failed(s3, drift_function):
+    model = case("bc-lightgbm")
+    manifest = bundle.publish(s3, BUCKET, "old", model.arrays, model.manifest_fields())
+    bundle.set_champion(s3, BUCKET, "old", manifest["version"], "test")
+    bundle.publish(s3, BUCKET, "candidate", model.arrays, model.manifest_fields())
+    result = drift_function({})
+    assert [(m["model"], m["status"]) for m in result["models"]] == [("old", "no_reference")]
+    assert drift_function({"model": "candidate"})["models"] == [{"model": "candidate", "status": "no_champion"}]
+    with pytest.raises(ValueError, match="not valid"):
+        drift_function({"model": "../x"})
+
+
+def test_the_api_captures_its_answered_rows_for_drift(s3, monkeypatch):
+    from tests.unit.serving.test_api_handler import Context as ApiContext
+    from tests.unit.serving.test_api_handler import event
+
+    model = case("penguins-lightgbm")
+    manifest = bundle.publish(s3, BUCKET, "penguins", model.arrays, model.manifest_fields())
+    bundle.set_champion(s3, BUCKET, "penguins", manifest["version"], "test")
+    for name, value in (("MODEL_BUCKET", BUCKET), ("DEFAULT_MODEL", "penguins"), ("CAPTURE_RATE", "1"),
+                        ("CAPTURE_FLUSH_ROWS", "5"), ("POWERTOOLS_METRICS_NAMESPACE", "Test")):
+        monkeypatch.setenv(name, value)
+    import handlers.api
+
+    api = importlib.reload(handlers.api)
+    response = api.handler(event("predict", {"instances": model.instances[:6]}), ApiContext())
+    assert response["statusCode"] == 200
+    records = capture.read_window(s3, BUCKET, "penguins", [__import__("datetime").date.today().isoformat()])
+    assert len(records) == 6 and {r["version"] for r in records} == {manifest["version"]}
+    answers = json.loads(response["body"])["predictions"]
+    assert [r["prediction"] for r in records] == [float(model.classes.index(a["label"])) for a in answers]
+    served = np.array([[np.nan if v is None else v for v in r["row"]] for r in records])
+    assert np.array_equal(served, model.matrix[:6], equal_nan=True)  # the rows as the model read them
+    # an invalid request is not captured, and explanations are not requests to monitor
+    api.handler(event("predict", {"instances": [{"island": "Mars"}]}), ApiContext())
+    assert api.capture.buffered_rows == 0
+
+
+def test_a_window_too_small_to_judge_publishes_no_psi(s3, drift_function, monkeypatch):
+    model, manifest = publish_with_reference(s3)
+    kept = capture.Capture(S3Reader.from_env, BUCKET, rate=1.0, flush_rows=10**9)
+    kept.add("rides", manifest["version"], model.matrix[:50], np.zeros(50))
+    kept.flush()
+    [result] = drift_function({"model": "rides"})["models"]
+    assert (result["rows"], result["enough_rows"], result["drifted_features"]) == (50, False, [])
+    assert '"FeaturePSI"' not in drift_function.output and '"DriftedFeatures"' in drift_function.output

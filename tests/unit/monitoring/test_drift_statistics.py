@@ -1,0 +1,134 @@
+"""Drift numbers follow the field's definitions: checked against scipy on the same data."""
+
+import numpy as np
+import pytest
+from scipy import special, stats
+from serving import drift
+
+rng = np.random.default_rng(3)
+
+
+@pytest.mark.parametrize(("x", "y"), [
+    (rng.normal(0, 1, 500), rng.normal(0, 1, 800)),
+    (rng.normal(0, 1, 500), rng.normal(0.3, 1, 300)),
+    (rng.gamma(2, 2, 200), rng.gamma(2, 2.5, 1000)),
+    (rng.integers(0, 5, 400).astype(float), rng.integers(0, 6, 400).astype(float)),  # ties
+])
+def test_kolmogorov_smirnov_equals_scipy(x, y):
+    d, p = drift.ks_2samp(x, y)
+    assert d == pytest.approx(stats.ks_2samp(x, y).statistic, abs=1e-12)
+    en = len(x) * len(y) / (len(x) + len(y))
+    assert p == pytest.approx(stats.kstwobign.sf(np.sqrt(en) * d), abs=1e-10)
+
+
+@pytest.mark.parametrize(("a", "b"), [
+    ([120, 80, 40, 10], [118, 85, 35, 12]),
+    ([300, 150, 50], [100, 200, 90]),
+    ([50, 50], [70, 30]),  # 2 x 2: Yates' correction, as scipy applies it
+    ([500, 3, 0, 40], [450, 10, 5, 60]),
+])
+def test_chi_squared_equals_scipy(a, b):
+    statistic, p = drift.chi2_contingency(np.array(a), np.array(b))
+    table = np.array([a, b])
+    table = table[:, table.sum(axis=0) > 0]
+    expected = stats.chi2_contingency(table)
+    assert statistic == pytest.approx(expected.statistic, rel=1e-12)
+    assert p == pytest.approx(expected.pvalue, rel=1e-9, abs=1e-300)
+
+
+@pytest.mark.parametrize("x", [0.5, 3.0, 17.0, 60.0, 250.0])
+@pytest.mark.parametrize("dof", [1, 2, 5, 30])
+def test_the_chi_squared_tail_equals_scipy(x, dof):
+    assert drift._chi2_sf(x, dof) == pytest.approx(stats.chi2.sf(x, dof), rel=1e-9, abs=1e-300)
+
+
+@pytest.mark.parametrize("t", [0.05, 0.3, 0.8, 0.99, 1.0, 1.3, 2.5])
+def test_the_kolmogorov_tail_equals_scipy(t):
+    assert drift._kolmogorov_sf(t) == pytest.approx(stats.kstwobign.sf(t), rel=1e-9, abs=1e-15)
+
+
+def test_psi_is_the_symmetric_kullback_leibler_divergence():
+    expected = np.array([0.1, 0.2, 0.3, 0.25, 0.15])
+    actual = np.array([0.05, 0.25, 0.3, 0.2, 0.2])
+    kl = special.rel_entr(actual, expected).sum() + special.rel_entr(expected, actual).sum()
+    assert drift.psi(expected, actual) == pytest.approx(kl, rel=1e-12)
+    assert drift.psi(expected * 40, actual * 7) == pytest.approx(kl, rel=1e-12)  # counts or shares
+    assert drift.psi(expected, expected) == 0.0
+    # an empty bin counts at the floor instead of making PSI infinite
+    assert drift.psi([0.5, 0.5, 0.0], [0.4, 0.4, 0.2]) == pytest.approx(
+        (0.4 - 0.5) * np.log(0.4 / 0.5) * 2 + (0.2 - 1e-4) * np.log(0.2 / 1e-4), rel=1e-9)
+
+
+def _reference(n=4000, seed=0):
+    r = np.random.default_rng(seed)
+    matrix = np.column_stack([r.normal(10, 2, n), r.integers(0, 3, n).astype(float), r.gamma(2, 1, n)])
+    matrix[r.random(n) < 0.05, 2] = np.nan
+    columns = [{"name": "x", "kind": "numeric"},
+               {"name": "colour", "kind": "categorical", "categories": ["red", "green", "blue"]},
+               {"name": "z", "kind": "numeric"}]
+    answers = np.column_stack([1 - (p := r.random(n)), p])
+    return matrix, drift.reference(matrix, columns, answers, "binary", ["no", "yes"]), answers
+
+
+def test_the_reference_profiles_each_column_and_the_answers():
+    matrix, ref, _ = _reference()
+    x, colour, z = ref["columns"]
+    assert ref["rows"] == 4000
+    assert len(x["edges"]) == 9 and sum(x["shares"]) == pytest.approx(1.0)
+    assert max(x["shares"]) - min(x["shares"]) < 0.01  # deciles: a tenth each
+    assert len(x["sample"]) == drift.SAMPLE and x["sample"] == sorted(x["sample"])
+    assert colour["counts"] == np.bincount(matrix[:, 1].astype(int)).tolist()
+    assert z["missing_rate"] == pytest.approx(np.isnan(matrix[:, 2]).mean())
+    assert ref["prediction"]["name"] == "probability of yes"
+
+
+def test_a_window_from_the_same_distribution_does_not_drift_and_a_shifted_one_does():
+    _, ref, _ = _reference()
+    same, _, answers = _reference(2000, seed=1)
+    report = drift.compare(ref, same, drift.prediction_values(answers, "binary"))
+    assert report["drifted_features"] == [] and not report["prediction_drifted"]
+    assert all(f["psi"] < 0.05 for f in report["features"].values())
+    shifted = same.copy()
+    shifted[:, 0] += 1.5  # a numeric feature moved by three quarters of its spread
+    shifted[:, 1] = np.where(np.random.default_rng(2).random(2000) < 0.6, 2.0, shifted[:, 1])  # re-weighted
+    report = drift.compare(ref, shifted, drift.prediction_values(answers, "binary"))
+    assert report["drifted_features"] == ["colour", "x"]
+    assert report["features"]["x"]["test"] == "kolmogorov-smirnov" and report["features"]["x"]["p_value"] < 1e-6
+    assert report["features"]["colour"]["test"] == "chi-squared"
+    assert report["features"]["z"]["drifted"] is False
+
+
+def test_too_few_rows_never_report_drift_and_unseen_categories_count():
+    _, ref, _ = _reference()
+    few = np.array([[30.0, 0.0, 1.0]] * 20)
+    report = drift.compare(ref, few, np.full(20, 0.5))
+    assert report["enough_rows"] is False and report["drifted_features"] == []
+    assert report["features"]["x"]["psi"] > 1  # measured all the same
+    empty = drift.compare(ref, np.zeros((0, 3)), np.zeros(0))
+    assert empty["rows"] == 0 and all(f["psi"] == 0.0 and f["p_value"] == 1.0 for f in empty["features"].values())
+    unseen = np.array([[10.0, 7.0, 1.0]] * 200)  # a category code the reference never saw
+    assert drift.compare(ref, unseen, np.full(200, 0.5))["features"]["colour"]["psi"] > 1
+
+
+def test_a_rare_category_that_becomes_common_drifts_and_sparse_windows_do_not():
+    r = np.random.default_rng(9)
+    categories = [f"c{i}" for i in range(1300)]
+    train = r.integers(0, 1300, 2000).astype(float)[:, None]
+    column = [{"name": "street", "kind": "categorical", "categories": categories}]
+    ref = drift.reference(train, column, np.zeros((2000, 1)), "regression", [])
+    rare = int(np.argmin(np.bincount(train[:, 0].astype(int), minlength=1300)))  # seen once or never
+    for seed in range(5):  # 600 rows over 1,300 categories: most seen never or once, and no drift
+        same = np.random.default_rng(seed).integers(0, 1300, 600).astype(float)[:, None]
+        assert drift.compare(ref, same, np.zeros(600))["drifted_features"] == []
+    moved = same.copy()
+    moved[:400, 0] = rare
+    street = drift.compare(ref, moved, np.zeros(600))["features"]["street"]
+    assert street["drifted"] and f"c{rare}" in street["bins"]["labels"]
+    assert len(street["bins"]["labels"]) == drift.TOP_CATEGORIES + 2  # the top 20, the rare one, the rest
+
+
+def test_categories_expected_fewer_than_five_times_are_pooled_for_chi_squared():
+    pooled = drift._pool_small(np.array([100.0, 50, 2, 1, 0]), np.array([90.0, 60, 1, 3, 1]))
+    assert [p.tolist() for p in pooled] == [[100, 50, 3], [90, 60, 5]]
+    kept = drift._pool_small(np.array([100.0, 50, 2]), np.array([90.0, 60, 1]))  # one small: nothing to pool
+    assert [p.tolist() for p in kept] == [[100, 50, 2], [90, 60, 1]]
