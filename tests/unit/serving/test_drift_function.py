@@ -171,3 +171,71 @@ def test_a_window_too_small_to_judge_publishes_no_psi(s3, drift_function, monkey
     [result] = drift_function({"model": "rides"})["models"]
     assert (result["rows"], result["enough_rows"], result["drifted_features"]) == (50, False, [])
     assert '"FeaturePSI"' not in drift_function.output and '"DriftedFeatures"' in drift_function.output
+
+
+def test_the_picture_of_a_drifted_column_shows_both_distributions_per_bin():
+    import re
+
+    from handlers.drift import picture
+
+    result = {"psi": 0.4567, "test": "chi-squared", "p_value": 0.00123,
+              "bins": {"labels": ["a<b", "c", "(other)"], "reference": [0.5, 0.25, 0.25],
+                       "current": [0.1, 0.8, 0.1]}}
+    svg = picture("colour & shade", result)
+    assert svg.startswith('<svg xmlns="http://www.w3.org/2000/svg"') and svg.endswith("</svg>")
+    assert "colour &amp; shade: PSI 0.457, chi-squared p = 0.0012 (grey: training, blue: now)" in svg
+    bars = re.findall(r'<rect x="([\d.]+)" y="([\d.]+)" width="14" height="([\d.]+)" fill="(#\w+)">'
+                      r"<title>([^<]*)</title>", svg)
+    assert len(bars) == 6
+    heights = {(title, colour): float(h) for _x, _y, h, colour, title in bars}
+    # the tallest share fills the chart's 160 px; the others in proportion; grey is training
+    assert heights[("c: 80.0%", "#1f5f9e")] == 160.0
+    assert heights[("a&lt;b: 50.0%", "#9aa7b4")] == 100.0
+    assert heights[("(other): 10.0%", "#1f5f9e")] == 20.0
+    for _x, y, h, _c, _t in bars:
+        assert float(y) + float(h) == 190.0  # bars stand on one baseline
+    xs = sorted({float(x) for x, *_ in bars})
+    assert xs == [50.0, 64.0, 88.0, 102.0, 126.0, 140.0]
+    assert svg.count("<text") == 4 and 'transform="rotate(45' in svg
+    assert 'width="520" height="270"' in svg  # three bins: the minimum width
+
+
+def test_the_buffer_is_written_when_its_oldest_row_is_due_one_object_per_model(s3, monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(capture, "monotonic", lambda: clock[0])
+    kept = capture.Capture(S3Reader.from_env, BUCKET, rate=1.0, flush_rows=10**6, flush_seconds=60)
+    assert (kept.rate, kept.flush_rows, kept.flush_seconds, len(kept.container)) == (1.0, 10**6, 60, 8)
+    kept.add("a", 1, np.ones((1, 2)), np.ones(1))
+    clock[0] += 59.9
+    kept.add("b", 2, np.zeros((1, 1)), np.zeros(1))
+    assert kept.buffered_rows == 2  # the oldest row is 59.9 s old
+    clock[0] += 0.1
+    kept.add("b", 2, np.zeros((1, 1)), np.zeros(1))  # 60 s: written
+    assert kept.buffered_rows == 0
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="capture/")["Contents"]]
+    day = __import__("datetime").datetime.now(__import__("datetime").UTC).strftime("%Y-%m-%d")
+    assert sorted(k.rsplit("/", 1)[0] for k in keys) == [f"capture/a/date={day}", f"capture/b/date={day}"]
+    assert sorted(k.rsplit("-", 1)[1] for k in keys) == ["000001.jsonl", "000002.jsonl"]
+    body = s3.get_object(Bucket=BUCKET, Key=next(k for k in keys if "/b/" in k))
+    assert body["ContentType"] == "application/x-ndjson"
+    lines = body["Body"].read().decode().split("\n")
+    assert lines[-1] == "" and [json.loads(x)["version"] for x in lines[:-1]] == [2, 2]
+    assert capture.window_prefix("m", "2026-01-02") == "capture/m/date=2026-01-02/"
+    clock[0] += 61
+    kept.add("a", 1, np.ones((1, 2)), np.ones(1))  # the clock restarts with the first row buffered
+    assert kept.buffered_rows == 1
+
+
+def test_a_window_spans_pages_of_keys(s3):
+    for i in range(3):
+        s3.put_object(Bucket=BUCKET, Key=f"capture/m/date=2026-01-02/{i}.jsonl",
+                      Body=json.dumps({"version": 1, "row": [i], "prediction": i, "time": "t"}).encode() + b"\n\n")
+    original = S3Reader.list_objects_v2
+
+    def small_pages(self, **kwargs):
+        return original(self, **kwargs, MaxKeys=1)
+
+    reader = S3Reader.from_env()
+    reader.list_objects_v2 = small_pages.__get__(reader)
+    records = capture.read_window(reader, BUCKET, "m", ["2026-01-01", "2026-01-02"])
+    assert [r["row"] for r in records] == [[0], [1], [2]]

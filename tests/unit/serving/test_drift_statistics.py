@@ -132,3 +132,77 @@ def test_categories_expected_fewer_than_five_times_are_pooled_for_chi_squared():
     assert [p.tolist() for p in pooled] == [[100, 50, 3], [90, 60, 5]]
     kept = drift._pool_small(np.array([100.0, 50, 2]), np.array([90.0, 60, 1]))  # one small: nothing to pool
     assert [p.tolist() for p in kept] == [[100, 50, 2], [90, 60, 1]]
+
+
+def test_the_columns_and_the_answers_are_profiled_by_kind():
+    features = [{"name": "n", "type": "numeric"}, {"name": "b", "type": "boolean"},
+                {"name": "c", "type": "categorical", "categories": ["x", "y"]},
+                {"name": "d", "type": "datetime", "parts": ["year", "hour"]}]
+    assert drift.columns(features) == [
+        {"name": "n", "kind": "numeric"}, {"name": "b", "kind": "numeric"},
+        {"name": "c", "kind": "categorical", "categories": ["x", "y"]},
+        {"name": "d.year", "kind": "numeric"}, {"name": "d.hour", "kind": "numeric"}]
+    assert drift.prediction_column("multiclass", ["a", "b", "c"]) == {
+        "name": "prediction", "kind": "categorical", "categories": ["a", "b", "c"]}
+    assert drift.prediction_column("binary", ["no", "yes"]) == {"name": "probability of yes", "kind": "numeric"}
+    assert drift.prediction_column("regression", []) == {"name": "prediction", "kind": "numeric"}
+    answers = np.array([[0.2, 0.5, 0.3], [0.6, 0.3, 0.1]])
+    assert drift.prediction_values(answers, "multiclass").tolist() == [1.0, 0.0]
+    assert drift.prediction_values(answers[:, :2], "binary").tolist() == [0.5, 0.3]
+    assert drift.prediction_values(answers[:, :1], "regression").tolist() == [0.2, 0.6]
+    for task in ("multiclass", "binary", "regression"):
+        assert drift.prediction_values(answers, task).dtype == np.float64
+
+
+def test_a_profile_of_a_column_with_few_or_no_values():
+    r = np.random.default_rng(0)
+    values = np.array([1.0, 2.0, 3.0, np.nan])
+    out = drift._profile(values, {"name": "v", "kind": "numeric"}, r)
+    assert out["missing_rate"] == 0.25 and out["sample"] == [1.0, 2.0, 3.0]
+    assert out["shares"] == pytest.approx([c / 3 for c in drift._bin_counts(np.array([1.0, 2, 3]), out["edges"])])
+    assert sum(out["shares"]) == pytest.approx(1.0)
+    single = drift._profile(np.array([5.0]), {"name": "v", "kind": "numeric"}, r)
+    assert single["edges"] == [5.0] and single["shares"] == [1.0, 0.0] and single["sample"] == [5.0]
+    empty = drift._profile(np.array([np.nan, np.nan]), {"name": "v", "kind": "numeric"}, r)
+    assert (empty["edges"], empty["shares"], empty["sample"], empty["missing_rate"]) == ([], [0.0], [], 1.0)
+    none = drift._profile(np.array([]), {"name": "v", "kind": "numeric"}, r)
+    assert none["missing_rate"] == 0.0
+    exact = drift._profile(np.arange(drift.SAMPLE, dtype=float), {"name": "v", "kind": "numeric"}, r)
+    assert exact["sample"] == list(np.arange(drift.SAMPLE, dtype=float))  # all kept, none drawn twice
+    many = drift._profile(np.arange(2000, dtype=float), {"name": "v", "kind": "numeric"}, r)
+    assert len(set(many["sample"])) == drift.SAMPLE  # drawn without replacement
+
+
+def test_bins_are_closed_on_the_right_and_empty_samples_are_neutral():
+    assert drift._bin_counts(np.array([1.0, 2.0, 2.5, 3.0]), [1.0, 2.0]).tolist() == [1, 1, 2]
+    assert drift.ks_2samp([], [1.0, 2.0]) == (0.0, 1.0) and drift.ks_2samp([1.0], []) == (0.0, 1.0)
+    assert drift.ks_2samp([1.0], [1.0]) == (0.0, 1.0)
+    assert drift.ks_2samp([0.0], [1.0])[0] == 1.0
+    assert drift._kolmogorov_sf(0.0) == 1.0 and drift._kolmogorov_sf(-1.0) == 1.0
+    assert drift._kolmogorov_sf(0.01) == pytest.approx(1.0)
+    assert drift._chi2_sf(0.0, 3) == 1.0
+    assert drift.chi2_contingency([5, 0], [3, 0]) == (0.0, 1.0)  # one category left: nothing to test
+    assert drift.chi2_contingency([0, 0], [3, 4]) == (0.0, 1.0)  # an empty sample
+    assert drift.chi2_contingency([1, 1], [1, 1])[1] == pytest.approx(1.0)
+    assert drift.psi([0.0, 0.0], [0.0, 0.0]) == 0.0
+    assert drift.psi([1e-200, 0.0], [0.0, 1e-200]) == pytest.approx((1 - 1e-4) * np.log(1 / 1e-4) * 2)
+
+
+def test_the_report_says_what_was_compared_and_with_which_limits():
+    _, ref, answers = _reference()
+    window, _, _ = _reference(300, seed=4)
+    report = drift.compare(ref, window, drift.prediction_values(answers[:300], "binary"),
+                           {"psi": 0.5, "p_value": 0.001})
+    assert report["thresholds"] == {"psi": 0.5, "p_value": 0.001, "min_rows": 100}
+    assert (report["rows"], report["reference_rows"], report["enough_rows"]) == (300, 4000, True)
+    x, colour = report["features"]["x"], report["features"]["colour"]
+    assert (x["kind"], x["test"], colour["kind"], colour["test"]) == (
+        "numeric", "kolmogorov-smirnov", "categorical", "chi-squared")
+    assert x["bins"]["labels"][0].startswith("<= ") and x["bins"]["labels"][-1].startswith("> ")
+    assert len(x["bins"]["labels"]) == len(x["bins"]["reference"]) == len(x["bins"]["current"]) == 10
+    assert colour["bins"]["labels"] == ["red", "green", "blue", "(unseen)"]
+    assert sum(colour["bins"]["current"]) == pytest.approx(1.0)
+    assert report["features"]["z"]["missing_rate"]["reference"] == pytest.approx(0.05, abs=0.01)
+    assert report["prediction"]["kind"] == "numeric" and report["prediction_drifted"] is False
+    assert drift.compare(ref, window, np.zeros(300), {"min_rows": 301})["enough_rows"] is False
+    assert drift.DEFAULT_THRESHOLDS == {"psi": 0.2, "p_value": 0.01, "min_rows": 100}
