@@ -111,7 +111,7 @@ def _tune_worker(config):
     prepared = job.prepare(config)
     study = tune.create_study(config, job.study_name(config, prepared), prepared.metric, worker=True)
     tune.optimize(study, config, prepared.X_train, prepared.y_train, prepared.schema, prepared.classes,
-                  prepared.task, prepared.metric)
+                  prepared.task, prepared.metric, worker=True)
     return {"study": study.study_name, "trials": len(study.trials)}
 
 

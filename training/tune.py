@@ -111,8 +111,14 @@ def optimize(
     metric: str,
     on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
     show_progress: bool = True,
+    worker: bool = False,
 ) -> None:
-    """Run this worker's share of trials, with a progress bar showing the best score."""
+    """Run this worker's share of trials, with a progress bar showing the best score.
+
+    The study starts from each library's defaults: the training job's own study always, a
+    shared study only from worker 0 (TUNING_WORKER_INDEX or AWS_BATCH_JOB_ARRAY_INDEX):
+    ``enqueue_trial(skip_if_exists=True)`` is not atomic, and two workers adding the defaults at
+    once were seen to run them twice."""
     from tqdm.auto import tqdm
 
     tuning = config["tuning"]
@@ -134,9 +140,11 @@ def optimize(
         if on_trial:
             on_trial(study, trial)
 
-    for family in tuning["families"]:  # a shared study gets them once, from whichever worker is first
-        start = families.starting_point(family, task, config["class_weight"])
-        study.enqueue_trial(start, skip_if_exists=True)
+    index = os.environ.get("TUNING_WORKER_INDEX") or os.environ.get("AWS_BATCH_JOB_ARRAY_INDEX")
+    if not worker or index == "0":
+        for family in tuning["families"]:
+            start = families.starting_point(family, task, config["class_weight"])
+            study.enqueue_trial(start, skip_if_exists=True)
     started = time.monotonic()
     try:
         study.optimize(

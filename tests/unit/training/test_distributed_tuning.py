@@ -21,8 +21,11 @@ def test_two_workers_share_one_study(tmp_path, kind):
             "--set", "tuning.cv_folds=3", "--set", "tuning.max_rounds=40",
             "--set", "tuning.threads=1", "--set", f"tuning.storage={storage}",
             "--set", "tuning.study_name=shared"]
-    workers = [subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True) for _ in range(2)]
+    import os
+
+    # as AWS Batch array jobs: worker 0 adds the libraries' defaults, once
+    workers = [subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "TUNING_WORKER_INDEX": str(i)}) for i in range(2)]
     outputs = [w.communicate(timeout=600) for w in workers]
     for worker, (out, err) in zip(workers, outputs, strict=True):
         assert worker.returncode == 0, err[-2000:]
@@ -35,6 +38,8 @@ def test_two_workers_share_one_study(tmp_path, kind):
     assert all(t.state in finished for t in trials)
     # the trials' parameters were not all sampled by one worker: both added to the study
     assert len({json.dumps(t.params, sort_keys=True) for t in trials}) == 6
+    defaults = [t for t in trials if t.params.get("cb_depth") == 6 and t.params.get("cb_learning_rate") == 0.08]
+    assert len(defaults) == 1
 
 
 def test_a_final_job_refits_the_best_trial_of_the_shared_study(tmp_path):
