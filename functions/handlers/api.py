@@ -152,12 +152,7 @@ def predict_with(name: str) -> Response:
     X, output = predictor.predict_rows(body, max_rows=settings.max_rows)
     answer = predictor.answer(output)
     capture.add(predictor.name, predictor.version, X, drift.prediction_values(output, predictor.task))
-    metrics.add_metric(name="PredictLatency", unit=MetricUnit.Milliseconds,
-                       value=(time.perf_counter() - started) * 1000)
-    metrics.add_metric(name="Predictions", unit=MetricUnit.Count, value=len(answer["predictions"]))
-    metrics.add_dimension(name="Model", value=predictor.name)
-    metrics.add_dimension(name="ModelVersion", value=str(predictor.version))
-    return _json(200, answer)
+    return _answered(predictor, answer, started, "PredictLatency", "Predictions")
 
 
 def explain() -> Response:
@@ -169,9 +164,14 @@ def explain_with(name: str) -> Response:
     predictor = serving_model(name)
     started = time.perf_counter()
     answer = predictor.explain(body, max_rows=settings.max_explain_rows)
-    metrics.add_metric(name="ExplainLatency", unit=MetricUnit.Milliseconds,
-                       value=(time.perf_counter() - started) * 1000)
-    metrics.add_metric(name="Explanations", unit=MetricUnit.Count, value=len(answer["predictions"]))
+    return _answered(predictor, answer, started, "ExplainLatency", "Explanations")
+
+
+def _answered(predictor: Predictor, answer: dict, started: float, latency: str, count: str) -> Response:
+    """The answer, with its latency, its rows and the model's name and version as metrics."""
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    metrics.add_metric(name=latency, unit=MetricUnit.Milliseconds, value=elapsed_ms)
+    metrics.add_metric(name=count, unit=MetricUnit.Count, value=len(answer["predictions"]))
     metrics.add_dimension(name="Model", value=predictor.name)
     metrics.add_dimension(name="ModelVersion", value=str(predictor.version))
     return _json(200, answer)
