@@ -11,53 +11,54 @@ from serving import bundle
 from training import data as D
 
 
-def native_predictions(champion: bundle.Bundle, s3, bucket: str, X) -> np.ndarray:
-    """Class probabilities (or values, (n, 1)) of the bundle's native model file on the rows X."""
-    manifest = champion.manifest
-    name = manifest["framework"]["native_file"]
-    schema = manifest["feature_schema"]
+def native_model(champion: bundle.Bundle, s3, bucket: str):
+    """The bundle's native model file, loaded: a CatBoost model or a LightGBM Booster."""
+    name = champion.manifest["framework"]["native_file"]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / name
-        path.write_bytes(bundle.read_file(s3, bucket, manifest, name))
-        if manifest["framework"]["family"] == "catboost":
+        path.write_bytes(bundle.read_file(s3, bucket, champion.manifest, name))
+        if champion.manifest["framework"]["family"] == "catboost":
             from catboost import CatBoost
 
             model = CatBoost()
             model.load_model(str(path))
-            frame = D.for_catboost(X, schema)
-            if champion.task == "regression":
-                return model.predict(frame).reshape(-1, 1)
-            return model.predict(frame, prediction_type="Probability")
+            return model
         import lightgbm as lgb
 
-        raw = lgb.Booster(model_file=str(path)).predict(D.for_lightgbm(X, schema))
-        if champion.task == "binary":
-            return np.column_stack([1 - raw, raw])
-        return raw.reshape(-1, 1) if champion.task == "regression" else raw
+        return lgb.Booster(model_file=str(path))
+
+
+def _catboost(champion: bundle.Bundle) -> bool:
+    return champion.manifest["framework"]["family"] == "catboost"
+
+
+def native_predictions(champion: bundle.Bundle, s3, bucket: str, X) -> np.ndarray:
+    """Class probabilities (or values, (n, 1)) of the bundle's native model file on the rows X."""
+    model, schema = native_model(champion, s3, bucket), champion.manifest["feature_schema"]
+    if _catboost(champion):
+        frame = D.for_catboost(X, schema)
+        if champion.task == "regression":
+            return model.predict(frame).reshape(-1, 1)
+        return model.predict(frame, prediction_type="Probability")
+    raw = model.predict(D.for_lightgbm(X, schema))
+    if champion.task == "binary":
+        return np.column_stack([1 - raw, raw])
+    return raw.reshape(-1, 1) if champion.task == "regression" else raw
 
 
 def native_shap(champion: bundle.Bundle, s3, bucket: str, X) -> np.ndarray:
     """The bundle's native model file's SHAP values on the rows X: (n, outputs, columns + 1), the expected
     value last (CatBoost's ShapValues, LightGBM's pred_contrib)."""
-    manifest = champion.manifest
-    name = manifest["framework"]["native_file"]
-    schema = manifest["feature_schema"]
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / name
-        path.write_bytes(bundle.read_file(s3, bucket, manifest, name))
-        if manifest["framework"]["family"] == "catboost":
-            from catboost import CatBoost, Pool
+    model, schema = native_model(champion, s3, bucket), champion.manifest["feature_schema"]
+    if _catboost(champion):
+        from catboost import Pool
 
-            model = CatBoost()
-            model.load_model(str(path))
-            frame = D.for_catboost(X, schema)
-            values = model.get_feature_importance(Pool(frame, cat_features=D.categorical_columns(schema)),
-                                                  type="ShapValues")
-        else:
-            import lightgbm as lgb
-
-            frame = D.for_lightgbm(X, schema)
-            values = lgb.Booster(model_file=str(path)).predict(frame, pred_contrib=True)
+        frame = D.for_catboost(X, schema)
+        values = model.get_feature_importance(Pool(frame, cat_features=D.categorical_columns(schema)),
+                                              type="ShapValues")
+    else:
+        frame = D.for_lightgbm(X, schema)
+        values = model.predict(frame, pred_contrib=True)
     return np.asarray(values, np.float64).reshape(len(frame), -1, frame.shape[1] + 1)
 
 
