@@ -18,6 +18,9 @@ survivors nobody explained go to stderr.
 
     python tests/mutation/run.py               # everything, from a fresh workspace
     python tests/mutation/run.py --survivors   # only the last run's survivors, against the tests as they are now
+    python tests/mutation/run.py serving.batch handlers.batch   # only these modules' mutants, in the
+                                                # last run's workspace (after changing them); the
+                                                # report keeps the other modules' last results
 """
 
 from __future__ import annotations
@@ -147,6 +150,7 @@ def previous_survivors() -> list[str]:
 
 def main() -> int:
     survivors_only = "--survivors" in sys.argv[1:]
+    modules = [arg for arg in sys.argv[1:] if not arg.startswith("--")]
     log("building the test models (tests/models.py)")
     subprocess.run([sys.executable, "-m", "tests.models"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     names = []
@@ -154,6 +158,10 @@ def main() -> int:
         names = previous_survivors()
         (WORK / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)  # map the tests as they are now
         log(f"re-running the {len(names)} survivors of the last run")
+    if modules and (WORK / "mutants").exists():
+        names = [f"{module}.*" for module in modules]
+        (WORK / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)  # map the tests as they are now
+        log(f"re-running the mutants of {', '.join(modules)}")
     workspace(fresh=not names)
     log(f"running mutmut in {WORK.relative_to(ROOT)} (about an hour on 2 cores for a full run)")
     mutmut = Path(sys.executable).with_name("mutmut")
