@@ -127,6 +127,7 @@ def stack_outputs(session, endpoint: str, origin: str) -> dict[str, str]:
         "data_bucket": outputs["DataBucketName"],
         "function_name": outputs["PredictFunctionName"],
         "drift_function_name": outputs["DriftFunctionName"],
+        "batch_state_machine": outputs["BatchStateMachineArn"],
         "allowed_origin": origin,
     }
 
