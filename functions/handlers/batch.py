@@ -226,6 +226,7 @@ def score(event: dict[str, Any]) -> dict[str, Any]:
         "invalid": result.invalid, "model_version": predictor.version, "attempt": attempt, **sizes,
         "output_header": batch.output_header(predictor),
         "seconds": round(time.perf_counter() - started, 3), "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "finished": time.time(),
     }
     # last: a part with a record is complete
     s3().put_object(Bucket=bucket, Key=f"{prefix}.json", Body=json.dumps(record).encode())
@@ -284,7 +285,7 @@ def assemble(event: dict[str, Any]) -> dict[str, Any]:
         "input": planned["key"], "model": planned["model"], "model_version": planned["model_version"],
         **totals, "outputs": outputs,
         "parts": [{k: r[k] for k in ("index", "start", "end", "first_row", "rows", "predicted", "invalid",
-                                     "attempt", "seconds", "peak_rss_mb")} for r in records],
+                                     "attempt", "seconds", "peak_rss_mb", "finished")} for r in records],
         "timings": {"started": planned["started"], "finished": finished,
                     "seconds": round(finished - planned["started"], 3),
                     "worker_seconds": round(sum(r["seconds"] for r in records), 3)},
