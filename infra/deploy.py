@@ -127,8 +127,31 @@ def stack_outputs(session, endpoint: str, origin: str) -> dict[str, str]:
         "data_bucket": outputs["DataBucketName"],
         "function_name": outputs["PredictFunctionName"],
         "drift_function_name": outputs["DriftFunctionName"],
+        "batch_state_machine": outputs["BatchStateMachineArn"],
         "allowed_origin": origin,
     }
+
+
+@contextlib.contextmanager
+def batch_trigger_paused(endpoint: str, stack_name: str = STACK_NAME):
+    """Files dropped meanwhile start no batch-scoring execution: for runs started by hand with options
+    (parts, workers), which would otherwise run twice. The rule's target is removed and put back
+    (LocalStack 4.9 still delivers to a disabled rule)."""
+    import boto3
+
+    session = boto3.Session(region_name=REGION,
+                            aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                            aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+    rule = session.client("cloudformation", endpoint_url=endpoint).describe_stack_resource(
+        StackName=stack_name, LogicalResourceId="BatchScoringStateMachineFileDropped",
+    )["StackResourceDetail"]["PhysicalResourceId"]
+    events = session.client("events", endpoint_url=endpoint)
+    targets = events.list_targets_by_rule(Rule=rule)["Targets"]
+    events.remove_targets(Rule=rule, Ids=[target["Id"] for target in targets])
+    try:
+        yield
+    finally:
+        events.put_targets(Rule=rule, Targets=targets)
 
 
 def main() -> None:

@@ -88,6 +88,11 @@ class FeatureSchema:
         return self._names
 
     @property
+    def all_numeric(self) -> bool:
+        """Every feature a plain number: a row is then just its numbers in schema order."""
+        return self._all_numeric
+
+    @property
     def columns(self) -> list[str]:
         """The names of the matrix's columns: a feature's name, or ``name.part`` for a date's parts."""
         return [name for f in self.features

@@ -34,6 +34,8 @@ class Settings:
     unknown_category: str = "reject"
     allowed_origin: str = ""
     tracing: bool = False
+    batch_part_megabytes: float = 64.0  # the size of a batch file's parts (each scored by one worker)
+    batch_concurrency: int = 10  # parts of one file scored at once
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -59,6 +61,10 @@ class Settings:
             capture_flush_rows=_number(env, "CAPTURE_FLUSH_ROWS", cls.capture_flush_rows, int, minimum=1),
             max_body_bytes=_number(env, "MAX_BODY_BYTES", cls.max_body_bytes, int, minimum=1),
             refresh_seconds=_number(env, "CHAMPION_REFRESH_SECONDS", cls.refresh_seconds, float, minimum=0),
+            batch_part_megabytes=_number(env, "BATCH_PART_MB", cls.batch_part_megabytes, float,
+                                         minimum=0.001),
+            batch_concurrency=_number(env, "BATCH_CONCURRENCY", cls.batch_concurrency, int, minimum=1,
+                                      maximum=10_000),
             unknown_category=policy,
             allowed_origin=env.get("ALLOWED_ORIGIN", ""),
             tracing=env.get("POWERTOOLS_TRACE_DISABLED", "true").lower() == "false",

@@ -101,3 +101,34 @@ def test_drift_runs_on_a_schedule_and_may_touch_only_its_prefixes(template):
         "DriftedFeatures", 0, "GreaterThanThreshold")
     env = function["Environment"]["Variables"]
     assert env["DRIFT_PSI"] == {"Ref": "DriftPsiThreshold"} and env["DRIFT_P_VALUE"] == {"Ref": "DriftPValue"}
+
+
+def test_a_dropped_file_starts_the_batch_state_machine_whose_workers_write_only_their_parts(template):
+    resources = template["Resources"]
+    data = resources["DataBucket"]["Properties"]
+    assert data["NotificationConfiguration"] == {"EventBridgeConfiguration": {"EventBridgeEnabled": True}}
+    work_rule = data["LifecycleConfiguration"]["Rules"][0]
+    assert (work_rule["Prefix"], work_rule["ExpirationInDays"]) == ("batch/work/", 2)
+    machine = resources["BatchScoringStateMachine"]["Properties"]
+    pattern = machine["Events"]["FileDropped"]["Properties"]["Pattern"]
+    assert pattern["detail"]["object"]["key"] == [{"prefix": "batch/input/"}]
+    assert (pattern["source"], pattern["detail-type"]) == (["aws.s3"], ["Object Created"])
+    states = machine["Definition"]["States"]
+    for name in ("CountRows", "ScoreParts"):
+        assert states[name]["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"
+        assert states[name]["MaxConcurrencyPath"] == "$.concurrency"
+        assert states[name]["Catch"][0]["Next"] == "Abort"
+    scorer = states["ScoreParts"]["ItemProcessor"]["States"]["ScorePart"]
+    assert scorer["Parameters"]["Payload"]["attempt.$"] == "$$.State.RetryCount"
+    assert scorer["Retry"][0]["MaxAttempts"] >= 1
+    assert states["Failed"] == {"Type": "Fail", "Error": "BatchScoringFailed", "CausePath": "$.cause"}
+    worker = {s["Sid"]: s for s in resources["BatchWorkerFunction"]["Properties"]["Policies"][0]["Statement"]}
+    assert [s["Action"] for s in worker.values()] == ["s3:GetObject"] * 2 + ["s3:PutObject"]
+    assert worker["WritePartsOnly"]["Resource"]["Sub"].endswith("/batch/work/*")
+    control = {s["Sid"]: s for s in resources["BatchControlFunction"]["Properties"]["Policies"][0]["Statement"]}
+    assert control["WriteOutputs"]["Resource"]["Sub"].endswith("/batch/output/*")
+    assert control["ReadInputs"]["Action"] == "s3:GetObject"
+    env = resources["BatchControlFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["BATCH_CONCURRENCY"] == {"Ref": "BatchConcurrency"}
+    alarm = resources["BatchFailuresAlarm"]["Properties"]
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/States", "ExecutionsFailed")

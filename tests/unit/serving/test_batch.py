@@ -1,17 +1,17 @@
 """Batch scoring: every row of a dropped file is predicted or reported, whatever the file holds."""
 
 import csv
-import importlib
 import io
 import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from serving import batch, bundle
 from serving.predictor import Predictor
 
 from tests.models import case
-from tests.unit.conftest import BUCKET
 
 
 def predictor_of(name="penguins-lightgbm"):
@@ -105,8 +105,9 @@ def test_rows_are_read_and_scored_a_chunk_at_a_time():
     written = []
     result = batch.score(rows(), p, Watch(), io.StringIO(), chunk_rows=7)
     assert result.predicted == len(model.instances) * 5
-    assert written[0] == 7  # the first answer is written after reading one chunk, not the file
-    assert max(n - i // 7 * 7 for i, n in enumerate(written)) <= 7
+    total = len(model.instances) * 5
+    # a chunk's answers are written after reading that chunk, not the file
+    assert written == [min(7 * (k + 1), total) for k in range(-(-total // 7))]
 
 
 def test_json_lines_with_ids_a_broken_line_and_a_line_that_is_not_an_object():
@@ -213,138 +214,6 @@ def test_a_regression_model_writes_the_predicted_value():
     assert [float(r["prediction"]) for r in predictions] == raw.tolist()
 
 
-@pytest.fixture
-def handler(s3, monkeypatch):
-    model = case("bc-lightgbm")
-    manifest = bundle.publish(s3, BUCKET, "breast-cancer", model.arrays, model.manifest_fields())
-    bundle.set_champion(s3, BUCKET, "breast-cancer", manifest["version"], "test")
-    monkeypatch.setenv("MODEL_BUCKET", BUCKET)
-    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "Test")
-    import handlers.batch
-
-    module = importlib.reload(handlers.batch)
-
-    class Context:
-        function_name, memory_limit_in_mb = "batch", 1769
-        invoked_function_arn, aws_request_id = "arn:aws:lambda:us-east-1:0:function:batch", "r"
-
-    def call(*keys):
-        records = [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
-                    "s3": {"bucket": {"name": BUCKET}, "object": {"key": key}}} for key in keys]
-        return module.handler({"Records": records}, Context())
-
-    return call
-
-
-def outputs(s3):
-    return sorted(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="batch/output/").get("Contents", []))
-
-
-def text(s3, key):
-    return s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode()
-
-
-def test_the_handler_writes_outputs_next_to_the_input(s3, handler, caplog):
-    import logging
-
-    caplog.set_level(logging.INFO)
-    model = case("bc-lightgbm")
-    s3.put_object(Bucket=BUCKET, Key="batch/input/day 1.v2.csv", Body=model.csv(5).encode())
-    answer = handler("batch/input/day+1.v2.csv")
-    summary = {"input": "batch/input/day 1.v2.csv", "model": "breast-cancer", "rows": 5, "predicted": 5, "invalid": 0,
-               "model_version": 1}
-    assert answer == {"scored": [summary]}
-    out = text(s3, "batch/output/day 1.v2.predictions.csv")
-    assert out.count("\n") == 6 and "\r" not in out
-    rows = list(csv.DictReader(io.StringIO(out)))
-    assert np.max(np.abs(served(model, rows) - model.native[:5])) <= 1e-12
-    assert outputs(s3) == ["batch/output/day 1.v2.predictions.csv"]
-    [logged] = [r for r in caplog.records if r.getMessage() == "scored a file"]
-    assert {k: getattr(logged, k) for k in summary} == summary
-
-
-def test_the_handler_counts_rows_and_invalid_rows_as_metrics(s3, handler, capsys):
-    from tests.unit.serving.test_api_handler import metrics_of
-
-    model = case("bc-lightgbm")
-    lines = model.csv(4).splitlines()
-    lines[1] = "x," + lines[1].split(",", 1)[1]
-    s3.put_object(Bucket=BUCKET, Key="batch/input/m.csv", Body="\n".join(lines).encode())
-    capsys.readouterr()
-    handler("batch/input/m.csv")
-    metrics = metrics_of(capsys.readouterr().out)
-    assert (metrics["BatchRows"], metrics["BatchInvalidRows"]) == ([4.0], [1.0])
-    assert metrics["_units"]["BatchRows"] == metrics["_units"]["BatchInvalidRows"] == "Count"
-
-
-def test_the_handler_writes_an_errors_file_when_rows_are_invalid(s3, handler):
-    model = case("bc-lightgbm")
-    lines = model.csv(3).splitlines()
-    lines[2] = "x," + lines[2].split(",", 1)[1]
-    s3.put_object(Bucket=BUCKET, Key="batch/input/b.csv", Body="\n".join(lines).encode())
-    [summary] = handler("batch/input/b.csv")["scored"]
-    assert (summary["rows"], summary["predicted"], summary["invalid"]) == (3, 2, 1)
-    errors = list(csv.DictReader(io.StringIO(text(s3, "batch/output/b.errors.csv"))))
-    assert errors == [{"row_id": "2", "field": "mean radius", "message": "must be a number, got str"}]
-
-
-def test_a_file_that_is_not_a_table_gets_an_errors_file_saying_why(s3, handler, caplog):
-    s3.put_object(Bucket=BUCKET, Key="batch/input/report.xlsx", Body=b"PK\x03\x04")
-    s3.put_object(Bucket=BUCKET, Key="batch/input/empty.csv", Body=b"")
-    answer = handler("batch/input/report.xlsx", "batch/input/empty.csv")
-    assert answer["scored"] == [
-        {"input": "batch/input/report.xlsx", "model": "breast-cancer", "model_version": 1,
-         "unreadable": "report.xlsx: use .csv, .jsonl, .ndjson (CSV with a header, or JSON lines)"},
-        {"input": "batch/input/empty.csv", "model": "breast-cancer", "model_version": 1,
-         "unreadable": "the file is empty: a CSV needs a header of feature names"}]
-    warned = [r for r in caplog.records if r.getMessage() == "not scored"]
-    assert [(r.levelname, r.input, r.reason) for r in warned] == [
-        ("WARNING", s["input"], s["unreadable"]) for s in answer["scored"]]
-    assert outputs(s3) == ["batch/output/empty.errors.csv", "batch/output/report.errors.csv"]
-    assert text(s3, "batch/output/empty.errors.csv") == (
-        "row_id,field,message\n,,the file is empty: a CSV needs a header of feature names\n")
-
-
-def test_a_file_in_a_models_folder_is_scored_by_that_model(s3, handler):
-    penguins = case("penguins-catboost")
-    manifest = bundle.publish(s3, BUCKET, "penguins", penguins.arrays, penguins.manifest_fields())
-    bundle.set_champion(s3, BUCKET, "penguins", manifest["version"], "test")
-    s3.put_object(Bucket=BUCKET, Key="batch/input/penguins/day.csv", Body=penguins.csv(6).encode())
-    [summary] = handler("batch/input/penguins/day.csv")["scored"]
-    assert (summary["model"], summary["predicted"]) == ("penguins", 6)
-    rows = list(csv.DictReader(io.StringIO(text(s3, "batch/output/penguins/day.predictions.csv"))))
-    assert np.max(np.abs(served(penguins, rows) - penguins.native[:6])) <= 1e-12
-
-
-@pytest.mark.parametrize(("key", "reason"), [
-    ("batch/input/ghost/day.csv", "no model named 'ghost' has been published"),
-    ("batch/input/Bad Name/day.csv", "model name 'Bad Name' is not valid"),
-])
-def test_a_file_in_a_folder_that_names_no_model_gets_an_errors_file(s3, handler, key, reason):
-    s3.put_object(Bucket=BUCKET, Key=key, Body=case("bc-lightgbm").csv(2).encode())
-    [summary] = handler(key.replace(" ", "+"))["scored"]
-    assert summary["unreadable"].startswith(reason)
-    folder = key.split("/")[2]
-    [error] = list(csv.DictReader(io.StringIO(text(s3, f"batch/output/{folder}/day.errors.csv"))))
-    assert error["message"] == summary["unreadable"] and error["row_id"] == error["field"] == ""
-
-
-def test_objects_outside_the_input_prefix_are_ignored(s3, handler):
-    s3.put_object(Bucket=BUCKET, Key="batch/output/x.csv", Body=b"a\n1\n")
-    assert handler("batch/output/x.csv") == {"scored": []}
-    assert outputs(s3) == ["batch/output/x.csv"]
-
-
-def test_without_a_champion_the_file_fails_loudly(s3, handler):
-    s3.delete_object(Bucket=BUCKET, Key=bundle.champion_key("breast-cancer"))
-    import handlers.batch
-
-    module = importlib.reload(handlers.batch)
-    with pytest.raises(RuntimeError, match="no champion to score batch/input/a.csv with: no champion has been "
-                                           "promoted for model 'breast-cancer'"):
-        module.score_object(BUCKET, "batch/input/a.csv")
-
-
 def test_a_chunk_of_valid_rows_is_validated_in_one_pass(monkeypatch):
     model, p = predictor_of("bc-lightgbm")
     calls = []
@@ -357,3 +226,90 @@ def test_a_chunk_of_valid_rows_is_validated_in_one_pass(monkeypatch):
     monkeypatch.setattr(type(p.schema), "rows", counted)
     run(p, model.csv(9), "in.csv", chunk_rows=4)
     assert calls == [4, 4, 1]
+
+
+def both_readers(predictor, data: bytes, chunk_rows=4):
+    """The file through score_lines (the numeric fast path) and through the row-by-row reader."""
+    fast = (io.StringIO(), io.StringIO())
+    result = batch.score_lines(io.BytesIO(data), "in.csv", predictor, *fast, chunk_rows=chunk_rows)
+    slow = (io.StringIO(), io.StringIO())
+    expected = batch.score(batch.read_rows(io.BytesIO(data), "in.csv"), predictor, *slow, csv_text=True,
+                           chunk_rows=chunk_rows)
+    return (result, fast[0].getvalue(), fast[1].getvalue()), (expected, slow[0].getvalue(), slow[1].getvalue())
+
+
+CELLS = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False, width=64).map(repr),
+    st.integers(-10**6, 10**6).map(str),
+    st.sampled_from(["", "nan", "NA", "1e", "-", "+5", " 3 ", '"7"', "1e999", "-1e999", "0x1", "1,5", "١", "½",
+                     "1_000", "١٢", ".5", "5.", "-.5e-3", "1E5", "inf"]),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(rows=st.lists(st.lists(CELLS, min_size=29, max_size=31), min_size=1, max_size=12),
+       shuffle=st.randoms(use_true_random=False), with_id=st.booleans(), blank=st.booleans())
+def test_the_numeric_fast_path_reads_every_line_as_the_row_reader_does(rows, shuffle, with_id, blank):
+    model, p = predictor_of("bc-lightgbm")
+    names = [f["name"] for f in model.schema]
+    shuffle.shuffle(names)
+    header = (["id"] if with_id else []) + names
+    lines = [",".join(header)]
+    for i, row in enumerate(rows):
+        lines.append(",".join(([f"r{i}" if i % 3 else ""] if with_id else []) + row))
+        if blank and i == 1:
+            lines.append("  ")
+    fast, slow = both_readers(p, ("\r\n".join(lines) + "\n").encode())
+    assert fast == slow
+
+
+def test_the_numeric_fast_path_gives_the_row_readers_numbers_on_real_rows():
+    model, p = predictor_of("bc-catboost")
+    data = model.csv(50).encode()
+    (result, predictions, errors), slow = both_readers(p, data, chunk_rows=16)
+    assert (result, predictions, errors) == slow
+    assert (result.rows, result.predicted) == (50, 50)
+    served_rows = list(csv.DictReader(io.StringIO(predictions)))
+    assert np.max(np.abs(served(model, served_rows) - model.native[:50])) <= 1e-12
+
+
+def test_a_file_is_read_by_the_fast_path_only_when_every_column_is_a_numeric_feature(monkeypatch):
+    model, p = predictor_of("bc-lightgbm")
+    used = []
+    real = batch._parse_numbers
+    monkeypatch.setattr(batch, "_parse_numbers", lambda lines, width: used.append(len(lines)) or real(lines, width))
+    header, *rows = model.csv(5).splitlines()
+    for text in (model.csv(5), f"id,{header}\n" + "\n".join(f"{i},{r}" for i, r in enumerate(rows))):
+        batch.score_lines(io.BytesIO(text.encode()), "in.csv", p, io.StringIO(), io.StringIO())
+    assert used == [5, 5]
+    for text in (f"{header},extra\n" + "\n".join(f"{r},1" for r in rows),  # a column the model does not read
+                 f"{header.split(',', 1)[1]},id\n" + "\n".join(f"{r.split(',', 1)[1]},1" for r in rows)):
+        batch.score_lines(io.BytesIO(text.encode()), "in.csv", p, io.StringIO(), io.StringIO())
+    assert used == [5, 5]
+    penguins, q = predictor_of("penguins-lightgbm")  # categorical features: the row reader
+    batch.score_lines(io.BytesIO(penguins.csv(5).encode()), "in.csv", q, io.StringIO(), io.StringIO())
+    assert used == [5, 5]
+
+
+def test_a_part_is_scored_with_the_files_header_its_first_row_number_and_no_headers_of_its_own():
+    model, p = predictor_of("bc-lightgbm")
+    header, *rows = model.csv(6).splitlines()
+    part = ("\n".join(rows[3:]) + "\n").encode()
+    predictions, errors = io.StringIO(), io.StringIO()
+    result = batch.score_lines(io.BytesIO(part), "in.csv", p, predictions, errors, header=header.split(","),
+                               first_row=4, at_file_start=False, headers=False)
+    assert (result.rows, errors.getvalue()) == (3, "")
+    assert [line.split(",")[0] for line in predictions.getvalue().splitlines()] == ["4", "5", "6"]
+    # a byte-order mark is the file's start only: in a later part it is a bad value
+    bom = b"\xef\xbb\xbf" + part
+    result = batch.score_lines(io.BytesIO(bom), "in.csv", p, io.StringIO(), errors := io.StringIO(),
+                               header=header.split(","), at_file_start=False, headers=False)
+    assert (result.invalid, errors.getvalue().split(",")[0]) == (1, "1")
+
+
+def test_rows_are_counted_as_the_scorer_numbers_them():
+    data = b"\xef\xbb\xbf\n a,b\n1,2\n\n \t\n3,4\r\n5"
+    assert batch.count_rows(io.BytesIO(data)) == 4
+    assert batch.count_rows(io.BytesIO(b"\xef\xbb\xbf\n"), at_file_start=True) == 0
+    assert batch.count_rows(io.BytesIO(b"\xef\xbb\xbf\n"), at_file_start=False) == 1
+    assert batch.count_rows([]) == 0

@@ -8,7 +8,8 @@ def test_defaults_need_only_the_bucket():
     settings = Settings.from_env({"MODEL_BUCKET": " models "})
     assert settings == Settings(model_bucket="models", default_model="breast-cancer", max_models=8, max_rows=1000,
                                 max_explain_rows=10, capture_rate=0.0, capture_flush_rows=1000, max_body_bytes=LAMBDA_SYNC_PAYLOAD_BYTES, refresh_seconds=60.0,
-                                unknown_category="reject", allowed_origin="", tracing=False)
+                                unknown_category="reject", allowed_origin="", tracing=False,
+                                batch_part_megabytes=64.0, batch_concurrency=10)
     assert LAMBDA_SYNC_PAYLOAD_BYTES == 6 * 1024 * 1024
 
 
@@ -17,9 +18,10 @@ def test_every_setting_is_read():
         "MODEL_BUCKET": "b", "DEFAULT_MODEL": "penguins", "MAX_MODELS_IN_MEMORY": "3", "MAX_ROWS": "20",
         "MAX_EXPLAIN_ROWS": "4", "CAPTURE_RATE": "0.25", "CAPTURE_FLUSH_ROWS": "50", "MAX_BODY_BYTES": "1000",
         "CHAMPION_REFRESH_SECONDS": "0.5", "UNKNOWN_CATEGORY": "missing",
-        "ALLOWED_ORIGIN": "https://form.example", "POWERTOOLS_TRACE_DISABLED": "False"})
+        "ALLOWED_ORIGIN": "https://form.example", "POWERTOOLS_TRACE_DISABLED": "False",
+        "BATCH_PART_MB": "0.5", "BATCH_CONCURRENCY": "40"})
     assert settings == Settings("b", "penguins", 3, 20, 4, 0.25, 50, 1000, 0.5, "missing", "https://form.example",
-                                True)
+                                True, 0.5, 40)
     assert Settings.from_env({"MODEL_BUCKET": "b", "MAX_ROWS": ""}).max_rows == 1000
     assert Settings.from_env({"MODEL_BUCKET": "b", "CHAMPION_REFRESH_SECONDS": "0"}).refresh_seconds == 0
     assert Settings.from_env({"MODEL_BUCKET": "b", "MAX_ROWS": "1"}).max_rows == 1
@@ -45,6 +47,9 @@ def test_every_setting_is_read():
         ({"CHAMPION_REFRESH_SECONDS": "inf"}, "CHAMPION_REFRESH_SECONDS must be at least 0, not 'inf'"),
         ({"UNKNOWN_CATEGORY": "ignore"}, "UNKNOWN_CATEGORY must be reject or missing, not 'ignore'"),
         ({"MAX_MODELS_IN_MEMORY": "0"}, "MAX_MODELS_IN_MEMORY must be at least 1, not '0'"),
+        ({"BATCH_PART_MB": "0"}, "BATCH_PART_MB must be at least 0.001, not '0'"),
+        ({"BATCH_CONCURRENCY": "0"}, "BATCH_CONCURRENCY must be at least 1, not '0'"),
+        ({"BATCH_CONCURRENCY": "10001"}, "BATCH_CONCURRENCY must be at most 10000, not '10001'"),
         ({"DEFAULT_MODEL": "../other"}, "DEFAULT_MODEL: model name '../other' is not valid: 1-64 characters: lowercase "
                                      "letters, digits, '.', '_' and '-', starting and ending alphanumeric"),
     ],

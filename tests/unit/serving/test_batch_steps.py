@@ -1,0 +1,364 @@
+"""The batch-scoring state machine's steps (handlers.batch), run in order in-process against moto.
+
+`run_file` does what the state machine in template.yaml does: plan, count and number
+when there are several parts, score every part, assemble, and abort after a failure.
+The integration tests run the real state machine on LocalStack.
+"""
+
+import csv
+import importlib
+import io
+import json
+import logging
+
+import numpy as np
+import pytest
+from serving import bundle
+
+from tests.models import case
+from tests.unit.conftest import BUCKET
+
+
+class Context:
+    function_name, memory_limit_in_mb = "batch", 1769
+    invoked_function_arn, aws_request_id = "arn:aws:lambda:us-east-1:0:function:batch", "r"
+
+
+@pytest.fixture
+def steps(s3, monkeypatch):
+    model = case("bc-lightgbm")
+    manifest = bundle.publish(s3, BUCKET, "breast-cancer", model.arrays, model.manifest_fields())
+    bundle.set_champion(s3, BUCKET, "breast-cancer", manifest["version"], "test")
+    monkeypatch.setenv("MODEL_BUCKET", BUCKET)
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "Test")
+    import handlers.batch
+
+    return importlib.reload(handlers.batch)
+
+
+def call(module, **event):
+    return module.handler(event, Context())
+
+
+def event_of(key: str, **options) -> dict:
+    return {"detail": {"bucket": {"name": BUCKET}, "object": {"key": key}}, "options": options}
+
+
+def run_file(module, s3, key: str, execution: str = "run-1", **options) -> dict:
+    """The state machine's path through the steps; a failure goes to abort, whose cause is raised."""
+    state = event_of(key, **options)
+    try:
+        plan = call(module, step="plan", event=state, execution=execution)
+        if plan["done"]:
+            return plan
+        state = plan
+        if plan["count"]:
+            counts = [call(module, step="count", part=part, plan=plan) for part in parts_of(s3, plan)]
+            call(module, step="number", plan={**plan, "counts": counts}, counts=counts)
+        for part in parts_of(s3, plan):
+            score_part(module, s3, plan, part)
+        return call(module, step="assemble", plan=plan)
+    except Exception as error:
+        failed = call(module, step="abort", state={**state, "error": {"Error": type(error).__name__,
+                                                                       "Cause": str(error)}},
+                      execution=execution)
+        raise Aborted(failed["cause"]) from error
+
+
+class Aborted(Exception):
+    pass
+
+
+def score_part(module, s3, plan, part, attempt=0):
+    return call(module, step="score", part=part, plan=plan, attempt=attempt)
+
+
+def parts_of(s3, plan) -> list[dict]:
+    return json.loads(s3.get_object(Bucket=BUCKET, Key=f"{plan['work']}parts.json")["Body"].read())
+
+
+def text(s3, key):
+    return s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode()
+
+
+def keys(s3, prefix):
+    return sorted(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", []))
+
+
+def messy_csv(model, rows=60) -> bytes:
+    """Rows as spreadsheets write them, with invalid ones spread through the file."""
+    lines = model.csv(rows).splitlines()
+    lines[0] = "\ufeff" + lines[0]
+    lines[3] = "x," + lines[3].split(",", 1)[1]  # a word in a number column
+    lines[17] = lines[17].rsplit(",", 1)[0]  # a value short
+    lines[29] = lines[29] + ",9"  # a value too many
+    lines[40] = ""  # a blank line: not a row
+    lines[41] = lines[41].replace(",", ",,", 1).rsplit(",", 1)[0]  # an empty cell: missing, not allowed here
+    lines[50] = "1e999," + lines[50].split(",", 1)[1]  # not a finite number
+    return ("\r\n".join(lines) + "\r\n").encode()
+
+
+def test_a_file_cut_into_many_parts_gives_what_one_part_gives(s3, steps):
+    model = case("bc-lightgbm")
+    data = messy_csv(model)
+    s3.put_object(Bucket=BUCKET, Key="batch/input/whole.csv", Body=data)
+    s3.put_object(Bucket=BUCKET, Key="batch/input/parts.csv", Body=data)
+    whole = run_file(steps, s3, "batch/input/whole.csv", execution="a")
+    parted = run_file(steps, s3, "batch/input/parts.csv", execution="b", part_megabytes=1500 / (1 << 20))
+    assert whole["parts"] == 1 and 5 <= parted["parts"] <= len(data) // 1500 + 1
+    assert (whole["rows"], whole["predicted"], whole["invalid"]) == (59, 54, 5)
+    assert {k: parted[k] for k in ("rows", "predicted", "invalid")} == {k: whole[k] for k in ("rows", "predicted",
+                                                                                               "invalid")}
+    for output in ("predictions", "errors"):
+        assert text(s3, f"batch/output/parts.{output}.csv") == text(s3, f"batch/output/whole.{output}.csv")
+    predictions = list(csv.DictReader(io.StringIO(text(s3, "batch/output/parts.predictions.csv"))))
+    errors = list(csv.DictReader(io.StringIO(text(s3, "batch/output/parts.errors.csv"))))
+    # numbered as in the file, the blank line skipped
+    assert [(e["row_id"], e["field"]) for e in errors] == [
+        ("3", "mean radius"), ("17", ""), ("29", ""), ("40", "mean texture"), ("49", "mean radius")]
+    assert len(predictions) == 54 and predictions[0]["row_id"] == "1"
+    valid = [i for i in range(60) if i + 1 not in (3, 17, 29, 40, 41, 50)]
+    served = np.array([[float(r[f"probability_{c}"]) for c in model.classes] for r in predictions])
+    assert np.max(np.abs(served - model.native[valid])) <= 1e-12
+    assert keys(s3, "batch/work/") == []  # the work files are gone
+
+
+def test_the_manifest_counts_rows_and_names_the_version_parts_and_timings(s3, steps):
+    model = case("bc-lightgbm")
+    s3.put_object(Bucket=BUCKET, Key="batch/input/m.csv", Body=messy_csv(model))
+    answer = run_file(steps, s3, "batch/input/m.csv", part_megabytes=2000 / (1 << 20))
+    manifest = json.loads(text(s3, "batch/output/m.manifest.json"))
+    assert answer["manifest"] == "batch/output/m.manifest.json"
+    assert {k: manifest[k] for k in ("input", "model", "model_version", "rows", "predicted", "invalid")} == {
+        "input": "batch/input/m.csv", "model": "breast-cancer", "model_version": 1,
+        "rows": 59, "predicted": 54, "invalid": 5}
+    assert manifest["outputs"] == ["batch/output/m.predictions.csv", "batch/output/m.errors.csv"]
+    parts = manifest["parts"]
+    assert len(parts) == answer["parts"] > 1
+    assert sum(p["rows"] for p in parts) == 59 and [p["index"] for p in parts] == list(range(len(parts)))
+    assert [p["first_row"] for p in parts] == [1 + sum(q["rows"] for q in parts[:i]) for i in range(len(parts))]
+    assert all(p["seconds"] >= 0 and p["peak_rss_mb"] > 0 for p in parts)
+    assert manifest["timings"]["seconds"] >= 0 and manifest["timings"]["finished"] >= manifest["timings"]["started"]
+
+
+def test_json_lines_in_parts_are_numbered_as_in_one_part(s3, steps):
+    model = case("bc-lightgbm")
+    lines = [json.dumps(i) for i in model.instances[:30]]
+    lines[4] = "{not json"
+    lines[9] = json.dumps({"id": "given", **model.instances[9]})
+    s3.put_object(Bucket=BUCKET, Key="batch/input/a.jsonl", Body="\n".join(lines).encode())
+    s3.put_object(Bucket=BUCKET, Key="batch/input/b.jsonl", Body="\n".join(lines).encode())
+    run_file(steps, s3, "batch/input/a.jsonl", execution="a")
+    run_file(steps, s3, "batch/input/b.jsonl", execution="b", part_megabytes=700 / (1 << 20))
+    assert text(s3, "batch/output/a.predictions.csv") == text(s3, "batch/output/b.predictions.csv")
+    rows = list(csv.DictReader(io.StringIO(text(s3, "batch/output/b.predictions.csv"))))
+    assert [r["row_id"] for r in rows[7:10]] == ["9", "given", "11"]  # the broken line 5 is not among them
+    assert list(csv.reader(io.StringIO(text(s3, "batch/output/b.errors.csv"))))[1][0] == "5"
+
+
+def test_a_csv_with_ids_keeps_them_and_a_header_only_file_gives_headers(s3, steps):
+    model = case("bc-lightgbm")
+    lines = model.csv(8).splitlines()
+    body = "\n".join([f"id,{lines[0]}"] + [f"r{i},{line}" for i, line in enumerate(lines[1:])]) + "\n"
+    s3.put_object(Bucket=BUCKET, Key="batch/input/ids.csv", Body=body.encode())
+    s3.put_object(Bucket=BUCKET, Key="batch/input/none.csv", Body=f"{lines[0]}\n".encode())
+    run_file(steps, s3, "batch/input/ids.csv", part_megabytes=300 / (1 << 20))
+    rows = list(csv.DictReader(io.StringIO(text(s3, "batch/output/ids.predictions.csv"))))
+    assert [r["row_id"] for r in rows] == [f"r{i}" for i in range(8)]
+    empty = run_file(steps, s3, "batch/input/none.csv", execution="e")
+    assert (empty["rows"], empty["parts"]) == (0, 1)
+    assert text(s3, "batch/output/none.predictions.csv") == "row_id,label,probability_benign,probability_malignant\n"
+    assert keys(s3, "batch/output/none.") == ["batch/output/none.manifest.json",
+                                               "batch/output/none.predictions.csv"]
+
+
+def test_a_retried_part_replaces_its_half_written_output(s3, steps):
+    model = case("bc-lightgbm")
+    s3.put_object(Bucket=BUCKET, Key="batch/input/r.csv", Body=messy_csv(model))
+    s3.put_object(Bucket=BUCKET, Key="batch/input/clean.csv", Body=messy_csv(model))
+    run_file(steps, s3, "batch/input/clean.csv", execution="clean", part_megabytes=2000 / (1 << 20))
+    options = {"part_megabytes": 2000 / (1 << 20), "fault": {"part": 1, "attempts": 1}}
+    plan = call(steps, step="plan", event=event_of("batch/input/r.csv", **options), execution="r")
+    counts = [call(steps, step="count", part=p, plan=plan) for p in parts_of(s3, plan)]
+    call(steps, step="number", plan=plan, counts=counts)
+    parts = parts_of(s3, plan)
+    with pytest.raises(steps.InjectedFault, match="part 1 failed on purpose"):
+        score_part(steps, s3, plan, parts[1], attempt=0)
+    half = text(s3, f"{plan['work']}part-00001.predictions.csv")
+    assert len(half) > 0 and f"{plan['work']}part-00001.json" not in keys(s3, plan["work"])
+    for part in parts:
+        score_part(steps, s3, plan, part, attempt=1)
+    answer = call(steps, step="assemble", plan=plan)
+    assert (answer["rows"], answer["predicted"]) == (59, 54)
+    assert text(s3, "batch/output/r.predictions.csv") == text(s3, "batch/output/clean.predictions.csv")
+    manifest = json.loads(text(s3, "batch/output/r.manifest.json"))
+    assert [p["attempt"] for p in manifest["parts"]] == [1] * len(parts)
+
+
+@pytest.mark.parametrize(("tamper", "message"), [
+    (lambda r: r.update(rows=r["rows"] + 1), "rows read but"),
+    (lambda r: r.update(model_version=2), "was scored by version 2, not the pinned 1"),
+    (lambda r: r.update(bytes_read=r["bytes_read"] - 1), "bytes read"),
+    (lambda r: r.update(first_row=r["first_row"] + 1), "was scored as another range"),
+    (lambda r: r.update(rows=r["rows"] - 1, predicted=r["predicted"] - 1), "counted"),
+    (None, r"part-00001.json is missing \(a worker did not finish\)"),
+])
+def test_rows_not_accounted_for_fail_the_file_and_write_nothing_final(s3, steps, tamper, message):
+    model = case("bc-lightgbm")
+    s3.put_object(Bucket=BUCKET, Key="batch/input/t.csv", Body=messy_csv(model))
+    plan = call(steps, step="plan", event=event_of("batch/input/t.csv", part_megabytes=2000 / (1 << 20)),
+                execution="t")
+    counts = [call(steps, step="count", part=p, plan=plan) for p in parts_of(s3, plan)]
+    call(steps, step="number", plan=plan, counts=counts)
+    for part in parts_of(s3, plan):
+        score_part(steps, s3, plan, part)
+    record_key = f"{plan['work']}part-00001.json"
+    if tamper is None:
+        s3.delete_object(Bucket=BUCKET, Key=record_key)
+    else:
+        record = json.loads(text(s3, record_key))
+        tamper(record)
+        s3.put_object(Bucket=BUCKET, Key=record_key, Body=json.dumps(record).encode())
+    with pytest.raises(steps.RowsNotAccountedFor, match=message):
+        call(steps, step="assemble", plan=plan)
+    assert keys(s3, "batch/output/") == []
+
+
+def test_parts_that_do_not_cover_the_file_are_refused(steps):
+    planned = {"key": "batch/input/x.csv", "size": 100, "model_version": 1}
+    record = {"start": 0, "end": 60, "first_row": 1, "bytes_read": 60, "rows": 3, "predicted": 3, "invalid": 0,
+              "model_version": 1}
+    with pytest.raises(steps.RowsNotAccountedFor, match="the parts end at byte 60, the file at 100"):
+        steps.account(planned, [{"index": 0, "start": 0, "end": 60, "first_row": 1}], [record])
+    gap = {**record, "start": 70, "end": 100, "bytes_read": 30}
+    with pytest.raises(steps.RowsNotAccountedFor, match=r"does not start where the previous part ended \(60\)"):
+        steps.account(planned, [{"index": 0, "start": 0, "end": 60, "first_row": 1},
+                                {"index": 1, "start": 70, "end": 100, "first_row": 1}], [record, gap])
+    assert steps.account({**planned, "size": 60}, [{"index": 0, "start": 0, "end": 60, "first_row": 1}],
+                         [record]) == {"rows": 3, "predicted": 3, "invalid": 0}
+
+
+def test_counts_that_do_not_match_the_parts_are_refused(s3, steps):
+    model = case("bc-lightgbm")
+    s3.put_object(Bucket=BUCKET, Key="batch/input/c.csv", Body=messy_csv(model))
+    plan = call(steps, step="plan", event=event_of("batch/input/c.csv", part_megabytes=2000 / (1 << 20)),
+                execution="c")
+    with pytest.raises(steps.RowsNotAccountedFor, match="1 counts for"):
+        call(steps, step="number", plan=plan, counts=[5])
+
+
+def test_a_failure_removes_the_work_files_and_names_the_file(s3, steps, caplog):
+    caplog.set_level(logging.ERROR)
+    model = case("bc-lightgbm")
+    s3.put_object(Bucket=BUCKET, Key="batch/input/f.csv", Body=messy_csv(model))
+    with pytest.raises(Aborted) as failed:
+        run_file(steps, s3, "batch/input/f.csv", part_megabytes=2000 / (1 << 20),
+                 fault={"part": 0, "attempts": 1})
+    assert str(failed.value) == ("batch/input/f.csv could not be scored: InjectedFault: part 0 failed on "
+                                 "purpose (attempt 0)")
+    assert keys(s3, "batch/work/") == [] and keys(s3, "batch/output/") == []
+    [logged] = [r for r in caplog.records if r.getMessage() == "batch scoring failed"]
+    assert (logged.input, logged.error) == ("batch/input/f.csv", "InjectedFault")
+
+
+def test_abort_reads_a_lambda_error_document_and_the_state_before_planning(s3, steps):
+    s3.put_object(Bucket=BUCKET, Key="batch/work/z/parts.json", Body=b"[]")
+    cause = json.dumps({"errorMessage": "boom", "errorType": "RuntimeError", "stackTrace": []})
+    state = {**event_of("batch/input/z.csv"), "error": {"Error": "RuntimeError", "Cause": cause}}
+    answer = call(steps, step="abort", state=state, execution="z")
+    assert answer == {"error": "BatchScoringFailed",
+                      "cause": "batch/input/z.csv could not be scored: RuntimeError: boom"}
+    assert keys(s3, "batch/work/") == []
+
+
+def test_the_champion_version_is_pinned_when_the_file_is_planned(s3, steps):
+    model = case("bc-lightgbm")
+    s3.put_object(Bucket=BUCKET, Key="batch/input/v.csv", Body=messy_csv(model))
+    plan = call(steps, step="plan", event=event_of("batch/input/v.csv"), execution="v")
+    other = case("bc-catboost")
+    manifest = bundle.publish(s3, BUCKET, "breast-cancer", other.arrays, other.manifest_fields())
+    bundle.set_champion(s3, BUCKET, "breast-cancer", manifest["version"], "promoted mid-run")
+    for part in parts_of(s3, plan):
+        score_part(steps, s3, plan, part)
+    answer = call(steps, step="assemble", plan=plan)
+    assert json.loads(text(s3, "batch/output/v.manifest.json"))["model_version"] == 1 == plan["model_version"]
+    rows = list(csv.DictReader(io.StringIO(text(s3, "batch/output/v.predictions.csv"))))
+    assert answer["predicted"] == len(rows) == 54
+    assert float(rows[0]["probability_malignant"]) == pytest.approx(model.native[0][1], abs=1e-12)
+
+
+def test_the_steps_count_rows_and_invalid_rows_as_metrics(s3, steps, capsys):
+    from tests.unit.serving.test_api_handler import metrics_of
+
+    s3.put_object(Bucket=BUCKET, Key="batch/input/m.csv", Body=messy_csv(case("bc-lightgbm")))
+    capsys.readouterr()
+    run_file(steps, s3, "batch/input/m.csv")
+    metrics = metrics_of(capsys.readouterr().out)
+    assert (metrics["BatchRows"], metrics["BatchInvalidRows"]) == ([59.0], [5.0])
+    assert metrics["_units"]["BatchRows"] == metrics["_units"]["BatchInvalidRows"] == "Count"
+
+
+def test_a_key_s3_sent_url_encoded_is_found(s3, steps):
+    s3.put_object(Bucket=BUCKET, Key="batch/input/day 1.v2.csv", Body=case("bc-lightgbm").csv(5).encode())
+    answer = run_file(steps, s3, "batch/input/day+1.v2.csv")
+    assert (answer["input"], answer["rows"]) == ("batch/input/day 1.v2.csv", 5)
+    assert keys(s3, "batch/output/") == ["batch/output/day 1.v2.manifest.json",
+                                          "batch/output/day 1.v2.predictions.csv"]
+
+
+def test_a_file_that_is_not_a_table_gets_an_errors_file_saying_why(s3, steps, caplog):
+    caplog.set_level(logging.INFO)
+    s3.put_object(Bucket=BUCKET, Key="batch/input/report.xlsx", Body=b"PK\x03\x04")
+    s3.put_object(Bucket=BUCKET, Key="batch/input/empty.csv", Body=b"\n  \n")
+    s3.put_object(Bucket=BUCKET, Key="batch/input/long.csv", Body=b"a" * ((1 << 20) + 5))
+    answers = [run_file(steps, s3, f"batch/input/{name}", execution=name)
+               for name in ("report.xlsx", "empty.csv", "long.csv")]
+    assert [a["unreadable"] for a in answers] == [
+        "report.xlsx: use .csv, .jsonl, .ndjson (CSV with a header, or JSON lines)",
+        "the file is empty: a CSV needs a header of feature names",
+        "the header does not end within the first 1 MiB"]
+    assert all(a["done"] for a in answers)
+    assert text(s3, "batch/output/empty.errors.csv") == (
+        "row_id,field,message\n,,the file is empty: a CSV needs a header of feature names\n")
+    warned = [r for r in caplog.records if r.getMessage() == "not scored"]
+    assert [r.reason for r in warned] == [a["unreadable"] for a in answers]
+
+
+@pytest.mark.parametrize(("key", "reason"), [
+    ("batch/input/ghost/day.csv", "no model named 'ghost' has been published"),
+    ("batch/input/Bad Name/day.csv", "model name 'Bad Name' is not valid"),
+])
+def test_a_file_in_a_folder_that_names_no_model_gets_an_errors_file(s3, steps, key, reason):
+    s3.put_object(Bucket=BUCKET, Key=key, Body=case("bc-lightgbm").csv(2).encode())
+    answer = run_file(steps, s3, key)
+    assert answer["unreadable"].startswith(reason)
+    folder = key.split("/")[2]
+    [error] = list(csv.DictReader(io.StringIO(text(s3, f"batch/output/{folder}/day.errors.csv"))))
+    assert error["message"] == answer["unreadable"] and error["row_id"] == error["field"] == ""
+
+
+def test_a_file_in_a_models_folder_is_scored_by_that_model(s3, steps):
+    penguins = case("penguins-catboost")
+    manifest = bundle.publish(s3, BUCKET, "penguins", penguins.arrays, penguins.manifest_fields())
+    bundle.set_champion(s3, BUCKET, "penguins", manifest["version"], "test")
+    s3.put_object(Bucket=BUCKET, Key="batch/input/penguins/day.csv", Body=penguins.csv(6).encode())
+    answer = run_file(steps, s3, "batch/input/penguins/day.csv")
+    assert (answer["predicted"], answer["manifest"]) == (6, "batch/output/penguins/day.manifest.json")
+    rows = list(csv.DictReader(io.StringIO(text(s3, "batch/output/penguins/day.predictions.csv"))))
+    served = np.array([[float(r[f"probability_{c}"]) for c in penguins.classes] for r in rows])
+    assert np.max(np.abs(served - penguins.native[:6])) <= 1e-12
+
+
+def test_without_a_champion_the_file_fails_loudly(s3, steps):
+    s3.delete_object(Bucket=BUCKET, Key=bundle.champion_key("breast-cancer"))
+    s3.put_object(Bucket=BUCKET, Key="batch/input/a.csv", Body=b"x\n1\n")
+    with pytest.raises(Aborted, match="batch/input/a.csv could not be scored: RuntimeError: breast-cancer has no "
+                                      "champion to score with"):
+        run_file(steps, s3, "batch/input/a.csv")
+
+
+def test_an_object_outside_the_input_prefix_or_an_unknown_step_is_refused(s3, steps):
+    with pytest.raises(ValueError, match="batch/output/x.csv is not under batch/input/"):
+        call(steps, step="plan", event=event_of("batch/output/x.csv"), execution="x")
+    with pytest.raises(ValueError, match="unknown step 'bake': one of plan, count, number, score, assemble, abort"):
+        call(steps, step="bake")
