@@ -555,3 +555,64 @@ def test_explain_takes_at_most_max_explain_rows_and_refuses_bad_input_like_predi
     assert response["statusCode"] == 422
     response = module.handler(event("predict", {"instances": rows[:1]}, path="/models/nope/explain"), Context())
     assert response["statusCode"] == 404
+
+
+def test_captured_rows_keep_the_answer_a_drift_monitor_compares(api, s3, monkeypatch):
+    # a binary model's captured prediction is P(the second class), as answered; not the label's code
+    from datetime import UTC, datetime
+
+    from serving.capture import read_window
+
+    monkeypatch.setenv("CAPTURE_RATE", "1")
+    monkeypatch.setenv("CAPTURE_FLUSH_ROWS", "1")
+    module = importlib.reload(api.module)
+    model = case("bc-lightgbm")
+    publish(s3)
+    days = [datetime.now(UTC).strftime("%Y-%m-%d")]
+    response = module.handler(event("predict", {"instances": model.instances[:5]}), Context())
+    assert response["statusCode"] == 200
+    days = sorted({*days, datetime.now(UTC).strftime("%Y-%m-%d")})  # a request across midnight
+    answered = [p["probabilities"][model.classes[1]] for p in json.loads(response["body"])["predictions"]]
+    records = read_window(s3, BUCKET, "breast-cancer", days)
+    assert [r["version"] for r in records] == [1] * 5
+    assert [r["prediction"] for r in records] == pytest.approx(answered, abs=1e-12)
+    assert any(0 < p < 1 for p in answered)  # probabilities, not 0/1 label codes
+
+
+def test_a_capture_write_that_fails_is_logged_and_counted_and_the_answer_is_still_given(
+        api, s3, monkeypatch, capsys, caplog):
+    monkeypatch.setenv("CAPTURE_RATE", "1")
+    monkeypatch.setenv("CAPTURE_FLUSH_ROWS", "1")
+    module = importlib.reload(api.module)
+    module.capture.bucket = "no-such-bucket"  # every write is refused by S3
+    model = case("bc-lightgbm")
+    publish(s3)
+    capsys.readouterr()
+    response = module.handler(event("predict", {"instances": model.instances[:3]}), Context())
+    assert response["statusCode"] == 200
+    assert len(json.loads(response["body"])["predictions"]) == 3
+    found = metrics_of(capsys.readouterr().out)
+    assert found["CaptureWriteFailures"] == [1.0]
+    assert found["_units"]["CaptureWriteFailures"] == "Count"
+    [logged] = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert logged.getMessage() == "captured rows not written"
+    assert (logged.model, logged.rows) == ("breast-cancer", 3)
+    assert logged.error.startswith("NoSuchBucket (404)")
+
+
+def test_the_served_openapi_document_names_the_published_models_and_the_explain_limit(api, s3, monkeypatch):
+    monkeypatch.setenv("MAX_EXPLAIN_ROWS", "3")
+    module = importlib.reload(api.module)
+    publish(s3)
+    publish(s3, "penguins-lightgbm", model_name="penguins")
+    response = module.handler(event("health", path="/openapi.json"), Context())
+    assert response["statusCode"] == 200
+    document = json.loads(response["body"])
+    for path, method in (("/models/{name}", "get"), ("/models/{name}/predict", "post"),
+                         ("/models/{name}/explain", "post")):
+        [parameter] = document["paths"][path][method]["parameters"]
+        assert parameter["schema"] == {"type": "string", "enum": ["breast-cancer", "penguins"]}
+    schemas = document["components"]["schemas"]
+    assert schemas["ExplainRequest"]["oneOf"][0]["properties"]["instances"]["maxItems"] == 3
+    assert schemas["AnyExplainRequest"]["oneOf"][1]["properties"]["features"]["maxItems"] == 3
+    assert schemas["PredictRequest"]["oneOf"][0]["properties"]["instances"]["maxItems"] == 200

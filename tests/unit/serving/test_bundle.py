@@ -416,3 +416,102 @@ def test_the_functions_reader_lists_as_boto3_does(s3):
                                   ContinuationToken=page["NextContinuationToken"])
     assert rest["IsTruncated"] is False and "NextContinuationToken" not in rest
     assert len(rest["Contents"]) == 4
+
+
+def put_json(s3, key, document):
+    s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps(document).encode())
+
+
+def test_a_listing_reads_the_task_target_and_promotion_time_of_a_manifest_or_derives_the_task(s3):
+    # pointers written before summaries: the listing reads each manifest; format 1 manifests have no task
+    manifests = {
+        "two": {"classes": ["no", "yes"]},
+        "three": {"classes": ["a", "b", "c"]},
+        "ten": {"classes": list(range(10))},
+        "sugar": {"task": "regression", "classes": [], "target": "glucose", "metrics": {"test": {"rmse": 1.5}}},
+    }
+    for name, fields in manifests.items():
+        put_json(s3, bundle.version_prefix(name, 1) + "manifest.json",
+                 {"format_version": 1, "name": name, "version": 1, **fields})
+        put_json(s3, bundle.champion_key(name), {"name": name, "version": 1, "promoted_at": f"{name}-time"})
+    listed = {m.pop("name"): m for m in bundle.list_champions(s3, BUCKET)}
+    assert {name: m["task"] for name, m in listed.items()} == {
+        "two": "binary", "three": "multiclass", "ten": "multiclass", "sugar": "regression"}
+    assert listed["sugar"] == {"version": 1, "promoted_at": "sugar-time", "task": "regression", "classes": [],
+                               "target": "glucose", "metrics": {"rmse": 1.5}}
+    assert listed["two"]["target"] is None and listed["three"]["classes"] == ["a", "b", "c"]
+    assert [m["promoted_at"] for m in listed.values()] == [f"{n}-time" for n in listed]
+
+
+def test_a_regression_champion_is_listed_with_its_target(s3):
+    model = case("diabetes-catboost")
+    publish(s3, model, name="diabetes", extra={}, classes=[], target="progression",
+            metrics={"test": {"rmse": 50.5}})
+    pointer = bundle.set_champion(s3, BUCKET, "diabetes", 1, "first")
+    [listed] = bundle.list_champions(s3, BUCKET)
+    assert listed == {"name": "diabetes", "version": 1, "promoted_at": pointer["promoted_at"], "task": "regression",
+                      "classes": [], "target": "progression", "metrics": {"rmse": 50.5}}
+
+
+def test_a_listing_shows_what_the_pointer_says_without_reading_the_manifest(s3):
+    publish(s3, name="bc")
+    pointer = bundle.set_champion(s3, BUCKET, "bc", 1, "first")
+    summary = {"task": "binary", "classes": ["no", "yes"], "target": "outcome", "metrics": {"auc": 0.5}}
+    put_json(s3, bundle.champion_key("bc"), {**pointer, "summary": summary, "promoted_at": "then"})
+    s3.delete_object(Bucket=BUCKET, Key=bundle.version_prefix("bc", 1) + "manifest.json")
+    assert bundle.list_champions(s3, BUCKET) == [{"name": "bc", "version": 1, "promoted_at": "then", **summary}]
+
+
+def test_whether_a_model_has_versions_is_one_list_of_one_key(s3):
+    publish(s3, name="bc")
+    publish(s3, name="bc")
+    calls = []
+
+    class Recording:
+        def list_objects_v2(self, **kwargs):
+            calls.append(kwargs)
+            return s3.list_objects_v2(**kwargs)
+
+    assert bundle.has_versions(Recording(), BUCKET, "bc")
+    assert not bundle.has_versions(Recording(), BUCKET, "none")
+    assert calls == [{"Bucket": BUCKET, "Prefix": "models/bc/versions/", "MaxKeys": 1},
+                     {"Bucket": BUCKET, "Prefix": "models/none/versions/", "MaxKeys": 1}]
+
+
+def test_an_empty_bucket_lists_no_models(s3):
+    # boto3 leaves CommonPrefixes out of a listing that has none
+    assert "CommonPrefixes" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="models/", Delimiter="/")
+    assert bundle.list_models(s3, BUCKET) == []
+    assert bundle.list_champions(s3, BUCKET) == []
+
+
+def test_prefixes_that_are_not_valid_names_are_not_listed_as_models(s3):
+    for prefix in ("abX", "a..b", "ok", "XX", "a.X"):
+        s3.put_object(Bucket=BUCKET, Key=f"models/{prefix}/x", Body=b"")
+    assert bundle.list_models(s3, BUCKET) == ["ok"]
+
+
+def test_a_format_1_lightgbm_bundle_gets_zero_leaf_counts(s3):
+    model = case("bc-lightgbm")
+    old = {k: v for k, v in model.arrays.items() if k not in ("task", "count")}  # format 1 had neither
+    data = bundle.encode_arrays(old)
+    manifest = {"format_version": 1, "name": "old", "version": 1, **model.manifest_fields(),
+                "files": {"model.npz": {"sha256": bundle.sha256(data), "size": len(data)}}}
+    s3.put_object(Bucket=BUCKET, Key=bundle.version_prefix("old", 1) + "model.npz", Body=data)
+    put_json(s3, bundle.version_prefix("old", 1) + "manifest.json", manifest)
+    loaded = bundle.load(s3, BUCKET, "old", 1)
+    assert set(loaded.arrays) == set(model.arrays)
+    assert loaded.arrays["count"].dtype == np.float64
+    assert np.array_equal(loaded.arrays["count"], np.zeros(model.arrays["value"].shape))
+    assert np.array_equal(bundle.served_predictions(loaded.arrays, model.matrix),
+                          bundle.served_predictions(model.arrays, model.matrix))
+
+
+def test_rows_given_as_lists_with_none_are_explained_as_float_rows_with_nan():
+    for name in ("bc-lightgbm", "bc-catboost"):
+        model = case(name)
+        X = model.matrix[:3].copy()
+        X[:, 0] = np.nan
+        rows = [[None if np.isnan(v) else float(v) for v in row] for row in X]
+        assert np.array_equal(bundle.served_explanations(model.arrays, rows),
+                              bundle.served_explanations(model.arrays, X))

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from serving import bundle, ensemble
+from serving import bundle, ensemble, model_format
 from serving.model_format import MISSING_NAN, MISSING_ZERO
 
 from tests.models import CASES, case
@@ -193,3 +193,75 @@ def test_a_missing_category_hashes_as_catboosts_missing_category():
     values = ctrs.values(rows)
     assert np.array_equal(values[0], values[1])
     assert offsets[shop + 1] - offsets[shop] == len(schema[shop]["categories"]) + 1
+
+
+MAGIC = 0x4906BA494954CB65
+
+
+def catboost_hash(values):
+    """CatBoost's hash of a combination, element by element, in Python integers modulo 2**64."""
+    h = 0
+    for value in values:
+        h = (MAGIC * (h + MAGIC * value)) % 2**64
+    return h
+
+
+# Column 0 numeric; columns 1 and 2 categorical, with their hashes (the missing category's last).
+HASHES = {1: [101, 102, 103], 2: [201, 202]}
+ELEMENTS = [  # (projection, kind, column, border, nan_true, code)
+    (0, 0, 1, 0.0, False, 0.0),  # projection 0: the category of column 1
+    (1, 1, 0, 0.5, True, 0.0),  # projection 1: x0 > 0.5, a missing x0 counting as above
+    (2, 2, 1, 0.0, False, 0.0),  # projection 2: the one-hot test "column 1 is category 0"
+    (3, 1, 0, 0.5, False, 0.0),  # projection 3: x0 > 0.5, a missing x0 counting as not above
+]
+
+
+def hand_made_ctrs(tables):
+    """An oblivious model on 3 columns with a CTR per projection above; tables: [(keys, values, default)]."""
+    ctrs = len(tables)
+    offset = np.cumsum([0] + [len(keys) for keys, _, _ in tables])
+    return model_format.pack(
+        "oblivious", "binary", 3, 1, features=[[3 + r for r in range(ctrs)]], borders=[[0.5] * ctrs],
+        nan_goes_right=[[False] * ctrs], is_equal=[[False] * ctrs], equal_code=[[np.nan] * ctrs],
+        leaf_values=[[[float(i)] for i in range(2**ctrs)]], leaf_weights=[[1.0] * 2**ctrs], scale=1.0, bias=[0.0],
+        cat_hash_offset=[0, 0, 3, 5], cat_hashes=HASHES[1] + HASHES[2],
+        **{name: [e[i] for e in ELEMENTS] for i, name in enumerate(
+            ("element_projection", "element_kind", "element_column", "element_border", "element_nan_true",
+             "element_code"))},
+        ctr_projection=list(range(ctrs)), ctr_offset=offset.tolist(),
+        ctr_keys=[k for keys, _, _ in tables for k in keys], ctr_values=[v for _, values, _ in tables for v in values],
+        ctr_default=[default for _, _, default in tables])
+
+
+def sorted_table(pairs, default):
+    pairs = sorted(pairs)
+    return [k for k, _ in pairs], [v for _, v in pairs], default
+
+
+def test_ctr_elements_hash_categories_float_splits_and_one_hot_tests_with_missing_values_as_catboost_does():
+    tables = [
+        # the category of column 1: codes 0 and 1, and the missing category (its last hash)
+        sorted_table([(catboost_hash([101]), 0.25), (catboost_hash([102]), 0.5), (catboost_hash([103]), 0.75)], 0.125),
+        # x0 > 0.5 with NaN counting as above: 1 above, 0 below
+        sorted_table([(catboost_hash([1]), 0.875), (catboost_hash([0]), 0.0625)], 0.5),
+        # column 1 is category 0: 1 or 0; a missing category is not category 0
+        sorted_table([(catboost_hash([1]), 0.375), (catboost_hash([0]), 0.625)], 0.5),
+    ]
+    evaluator = ensemble.from_arrays(hand_made_ctrs(tables))
+    rows = np.array([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [np.nan, np.nan, np.nan]])
+    values = evaluator._ctrs.values(rows)
+    assert values.dtype == np.float32
+    assert values.tolist() == [[0.25, 0.0625, 0.375], [0.5, 0.875, 0.625], [0.75, 0.875, 0.625]]
+    # the CTR columns decide the leaf (each split is value > 0.5)
+    assert evaluator.raw(rows)[:, 0].tolist() == [0b000, 0b110, 0b111]
+
+
+def test_a_hash_beyond_every_key_of_a_table_takes_the_default():
+    low, high = sorted([catboost_hash([0]), catboost_hash([1])])
+    above = 1 if catboost_hash([1]) == high else 0  # the value of x0 > 0.5 whose hash is the larger
+    rows = np.array([[1.0 if above else 0.0, 0, 0], [0.0 if above else 1.0, 0, 0]])  # the larger hash, the smaller
+    tables = [([], [], 0.5), ([], [], 0.5), ([], [], 0.5)]
+    one_key = ensemble.from_arrays(hand_made_ctrs([*tables, ([low], [0.25], 0.125)]))._ctrs
+    assert one_key.values(rows)[:, 3].tolist() == [0.125, 0.25]
+    none = ensemble.from_arrays(hand_made_ctrs([*tables, ([], [], 0.875)]))._ctrs
+    assert none.values(rows).tolist() == [[0.5, 0.5, 0.5, 0.875]] * 2

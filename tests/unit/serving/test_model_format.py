@@ -322,3 +322,43 @@ def test_node_counts_must_be_finite_and_not_negative():
         count[0] = bad
         refused({**arrays, "count": count}, "count: holds negative, NaN or infinite values", exact=True)
     assert (arrays["count"][arrays["roots"]] > 0).all()
+
+
+def test_a_categorical_column_with_a_single_hash_may_be_read_by_an_element():
+    arrays = ctr_model()
+    category = np.flatnonzero(arrays["element_kind"] == 0)[0]
+    column = int(arrays["element_column"][category])
+    offsets = arrays["cat_hash_offset"]
+    start = offsets[column]
+    hashes = np.concatenate([arrays["cat_hashes"][:start + 1], arrays["cat_hashes"][offsets[column + 1]:]])
+    shrunk = offsets.copy()
+    shrunk[column + 1:] -= offsets[column + 1] - start - 1  # the column keeps one hash
+    assert (np.diff(shrunk) == 1).sum() == 1
+    assert model_format.check({**arrays, "cat_hashes": hashes, "cat_hash_offset": shrunk}).n_features == 9
+
+
+def test_ctrs_without_any_element_have_no_combination_to_be_computed_on():
+    no_elements = {name: tiny("oblivious")[name][:0] for name in (
+        "element_projection", "element_kind", "element_column", "element_border", "element_nan_true", "element_code")}
+    ctr = {"ctr_projection": np.array([0], np.int32), "ctr_offset": np.array([0, 0], np.int32),
+           "ctr_default": np.array([0.5], np.float32)}
+    refused({**tiny("oblivious"), **no_elements, **ctr}, "ctr_projection: indices from 0 to 0, expected 0 to -1",
+            exact=True)
+
+
+def test_a_negative_element_projection_is_named():
+    arrays = ctr_model()
+    projections = arrays["element_projection"].copy()
+    projections[0] = -1
+    refused({**arrays, "element_projection": projections},
+            f"element_projection: indices from -1 to {projections.max()}, expected 0 to {projections.max()}",
+            exact=True)
+
+
+def test_ctr_keys_after_the_first_must_also_rise_among_themselves():
+    arrays = ctr_model()
+    start, end = arrays["ctr_offset"][1], arrays["ctr_offset"][2]
+    assert end - start >= 3
+    keys = arrays["ctr_keys"].copy()
+    keys[end - 2], keys[end - 1] = keys[end - 1], keys[end - 2]  # the last two swapped: both above the first
+    refused({**arrays, "ctr_keys": keys}, "ctr_keys: the keys of CTR 1 are not sorted and distinct", exact=True)

@@ -185,3 +185,27 @@ def test_the_document_is_exactly_the_reviewed_one(name, model):
     if os.environ.get("UPDATE_SNAPSHOTS") == "1":
         path.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n")
     assert document == json.loads(path.read_text())
+
+
+def test_a_date_is_an_iso_8601_string_naming_the_parts_the_model_reads():
+    [start] = [f for f in case("rides-catboost").schema if f["name"] == "start"]
+    nullable = dict(start, name="end", nullable=True)
+    document = openapi.document(ROUTES, described(task="regression", classes=[], feature_schema=[start, nullable]),
+                                5)
+    validate(document)
+    schema = {"type": "string", "format": "date-time",
+              "description": "ISO 8601 date or timestamp; the model reads year, month, day, weekday, dayofyear, "
+                             "days_since_epoch, hour, minute, second"}
+    instance = document["components"]["schemas"]["Instance"]
+    assert instance["properties"] == {"start": schema, "end": {"anyOf": [schema, {"type": "null"}]}}
+    positional = document["components"]["schemas"]["PredictRequest"]["oneOf"][1]["properties"]["features"]
+    assert positional["items"]["prefixItems"] == [schema, {"anyOf": [schema, {"type": "null"}]}]
+
+
+def test_without_a_limit_explanations_are_described_with_the_apis_default_limit():
+    from serving.settings import Settings
+
+    schemas = openapi.document(ROUTES, described(), 50)["components"]["schemas"]
+    limit = Settings(model_bucket="b").max_explain_rows
+    assert schemas["ExplainRequest"]["oneOf"][0]["properties"]["instances"]["maxItems"] == limit == 10
+    assert schemas["AnyExplainRequest"]["oneOf"][0]["properties"]["instances"]["maxItems"] == limit

@@ -50,3 +50,11 @@ def test_a_schema_that_does_not_give_the_models_width_is_refused():
     model = case("penguins-catboost")
     with pytest.raises(bundle.BundleError, match="the model reads 7 features but its schema gives 6"):
         predictor(feature_schema=model.schema[:6])
+
+
+@pytest.mark.parametrize("name", ["bc-lightgbm", "penguins-catboost"])
+def test_an_explanation_names_the_model_and_version_that_answered(name):
+    model = case(name)
+    explained = predictor(name).explain({"instances": model.instances[:2]}, max_rows=10)
+    assert explained["model"] == {"name": "m", "version": 4}
+    assert set(explained) == {"model", "explains", "predictions"} and len(explained["predictions"]) == 2

@@ -140,3 +140,29 @@ def test_load_failures_of_every_model_are_reported(registry, s3):
     bundle.set_champion(s3, BUCKET, "a", 1, "bad")
     assert registry.champion("a").current() is None
     assert [f.version for f in registry.failures] == [1]
+
+
+def test_every_lookup_of_a_name_goes_to_the_registrys_bucket(registry, s3):
+    buckets = []
+    recording = registry.recording
+    for method in ("get_object", "list_objects_v2"):
+        real = getattr(recording, method)
+
+        def spy(real=real, **kwargs):
+            buckets.append(kwargs["Bucket"])
+            return real(**kwargs)
+
+        setattr(recording, method, spy)
+    publish(s3, "draft", promote=False)
+    assert registry.champion("draft").current() is None
+    with pytest.raises(UnknownModel):
+        registry.champion("ghost")
+    assert len(buckets) >= 4 and set(buckets) == {BUCKET}
+
+
+def test_a_remembered_unknown_name_is_named_again(registry):
+    for _ in range(2):
+        with pytest.raises(UnknownModel) as caught:
+            registry.champion("ghost")
+        assert str(caught.value) == "no model named 'ghost' has been published"
+    assert len(registry.recording.calls) == 2

@@ -254,3 +254,83 @@ def test_writes_objects_to_moto_that_read_back_the_same(s3):
     assert stored["Body"].read() == b"one\ntwo\n"
     assert stored["ContentType"] == "application/x-ndjson"
     assert answer["ETag"] == stored["ETag"]
+
+
+class PutRecorder(Recorder):
+    """Recorder that also takes PUTs (and keeps their bodies)."""
+
+    def do_PUT(self):  # noqa: N802 - http.server's name
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.seen.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
+                          "method": self.command, "body": body})
+        status, headers, answer = self.answers.pop(0)
+        self.send_response(status)
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+
+@pytest.fixture
+def put_s3():
+    PutRecorder.answers, PutRecorder.seen = [], []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), PutRecorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}", PutRecorder
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_put_sends_its_body_signed_with_the_bodys_hash(put_s3):
+    import hashlib
+
+    endpoint, recorder = put_s3
+    recorder.answers = [(200, {"ETag": '"p1"'}, b"")]
+    reader = S3Reader("eu-west-2", "AKID", "se/cret", "tok", endpoint=endpoint)
+    body = b'{"row":[1,2]}\n'
+    assert reader.put_object(Bucket="bkt", Key="capture/a b.jsonl", Body=body,
+                             ContentType="application/x-ndjson") == {"ETag": '"p1"'}
+    [request] = recorder.seen
+    assert (request["method"], request["path"], request["body"]) == ("PUT", "/bkt/capture/a%20b.jsonl", body)
+    headers = request["headers"]
+    payload = hashlib.sha256(body).hexdigest()
+    assert headers["x-amz-content-sha256"] == payload != EMPTY_SHA256
+    assert headers["content-type"] == "application/x-ndjson"
+    when = datetime.strptime(headers["x-amz-date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    expected = signing_headers("PUT", endpoint + request["path"], "eu-west-2", "AKID", "se/cret", "tok", now=when,
+                               extra_headers={"content-type": "application/x-ndjson"}, payload_sha256=payload)
+    assert headers["authorization"] == expected["authorization"]
+
+
+def test_a_put_without_a_content_type_stores_octet_stream(s3):
+    S3Reader.from_env().put_object(Bucket=BUCKET, Key="capture/raw", Body=b"\x00\x01")
+    stored = s3.get_object(Bucket=BUCKET, Key="capture/raw")
+    assert stored["Body"].read() == b"\x00\x01" and stored["ContentType"] == "application/octet-stream"
+
+
+def test_a_listing_without_a_prefix_lists_the_whole_bucket(s3):
+    for key in ("a/1", "b/2", "c"):
+        s3.put_object(Bucket=BUCKET, Key=key, Body=b"xy")
+    page = S3Reader.from_env().list_objects_v2(Bucket=BUCKET)
+    assert page["Contents"] == [{"Key": "a/1", "Size": 2}, {"Key": "b/2", "Size": 2}, {"Key": "c", "Size": 2}]
+    assert page["CommonPrefixes"] == [] and page["IsTruncated"] is False
+
+
+def test_a_listing_request_percent_encodes_its_query_and_reads_the_answer_as_boto3_shapes_it(fake_s3):
+    endpoint, recorder = fake_s3
+    answer = (b"<?xml version='1.0'?><ListBucketResult xmlns='http://s3.amazonaws.com/doc/2006-03-01/'>"
+              b"<IsTruncated>true</IsTruncated><NextContinuationToken>t2</NextContinuationToken>"
+              b"<Contents><Key>models/a b/x</Key><Size>7</Size></Contents>"
+              b"<Contents><Key>models/a b/empty</Key></Contents>"
+              b"<CommonPrefixes><Prefix>models/a b/p/</Prefix></CommonPrefixes></ListBucketResult>")
+    recorder.answers = [(200, {}, answer)]
+    reader = S3Reader("us-east-1", "a", "b", endpoint=endpoint)
+    page = reader.list_objects_v2(Bucket="bkt", Prefix="models/a b/", Delimiter="/", ContinuationToken="t+1=",
+                                  MaxKeys=5)
+    assert page == {"Contents": [{"Key": "models/a b/x", "Size": 7}, {"Key": "models/a b/empty", "Size": 0}],
+                    "CommonPrefixes": [{"Prefix": "models/a b/p/"}], "IsTruncated": True,
+                    "NextContinuationToken": "t2"}
+    [request] = recorder.seen
+    assert request["path"] == ("/bkt/?continuation-token=t%2B1%3D&delimiter=%2F&list-type=2&max-keys=5"
+                               "&prefix=models%2Fa%20b%2F")

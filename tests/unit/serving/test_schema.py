@@ -285,3 +285,18 @@ def test_every_part_has_its_rule():
         "second": 58.25, "days_since_epoch": 19722 + (23 * 3600 + 59 * 60 + 58.25) / 86400}
     assert [p for p in S.DATETIME_PARTS if p != "days_since_epoch"][:5] + \
         ["days_since_epoch", "hour", "minute", "second"] == S.DATE_PARTS + S.TIME_PARTS
+
+
+def test_a_timestamp_with_an_offset_is_read_in_utc_whatever_the_machines_time_zone(monkeypatch):
+    import time
+
+    monkeypatch.setenv("TZ", "America/Los_Angeles")
+    time.tzset()
+    try:
+        at = S.datetime_parts("2024-03-01T01:30:00+02:00", ["year", "month", "day", "hour", "minute"])
+        naive = S.datetime_parts("2024-03-01T01:30:00", ["day", "hour"])
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    assert at == [2024, 2, 29, 23, 30]
+    assert naive == [1, 1]
