@@ -206,3 +206,139 @@ def test_the_report_says_what_was_compared_and_with_which_limits():
     assert report["prediction"]["kind"] == "numeric" and report["prediction_drifted"] is False
     assert drift.compare(ref, window, np.zeros(300), {"min_rows": 301})["enough_rows"] is False
     assert drift.DEFAULT_THRESHOLDS == {"psi": 0.2, "p_value": 0.01, "min_rows": 100}
+
+
+# --------------------------------------------------------------------------- edges of the comparison
+def _numeric(edges, shares, missing_rate, sample):
+    return {"name": "v", "kind": "numeric", "missing_rate": missing_rate, "edges": edges, "shares": shares,
+            "sample": sample}
+
+
+def _categorical(counts, missing_rate=0.0):
+    return {"name": "c", "kind": "categorical", "categories": [f"c{i}" for i in range(len(counts))],
+            "counts": list(counts), "missing_rate": missing_rate}
+
+
+def _compare(column, values, thresholds=None):
+    """The comparison of one column's window with its reference (the answers: an empty column)."""
+    ref = {"rows": 1000, "columns": [column], "prediction": _numeric([], [0.0], 1.0, [])}
+    values = np.asarray(values, np.float64)
+    report = drift.compare(ref, values[:, None], np.full(len(values), np.nan), thresholds)
+    return report["features"][column["name"]]
+
+
+def test_psi_counts_the_missing_values_of_both_sides_as_a_bin_of_their_own():
+    column = _numeric([0.0], [0.5, 0.5], 0.5, [-1.0, 1.0])  # half missing in training, the rest about 0
+    same = _compare(column, [-1.0, 1.0, np.nan, np.nan])
+    assert same["psi"] == 0.0  # the same shares, missing included
+    moved = _compare(column, [-1.0, 1.0, 1.0, np.nan])
+    expected, actual = np.array([0.25, 0.25, 0.5]), np.array([0.25, 0.5, 0.25])
+    kl = special.rel_entr(actual, expected).sum() + special.rel_entr(expected, actual).sum()
+    assert moved["psi"] == pytest.approx(kl, rel=1e-12)
+    assert moved["missing_rate"] == {"reference": 0.5, "current": 0.25}
+    assert moved["bins"] == {"labels": ["<= 0", "> 0"], "reference": [0.5, 0.5], "current": [1 / 3, 2 / 3]}
+    assert moved["test"] == "kolmogorov-smirnov"
+    ks = stats.ks_2samp([-1.0, 1.0], [-1.0, 1.0, 1.0])
+    assert moved["statistic"] == pytest.approx(ks.statistic, abs=1e-12)
+    one = _compare(column, [1.0])  # a window of one row: its shares are still shares
+    assert one["bins"]["current"] == [0.0, 1.0] and one["missing_rate"]["current"] == 0.0
+
+
+def test_a_column_never_seen_in_training_has_one_bin_and_an_empty_window_no_missing_rate():
+    rng = np.random.default_rng(0)
+    profiled = drift._profile(np.array([np.nan, np.nan]), {"name": "v", "kind": "numeric"}, rng)
+    result = _compare(profiled, [1.0, np.nan])
+    assert result["bins"] == {"labels": ["all"], "reference": [0.0], "current": [1.0]}
+    assert (result["statistic"], result["p_value"]) == (0.0, 1.0)  # nothing to test the values against
+    # all missing in training (the empty bin at the floor), half now
+    expected = (0.5 - 1e-4) * np.log(0.5 / 1e-4) + (0.5 - 1) * np.log(0.5)
+    assert result["psi"] == pytest.approx(expected, rel=1e-12)
+    empty = _compare(profiled, [])
+    assert empty["missing_rate"] == {"reference": 1.0, "current": 0.0} and empty["psi"] == 0.0
+
+
+def test_categorical_bins_are_the_reference_shares_and_unseen_categories_start_at_zero():
+    result = _compare(_categorical([30, 10]), [0.0] * 10 + [1.0] * 20 + [7.0] * 10)  # 7: a code never seen
+    assert result["bins"] == {"labels": ["c0", "c1", "(unseen)"], "reference": [0.75, 0.25, 0.0],
+                              "current": [0.25, 0.5, 0.25]}
+    expected = stats.chi2_contingency([[30, 10, 0], [10, 20, 10]])  # each cell expected 5 times or more
+    assert result["test"] == "chi-squared"
+    assert result["statistic"] == pytest.approx(expected.statistic, rel=1e-12)
+    assert result["p_value"] == pytest.approx(expected.pvalue, rel=1e-9, abs=0)
+    tiny = _compare(_categorical([1, 0]), [0.0])  # one row on each side: shares of one row
+    assert tiny["bins"]["reference"] == [1.0, 0.0, 0.0] and tiny["bins"]["current"] == [1.0, 0.0, 0.0]
+
+
+def test_drift_needs_psi_strictly_over_and_p_strictly_under_their_thresholds():
+    _, ref, answers = _reference()
+    shifted, _, _ = _reference(300, seed=5)
+    shifted[:, 0] += 1.5
+    x = drift.compare(ref, shifted, answers[:300, 1])["features"]["x"]
+    assert x["drifted"] and x["psi"] > 0 and 0 < x["p_value"] < 1
+    at = {"psi": x["psi"], "p_value": 1.0}  # PSI exactly at its threshold
+    assert drift.compare(ref, shifted, answers[:300, 1], at)["features"]["x"]["drifted"] is False
+    at = {"psi": 0.0, "p_value": x["p_value"]}  # the p-value exactly at its threshold
+    assert drift.compare(ref, shifted, answers[:300, 1], at)["features"]["x"]["drifted"] is False
+    over = {"psi": 0.0, "p_value": 1.0}
+    assert drift.compare(ref, shifted, answers[:300, 1], over)["features"]["x"]["drifted"] is True
+    # exactly min_rows rows are enough
+    report = drift.compare(ref, shifted, answers[:300, 1], {"min_rows": 300})
+    assert report["enough_rows"] is True and report["drifted_features"] == ["x"]
+
+
+def test_up_to_twenty_categories_are_compared_each_and_more_on_the_most_frequent_in_training_order():
+    twenty = _compare(_categorical([5] * 20), np.arange(20.0))
+    assert twenty["bins"]["labels"] == [f"c{i}" for i in range(20)] + ["(unseen)"]
+    # forty categories, the odd ones twice as frequent: those twenty (ties in the schema's order), the rest
+    counts = [10, 20] * 20
+    window = np.repeat(np.arange(40.0), counts)  # the training distribution: no category over 5 % of it
+    result = _compare(_categorical(counts), window)
+    assert result["bins"]["labels"] == [f"c{i}" for i in range(1, 40, 2)] + ["(other)"]
+    assert result["bins"]["reference"] == pytest.approx([20 / 600] * 20 + [200 / 600])
+    assert result["bins"]["current"] == pytest.approx([20 / 600] * 20 + [200 / 600])
+    assert result["psi"] == pytest.approx(0.0, abs=1e-12)
+    # a category of the rest that is exactly 5 % of the window is compared on its own
+    heavy = np.concatenate([np.full(5, 0.0), np.tile(np.arange(1.0, 40, 2), 5)[:95]])
+    labels = _compare(_categorical(counts), heavy)["bins"]["labels"]
+    assert labels == [f"c{i}" for i in range(1, 40, 2)] + ["c0", "(other)"]
+
+
+def test_pooling_takes_two_or_more_categories_expected_under_five_times():
+    def pooled(a, b):
+        return [p.tolist() for p in drift._pool_small(np.array(a, float), np.array(b, float))]
+
+    assert pooled([100, 50, 2, 1], [90, 60, 1, 3]) == [[100, 50, 3], [90, 60, 4]]  # two: pooled
+    assert pooled([100, 5, 5], [100, 5, 5]) == [[100, 5, 5], [100, 5, 5]]  # expected exactly 5 times: kept
+    assert pooled([100, 50, 6, 6], [100, 50, 5, 5]) == [[100, 50, 6, 6], [100, 50, 5, 5]]  # 5.47 times: kept
+    assert pooled([1, 0, 0], [0, 0, 0]) == [[1], [0]]  # one row in all: every category expected under five
+    assert pooled([0, 0], [0, 0]) == [[0, 0], [0, 0]]
+
+
+def test_a_category_seen_once_stays_in_the_chi_squared_table():
+    a, b = [30, 20, 1], [25, 30, 0]
+    statistic, p = drift.chi2_contingency(np.array(a), np.array(b))
+    expected = stats.chi2_contingency(np.array([a, b]))
+    assert statistic == pytest.approx(expected.statistic, rel=1e-12)
+    assert p == pytest.approx(expected.pvalue, rel=1e-9, abs=0)
+
+
+@pytest.mark.parametrize("t", [1.75, 1.8, 1.95, 1.99])
+def test_the_kolmogorov_tail_keeps_its_digits_from_one_on(t):
+    # the series, within an ulp or two of scipy; the dual form loses a hundred times more here (cancellation)
+    assert drift._kolmogorov_sf(t) == pytest.approx(stats.kstwobign.sf(t), rel=5e-15, abs=0)
+
+
+def test_the_reference_sample_is_drawn_with_its_seed_and_a_small_column_is_kept_whole():
+    r = np.random.default_rng(11)
+    matrix = r.normal(0, 1, (600, 2))
+    matrix[:100, 0] = np.nan  # exactly SAMPLE values left: kept, and no draw spent on them
+    columns = [{"name": "a", "kind": "numeric"}, {"name": "b", "kind": "numeric"}]
+    answers = r.normal(0, 1, (600, 1))
+    ref = drift.reference(matrix, columns, answers, "regression", [])
+    a, b = ref["columns"]
+    assert a["sample"] == sorted(matrix[100:, 0].tolist())
+    drawn = np.random.default_rng(0).choice(matrix[:, 1], drift.SAMPLE, replace=False)
+    assert b["sample"] == sorted(drawn.tolist())
+    assert ref == drift.reference(matrix, columns, answers, "regression", [], seed=0)  # reproducible
+    other = drift.reference(matrix, columns, answers, "regression", [], seed=1)
+    assert other["columns"][1]["sample"] != b["sample"]
