@@ -12,8 +12,19 @@
 
 Thin on purpose: parse, call ``serving``, answer. A model is loaded on its
 first request in a container and re-checked every CHAMPION_REFRESH_SECONDS.
-Route functions are plain functions registered from one table (``ROUTES``), so
-that /openapi.json describes exactly what is served.
+Route functions are plain functions in one table (``ROUTES``), so that
+/openapi.json describes exactly what is served.
+
+Routing is a dict lookup here, not Powertools' APIGatewayRestResolver. API
+Gateway has already matched the route: the event's ``resource`` is the
+template's path (``/models/{name}/predict``) and ``pathParameters`` holds the
+name. Measured on the warm path (make bench, 2 cores): the resolver took about
+80 µs of a 160 µs single-row answer (a case-insensitive copy of every header,
+regular expressions over the routes, a middleware stack built per call), and
+importing ``aws_lambda_powertools.event_handler`` (every resolver, asyncio,
+every event class) about 30 ms of the cold start. What it did for this API is
+below: the CORS headers of its CORSConfig, a JSON 404, and exception handlers.
+Logger and Metrics stay Powertools'.
 """
 
 from __future__ import annotations
@@ -24,8 +35,6 @@ import time
 
 import orjson
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response
-from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from serving import drift, openapi
 from serving.capture import Capture
@@ -40,12 +49,12 @@ settings = Settings.from_env()
 logger = Logger(service="predict")
 metrics = Metrics(namespace="TabularServerless", service="predict")
 
-cors = (
-    CORSConfig(allow_origin=settings.allowed_origin, allow_headers=["Content-Type", "X-Api-Key"], max_age=600)
-    if settings.allowed_origin
-    else None
-)
-app = APIGatewayRestResolver(cors=cors)
+# CORS for the form's origin only (the preflight is answered by API Gateway: template.yaml's Cors)
+cors = {
+    "Access-Control-Allow-Origin": [settings.allowed_origin],
+    "Access-Control-Allow-Headers": ["Authorization,Content-Type,X-Amz-Date,X-Amz-Security-Token,X-Api-Key"],
+    "Access-Control-Max-Age": ["600"],
+} if settings.allowed_origin else None
 
 
 def _s3_client():
@@ -78,8 +87,25 @@ capture = Capture(_s3_client, settings.model_bucket, rate=settings.capture_rate,
                   flush_rows=settings.capture_flush_rows, on_error=_count_capture_failure)
 
 
+Response = dict  # an API Gateway proxy response: statusCode, multiValueHeaders, body, isBase64Encoded
+
+
 def _json(status: int, body: dict) -> Response:
-    return Response(status_code=status, content_type="application/json", body=orjson.dumps(body).decode())
+    return {"statusCode": status, "multiValueHeaders": {"Content-Type": ["application/json"]},
+            "body": orjson.dumps(body).decode(), "isBase64Encoded": False}
+
+
+def header(event: dict, name: str, usual: str) -> str | None:
+    """A request header's value, whatever the case of its name (``name`` in lower case, ``usual``
+    as clients mostly spell it: looked up first, as a scan of every header costs more)."""
+    headers = event.get("headers") or {}
+    value = headers.get(usual)
+    if value is not None:
+        return value
+    for key, value in headers.items():
+        if key.lower() == name:
+            return value
+    return None
 
 
 def serving_model(name: str) -> Predictor:
@@ -97,7 +123,7 @@ def serving_model(name: str) -> Predictor:
     return predictor
 
 
-def health() -> Response:
+def health(event: dict) -> Response:
     try:
         default = registry.champion(settings.default_model).status()
     except UnknownModel as error:
@@ -107,25 +133,25 @@ def health() -> Response:
                  {**default, "default_model": settings.default_model, "models": loaded})
 
 
-def model() -> Response:
-    return describe(settings.default_model)
+def model(event: dict) -> Response:
+    return describe(event, settings.default_model)
 
 
-def describe(name: str) -> Response:
+def describe(event: dict, name: str) -> Response:
     return _json(200, serving_model(name).describe())
 
 
-def models() -> Response:
+def models(event: dict) -> Response:
     return _json(200, {"default_model": settings.default_model, "models": registry.listing()})
 
 
-def request_body(event) -> object:
+def request_body(event: dict) -> object:
     """The JSON body of a request, or a RequestError saying what is wrong with it."""
-    content_type = event.headers.get("content-type") or ""  # Powertools' headers ignore case
+    content_type = header(event, "content-type", "Content-Type") or ""
     if content_type.split(";")[0].strip().lower() != "application/json":
         raise RequestError(415, "send the request as Content-Type: application/json")
-    text = event.body or ""
-    if event.is_base64_encoded:
+    text = event.get("body") or ""
+    if event.get("isBase64Encoded"):
         try:
             raw = base64.b64decode(text, validate=True)
         except (binascii.Error, ValueError):
@@ -141,12 +167,12 @@ def request_body(event) -> object:
         raise RequestError(400, f"the body is not valid JSON: {error}") from None
 
 
-def predict() -> Response:
-    return predict_with(settings.default_model)
+def predict(event: dict) -> Response:
+    return predict_with(event, settings.default_model)
 
 
-def predict_with(name: str) -> Response:
-    body = request_body(app.current_event)
+def predict_with(event: dict, name: str) -> Response:
+    body = request_body(event)
     predictor = serving_model(name)
     started = time.perf_counter()
     X, output = predictor.predict_rows(body, max_rows=settings.max_rows)
@@ -155,12 +181,12 @@ def predict_with(name: str) -> Response:
     return _answered(predictor, answer, started, "PredictLatency", "Predictions")
 
 
-def explain() -> Response:
-    return explain_with(settings.default_model)
+def explain(event: dict) -> Response:
+    return explain_with(event, settings.default_model)
 
 
-def explain_with(name: str) -> Response:
-    body = request_body(app.current_event)
+def explain_with(event: dict, name: str) -> Response:
+    body = request_body(event)
     predictor = serving_model(name)
     started = time.perf_counter()
     answer = predictor.explain(body, max_rows=settings.max_explain_rows)
@@ -177,7 +203,7 @@ def _answered(predictor: Predictor, answer: dict, started: float, latency: str, 
     return _json(200, answer)
 
 
-def openapi_document() -> Response:
+def openapi_document(event: dict) -> Response:
     try:
         described = serving_model(settings.default_model).describe()
     except RequestError:  # the document is served even when the default model is not
@@ -192,15 +218,14 @@ def request_error(error: RequestError) -> Response:
     return _json(error.status, error.body())
 
 
-def not_found(_error) -> Response:
-    event = app.current_event
-    return _json(404, {"error": f"no route {event.http_method} {event.path}"})
+def not_found(event: dict) -> Response:
+    return _json(404, {"error": f"no route {event.get('httpMethod')} {event.get('path')}"})
 
 
-def unexpected(error: Exception) -> Response:
+def unexpected(context) -> Response:
     logger.exception("unexpected error")
     metrics.add_metric(name="Errors", unit=MetricUnit.Count, value=1)
-    return _json(500, {"error": "internal error", "request_id": app.lambda_context.aws_request_id})
+    return _json(500, {"error": "internal error", "request_id": context.aws_request_id})
 
 
 # One table of routes: the resolver serves them and /openapi.json describes them.
@@ -219,17 +244,36 @@ ROUTES = [
                   "One model's predictions and each feature's SHAP contribution", explain_with, api_key=True),
     openapi.Route("GET", "/openapi.json", "This document", openapi_document),
 ]
-for _route in ROUTES:
-    app.route(_route.resolver_path, method=_route.method)(_route.function)
-app.exception_handler(RequestError)(request_error)
-app.not_found(not_found)
-app.exception_handler(Exception)(unexpected)
+# (method, resource) → (the route's function, whether it takes the {name} path parameter)
+_DISPATCH = {(route.method, route.path): (route.function, "{name}" in route.path) for route in ROUTES}
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+def respond(event: dict, context) -> Response:
+    """The response to one API Gateway (REST) proxy event."""
+    found = _DISPATCH.get((event.get("httpMethod"), event.get("resource")))
+    try:
+        if found is None:
+            response = not_found(event)
+        elif found[1]:
+            response = found[0](event, (event.get("pathParameters") or {}).get("name") or "")
+        else:
+            response = found[0](event)
+    except RequestError as error:
+        response = request_error(error)
+    except Exception:  # noqa: BLE001  # the client gets a request id, the log the trace
+        response = unexpected(context)
+    if cors is not None and header(event, "origin", "Origin") == settings.allowed_origin:
+        response["multiValueHeaders"].update(cors)
+    return response
+
+
+@logger.inject_lambda_context
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event, context):
-    return app.resolve(event, context)
+    # API Gateway's request id, as Powertools' correlation_paths.API_GATEWAY_REST names it,
+    # read directly: its JMESPath query cost ~8 µs per request
+    logger.set_correlation_id((event.get("requestContext") or {}).get("requestId"))
+    return respond(event, context)
 
 
 if settings.tracing:

@@ -38,14 +38,16 @@ from serving.model_format import (
 )
 
 K_ZERO_THRESHOLD = float(np.float32(1e-35))  # LightGBM: `const double kZeroThreshold = 1e-35f`, a float
-ROW_CHUNK = 256  # rows evaluated together: keeps the (rows, trees) arrays in cache
+ROW_CHUNK = 64  # rows evaluated together: keeps the (rows, trees) arrays in cache (64-128 measured best)
 
 
 def _link(raw: np.ndarray, link: str) -> np.ndarray:
     """Raw scores (n, K) → the answer: class probabilities (n, classes) or values (n, 1)."""
     if link == "sigmoid":
-        p1 = 1.0 / (1.0 + np.exp(-raw[:, 0]))
-        return np.column_stack([1.0 - p1, p1])
+        out = np.empty((raw.shape[0], 2))
+        out[:, 1] = 1.0 / (1.0 + np.exp(-raw[:, 0]))
+        out[:, 0] = 1.0 - out[:, 1]
+        return out
     if link == "softmax":
         shifted = raw - raw.max(axis=1, keepdims=True)
         e = np.exp(shifted)
@@ -85,10 +87,11 @@ class ObliviousEnsemble(_Ensemble):
         self.scale = float(arrays["scale"])
         self.bias = arrays["bias"]
         trees, width, _ = arrays["leaf_values"].shape
-        # one contiguous leaf table per output: np.take from a small 1-D table per
-        # class is twice as fast as gathering (trees, K) rows for 10 classes
+        # one contiguous leaf table per output (K, trees * leaves): gathering from it along axis 1 is
+        # 2-4x faster than gathering (trees, K) rows for 10 classes, or a take per class
         self._output_leaves = np.ascontiguousarray(arrays["leaf_values"].reshape(trees * width, -1).T)
         self._tree_offset = (np.arange(trees) * width).astype(np.intp)
+        self._level_weights = 2.0 ** np.arange(self.features.shape[1])
         self._has_equal = bool(self.is_equal.any())
         self._ctrs = _Ctrs(arrays) if arrays["ctr_projection"].size else None
 
@@ -105,16 +108,18 @@ class ObliviousEnsemble(_Ensemble):
             # a missing category is CatBoost's own category, coded -1 in the schema
             codes = np.nan_to_num(X[:, self.features], nan=MISSING_CATEGORY_CODE)
             bits = np.where(self.is_equal, codes == self.equal_code, bits)
-        index = np.zeros(bits.shape[:2], dtype=np.intp)
-        for level in range(self.features.shape[1]):  # depth is small (<= 10): the index bit by bit
-            index |= bits[:, :, level].astype(np.intp) << level
-        return index
+        # level l's test is bit l of the leaf index: the index is bits @ (1, 2, 4, ...), in float64
+        # (exact: at most 2**16 - 1). One matrix product, 2-4x faster than or-ing the levels one by one.
+        return (bits @ self._level_weights).astype(np.intp)
 
     def raw(self, X: np.ndarray) -> np.ndarray:
         index = self.leaf_index(X) + self._tree_offset
-        total = np.empty((X.shape[0], self._output_leaves.shape[0]))
-        for k, leaves in enumerate(self._output_leaves):
-            total[:, k] = np.take(leaves, index).sum(axis=1)
+        # every output's leaves in one gather: (K, n, T), summed over the trees as (K * n, T) rows, so
+        # that each row's sum is the same pairwise sum however many rows come with it
+        outputs, n = self._output_leaves.shape[0], X.shape[0]
+        gathered = np.take(self._output_leaves, index, axis=1).reshape(outputs * n, -1)
+        # C order: the link's sums over a row's classes must not depend on the layout either
+        total = np.ascontiguousarray(gathered.sum(axis=1).reshape(outputs, n).T)
         return self.scale * total + self.bias
 
 
@@ -184,6 +189,7 @@ class NodeEnsemble(_Ensemble):
         # children[node] = (right, left): one gather per level picks the next node
         children = np.stack([arrays["right"], arrays["left"]], axis=1).astype(np.intp)
         self._children_flat = children.ravel()
+        self._is_leaf = arrays["left"] == np.arange(arrays["left"].shape[0])
         needs_care = (self.missing_type != MISSING_NONE) | self.is_categorical
         self._simple = not bool(needs_care.any())
 
@@ -193,14 +199,21 @@ class NodeEnsemble(_Ensemble):
         flat_x = np.ascontiguousarray(X).ravel()
         # LightGBM reads a row as its non-zero values: |x| <= kZeroThreshold is dropped, i.e. it is 0.0
         flat_x = np.where(np.abs(flat_x) <= K_ZERO_THRESHOLD, 0.0, flat_x)
-        row_offset = (np.arange(n) * n_features)[:, None]
-        node = np.broadcast_to(self.roots.astype(np.intp), (n, trees)).copy()
         # With no missing values in X and no node that routes missing values or
         # categories, LightGBM's decision is just x <= threshold. Gathers use
         # np.take on flat arrays: several times faster than 2-D fancy indexing.
         simple = self._simple and not np.isnan(flat_x).any()
+        # Each (row, tree) pair walks its tree; p = row * trees + tree. Leaf-wise trees are lopsided
+        # (max_depth is often 3x a typical leaf's depth), so pairs that have reached their leaf are
+        # dropped once they are a quarter of those walking: 2-3x less work than walking them all.
+        leaf = np.tile(self.roots.astype(np.intp), n)
+        walking = np.flatnonzero(~np.take(self._is_leaf, leaf))
+        node = leaf[walking]
+        base = (walking // trees) * n_features  # where the pair's row starts in flat_x
         for _ in range(self.max_depth):
-            fval = np.take(flat_x, row_offset + np.take(self.feature, node))
+            if not node.size:
+                break
+            fval = np.take(flat_x, base + np.take(self.feature, node))
             if simple:
                 go_left = fval <= np.take(self.threshold, node)
             else:
@@ -209,7 +222,13 @@ class NodeEnsemble(_Ensemble):
                 if cat.any():
                     go_left = np.where(cat, self._categorical(fval, node), go_left)
             node = np.take(self._children_flat, node * 2 + go_left)
-        leaf_values = np.take(self.value, node)  # (n, T); tree t adds to output t % K
+            arrived = np.take(self._is_leaf, node)  # a leaf's children are itself: it stays there
+            # (after max_depth steps every pair has arrived: model_format checks it, so all are recorded)
+            if np.count_nonzero(arrived) * 4 >= node.size:
+                leaf[walking[arrived]] = node[arrived]
+                still = ~arrived
+                node, base, walking = node[still], base[still], walking[still]
+        leaf_values = np.take(self.value, leaf)  # tree t adds to output t % K
         outputs = self.header.n_outputs
         return leaf_values.reshape(n, trees // outputs, outputs).sum(axis=1)
 

@@ -27,11 +27,6 @@ class Route:
     function: Callable[..., Any]
     api_key: bool = False
 
-    @property
-    def resolver_path(self) -> str:
-        """The path in Powertools' form: /models/<name>."""
-        return self.path.replace("{", "<").replace("}", ">")
-
 
 def _feature_schema(feature: dict[str, Any]) -> dict[str, Any]:
     kind = feature["type"]

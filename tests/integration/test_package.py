@@ -18,7 +18,9 @@ PACKAGE = ROOT / ".aws-sam" / "build" / "PredictFunction"
 RUNTIME = ROOT / ".local" / "localstack" / "runtimes" / "python3.12" / "bin" / "python"
 IMPORT_BUDGET_MS = 350
 FORBIDDEN = ("boto3", "botocore.client", "botocore.session", "pandas", "sklearn", "mlflow", "catboost",
-             "lightgbm", "optuna", "aws_xray_sdk", "pydantic", "scipy")
+             "lightgbm", "optuna", "aws_xray_sdk", "pydantic", "scipy",
+             # Powertools' resolvers (the API routes by a dict: handlers/api.py says why) and what they pull in
+             "aws_lambda_powertools.event_handler", "aws_lambda_powertools.utilities.data_classes", "asyncio")
 PROBE = """
 import json, sys, time
 started = time.perf_counter()

@@ -290,6 +290,49 @@ def test_unknown_routes_are_404_json(api):
     assert body == {"error": "no route GET /nope"}
 
 
+def test_logs_carry_api_gateways_request_id_as_the_correlation_id(api, s3):
+    publish(s3)
+    e = event("predict")
+    e["requestContext"]["requestId"] = "c0ffee-1"
+    assert api(e)[0] == 200
+    assert api.module.logger.get_correlation_id() == "c0ffee-1"
+    del e["requestContext"]
+    assert api(e)[0] == 200  # a test event without one is still answered
+    assert api.module.logger.get_correlation_id() is None
+
+
+def test_a_route_is_its_method_and_path_together(api, s3):
+    publish(s3)
+    wrong_method = event("health", path="/predict")  # GET where only POST is served
+    assert api(wrong_method)[:2] == (404, {"error": "no route GET /predict"})
+    no_resource = event("health")
+    del no_resource["resource"]
+    assert api(no_resource)[:2] == (404, {"error": "no route GET /health"})
+
+
+def test_headers_are_read_whatever_their_case(api, s3):
+    publish(s3)
+    e = event("predict")
+    e["headers"] = {k.upper(): v for k, v in e["headers"].items()} | {"ORIGIN": ORIGIN}
+    status, _, response = api(e)
+    assert status == 200
+    assert response["multiValueHeaders"]["Access-Control-Allow-Origin"] == [ORIGIN]
+    e["headers"] = {}
+    assert api(e)[:2] == (415, {"error": "send the request as Content-Type: application/json"})
+
+
+def test_error_answers_carry_cors_headers_for_the_form(api, s3):
+    # the form shows why a request was refused: the browser lets it read a 4xx only with CORS headers
+    publish(s3)
+    status, _, response = api(event("predict", body="{", headers={"Origin": ORIGIN}))
+    assert status == 400
+    assert response["multiValueHeaders"]["Access-Control-Allow-Origin"] == [ORIGIN]
+    assert response["multiValueHeaders"]["Access-Control-Allow-Headers"] == [
+        "Authorization,Content-Type,X-Amz-Date,X-Amz-Security-Token,X-Api-Key"]
+    assert response["multiValueHeaders"]["Content-Type"] == ["application/json"]
+    assert response["isBase64Encoded"] is False
+
+
 def test_an_unexpected_error_is_a_500_with_the_request_id_and_is_counted(api, s3, monkeypatch, caplog):
     publish(s3)
 

@@ -265,3 +265,51 @@ def test_a_hash_beyond_every_key_of_a_table_takes_the_default():
     assert one_key.values(rows)[:, 3].tolist() == [0.125, 0.25]
     none = ensemble.from_arrays(hand_made_ctrs([*tables, ([], [], 0.875)]))._ctrs
     assert none.values(rows).tolist() == [[0.5, 0.5, 0.5, 0.875]] * 2
+
+
+@pytest.mark.parametrize("depth", [1, 8, 9, 16])
+def test_an_oblivious_trees_leaf_index_has_one_bit_per_level_at_any_catboost_depth(depth):
+    # CatBoost's trees are up to 16 levels deep: the index spans two bytes past depth 8
+    arrays = case("bc-catboost").arrays
+    n_features = arrays["features"].max() + 1
+    features = (np.arange(depth) % n_features)[None, :].astype(arrays["features"].dtype)
+    deep = dict(arrays, features=features,
+                borders=np.zeros((1, depth), arrays["borders"].dtype),
+                nan_goes_right=np.zeros((1, depth), bool), is_equal=np.zeros((1, depth), bool),
+                equal_code=np.zeros((1, depth), arrays["equal_code"].dtype),
+                leaf_values=np.arange(2.0**depth).reshape(1, -1, 1),
+                leaf_weights=np.ones((1, 2**depth), arrays["leaf_weights"].dtype))
+    evaluator = ensemble.from_arrays(deep)
+    rng = np.random.default_rng(depth)
+    X = rng.choice([-1.0, 1.0], size=(50, arrays["features"].max() + 1))
+    expected = sum((X[:, features[0, level]] > 0).astype(int) << level for level in range(depth))
+    assert evaluator.leaf_index(X)[:, 0].tolist() == expected.tolist()
+    assert expected.max() >= 2 ** (depth - 1)  # the highest bit is reached
+
+
+def test_lightgbm_pairs_leave_the_walk_at_their_leaf_whatever_the_depth():
+    # rows reach leaves at different depths and trees may be a single leaf: each (row, tree)
+    # pair must stop on its own leaf, as a plain walk down each tree does
+    arrays = dict(case("bc-lightgbm").arrays)
+    left, right = arrays["left"], arrays["right"]
+    leaves = np.flatnonzero(left == np.arange(left.shape[0]))
+    roots = arrays["roots"].copy()
+    roots[::3] = leaves[: len(roots[::3])]  # every third tree is one leaf
+    arrays["roots"] = roots
+    X = case("bc-lightgbm").matrix[:150]
+    X = np.where(np.abs(X) <= ensemble.K_ZERO_THRESHOLD, 0.0, X)
+
+    def walked(row):
+        total = 0.0
+        for root in roots:
+            node = root
+            while left[node] != node:
+                node = left[node] if row[arrays["feature"][node]] <= arrays["threshold"][node] else right[node]
+            total += arrays["value"][node]
+        return total
+
+    evaluator = ensemble.from_arrays(arrays)
+    assert evaluator._simple  # no missing values routed: the plain walk above is LightGBM's rule
+    expected = np.array([walked(row) for row in X])
+    assert np.allclose(evaluator.raw(X)[:, 0], expected, rtol=0, atol=1e-12)
+    assert np.allclose(evaluator.raw(X[:1])[:, 0], expected[:1], rtol=0, atol=1e-12)

@@ -47,7 +47,6 @@ def test_every_route_and_only_those_is_described(document):
         ("get", "/health"), ("get", "/model"), ("post", "/predict"), ("get", "/openapi.json"), ("get", "/models"),
         ("get", "/models/{name}"), ("post", "/models/{name}/predict"), ("post", "/explain"),
         ("post", "/models/{name}/explain")}
-    assert [r.resolver_path for r in ROUTES][3:6] == ["/models", "/models/<name>", "/models/<name>/predict"]
     assert document["paths"]["/health"]["get"]["summary"] == "health"
 
 
