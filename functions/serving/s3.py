@@ -13,6 +13,11 @@ It offers the small part of boto3's S3 client that ``serving.bundle`` uses:
 ``put_object(Bucket=, Key=, Body=, ContentType=)`` (request capture), and errors shaped as
 boto3's (``error_status`` reads the HTTP status of both).
 
+The transport is http.client with one kept-alive connection per endpoint: a model's
+pointer, manifest and arrays, and every later refresh check, share one TLS handshake
+(urllib.request opened a connection, and loaded the CA certificates, per call; its
+import also pulled in tempfile, shutil, bz2 and lzma: ~8 ms of the cold start).
+
 Credentials come from the environment, as Lambda provides them
 (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN). The endpoint is
 AWS_ENDPOINT_URL when set (LocalStack sets it for its functions), else the
@@ -23,16 +28,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import io
 import os
-import urllib.error
 import urllib.parse
-import urllib.request
 from datetime import UTC, datetime
 from email.message import Message
-from xml.etree import ElementTree  # nosec B405 - S3's own answers (see _error_document)
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+# what a kept-alive connection the server has since closed raises on its next use
+_STALE = (ConnectionResetError, BrokenPipeError, http.client.BadStatusLine)
 
 
 class S3Error(Exception):
@@ -110,6 +115,7 @@ class S3Reader:
             raise ConfigurationError(f"the S3 endpoint must be http(s): {endpoint!r}")
         self.endpoint = endpoint.rstrip("/") if endpoint else None
         self.timeout = timeout
+        self._connections: dict[tuple[str, str], http.client.HTTPConnection] = {}
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> S3Reader:
@@ -144,6 +150,8 @@ class S3Reader:
         encoded = urllib.parse.urlencode({k: v for k, v in sorted(query.items()) if v is not None},
                                          quote_via=urllib.parse.quote, safe="-_.~")
         body, _ = self._get(f"{self.url(Bucket, '')}?{encoded}", None)
+        from xml.etree import ElementTree  # nosec B405 - imported when needed: no model load reads XML
+
         root = ElementTree.fromstring(body)  # noqa: S314  # nosec B314 - from the configured S3 endpoint
         page: dict = {
             "Contents": [{"Key": item.findtext("{*}Key"), "Size": int(item.findtext("{*}Size") or 0)}
@@ -170,15 +178,32 @@ class S3Reader:
         payload = hashlib.sha256(body).hexdigest() if body is not None else EMPTY_SHA256
         headers = signing_headers(method, url, self.region, self.access_key, self.secret_key,
                                   self.session_token, extra_headers=extra_headers, payload_sha256=payload)
-        headers.pop("host")  # urllib sets it
-        request = urllib.request.Request(url, data=body, headers=headers, method=method)  # noqa: S310
-        try:
-            # the URL is https://<bucket>.s3... or the http(s) endpoint checked in __init__
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310  # nosec B310
-                return response.read(), response.headers
-        except urllib.error.HTTPError as error:
-            code, message = _error_document(error.read())
-            raise S3Error(error.code, code or str(error.code), message) from None
+        parts = urllib.parse.urlsplit(url)
+        target = f"{parts.path}?{parts.query}" if parts.query else parts.path
+        for attempt in range(2):
+            connection = self._connection(parts.scheme, parts.netloc)
+            try:
+                connection.request(method, target, body=body, headers=headers)  # the signed Host header
+                response = connection.getresponse()
+                data = response.read()
+                break
+            except (OSError, http.client.HTTPException) as error:
+                self._connections.pop((parts.scheme, parts.netloc)).close()  # the next call starts afresh
+                if attempt or not isinstance(error, _STALE):
+                    raise
+                # the server closed the kept-alive connection while the function was frozen: once more
+        if response.status >= 300:
+            code, message = _error_document(data)
+            raise S3Error(response.status, code or str(response.status), message)
+        return data, response.headers
+
+    def _connection(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
+        connection = self._connections.get((scheme, netloc))
+        if connection is None:
+            # https://<bucket>.s3... or the http(s) endpoint checked in __init__
+            kind = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
+            connection = self._connections[(scheme, netloc)] = kind(netloc, timeout=self.timeout)
+        return connection
 
 
 def _error_document(body: bytes) -> tuple[str | None, str]:
@@ -187,6 +212,8 @@ def _error_document(body: bytes) -> tuple[str | None, str]:
     The standard parser is enough: the XML comes from the S3 endpoint this reader was
     configured with, and expat (>= 2.4.1) caps entity expansion.
     """
+    from xml.etree import ElementTree  # nosec B405 - imported when needed: a loaded model reads no XML
+
     try:
         # the document comes from the S3 endpoint this reader was configured with, not from a user
         root = ElementTree.fromstring(body)  # noqa: S314  # nosec B314

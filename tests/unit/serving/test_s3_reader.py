@@ -1,6 +1,7 @@
 """The serving function's S3 reader: botocore's signatures, boto-style answers and errors."""
 
 import threading
+import time
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -130,22 +131,81 @@ def test_not_modified_and_missing_objects_are_errors_with_their_status(fake_s3):
         assert str(caught.value) == f"{code} ({status}): {message}"
 
 
-def test_the_request_carries_the_readers_timeout(fake_s3, monkeypatch):
-    endpoint, recorder = fake_s3
-    recorder.answers = [(200, {}, b"x")]
-    seen = {}
-    import urllib.request
+def test_a_silent_server_times_out_at_the_readers_timeout():
+    import socket
+    import time
 
-    real = urllib.request.urlopen
-
-    def spy(request, timeout):
-        seen["timeout"] = timeout
-        return real(request, timeout=timeout)
-
-    monkeypatch.setattr(urllib.request, "urlopen", spy)
-    assert S3Reader("us-east-1", "a", "b", endpoint=endpoint, timeout=3.5).get_object(Bucket="b", Key="k")
-    assert seen == {"timeout": 3.5}
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts connections, never answers
+        reader = S3Reader("us-east-1", "a", "b", endpoint=f"http://127.0.0.1:{silent.getsockname()[1]}",
+                          timeout=0.5)
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            reader.get_object(Bucket="b", Key="k")
+        assert 0.45 <= time.monotonic() - started < 0.95  # once: a timeout is not retried
     assert S3Reader("us-east-1", "a", "b").timeout == 10.0
+
+
+class KeepAlive(Recorder):
+    """HTTP/1.1: the connection stays open between requests, unless the script says to drop it."""
+
+    protocol_version = "HTTP/1.1"
+    drop_after: set = set()
+
+    def do_GET(self):  # noqa: N802 - http.server's name
+        super().do_GET()
+        self.seen[-1]["client_port"] = self.client_address[1]
+        if len(self.seen) in self.drop_after:  # closed without saying so, as an idle server does
+            self.close_connection = True
+
+
+@pytest.fixture
+def keep_alive_s3():
+    KeepAlive.answers, KeepAlive.seen, KeepAlive.drop_after = [], [], set()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), KeepAlive)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}", KeepAlive
+    server.shutdown()
+    server.server_close()
+
+
+def test_calls_share_one_kept_alive_connection(keep_alive_s3):
+    endpoint, recorder = keep_alive_s3
+    recorder.answers = [(200, {}, b"pointer"), (200, {}, b"manifest"), (304, {}, b""), (200, {}, b"arrays")]
+    reader = S3Reader("us-east-1", "a", "b", endpoint=endpoint)
+    assert reader.get_object(Bucket="b", Key="1")["Body"].read() == b"pointer"
+    assert reader.get_object(Bucket="b", Key="2")["Body"].read() == b"manifest"
+    with pytest.raises(S3Error):  # an error answer keeps the connection too
+        reader.get_object(Bucket="b", Key="3", IfNoneMatch='"e"')
+    assert reader.get_object(Bucket="b", Key="4")["Body"].read() == b"arrays"
+    assert [r["path"] for r in recorder.seen] == ["/b/1", "/b/2", "/b/3", "/b/4"]
+    assert len({r["client_port"] for r in recorder.seen}) == 1
+
+
+def test_a_connection_the_server_dropped_is_reopened_and_the_call_made_once_more(keep_alive_s3):
+    endpoint, recorder = keep_alive_s3
+    recorder.answers = [(200, {}, b"first"), (200, {}, b"second"), (200, {}, b"third")]
+    recorder.drop_after = {1}
+    reader = S3Reader("us-east-1", "a", "b", endpoint=endpoint)
+    assert reader.get_object(Bucket="b", Key="1")["Body"].read() == b"first"
+    time.sleep(0.1)  # the server has closed its end by now
+    assert reader.get_object(Bucket="b", Key="2")["Body"].read() == b"second"
+    assert reader.get_object(Bucket="b", Key="3")["Body"].read() == b"third"
+    assert [r["path"] for r in recorder.seen] == ["/b/1", "/b/2", "/b/3"]
+    ports = [r["client_port"] for r in recorder.seen]
+    assert ports[0] != ports[1] == ports[2]
+
+
+def test_a_refused_connection_is_an_error_not_a_retry_loop():
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    reader = S3Reader("us-east-1", "a", "b", endpoint=f"http://127.0.0.1:{port}", timeout=2)
+    with pytest.raises(ConnectionRefusedError):
+        reader.get_object(Bucket="b", Key="k")
+    with pytest.raises(ConnectionRefusedError):  # and the next call tries again from scratch
+        reader.get_object(Bucket="b", Key="k")
 
 
 def test_reads_objects_and_answers_not_modified_from_moto(s3):
