@@ -19,7 +19,6 @@ buffer is never written on the request's critical path except by the request tha
 from __future__ import annotations
 
 import json
-import math
 import random
 import uuid
 from datetime import UTC, datetime
@@ -27,6 +26,7 @@ from time import monotonic
 from typing import Any
 
 import numpy as np
+import orjson
 
 PREFIX = "capture/"
 
@@ -59,10 +59,12 @@ class Capture:
             return
         now = datetime.now(UTC).isoformat(timespec="milliseconds")
         lines = self._buffers.setdefault(model, [])
+        if np.isinf(X).any() or not np.isfinite(predictions).all():  # orjson would write them as null
+            raise ValueError("infinite values (or a NaN prediction) are not JSON compliant: not captured")
         for row, prediction in zip(X.tolist(), predictions.tolist(), strict=True):
-            values = [None if math.isnan(v) else v for v in row]
-            record = {"time": now, "version": version, "row": values, "prediction": prediction}
-            lines.append(json.dumps(record, separators=(",", ":"), allow_nan=False))
+            # orjson writes a missing value (NaN) as null, compactly: ~5x faster than json.dumps here
+            record = {"time": now, "version": version, "row": row, "prediction": prediction}
+            lines.append(orjson.dumps(record))
         self._rows += len(X)
         if self._since is None:
             self._since = monotonic()
@@ -80,7 +82,7 @@ class Capture:
             try:
                 if self._s3 is None:
                     self._s3 = self._s3_factory()
-                self._s3.put_object(Bucket=self.bucket, Key=key, Body="\n".join(lines).encode() + b"\n",
+                self._s3.put_object(Bucket=self.bucket, Key=key, Body=b"\n".join(lines) + b"\n",
                                     ContentType="application/x-ndjson")
             except Exception as error:  # noqa: BLE001 - a lost buffer must never fail a prediction
                 if self.on_error:
