@@ -1,6 +1,8 @@
 """One fresh process: import a handler, answer the first /predict, then warm calls.
 
-    python coldstart.py MODULE EVENT_FILE [--warm N] [--also=LABEL=EVENT_FILE ...]
+    python coldstart.py MODULE EVENT_FILE [--warm N] [--also=LABEL=EVENT_FILE ...] [--floors]
+
+``--floors`` (the project's handler only) also times each part of a warm answer alone.
 
 Run by benchmarks/serving.py with the function's own interpreter and package;
 prints one JSON line. Times exclude the interpreter's own start (the same for
@@ -11,32 +13,49 @@ import json
 import sys
 import time
 
-from lambda_process import Context, peak_rss_mb
+from lambda_process import Context, peak_rss_mb, quiet_call
 
 started = time.perf_counter()
 module_name, event_file = sys.argv[1], sys.argv[2]
 warm = int(sys.argv[4]) if len(sys.argv) > 4 and sys.argv[3] == "--warm" else 0
 also = dict(arg.removeprefix("--also=").split("=", 1) for arg in sys.argv[3:] if arg.startswith("--also="))
+floors = "--floors" in sys.argv[3:]
 
 
-def quiet_call(handler, event):
-    # Lambda sends stdout to CloudWatch; here it would only flood the pipe
-    real, sys.stdout = sys.stdout, _SINK
-    try:
-        return handler(event, Context())
-    finally:
-        sys.stdout = real
+def p50_p99(function, calls: int) -> tuple[float, float]:
+    timings = []
+    for _ in range(calls):
+        t = time.perf_counter()
+        function()
+        timings.append((time.perf_counter() - t) * 1e6)
+    timings.sort()
+    return timings[len(timings) // 2], timings[int(len(timings) * 0.99) - 1]
 
 
-class _Sink:
-    def write(self, _text):
-        return 0
+def floor_parts(module, event: dict, calls: int) -> dict:
+    """Where a warm single-row answer's time goes: each part of the path timed alone (p50, µs)."""
+    import orjson
 
-    def flush(self):
-        pass
+    predictor = module.serving_model(module.settings.default_model)
+    body = orjson.loads(event["body"])
+    X = predictor.schema.matrix(body, max_rows=module.settings.max_rows)
+    answer = predictor.answer(predictor.predict_matrix(X))
 
+    def respond():  # routing, validation, evaluation, answer; no logging, metrics left unflushed
+        module.respond(event, Context())
+        module.metrics.clear_metrics()
 
-_SINK = _Sink()
+    def json_alone():  # the request's body parsed, the answer written
+        orjson.loads(event["body"])
+        orjson.dumps(answer)
+
+    return {
+        "floor_json_parse_and_dump_p50_us": p50_p99(json_alone, calls)[0],
+        "floor_validation_p50_us": p50_p99(lambda: predictor.schema.matrix(body, max_rows=1000), calls)[0],
+        "floor_evaluator_p50_us": p50_p99(lambda: predictor.predict_matrix(X), calls)[0],
+        "floor_answer_without_logging_or_metrics_p50_us": p50_p99(respond, calls)[0],
+    }
+
 
 module = __import__(module_name, fromlist=["handler"])
 imported = time.perf_counter()
@@ -83,6 +102,8 @@ if warm:
         key = label.replace("-", "_")
         result[f"warm_{key}_p50_us"] = timings[len(timings) // 2]
         result[f"warm_{key}_p99_us"] = timings[int(len(timings) * 0.99) - 1]
+    if floors:
+        result.update(floor_parts(module, event, warm))
     result.update(
         warm_single_p50_us=single[len(single) // 2],
         warm_single_p99_us=single[int(len(single) * 0.99) - 1],

@@ -1,4 +1,6 @@
-"""What the benchmark's function processes share: a Lambda context and their peak memory."""
+"""What the benchmark's function processes share: a Lambda context, a quiet call, their memory."""
+
+import sys
 
 
 class Context:
@@ -8,11 +10,40 @@ class Context:
     aws_request_id = "bench"
 
 
+class _Sink:
+    def write(self, _text):
+        return 0
+
+    def flush(self):
+        pass
+
+
+_SINK = _Sink()
+
+
+def quiet_call(handler, event, context=None):
+    # Lambda sends stdout (the logs and metrics) to CloudWatch; here it would only flood the pipe
+    real, sys.stdout = sys.stdout, _SINK
+    try:
+        return handler(event, context or Context())
+    finally:
+        sys.stdout = real
+
+
+def _status_mb(field: str) -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
 def peak_rss_mb() -> float:
     # VmHWM, not ru_maxrss: Linux keeps ru_maxrss across fork+exec, so a child
     # would report its parent's peak
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
+    return _status_mb("VmHWM:")
+
+
+def rss_mb() -> float:
+    """The process's resident memory now."""
+    return _status_mb("VmRSS:")
