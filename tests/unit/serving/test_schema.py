@@ -46,6 +46,14 @@ def test_the_numeric_fast_path_gives_the_same_matrix_as_the_checked_path():
     assert schema.matrix({"features": [[1, 2.5, -3]]}, max_rows=10).tolist() == [[1.0, 2.5, -3.0]]
 
 
+def test_the_fast_path_reads_a_one_feature_model_too():
+    schema = FeatureSchema([NUMERIC[0]])
+    rows = [{"a": 2}, {"a": -0.5}]
+    assert schema._fast_matrix(rows, "instances").tolist() == [[2.0], [-0.5]]
+    assert schema.matrix({"instances": rows}, max_rows=10).tolist() == [[2.0], [-0.5]]
+    assert errors_of({"instances": [{"a": "2"}]}, [NUMERIC[0]]).errors[0]["field"] == "a"
+
+
 @pytest.mark.parametrize(
     ("row", "field", "words"),
     [
