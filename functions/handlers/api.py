@@ -177,7 +177,8 @@ def predict_with(event: dict, name: str) -> Response:
     started = time.perf_counter()
     X, output = predictor.predict_rows(body, max_rows=settings.max_rows)
     answer = predictor.answer(output)
-    capture.add(predictor.name, predictor.version, X, drift.prediction_values(output, predictor.task))
+    if capture.rate > 0:  # (the values it keeps are not worked out when nothing is kept)
+        capture.add(predictor.name, predictor.version, X, drift.prediction_values(output, predictor.task))
     return _answered(predictor, answer, started, "PredictLatency", "Predictions")
 
 

@@ -93,6 +93,7 @@ class ObliviousEnsemble(_Ensemble):
         self._tree_offset = (np.arange(trees) * width).astype(np.intp)
         self._level_weights = 2.0 ** np.arange(self.features.shape[1])
         self._has_equal = bool(self.is_equal.any())
+        self._has_bias = bool(np.any(self.bias != 0))
         self._ctrs = _Ctrs(arrays) if arrays["ctr_projection"].size else None
 
     def leaf_index(self, X: np.ndarray) -> np.ndarray:
@@ -120,7 +121,11 @@ class ObliviousEnsemble(_Ensemble):
         gathered = np.take(self._output_leaves, index, axis=1).reshape(outputs * n, -1)
         # C order: the link's sums over a row's classes must not depend on the layout either
         total = np.ascontiguousarray(gathered.sum(axis=1).reshape(outputs, n).T)
-        return self.scale * total + self.bias
+        if self.scale != 1.0:  # a scale of 1 and a bias of 0 change nothing: skipped, exactly
+            total *= self.scale
+        if self._has_bias:
+            total += self.bias
+        return total
 
 
 class _Ctrs:
