@@ -80,6 +80,8 @@ def export_catboost(model, schema: list[dict], task: str) -> dict[str, np.ndarra
     bins += [("OneHotFeature", c, v) for c in cats for v in c.get("values", [])]
     bins += [("OnlineCtr", k, b) for k, ctr in enumerate(ctrs) for b in ctr["borders"]]
     trees = spec["oblivious_trees"]
+    for tree in trees:  # a tree without a split (one leaf) has "splits": null in CatBoost's JSON
+        tree["splits"] = tree.get("splits") or []
     depth = max(len(tree["splits"]) for tree in trees)
     scale, bias = spec["scale_and_bias"]
     n_outputs = len(bias)

@@ -118,7 +118,7 @@ class ObliviousEnsemble(_Ensemble):
         # every output's leaves in one gather: (K, n, T), summed over the trees as (K * n, T) rows, so
         # that each row's sum is the same pairwise sum however many rows come with it
         outputs, n = self._output_leaves.shape[0], X.shape[0]
-        gathered = np.take(self._output_leaves, index, axis=1).reshape(outputs * n, -1)
+        gathered = np.take(self._output_leaves, index, axis=1).reshape(outputs * n, index.shape[1])
         # C order: the link's sums over a row's classes must not depend on the layout either
         total = np.ascontiguousarray(gathered.sum(axis=1).reshape(outputs, n).T)
         if self.scale != 1.0:  # a scale of 1 and a bias of 0 change nothing: skipped, exactly

@@ -313,3 +313,9 @@ def test_lightgbm_pairs_leave_the_walk_at_their_leaf_whatever_the_depth():
     expected = np.array([walked(row) for row in X])
     assert np.allclose(evaluator.raw(X)[:, 0], expected, rtol=0, atol=1e-12)
     assert np.allclose(evaluator.raw(X[:1])[:, 0], expected[:1], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["bc-catboost", "digits-catboost", "bc-lightgbm", "penguins-catboost"])
+def test_no_rows_give_no_answers_of_the_right_width(name):
+    model = case(name)
+    assert ensemble.from_arrays(model.arrays).predict(model.matrix[:0]).shape == (0, model.native.shape[1])
