@@ -379,10 +379,18 @@ def _get(s3, bucket: str, key: str) -> bytes:
 
 def read_champion(s3, bucket: str, name: str) -> dict[str, Any] | None:
     """The champion pointer, or None when nothing was ever promoted."""
+    return read_champion_and_etag(s3, bucket, name)[0]
+
+
+def read_champion_and_etag(s3, bucket: str, name: str) -> tuple[dict[str, Any] | None, str | None]:
+    """(the champion pointer, its ETag), or (None, None) when nothing was ever promoted."""
     try:
-        return json.loads(_get(s3, bucket, champion_key(name)))
-    except BundleError:
-        return None
+        response = s3.get_object(Bucket=bucket, Key=champion_key(name))
+    except Exception as error:
+        if error_status(error) == 404:
+            return None, None
+        raise
+    return json.loads(response["Body"].read()), response.get("ETag")
 
 
 def read_manifest(s3, bucket: str, name: str, version: int, expected_sha256: str | None = None):

@@ -42,8 +42,11 @@ class ChampionCache:
         unknown_category: str,
         on_load_failure: Callable[[LoadFailure], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        first_pointer: tuple[dict | None, str | None] | None = None,
     ) -> None:
         self._s3_factory = s3_factory
+        # (pointer, ETag) already read by whoever made this cache: the first check uses it
+        self._first_pointer = first_pointer
         self._s3 = None
         self.bucket = bucket
         self.name = name
@@ -114,6 +117,9 @@ class ChampionCache:
 
     def _read_pointer(self) -> tuple[dict | None, str | None]:
         """(pointer, its ETag); (None, the loaded ETag) when unchanged; (None, None) when absent."""
+        if self._first_pointer is not None:
+            first, self._first_pointer = self._first_pointer, None
+            return first
         kwargs = {"Bucket": self.bucket, "Key": bundle.champion_key(self.name)}
         if self.pointer_etag is not None:  # set only once a model is loaded
             kwargs["IfNoneMatch"] = self.pointer_etag

@@ -166,3 +166,22 @@ def test_a_remembered_unknown_name_is_named_again(registry):
             registry.champion("ghost")
         assert str(caught.value) == "no model named 'ghost' has been published"
     assert len(registry.recording.calls) == 2
+
+
+def test_a_models_first_load_reads_its_champion_pointer_once_then_checks_it_conditionally(registry, s3):
+    publish(s3, "a")
+    sent = []
+    real = registry.recording.get_object
+
+    def get_object(**kwargs):
+        sent.append(kwargs)
+        return real(**kwargs)
+
+    registry.recording.get_object = get_object
+    assert registry.champion("a").current().version == 1
+    pointer_key = bundle.champion_key("a")
+    assert [k["Key"] for k in sent].count(pointer_key) == 1  # the name check's read is the load's too
+    assert "IfNoneMatch" not in sent[0]
+    registry.clock_.now += 30  # the refresh interval later: a conditional GET with the pointer's ETag
+    assert registry.champion("a").current().version == 1
+    assert sent[-1]["Key"] == pointer_key and sent[-1]["IfNoneMatch"].strip('"')
