@@ -251,8 +251,8 @@ _DISPATCH = {(route.method, route.path): (route.function, "{name}" in route.path
 
 def respond(event: dict, context) -> Response:
     """The response to one API Gateway (REST) proxy event."""
-    found = _DISPATCH.get((event.get("httpMethod"), event.get("resource")))
     try:
+        found = _DISPATCH.get((event.get("httpMethod"), event.get("resource")))
         if found is None:
             response = not_found(event)
         elif found[1]:
@@ -263,18 +263,27 @@ def respond(event: dict, context) -> Response:
         response = request_error(error)
     except Exception:  # noqa: BLE001  # the client gets a request id, the log the trace
         response = unexpected(context)
-    if cors is not None and header(event, "origin", "Origin") == settings.allowed_origin:
-        response["multiValueHeaders"].update(cors)
+    try:
+        if cors is not None and header(event, "origin", "Origin") == settings.allowed_origin:
+            response["multiValueHeaders"].update(cors)
+    except (AttributeError, TypeError):  # headers that are not an object: no CORS for them
+        pass
     return response
 
 
 @logger.inject_lambda_context
 @metrics.log_metrics(capture_cold_start_metric=True)
-def handler(event, context):
-    # API Gateway's request id, as Powertools' correlation_paths.API_GATEWAY_REST names it,
-    # read directly: its JMESPath query cost ~8 µs per request
-    logger.set_correlation_id((event.get("requestContext") or {}).get("requestId"))
+def _logged(event, context):
     return respond(event, context)
+
+
+def handler(event, context):
+    # API Gateway's request id, as Powertools' correlation_paths.API_GATEWAY_REST names it, read
+    # directly (its JMESPath query cost ~8 µs per request) and set before the logger's decorator
+    # runs, so that a logged event carries its own id
+    request_context = event.get("requestContext") if isinstance(event, dict) else None
+    logger.set_correlation_id(request_context.get("requestId") if isinstance(request_context, dict) else None)
+    return _logged(event, context)
 
 
 if settings.tracing:

@@ -60,7 +60,11 @@ class Capture:
         now = datetime.now(UTC).isoformat(timespec="milliseconds")
         lines = self._buffers.setdefault(model, [])
         if np.isinf(X).any() or not np.isfinite(predictions).all():  # orjson would write them as null
-            raise ValueError("infinite values (or a NaN prediction) are not JSON compliant: not captured")
+            # reported, not raised: capture never fails a prediction
+            if self.on_error:
+                self.on_error(model, len(X), ValueError(
+                    "infinite values (or a NaN prediction) are not JSON compliant: not captured"))
+            return
         for row, prediction in zip(X.tolist(), predictions.tolist(), strict=True):
             # orjson writes a missing value (NaN) as null, compactly: ~5x faster than json.dumps here
             record = {"time": now, "version": version, "row": row, "prediction": prediction}

@@ -249,6 +249,8 @@ def _check_nodes(arrays: dict[str, np.ndarray], header: Header, dims: dict[str, 
     for name in ("roots", "left", "right"):
         _in_range(arrays[name], name, nodes)
     split = arrays["left"] != np.arange(nodes)
+    if (arrays["right"][~split] != np.flatnonzero(~split)).any():  # the evaluator stops where both are
+        raise FormatError("right: a leaf (left = itself) must have right = itself too")
     _in_range(arrays["feature"][split], "feature", header.n_features)
     if not np.isin(arrays["missing_type"], (MISSING_NONE, MISSING_ZERO, MISSING_NAN)).all():
         raise FormatError("missing_type: codes must be 0 (none), 1 (zero) or 2 (NaN)")

@@ -31,13 +31,17 @@ import hmac
 import http.client
 import io
 import os
+import ssl
 import urllib.parse
 from datetime import UTC, datetime
 from email.message import Message
+from time import monotonic
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 # what a kept-alive connection the server has since closed raises on its next use
-_STALE = (ConnectionResetError, BrokenPipeError, http.client.BadStatusLine)
+_STALE = (ConnectionResetError, BrokenPipeError, http.client.BadStatusLine, ssl.SSLEOFError)
+# S3 closes a connection idle for about 20 s, sometimes silently: an older one is not tried
+IDLE_SECONDS = 15.0
 
 
 class S3Error(Exception):
@@ -115,7 +119,8 @@ class S3Reader:
             raise ConfigurationError(f"the S3 endpoint must be http(s): {endpoint!r}")
         self.endpoint = endpoint.rstrip("/") if endpoint else None
         self.timeout = timeout
-        self._connections: dict[tuple[str, str], http.client.HTTPConnection] = {}
+        # (scheme, host) → (the connection, when it was last used)
+        self._connections: dict[tuple[str, str], tuple[http.client.HTTPConnection, float]] = {}
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> S3Reader:
@@ -188,21 +193,26 @@ class S3Reader:
                 data = response.read()
                 break
             except (OSError, http.client.HTTPException) as error:
-                self._connections.pop((parts.scheme, parts.netloc)).close()  # the next call starts afresh
+                self._connections.pop((parts.scheme, parts.netloc))[0].close()  # the next call starts afresh
                 if attempt or not isinstance(error, _STALE):
                     raise
                 # the server closed the kept-alive connection while the function was frozen: once more
+        self._connections[(parts.scheme, parts.netloc)] = (connection, monotonic())
         if response.status >= 300:
             code, message = _error_document(data)
             raise S3Error(response.status, code or str(response.status), message)
         return data, response.headers
 
     def _connection(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
-        connection = self._connections.get((scheme, netloc))
-        if connection is None:
-            # https://<bucket>.s3... or the http(s) endpoint checked in __init__
-            kind = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
-            connection = self._connections[(scheme, netloc)] = kind(netloc, timeout=self.timeout)
+        kept = self._connections.get((scheme, netloc))
+        if kept is not None and monotonic() - kept[1] <= IDLE_SECONDS:
+            return kept[0]
+        if kept is not None:
+            kept[0].close()
+        # https://<bucket>.s3... or the http(s) endpoint checked in __init__
+        kind = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
+        connection = kind(netloc, timeout=self.timeout)
+        self._connections[(scheme, netloc)] = (connection, monotonic())
         return connection
 
 

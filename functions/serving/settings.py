@@ -48,6 +48,10 @@ class Settings:
             check_name(name)
         except ValueError as error:
             raise ConfigurationError(f"DEFAULT_MODEL: {error}") from None
+        origin = env.get("ALLOWED_ORIGIN", "").strip()
+        if origin == "*" or "," in origin:
+            raise ConfigurationError(f"ALLOWED_ORIGIN must be the form's one origin (scheme://host[:port]), "
+                                     f"not {origin!r}: CORS is granted to it alone")
         policy = env.get("UNKNOWN_CATEGORY", cls.unknown_category)
         if policy not in ("reject", "missing"):
             raise ConfigurationError(f"UNKNOWN_CATEGORY must be reject or missing, not {policy!r}")
@@ -66,7 +70,7 @@ class Settings:
             batch_concurrency=_number(env, "BATCH_CONCURRENCY", cls.batch_concurrency, int, minimum=1,
                                       maximum=10_000),
             unknown_category=policy,
-            allowed_origin=env.get("ALLOWED_ORIGIN", ""),
+            allowed_origin=origin,
             tracing=env.get("POWERTOOLS_TRACE_DISABLED", "true").lower() == "false",
         )
 

@@ -301,6 +301,18 @@ def test_logs_carry_api_gateways_request_id_as_the_correlation_id(api, s3):
     assert api.module.logger.get_correlation_id() is None
 
 
+def test_malformed_events_still_get_an_answer(api, s3):
+    publish(s3)
+    # what API Gateway never sends, but a test console might: an answer, never an exception
+    cases = [({"headers": ["not", "an", "object"]}, 200), ({"requestContext": "x"}, 200),
+             ({"httpMethod": ["GET"]}, 500)]
+    for change, expected in cases:
+        status, body, response = api(event("health") | change)
+        assert status == expected, change
+        assert response["multiValueHeaders"]["Content-Type"] == ["application/json"]
+    assert body == {"error": "internal error", "request_id": "req-1"}
+
+
 def test_a_route_is_its_method_and_path_together(api, s3):
     publish(s3)
     wrong_method = event("health", path="/predict")  # GET where only POST is served

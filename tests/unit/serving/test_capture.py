@@ -113,11 +113,13 @@ def test_rows_and_predictions_of_different_lengths_are_refused_not_truncated():
 
 
 @pytest.mark.parametrize("row, prediction", [([1.0, np.inf], 0.5), ([1.0, 2.0], np.nan)])
-def test_a_value_json_cannot_carry_is_refused_rather_than_written_as_invalid_json(row, prediction):
-    kept, s3 = make(flush_rows=1)
-    with pytest.raises(ValueError, match="not JSON compliant"):
-        kept.add("m", 1, np.array([row]), np.array([prediction]))
-    assert s3.puts == []
+def test_a_value_json_cannot_carry_is_reported_and_not_written_as_invalid_json(row, prediction):
+    reported = []
+    kept, s3 = make(flush_rows=1, on_error=lambda *args: reported.append(args))
+    kept.add("m", 1, np.array([row]), np.array([prediction]))  # never fails the prediction
+    assert s3.puts == [] and kept.buffered_rows == 0
+    [(model, rows, error)] = reported
+    assert (model, rows) == ("m", 1) and "not JSON compliant" in str(error)
 
 
 def test_a_failed_write_reports_the_model_the_rows_lost_and_the_error_itself():

@@ -152,6 +152,16 @@ def test_node_tables_must_be_consistent():
     refused({**arrays, "value": value}, "value: holds NaN or infinite values")
 
 
+def test_a_leaf_points_to_itself_on_both_sides():
+    # the evaluator drops a (row, tree) pair where it reached a node whose left is itself:
+    # a right child elsewhere would make the answer depend on when that happened
+    arrays = nodes()
+    right = arrays["right"].copy()
+    leaf = int(np.flatnonzero(arrays["left"] == np.arange(len(right)))[0])
+    right[leaf] = arrays["roots"][0]
+    refused({**arrays, "right": right}, "right: a leaf (left = itself) must have right = itself too", exact=True)
+
+
 def test_max_depth_must_bring_every_row_to_a_leaf():
     arrays = nodes()
     depth = int(arrays["max_depth"])

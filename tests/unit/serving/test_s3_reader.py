@@ -195,6 +195,25 @@ def test_a_connection_the_server_dropped_is_reopened_and_the_call_made_once_more
     assert ports[0] != ports[1] == ports[2]
 
 
+def test_a_connection_idle_longer_than_s3_keeps_one_is_not_tried_again(keep_alive_s3, monkeypatch):
+    # S3 drops idle connections after ~20 s, sometimes without a word: waiting on one would hang
+    import serving.s3 as s3_module
+
+    endpoint, recorder = keep_alive_s3
+    recorder.answers = [(200, {}, b"a"), (200, {}, b"b"), (200, {}, b"c")]
+    now = [1000.0]
+    monkeypatch.setattr(s3_module, "monotonic", lambda: now[0])
+    reader = S3Reader("us-east-1", "a", "b", endpoint=endpoint)
+    reader.get_object(Bucket="b", Key="1")
+    now[0] += s3_module.IDLE_SECONDS  # idle for exactly the limit: still used
+    reader.get_object(Bucket="b", Key="2")
+    now[0] += s3_module.IDLE_SECONDS + 0.5  # idle past it: a new connection
+    reader.get_object(Bucket="b", Key="3")
+    ports = [r["client_port"] for r in recorder.seen]
+    assert ports[0] == ports[1] != ports[2]
+    assert 10 <= s3_module.IDLE_SECONDS < 20
+
+
 def test_a_refused_connection_is_an_error_not_a_retry_loop():
     import socket
 

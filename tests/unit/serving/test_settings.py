@@ -50,6 +50,11 @@ def test_every_setting_is_read():
         ({"BATCH_PART_MB": "0"}, "BATCH_PART_MB must be at least 0.001, not '0'"),
         ({"BATCH_CONCURRENCY": "0"}, "BATCH_CONCURRENCY must be at least 1, not '0'"),
         ({"BATCH_CONCURRENCY": "10001"}, "BATCH_CONCURRENCY must be at most 10000, not '10001'"),
+        ({"ALLOWED_ORIGIN": "*"}, "ALLOWED_ORIGIN must be the form's one origin (scheme://host[:port]), "
+                                  "not '*': CORS is granted to it alone"),
+        ({"ALLOWED_ORIGIN": "https://a.example,https://b.example"},
+         "ALLOWED_ORIGIN must be the form's one origin (scheme://host[:port]), "
+         "not 'https://a.example,https://b.example': CORS is granted to it alone"),
         ({"DEFAULT_MODEL": "../other"}, "DEFAULT_MODEL: model name '../other' is not valid: 1-64 characters: lowercase "
                                      "letters, digits, '.', '_' and '-', starting and ending alphanumeric"),
     ],
