@@ -51,7 +51,7 @@ class Recorder(BaseHTTPRequestHandler):
 
     def do_GET(self):  # noqa: N802 - http.server's name
         self.seen.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
-                          "method": self.command})
+                          "method": self.command, "client_port": self.client_address[1]})
         status, headers, body = self.answers.pop(0)
         self.send_response(status)
         for key, value in headers.items():
@@ -152,8 +152,7 @@ class KeepAlive(Recorder):
     drop_after: set = set()
 
     def do_GET(self):  # noqa: N802 - http.server's name
-        super().do_GET()
-        self.seen[-1]["client_port"] = self.client_address[1]
+        super().do_GET()  # (what it writes down, the client's port too, is written before it answers)
         if len(self.seen) in self.drop_after:  # closed without saying so, as an idle server does
             self.close_connection = True
 
