@@ -18,7 +18,8 @@ Two layouts:
   either ``x > border`` (float32) or, for a one-hot categorical split,
   ``code == category code``; the leaf index is the bits of those tests.
 * ``nodes`` (LightGBM): binary trees flattened into one node table; leaves
-  point to themselves, so all trees advance in lock-step for ``max_depth`` steps.
+  point to themselves; every (row, tree) pair steps down together, and pairs
+  that reached their leaf leave the walk.
 """
 
 from __future__ import annotations
