@@ -64,14 +64,19 @@ class Recorder(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def fake_s3():
-    Recorder.answers, Recorder.seen = [], []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+def serving(recorder):
+    """A local server answering with ``recorder`` (its script and notes emptied): (endpoint, recorder)."""
+    recorder.answers, recorder.seen = [], []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), recorder)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}", Recorder
+    yield f"http://127.0.0.1:{server.server_port}", recorder
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def fake_s3():
+    yield from serving(Recorder)
 
 
 ENV = {"AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "se/cret", "AWS_SESSION_TOKEN": "tok",
@@ -159,12 +164,8 @@ class KeepAlive(Recorder):
 
 @pytest.fixture
 def keep_alive_s3():
-    KeepAlive.answers, KeepAlive.seen, KeepAlive.drop_after = [], [], set()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), KeepAlive)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}", KeepAlive
-    server.shutdown()
-    server.server_close()
+    KeepAlive.drop_after = set()
+    yield from serving(KeepAlive)
 
 
 def test_calls_share_one_kept_alive_connection(keep_alive_s3):
@@ -352,12 +353,7 @@ class PutRecorder(Recorder):
 
 @pytest.fixture
 def put_s3():
-    PutRecorder.answers, PutRecorder.seen = [], []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), PutRecorder)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}", PutRecorder
-    server.shutdown()
-    server.server_close()
+    yield from serving(PutRecorder)
 
 
 def test_a_put_sends_its_body_signed_with_the_bodys_hash(put_s3):
