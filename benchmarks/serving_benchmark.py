@@ -493,7 +493,7 @@ def main() -> None:
         if "serving" in SECTIONS:
             baseline = baseline_python()
             for dataset in DATASETS:
-                results["datasets"][dataset] = serving(env, baseline, dataset, models[dataset])
+                results["datasets"][dataset] = serving_section(env, baseline, dataset, models[dataset])
             results["hello_world"] = hello_world(env, BENCH / f"event-{DATASETS[0]}.json")
             results["second_model_cold_start"] = second_model_cold_start(env, models)
         if "curve" in SECTIONS:
@@ -506,7 +506,7 @@ def main() -> None:
         cloud.stop(remove_state=True)
 
 
-def serving(env: dict, baseline: Path, dataset: str, model: dict) -> dict:
+def serving_section(env: dict, baseline: Path, dataset: str, model: dict) -> dict:
     """Ours against the baseline on one champion: cold starts, warm latency, floors, capture, routing."""
     event_file = BENCH / f"event-{dataset}.json"
     extra = {label: BENCH / f"event-{dataset}-{label}.json" for label in ("named", "explain-1", "explain-10")}

@@ -50,8 +50,12 @@ class Recorder(BaseHTTPRequestHandler):
     seen: list = []
 
     def do_GET(self):  # noqa: N802 - http.server's name
+        self.answer()
+
+    def answer(self, **noted):
+        """Write the request down (before answering), then send the next scripted answer."""
         self.seen.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
-                          "method": self.command, "client_port": self.client_address[1]})
+                          "method": self.command, "client_port": self.client_address[1], **noted})
         status, headers, body = self.answers.pop(0)
         self.send_response(status)
         for key, value in headers.items():
@@ -64,7 +68,7 @@ class Recorder(BaseHTTPRequestHandler):
         pass
 
 
-def serving(recorder):
+def local_server(recorder):
     """A local server answering with ``recorder`` (its script and notes emptied): (endpoint, recorder)."""
     recorder.answers, recorder.seen = [], []
     server = ThreadingHTTPServer(("127.0.0.1", 0), recorder)
@@ -76,7 +80,7 @@ def serving(recorder):
 
 @pytest.fixture
 def fake_s3():
-    yield from serving(Recorder)
+    yield from local_server(Recorder)
 
 
 ENV = {"AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "se/cret", "AWS_SESSION_TOKEN": "tok",
@@ -165,7 +169,7 @@ class KeepAlive(Recorder):
 @pytest.fixture
 def keep_alive_s3():
     KeepAlive.drop_after = set()
-    yield from serving(KeepAlive)
+    yield from local_server(KeepAlive)
 
 
 def test_calls_share_one_kept_alive_connection(keep_alive_s3):
@@ -339,21 +343,12 @@ class PutRecorder(Recorder):
     """Recorder that also takes PUTs (and keeps their bodies)."""
 
     def do_PUT(self):  # noqa: N802 - http.server's name
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.seen.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
-                          "method": self.command, "body": body})
-        status, headers, answer = self.answers.pop(0)
-        self.send_response(status)
-        for key, value in headers.items():
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
+        self.answer(body=self.rfile.read(int(self.headers.get("Content-Length", 0))))
 
 
 @pytest.fixture
 def put_s3():
-    yield from serving(PutRecorder)
+    yield from local_server(PutRecorder)
 
 
 def test_a_put_sends_its_body_signed_with_the_bodys_hash(put_s3):
