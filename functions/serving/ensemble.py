@@ -39,7 +39,7 @@ from serving.model_format import (
 )
 
 K_ZERO_THRESHOLD = float(np.float32(1e-35))  # LightGBM: `const double kZeroThreshold = 1e-35f`, a float
-ROW_CHUNK = 64  # rows evaluated together: keeps the (rows, trees) arrays in cache (64-128 measured best)
+ROW_CHUNK = 64  # LightGBM's rows evaluated together: keeps the (rows, trees) arrays in cache (64-128 measured best)
 
 
 def _link(raw: np.ndarray, link: str) -> np.ndarray:
@@ -59,6 +59,8 @@ def _link(raw: np.ndarray, link: str) -> np.ndarray:
 class _Ensemble:
     """What both layouts share; each defines ``raw(X)``: raw scores (n, K)."""
 
+    row_chunk = ROW_CHUNK  # rows evaluated together
+
     def __init__(self, header: Header) -> None:
         self.header = header
 
@@ -68,10 +70,11 @@ class _Ensemble:
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Class probabilities (n, classes) or regression values (n, 1) for rows X (n, n_features)."""
-        if X.shape[0] <= ROW_CHUNK:
+        chunk = self.row_chunk
+        if X.shape[0] <= chunk:
             raw = self.raw(X)
         else:
-            raw = np.concatenate([self.raw(X[i : i + ROW_CHUNK]) for i in range(0, X.shape[0], ROW_CHUNK)])
+            raw = np.concatenate([self.raw(X[i : i + chunk]) for i in range(0, X.shape[0], chunk)])
         return _link(raw, self.header.link)
 
 
@@ -87,35 +90,27 @@ class ObliviousEnsemble(_Ensemble):
         self.equal_code = arrays["equal_code"]
         self.scale = float(arrays["scale"])
         self.bias = arrays["bias"]
-        trees, width, _ = arrays["leaf_values"].shape
+        trees, width, outputs = arrays["leaf_values"].shape
         # one contiguous leaf table per output (K, trees * leaves): gathering from it along axis 1 is
         # 2-4x faster than gathering (trees, K) rows for 10 classes, or a take per class
         self._output_leaves = np.ascontiguousarray(arrays["leaf_values"].reshape(trees * width, -1).T)
         self._tree_offset = (np.arange(trees) * width).astype(np.intp)
-        self._level_weights = 2.0 ** np.arange(self.features.shape[1])
-        self._has_equal = bool(self.is_equal.any())
         self._has_bias = bool(np.any(self.bias != 0))
         self._ctrs = _Ctrs(arrays) if arrays["ctr_projection"].size else None
+        self._splits = _Splits(self.features, self.borders, self.nan_goes_right, self.is_equal, self.equal_code)
+        # rows per evaluation: the (outputs, rows, trees) gather stays in cache (measured: 256 rows
+        # for 1 output and 500 trees, 64 for 10 outputs)
+        self.row_chunk = int(np.clip(2**18 // max(trees * outputs, 1), 16, 256))
 
     def leaf_index(self, X: np.ndarray) -> np.ndarray:
         """The leaf each row reaches in each tree: (n, trees)."""
         if self._ctrs is not None:  # a CTR's value is one more column of the row
             X = np.concatenate([X, self._ctrs.values(X)], axis=1)
-        x32 = X.astype(np.float32)  # CatBoost compares features in float32
-        values = np.take(x32, self.features, axis=1)  # (n, T, D)
-        bits = values > self.borders
-        if np.isnan(x32).any():
-            bits = np.where(np.isnan(values), self.nan_goes_right, bits)
-        if self._has_equal:
-            # a missing category is CatBoost's own category, coded -1 in the schema
-            codes = np.nan_to_num(X[:, self.features], nan=MISSING_CATEGORY_CODE)
-            bits = np.where(self.is_equal, codes == self.equal_code, bits)
-        # level l's test is bit l of the leaf index: the index is bits @ (1, 2, 4, ...), in float64
-        # (exact: at most 2**16 - 1). One matrix product, 2-4x faster than or-ing the levels one by one.
-        return (bits @ self._level_weights).astype(np.intp)
+        return np.ascontiguousarray(self._splits.leaf_index(X).T)
 
     def raw(self, X: np.ndarray) -> np.ndarray:
-        index = self.leaf_index(X) + self._tree_offset
+        index = self.leaf_index(X).astype(np.intp)
+        index += self._tree_offset
         # every output's leaves in one gather: (K, n, T), summed over the trees as (K * n, T) rows, so
         # that each row's sum is the same pairwise sum however many rows come with it
         outputs, n = self._output_leaves.shape[0], X.shape[0]
@@ -127,6 +122,56 @@ class ObliviousEnsemble(_Ensemble):
         if self._has_bias:
             total += self.bias
         return total
+
+
+class _Splits:
+    """The distinct tests of an oblivious ensemble, evaluated once per row, and each tree's leaf index.
+
+    A CatBoost model of T trees of depth D makes T * D tests, but its trees share borders: the
+    demo models make 600-900 distinct tests out of 3,000. Each distinct test is made once, on the
+    rows transposed (features, n) so that every step reads and writes whole contiguous rows; a
+    tree's leaf index is then its levels' test bits shifted into place, as uint16 (D <= 16).
+    Measured against testing every (tree, level) of every row: 3x faster on 1000 rows, the same on one.
+    """
+
+    def __init__(self, features, borders, nan_goes_right, is_equal, equal_code) -> None:
+        trees, depth = features.shape
+        # a test is its column, and either float32(x) > border with where NaN goes, or x == code;
+        # keyed by their bits (equality tests sorted last), level by level
+        key = np.stack([
+            is_equal.astype(np.int64),
+            features.astype(np.int64),
+            np.where(is_equal, 0, borders.view(np.int32)).astype(np.int64),
+            (nan_goes_right & ~is_equal).astype(np.int64),
+            np.where(is_equal, equal_code, 0.0).view(np.int64),
+        ], axis=-1).transpose(1, 0, 2).reshape(depth * trees, 5)
+        tests, inverse = np.unique(key, axis=0, return_inverse=True)
+        self.level_test = inverse.reshape(depth, trees).astype(np.intp)  # (D, T): the test of each level
+        above = tests[:, 0] == 0
+        self.column = tests[above, 1].astype(np.intp)
+        self.border = tests[above, 2].astype(np.int32).view(np.float32)[:, None]
+        self.nan_is_above = tests[above, 3].astype(bool)[:, None]
+        self.equal_column = tests[~above, 1].astype(np.intp)
+        self.code = tests[~above, 4].view(np.float64)[:, None]
+        self.shift = np.arange(depth, dtype=np.uint16)[:, None, None]
+
+    def leaf_index(self, X: np.ndarray) -> np.ndarray:
+        """Each tree's leaf for each row: (T, n) uint16."""
+        columns = X.T
+        values = np.take(columns.astype(np.float32), self.column, axis=0)  # CatBoost compares in float32
+        bits = values > self.border
+        missing = np.isnan(values)
+        if missing.any():
+            bits |= missing & self.nan_is_above
+        if self.equal_column.size:  # a missing category is CatBoost's own category, coded -1 in the schema
+            codes = np.nan_to_num(np.take(columns, self.equal_column, axis=0), nan=MISSING_CATEGORY_CODE)
+            bits = np.concatenate([bits, codes == self.code])
+        if self.level_test.shape[0] == 0:  # trees of one leaf
+            return np.zeros((self.level_test.shape[1], X.shape[0]), np.uint16)
+        # level l's test is bit l of the leaf index
+        levels = np.take(bits.view(np.uint8).astype(np.uint16), self.level_test, axis=0)  # (D, T, n)
+        levels <<= self.shift
+        return np.bitwise_or.reduce(levels, axis=0)
 
 
 class _Ctrs:

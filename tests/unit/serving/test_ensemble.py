@@ -101,11 +101,12 @@ def test_float32_rounding_decides_a_catboost_split():
 @pytest.mark.parametrize("name", ["bc-lightgbm", "penguins-catboost", "digits-catboost"])
 def test_many_rows_are_evaluated_in_chunks_with_the_same_answer(name):
     model = case(name)
-    rows = np.concatenate([model.matrix] * (ensemble.ROW_CHUNK * 3 // len(model.matrix) + 2))
+    chunk = ensemble.from_arrays(model.arrays).row_chunk
+    rows = np.concatenate([model.matrix] * (chunk * 3 // len(model.matrix) + 2))
     many = bundle.served_predictions(model.arrays, rows)
     one_by_one = np.concatenate([bundle.served_predictions(model.arrays, rows[i:i + 1])
                                  for i in range(0, len(rows), 97)])
-    assert many.shape[0] == len(rows) > 3 * ensemble.ROW_CHUNK
+    assert many.shape[0] == len(rows) > 3 * chunk
     assert np.array_equal(many[::97], one_by_one)
     assert np.max(np.abs(many[: len(model.matrix)] - model.native)) <= EXACT
 
@@ -285,6 +286,33 @@ def test_an_oblivious_trees_leaf_index_has_one_bit_per_level_at_any_catboost_dep
     expected = sum((X[:, features[0, level]] > 0).astype(int) << level for level in range(depth))
     assert evaluator.leaf_index(X)[:, 0].tolist() == expected.tolist()
     assert expected.max() >= 2 ** (depth - 1)  # the highest bit is reached
+
+
+def test_oblivious_trees_sharing_tests_and_trees_of_one_leaf_are_evaluated_test_by_test():
+    # each distinct test is made once and shared by the levels that use it: the same column and
+    # border with another missing-value rule, or as a one-hot test, is another test
+    nan, inf = np.nan, np.inf
+    arrays = dict(case("bc-catboost").arrays)
+    features = np.array([[0, 0], [0, 1], [0, 0], [1, 0]], np.int32)
+    borders = np.array([[0.5, inf], [0.5, 0.5], [0.5, 0.5], [0.5, 0.5]], np.float32)  # tree 0: one level
+    nan_right = np.array([[False, False], [True, False], [False, False], [False, False]])
+    is_equal = np.array([[False, False], [False, False], [False, True], [False, False]])
+    code = np.where(is_equal, 2.0, nan)
+    leaves = np.arange(16.0).reshape(4, 4, 1) * 10.0 ** np.arange(4)[:, None, None]
+    arrays.update(features=features, borders=borders, nan_goes_right=nan_right, is_equal=is_equal,
+                  equal_code=code, leaf_values=leaves, leaf_weights=np.ones((4, 4)))
+    evaluator = ensemble.from_arrays(arrays)
+    X = np.zeros((5, arrays["n_features"]))
+    X[:, :2] = [[0.0, 0.0], [1.0, 0.0], [nan, 1.0], [2.0, nan], [0.5, 2.0]]
+    assert evaluator.leaf_index(X).tolist() == [
+        # tree 0: x0 > .5 | tree 1: x0 > .5 (NaN above), x1 > .5 | tree 2: x0 > .5, x0 == 2 | tree 3
+        [0, 0, 0, 0], [1, 1, 1, 2], [0, 3, 0, 1], [1, 1, 3, 2], [0, 2, 0, 1]]
+    assert evaluator.raw(X)[:, 0].tolist() == [
+        sum(leaves[t, leaf, 0] for t, leaf in enumerate(row)) for row in evaluator.leaf_index(X).tolist()]
+    stumps = dict(arrays, **{name: arrays[name][:, :0] for name in
+                             ("features", "borders", "nan_goes_right", "is_equal", "equal_code")},
+                  leaf_values=leaves[:, :1], leaf_weights=np.ones((4, 1)))
+    assert ensemble.from_arrays(stumps).raw(X)[:, 0].tolist() == [leaves[:, 0, 0].sum()] * 5
 
 
 def test_lightgbm_pairs_leave_the_walk_at_their_leaf_whatever_the_depth():
