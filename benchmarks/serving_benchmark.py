@@ -31,6 +31,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -62,6 +63,15 @@ CURVE_TREES = (100, 500, 2000)
 CURVE_DEPTHS = (4, 6, 8)
 CURVE_DATA_ROWS = 5000  # a synthetic table big enough for LightGBM to grow full trees of depth 8
 EXACT = 1e-12
+
+
+def template_tunables() -> dict[str, str]:
+    """The process settings template.yaml gives every function (glibc's malloc tunables): the
+    benchmark's function processes, ours and the baseline's, run with them as Lambda would."""
+    found = re.search(r"^ +GLIBC_TUNABLES: (\S+)$", (ROOT / "template.yaml").read_text(), re.MULTILINE)
+    if not found:
+        raise SystemExit("template.yaml no longer sets GLIBC_TUNABLES: update the benchmark")
+    return {"GLIBC_TUNABLES": found.group(1)}
 
 
 def log(message: str) -> None:
@@ -151,7 +161,7 @@ def run_process(python: Path, module: str, pythonpath: Path, env: dict, event_fi
         args += [f"--also={label}={path}"]
     started = time.perf_counter()
     # Lambda's code folder is read-only: nothing compiled at one start helps the next
-    env = {**env, "PYTHONPATH": str(pythonpath), "PYTHONDONTWRITEBYTECODE": "1"}
+    env = {**env, **template_tunables(), "PYTHONPATH": str(pythonpath), "PYTHONDONTWRITEBYTECODE": "1"}
     result = subprocess.run(args, env=env, cwd=BENCH,
                             capture_output=True, text=True, timeout=300)
     if result.returncode != 0:
@@ -340,7 +350,8 @@ def curve_models(s3) -> list[dict]:
 def run_container(env: dict, events: list[Path], calls: int) -> list[dict]:
     """One function process loading the events' models in turn (benchmarks/container.py)."""
     args = [str(RUNTIME_PYTHON), str(ROOT / "benchmarks" / "container.py"), str(calls), *map(str, events)]
-    result = subprocess.run(args, env={**env, "PYTHONPATH": str(PACKAGE), "PYTHONDONTWRITEBYTECODE": "1"},
+    result = subprocess.run(args, env={**env, **template_tunables(), "PYTHONPATH": str(PACKAGE),
+                                       "PYTHONDONTWRITEBYTECODE": "1"},
                             cwd=BENCH, capture_output=True, text=True, timeout=3600)
     if result.returncode != 0:
         raise SystemExit(f"container.py failed:\n{result.stderr[-3000:]}")

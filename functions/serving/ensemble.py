@@ -160,9 +160,8 @@ class _Splits:
         columns = X.T
         values = np.take(columns.astype(np.float32), self.column, axis=0)  # CatBoost compares in float32
         bits = values > self.border
-        missing = np.isnan(values)
-        if missing.any():
-            bits |= missing & self.nan_is_above
+        if np.isnan(columns).any():
+            bits |= np.isnan(values) & self.nan_is_above
         if self.equal_column.size:  # a missing category is CatBoost's own category, coded -1 in the schema
             codes = np.nan_to_num(np.take(columns, self.equal_column, axis=0), nan=MISSING_CATEGORY_CODE)
             bits = np.concatenate([bits, codes == self.code])

@@ -277,7 +277,7 @@ def test_a_file_is_read_by_the_fast_path_only_when_every_column_is_a_numeric_fea
     model, p = predictor_of("bc-lightgbm")
     used = []
     real = batch._parse_numbers
-    monkeypatch.setattr(batch, "_parse_numbers", lambda lines, width: used.append(len(lines)) or real(lines, width))
+    monkeypatch.setattr(batch, "_parse_numbers", lambda text, rows, width: used.append(rows) or real(text, rows, width))
     header, *rows = model.csv(5).splitlines()
     for text in (model.csv(5), f"id,{header}\n" + "\n".join(f"{i},{r}" for i, r in enumerate(rows))):
         batch.score_lines(io.BytesIO(text.encode()), "in.csv", p, io.StringIO(), io.StringIO())
@@ -313,3 +313,25 @@ def test_rows_are_counted_as_the_scorer_numbers_them():
     assert batch.count_rows(io.BytesIO(b"\xef\xbb\xbf\n"), at_file_start=True) == 0
     assert batch.count_rows(io.BytesIO(b"\xef\xbb\xbf\n"), at_file_start=False) == 1
     assert batch.count_rows([]) == 0
+
+
+@settings(max_examples=100, deadline=None)
+@given(values=st.lists(st.floats(allow_nan=False, allow_infinity=False, width=64), min_size=2, max_size=40,
+                       unique=True).filter(lambda v: len(v) % 2 == 0),
+       ids=st.sampled_from(["numbers", "text"]))
+def test_written_predictions_read_back_as_the_same_doubles_with_their_ids_quoted_as_csv_quotes_them(values, ids):
+    _, p = predictor_of("bc-catboost")
+    output = np.array(values).reshape(-1, 2)
+    row_ids = list(range(1, len(output) + 1)) if ids == "numbers" else [f'r,"{i}"' for i in range(len(output))]
+    text = batch._Writer(p, io.StringIO(), io.StringIO(), headers=False).lines(row_ids, output)
+    rows = list(csv.reader(io.StringIO(text)))
+    assert [r[0] for r in rows] == [str(i) for i in row_ids]
+    assert [r[1] for r in rows] == [str(p.classes[k]) for k in output.argmax(axis=1)]
+    assert np.array_equal(np.array([[float(v) for v in r[2:]] for r in rows]), output)
+
+
+def test_a_prediction_that_is_not_finite_is_written_as_python_spells_it():
+    _, p = predictor_of("bc-catboost")
+    text = batch._Writer(p, io.StringIO(), io.StringIO(), headers=False).lines([1, 2], np.array(
+        [[np.inf, 0.25], [0.5, np.nan]]))
+    assert text.splitlines() == [f"1,{p.classes[0]},inf,0.25", f"2,{p.classes[1]},0.5,nan"]  # argmax of NaN

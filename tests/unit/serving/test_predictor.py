@@ -26,6 +26,18 @@ def test_a_classifier_answers_the_most_likely_label_and_every_probability():
     assert (p.name, p.version, p.task) == ("m", 4, "multiclass")
 
 
+@pytest.mark.parametrize("classes", [["benign", "malignant"], [1, 0]])
+def test_a_binary_answer_names_the_likelier_class_and_the_first_on_a_tie(classes):
+    p = predictor("bc-catboost", classes=classes)
+    output = np.array([[0.25, 0.75], [0.75, 0.25], [0.5, 0.5]])
+    labels = [str(c) for c in classes]
+    assert p.answers(output) == [
+        {"label": classes[1], "probabilities": {labels[0]: 0.25, labels[1]: 0.75}},
+        {"label": classes[0], "probabilities": {labels[0]: 0.75, labels[1]: 0.25}},
+        {"label": classes[0], "probabilities": {labels[0]: 0.5, labels[1]: 0.5}},  # as argmax
+    ]
+
+
 def test_a_regression_model_answers_the_value():
     model = case("bc-catboost")
     arrays = {**model.arrays, "task": np.array("regression"), "link": np.array("identity")}
