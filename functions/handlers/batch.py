@@ -103,25 +103,87 @@ def plan(event: dict[str, Any]) -> dict[str, Any]:
         return {"done": True, **_unreadable(bucket, key, where["stem"], str(problem), summary)}
     size = _size(bucket, key)
     csv_file = where["name"].endswith(".csv")
+    parquet = where["name"].endswith(batch.PARQUET)
+    part_bytes = int(options.get("part_megabytes", settings.batch_part_megabytes) * (1 << 20))
     try:
         header, start = _read_header(bucket, key, size) if csv_file else (None, 0)
+        if parquet:  # parts are runs of row groups, whose rows the footer gives: no count pass
+            parts, units = _parquet_parts(bucket, key, size, part_bytes)
     except batch.UnsupportedFile as problem:
         return {"done": True, **_unreadable(bucket, key, where["stem"], str(problem), summary)}
-    part_bytes = int(options.get("part_megabytes", settings.batch_part_megabytes) * (1 << 20))
-    ranges = batch_parts.cut(size, start, part_bytes, lambda first, last: _read(bucket, key, first, last))
-    ranges = ranges or [(start, start)]  # a header and no rows: one empty part, and an output of headers
+    if not parquet:
+        ranges = batch_parts.cut(size, start, part_bytes, lambda first, last: _read(bucket, key, first, last))
+        ranges = ranges or [(start, start)]  # a header and no rows: one empty part, and an output of headers
+        parts = [{"index": i, "start": a, "end": b, "first_row": 1} for i, (a, b) in enumerate(ranges)]
+        units = size
     work = f"{WORK_PREFIX}{execution}/"
-    parts = [{"index": i, "start": a, "end": b, "first_row": 1} for i, (a, b) in enumerate(ranges)]
     s3().put_object(Bucket=bucket, Key=f"{work}parts.json", Body=json.dumps(parts).encode())
     planned = {
-        "done": False, "bucket": bucket, "key": key, **where, "size": size, "header": header,
+        "done": False, "bucket": bucket, "key": key, **where, "size": units, "bytes": size, "header": header,
+        "unit": "row groups" if parquet else "bytes",
         "model_version": int(pointer["version"]), "manifest_sha256": pointer.get("manifest_sha256"),
-        "work": work, "parts": len(parts), "count": len(parts) > 1,
+        "work": work, "parts": len(parts), "count": len(parts) > 1 and not parquet,
         "concurrency": int(options.get("concurrency", settings.batch_concurrency)),
         "fault": options.get("fault"), "started": time.time(),
     }
     logger.info("planned", extra={k: planned[k] for k in ("key", "model", "model_version", "size", "parts")})
     return planned
+
+
+def _parquet_parts(bucket: str, key: str, size: int, part_bytes: int) -> tuple[list[dict], int]:
+    """Parts of whole row groups, about ``part_bytes`` of the file each, numbered from the footer's
+    row counts; and how many row groups the file has (what the parts must cover)."""
+    rows = batch.parquet_row_groups(_S3File(bucket, key, size))
+    groups_per_part = max(1, round(len(rows) * part_bytes / size)) if size else 1
+    parts, first = [], 1
+    for start in range(0, len(rows), groups_per_part):
+        end = min(start + groups_per_part, len(rows))
+        counted = sum(rows[start:end])
+        parts.append({"index": len(parts), "start": start, "end": end, "first_row": first,
+                      "counted": counted})
+        first += counted
+    return parts or [{"index": 0, "start": 0, "end": 0, "first_row": 1, "counted": 0}], len(rows)
+
+
+class _S3File(io.RawIOBase):
+    """An S3 object as a read-only, seekable file: each read is one ranged GET. pyarrow reads a
+    Parquet file's footer, then the column chunks of the row groups asked for (pre-buffered: a
+    few large reads), so a worker downloads its own row groups only.
+
+    Written here because boto3 has no seekable file object, and pyarrow's own S3 filesystem
+    would bring its AWS SDK's start-up cost and its own endpoint and credential settings.
+    """
+
+    def __init__(self, bucket: str, key: str, size: int) -> None:
+        super().__init__()
+        self.bucket, self.key, self.size, self.position = bucket, key, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.size}[whence]
+        self.position = max(0, base + offset)
+        return self.position
+
+    def read(self, size: int = -1) -> bytes:
+        end = self.size if size is None or size < 0 else min(self.size, self.position + size)
+        if end <= self.position:
+            return b""
+        data = _read(self.bucket, self.key, self.position, end - 1)
+        self.position += len(data)
+        return data
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
 
 
 def _input_object(detail: dict[str, Any]) -> tuple[str, str]:
@@ -210,10 +272,16 @@ def score(event: dict[str, Any]) -> dict[str, Any]:
     with tempfile.TemporaryFile() as predictions, tempfile.TemporaryFile() as errors:
         # the text wrappers are kept: one closes its file when it is collected
         predictions_text, errors_text = _text(predictions), _text(errors)
-        lines = _lines(bucket, planned["key"], part["start"], part["end"], read)
-        result = batch.score_lines(
-            lines, planned["name"], predictor, predictions_text, errors_text, header=planned["header"],
-            first_row=part["first_row"], at_file_start=part["start"] == 0, headers=False)
+        if planned.get("unit") == "row groups":
+            result = batch.score_parquet(
+                _S3File(bucket, planned["key"], planned["bytes"]), predictor, predictions_text, errors_text,
+                row_groups=(part["start"], part["end"]), first_row=part["first_row"], headers=False)
+            read[0] = result.row_groups
+        else:
+            lines = _lines(bucket, planned["key"], part["start"], part["end"], read)
+            result = batch.score_lines(
+                lines, planned["name"], predictor, predictions_text, errors_text, header=planned["header"],
+                first_row=part["first_row"], at_file_start=part["start"] == 0, headers=False)
         if failing:  # half of this part's output written, then a crash: the retry must replace it
             predictions.truncate(predictions.tell() // 2)
             _upload(predictions, bucket, f"{prefix}.predictions.csv")
@@ -306,16 +374,17 @@ def _record(bucket: str, key: str, planned: dict) -> dict[str, Any]:
 def account(planned: dict[str, Any], parts: list[dict], records: list[dict]) -> dict[str, int]:
     """Every row predicted or reported, every byte of the file read once, by the pinned version."""
     problems = []
+    unit = planned.get("unit", "bytes")  # CSV and JSON lines are cut in bytes, Parquet in row groups
     expected_start = parts[0]["start"] if parts else 0
     for part, record in zip(parts, records, strict=True):
-        where = f"part {part['index']} (bytes {part['start']}-{part['end']})"
+        where = f"part {part['index']} ({unit} {part['start']}-{part['end']})"
         if part["start"] != expected_start:
             problems.append(f"{where} does not start where the previous part ended ({expected_start})")
         expected_start = part["end"]
         if any(record[k] != part[k] for k in ("start", "end", "first_row")):
             problems.append(f"{where} was scored as another range")
         if record["bytes_read"] != part["end"] - part["start"]:
-            problems.append(f"{where}: {record['bytes_read']} bytes read")
+            problems.append(f"{where}: {record['bytes_read']} {unit} read")
         if record["rows"] != record["predicted"] + record["invalid"]:
             problems.append(f"{where}: {record['rows']} rows read but {record['predicted']} predicted "
                             f"and {record['invalid']} invalid")
@@ -325,7 +394,7 @@ def account(planned: dict[str, Any], parts: list[dict], records: list[dict]) -> 
             problems.append(f"{where} was scored by version {record['model_version']}, "
                             f"not the pinned {planned['model_version']}")
     if expected_start != planned["size"]:
-        problems.append(f"the parts end at byte {expected_start}, the file at {planned['size']}")
+        problems.append(f"the parts end at {unit} {expected_start}, the file at {planned['size']}")
     if problems:
         raise RowsNotAccountedFor(f"{planned['key']}: " + "; ".join(problems))
     return {key: sum(r[key] for r in records) for key in ("rows", "predicted", "invalid")}

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import datetime
+import decimal
 import io
 import itertools
 from collections.abc import Iterable, Iterator
@@ -44,7 +46,8 @@ from serving.schema import RequestError
 CHUNK_ROWS = 5000
 ID_FIELD = "id"
 MISSING_TEXT = frozenset({"", "nan", "na", "n/a", "null", "none"})  # a missing cell, in any case
-FORMATS = (".csv", ".jsonl", ".ndjson")
+FORMATS = (".csv", ".jsonl", ".ndjson", ".parquet")
+PARQUET = ".parquet"
 BOM = b"\xef\xbb\xbf"
 NUMBER_BYTES = b"0123456789.eE+-"  # what a plain number is written with
 
@@ -54,6 +57,7 @@ class BatchResult:
     rows: int = 0
     predicted: int = 0
     invalid: int = 0
+    row_groups: int = 0  # of a Parquet file: read to their end
 
 
 @dataclass
@@ -83,13 +87,14 @@ def read_rows(lines: Iterable[bytes], name: str, *, header: list[str] | None = N
         return _csv_rows(data, header, first_row)
     if name.endswith((".jsonl", ".ndjson")):
         return _json_rows(data, first_row)
-    raise UnsupportedFile(f"{name}: use {', '.join(FORMATS)} (CSV with a header, or JSON lines)")
+    check_format(name)
+    raise UnsupportedFile(f"{name}: a Parquet file is read by row groups (score_parquet), not by lines")
 
 
 def check_format(name: str) -> None:
     """Refuses a file that is neither CSV nor JSON lines, saying which types are."""
     if not name.endswith(FORMATS):
-        raise UnsupportedFile(f"{name}: use {', '.join(FORMATS)} (CSV with a header, or JSON lines)")
+        raise UnsupportedFile(f"{name}: use {', '.join(FORMATS)} (CSV with a header, JSON lines or Parquet)")
 
 
 def data_lines(lines: Iterable[bytes], *, at_file_start: bool = True) -> Iterator[bytes]:
@@ -211,7 +216,7 @@ class _Writer:
             self.predictions_out.write(self.lines(ids, self.predictor.predict_matrix(X)))
 
     def lines(self, ids: list, output: np.ndarray) -> str:
-        """The predictions' CSV lines: fields quoted as csv.writer quotes them, floats as shortest round-trip text.
+        """The predictions' CSV lines: fields quoted as csv.writer does, floats as shortest round-trip text.
 
         Written here rather than by csv.writer because formatting the floats is most of a worker's
         time otherwise: orjson writes a whole chunk's array in one call, ~12x faster than Python's
@@ -259,6 +264,8 @@ def score_lines(
     ``read_rows``); ``headers=False`` leaves the outputs' header lines to whoever assembles the parts.
     """
     check_format(name)
+    if name.endswith(PARQUET):
+        raise UnsupportedFile(f"{name}: a Parquet file is read by row groups (score_parquet), not by lines")
     writer = _Writer(predictor, predictions_out, errors_out, headers)
     data = data_lines(lines, at_file_start=at_file_start)
     if name.endswith(".csv"):
@@ -415,3 +422,108 @@ def _parse_numbers(text: bytes, rows: int, width: int) -> np.ndarray | None:
     except ValueError:
         return None
     return X if X.shape == (rows, width) else None
+
+
+# ---- Parquet ---------------------------------------------------------------------------------
+# pyarrow is in the batch functions' package only (functions/Makefile), and imported when a
+# Parquet file is read: the API never loads it, and a CSV worker does not pay for it.
+
+
+def _pyarrow():
+    import pyarrow
+    import pyarrow.parquet
+
+    return pyarrow, pyarrow.parquet
+
+
+def parquet_row_groups(file: IO[bytes]) -> list[int]:
+    """The rows of each row group of a Parquet file (from its footer); UnsupportedFile when it is none."""
+    pa, pq = _pyarrow()
+    try:
+        metadata = pq.ParquetFile(file).metadata
+    except (pa.ArrowException, OSError) as error:
+        raise UnsupportedFile(f"not a Parquet file that can be read: {error}") from None
+    return [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
+
+
+def score_parquet(
+    file: IO[bytes],
+    predictor: Predictor,
+    predictions_out: IO[str],
+    errors_out: IO[str],
+    *,
+    row_groups: tuple[int, int] | None = None,
+    first_row: int = 1,
+    headers: bool = True,
+    chunk_rows: int = CHUNK_ROWS,
+) -> BatchResult:
+    """Scores the row groups [first, last) of a Parquet file (all of them by default), as ``score_lines``
+    scores lines: the same outputs, row ids (an ``id`` column, else row numbers) and error lines.
+
+    Values come typed: numbers, strings, booleans and nulls are checked as JSON values are;
+    dates and timestamps become ISO 8601 text for datetime features; NaN counts as null. When
+    every column is a numeric feature, a chunk becomes a matrix column by column and only rows
+    with a null or a non-finite value are checked one by one.
+    """
+    pa, pq = _pyarrow()
+    writer = _Writer(predictor, predictions_out, errors_out, headers)
+    try:
+        parquet = pq.ParquetFile(file, pre_buffer=True)  # a row group's columns in few reads
+    except (pa.ArrowException, OSError) as error:
+        raise UnsupportedFile(f"not a Parquet file that can be read: {error}") from None
+    groups = range(*row_groups) if row_groups is not None else range(parquet.metadata.num_row_groups)
+    schema = predictor.schema
+    columns = [name for name in parquet.schema_arrow.names if name != ID_FIELD]
+    numeric = (sorted(columns) == sorted(schema.names)
+               and all(f["type"] == "numeric" for f in schema.features)
+               and all(pa.types.is_integer(t) or pa.types.is_floating(t)
+                       for t in (parquet.schema_arrow.field(name).type for name in columns)))
+    number = first_row
+    for group in groups:
+        for chunk in parquet.iter_batches(batch_size=chunk_rows, row_groups=[group]):
+            number = _score_parquet_chunk(chunk, number, writer, numeric, pa)
+        writer.result.row_groups += 1
+    return writer.result
+
+
+def _score_parquet_chunk(chunk, first: int, writer: _Writer, numeric: bool, pa) -> int:
+    """One record batch of a Parquet file, its first row numbered ``first``; → the next row's number."""
+    schema, rows_in = writer.predictor.schema, chunk.num_rows
+    given = chunk.column(ID_FIELD).to_pylist() if ID_FIELD in chunk.schema.names else None
+    ids = [first + k if given is None or given[k] is None else given[k] for k in range(chunk.num_rows)]
+    if not numeric:
+        rows = _parquet_rows(chunk, ids)
+        kept, X, errors = _check_rows(schema, rows, csv_text=False)
+        writer.chunk(len(rows), [rows[i].id for i in kept], X, errors)
+        return first + rows_in
+    X = np.column_stack([chunk.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
+                         for name in schema.names]) if chunk.num_rows else np.empty((0, schema.width))
+    finite = np.isfinite(X).all(axis=1)
+    if finite.all():
+        writer.chunk(chunk.num_rows, ids, X, [])
+        return first + rows_in
+    other = np.flatnonzero(~finite)  # a null or a NaN: checked as a typed row, which says which field
+    rows = _parquet_rows(chunk.take(pa.array(other)), [ids[k] for k in other.tolist()])
+    kept, other_X, errors = _check_rows(schema, rows, csv_text=False)
+    plain_at = np.flatnonzero(finite)
+    order = np.argsort(np.concatenate([plain_at, other[kept]]), kind="stable")
+    merged_ids = [ids[k] for k in plain_at.tolist()] + [rows[i].id for i in kept]
+    writer.chunk(chunk.num_rows, [merged_ids[i] for i in order.tolist()],
+                 np.concatenate([X[finite], other_X])[order], errors)
+    return first + rows_in
+
+
+def _parquet_rows(chunk, ids: list) -> list[Row]:
+    """A chunk of a Parquet file → rows of JSON-like values (the id column left out)."""
+    rows = []
+    for row_id, record in zip(ids, chunk.to_pylist(), strict=True):
+        record.pop(ID_FIELD, None)
+        for name, value in record.items():
+            if isinstance(value, float) and value != value:  # NaN: missing, as in a CSV
+                record[name] = None
+            elif isinstance(value, datetime.date):  # (a datetime is a date)
+                record[name] = value.isoformat()
+            elif isinstance(value, decimal.Decimal):
+                record[name] = float(value)
+        rows.append(Row(row_id, record))
+    return rows

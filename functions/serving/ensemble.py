@@ -39,7 +39,7 @@ from serving.model_format import (
 )
 
 K_ZERO_THRESHOLD = float(np.float32(1e-35))  # LightGBM: `const double kZeroThreshold = 1e-35f`, a float
-ROW_CHUNK = 64  # LightGBM's rows evaluated together: keeps the (rows, trees) arrays in cache (64-128 measured best)
+ROW_CHUNK = 64  # LightGBM's rows evaluated together: the (rows, trees) arrays stay in cache (64-128 best)
 
 
 def _link(raw: np.ndarray, link: str) -> np.ndarray:
@@ -97,7 +97,8 @@ class ObliviousEnsemble(_Ensemble):
         self._tree_offset = (np.arange(trees) * width).astype(np.intp)
         self._has_bias = bool(np.any(self.bias != 0))
         self._ctrs = _Ctrs(arrays) if arrays["ctr_projection"].size else None
-        self._splits = _Splits(self.features, self.borders, self.nan_goes_right, self.is_equal, self.equal_code)
+        self._splits = _Splits(self.features, self.borders, self.nan_goes_right, self.is_equal,
+                               self.equal_code)
         # rows per evaluation: the (outputs, rows, trees) gather stays in cache (measured: 256 rows
         # for 1 output and 500 trees, 64 for 10 outputs)
         self.row_chunk = int(np.clip(2**18 // max(trees * outputs, 1), 16, 256))

@@ -221,3 +221,35 @@ def test_json_lines_in_parts_are_scored_and_numbered_as_one_file(stack, pinned_m
     assert wait_for(s3, stack["data_bucket"], "batch/output/batch-pinned/rows.predictions.csv") == predictions
     assert wait_for(s3, stack["data_bucket"], "batch/output/batch-pinned/rows.errors.csv") == errors
     assert errors.splitlines()[1].startswith("11,")
+
+
+def test_a_parquet_file_is_scored_in_parts_of_row_groups_as_one_process_scores_it(stack, pinned_model):
+    # the batch functions' own package reads it: pyarrow, pruned (functions/Makefile), on the host's runtime
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    s3 = client("s3", stack["endpoint"])
+    model = pinned_model["cases"][0]
+    names = [f["name"] for f in model.schema]
+    instances = model.instances * 10
+    columns = {name: [row[name] for row in instances] for name in names}
+    columns[names[0]][3] = None  # reported: the feature had no missing values
+    out = io.BytesIO()
+    pq.write_table(pa.table(columns), out, row_group_size=100)
+    data = out.getvalue()
+    key = "batch/input/batch-pinned/rows.parquet"
+    s3.put_object(Bucket=stack["data_bucket"], Key=key, Body=data)
+    described = finish(stack, start(stack, key, part_megabytes=len(data) / 4 / (1 << 20), concurrency=4))
+    assert described["status"] == "SUCCEEDED", described.get("cause")
+    manifest = json.loads(wait_for(s3, stack["data_bucket"], "batch/output/batch-pinned/rows.manifest.json"))
+    predictions, errors = io.StringIO(), io.StringIO()
+    result = batch.score_parquet(io.BytesIO(data), predictor_of(stack, "batch-pinned", pinned_model["versions"][0]),
+                                 predictions, errors)
+    assert len(manifest["parts"]) >= 4 and result.row_groups == pq.ParquetFile(io.BytesIO(data)).num_row_groups
+    assert (manifest["rows"], manifest["predicted"], manifest["invalid"]) == (len(instances), len(instances) - 1, 1)
+    assert (result.rows, result.predicted, result.invalid) == (manifest["rows"], manifest["predicted"],
+                                                               manifest["invalid"])
+    out_key = "batch/output/batch-pinned/rows"
+    assert wait_for(s3, stack["data_bucket"], f"{out_key}.predictions.csv") == predictions.getvalue()
+    assert wait_for(s3, stack["data_bucket"], f"{out_key}.errors.csv") == errors.getvalue()
+    assert errors.getvalue().splitlines()[1].startswith(f"4,{names[0]},")

@@ -186,7 +186,7 @@ def test_a_chunk_of_only_invalid_rows_does_not_stop_the_file():
 
 
 def test_an_unsupported_file_type_is_refused():
-    with pytest.raises(batch.UnsupportedFile, match="in.xlsx: use .csv, .jsonl, .ndjson"):
+    with pytest.raises(batch.UnsupportedFile, match="in.xlsx: use .csv, .jsonl, .ndjson, .parquet"):
         batch.read_rows(io.BytesIO(b"x"), "in.xlsx")
 
 
@@ -335,3 +335,85 @@ def test_a_prediction_that_is_not_finite_is_written_as_python_spells_it():
     text = batch._Writer(p, io.StringIO(), io.StringIO(), headers=False).lines([1, 2], np.array(
         [[np.inf, 0.25], [0.5, np.nan]]))
     assert text.splitlines() == [f"1,{p.classes[0]},inf,0.25", f"2,{p.classes[1]},0.5,nan"]  # argmax of NaN
+
+
+def parquet_of(columns: dict, row_group_size: int = 16) -> io.BytesIO:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = io.BytesIO()
+    pq.write_table(pa.table(columns), out, row_group_size=row_group_size)
+    out.seek(0)
+    return out
+
+
+def score_parquet(predictor, file, **options):
+    predictions, errors = io.StringIO(), io.StringIO()
+    result = batch.score_parquet(file, predictor, predictions, errors, **options)
+    return result, predictions.getvalue(), errors.getvalue()
+
+
+def columns_of(model, rows: int) -> dict:
+    return {f["name"]: [instance[f["name"]] for instance in model.instances[:rows]] for f in model.schema}
+
+
+@pytest.mark.parametrize("name", ["bc-catboost", "penguins-lightgbm"])  # all numeric; categoricals
+def test_a_parquet_file_gives_what_the_same_rows_as_a_csv_give(name):
+    model, p = predictor_of(name)
+    columns = columns_of(model, 40)
+    first = model.schema[0]["name"]
+    columns[first][5] = None  # a null: missing, reported where the feature never was
+    with_nan = next(f["name"] for f in model.schema if f["type"] == "numeric")
+    columns[with_nan][9] = float("nan")  # NaN is missing too, as in a CSV
+    rows = list(zip(*columns.values(), strict=True))
+    text = ",".join(columns) + "\n" + "\n".join(
+        ",".join("" if v is None or v != v else str(v) for v in row) for row in rows) + "\n"
+    from_csv = batch.score_lines(io.BytesIO(text.encode()), "x.csv", p, csv_out := io.StringIO(),
+                                 csv_errors := io.StringIO(), chunk_rows=7)
+    result, predictions, errors = score_parquet(p, parquet_of(columns), chunk_rows=7)
+    assert (result.rows, result.predicted, result.invalid) == (from_csv.rows, from_csv.predicted,
+                                                               from_csv.invalid)
+    assert result.row_groups == 3 and result.invalid >= 1
+    assert predictions == csv_out.getvalue()
+    assert errors == csv_errors.getvalue()
+
+
+def test_a_parquet_files_row_groups_are_scored_with_their_first_row_number_and_an_id_column():
+    model, p = predictor_of("bc-catboost")
+    columns = columns_of(model, 40)
+    file = parquet_of({"id": [f"r{i}" if i % 5 else None for i in range(40)], **columns}, row_group_size=10)
+    assert batch.parquet_row_groups(file) == [10, 10, 10, 10]
+    result, predictions, errors = score_parquet(p, file, row_groups=(1, 3), first_row=11, headers=False)
+    assert (result.rows, result.predicted, result.row_groups) == (20, 20, 2)
+    ids = [line.split(",")[0] for line in predictions.splitlines()]
+    assert ids == [f"r{i}" if i % 5 else str(i + 1) for i in range(10, 30)]  # a null id: the row number
+    served = np.array([[float(v) for v in line.split(",")[2:]] for line in predictions.splitlines()])
+    assert np.max(np.abs(served - model.native[10:30])) <= 1e-12
+    assert errors == ""
+
+
+def test_parquet_values_of_the_wrong_type_or_unknown_columns_are_reported_per_row():
+    import datetime
+
+    model, p = predictor_of("penguins-lightgbm")
+    columns = columns_of(model, 6)
+    numeric = next(f["name"] for f in model.schema if f["type"] == "numeric")
+    columns[numeric] = [str(v) for v in columns[numeric]]  # numbers written as text
+    result, _, errors = score_parquet(p, parquet_of(columns))
+    assert (result.rows, result.invalid) == (6, 6)
+    assert errors.splitlines()[1:] == [f'{i},{numeric},"must be a number, got str"' for i in range(1, 7)]
+    extra = {**columns_of(model, 3), "when": [datetime.date(2024, 1, 2)] * 3}
+    result, _, errors = score_parquet(p, parquet_of(extra))
+    assert (result.rows, result.invalid) == (3, 3)
+    assert errors.splitlines()[1:] == [f"{i},when,unknown feature" for i in (1, 2, 3)]
+
+
+def test_a_file_that_is_not_parquet_is_refused_and_lines_of_one_are_not_read():
+    _, p = predictor_of("bc-catboost")
+    for data in (b"", b"PAR1 not really", b"a,b\n1,2\n"):
+        with pytest.raises(batch.UnsupportedFile, match="not a Parquet file"):
+            batch.parquet_row_groups(io.BytesIO(data))
+        with pytest.raises(batch.UnsupportedFile, match="not a Parquet file"):
+            score_parquet(p, io.BytesIO(data))
+    with pytest.raises(batch.UnsupportedFile, match="row groups"):
+        batch.score_lines(io.BytesIO(b"PAR1"), "x.parquet", p, io.StringIO(), io.StringIO())

@@ -13,7 +13,7 @@ import logging
 
 import numpy as np
 import pytest
-from serving import bundle
+from serving import batch, bundle
 
 from tests.models import case
 from tests.unit.conftest import BUCKET
@@ -228,7 +228,7 @@ def test_parts_that_do_not_cover_the_file_are_refused(steps):
     planned = {"key": "batch/input/x.csv", "size": 100, "model_version": 1}
     record = {"start": 0, "end": 60, "first_row": 1, "bytes_read": 60, "rows": 3, "predicted": 3, "invalid": 0,
               "model_version": 1}
-    with pytest.raises(steps.RowsNotAccountedFor, match="the parts end at byte 60, the file at 100"):
+    with pytest.raises(steps.RowsNotAccountedFor, match="the parts end at bytes 60, the file at 100"):
         steps.account(planned, [{"index": 0, "start": 0, "end": 60, "first_row": 1}], [record])
     gap = {**record, "start": 70, "end": 100, "bytes_read": 30}
     with pytest.raises(steps.RowsNotAccountedFor, match=r"does not start where the previous part ended \(60\)"):
@@ -311,12 +311,15 @@ def test_a_file_that_is_not_a_table_gets_an_errors_file_saying_why(s3, steps, ca
     s3.put_object(Bucket=BUCKET, Key="batch/input/report.xlsx", Body=b"PK\x03\x04")
     s3.put_object(Bucket=BUCKET, Key="batch/input/empty.csv", Body=b"\n  \n")
     s3.put_object(Bucket=BUCKET, Key="batch/input/long.csv", Body=b"a" * ((1 << 20) + 5))
+    s3.put_object(Bucket=BUCKET, Key="batch/input/table.parquet", Body=b"a,b\n1,2\n")
     answers = [run_file(steps, s3, f"batch/input/{name}", execution=name)
-               for name in ("report.xlsx", "empty.csv", "long.csv")]
+               for name in ("report.xlsx", "empty.csv", "long.csv", "table.parquet")]
     assert [a["unreadable"] for a in answers] == [
-        "report.xlsx: use .csv, .jsonl, .ndjson (CSV with a header, or JSON lines)",
+        "report.xlsx: use .csv, .jsonl, .ndjson, .parquet (CSV with a header, JSON lines or Parquet)",
         "the file is empty: a CSV needs a header of feature names",
-        "the header does not end within the first 1 MiB"]
+        "the header does not end within the first 1 MiB",
+        answers[3]["unreadable"]]
+    assert answers[3]["unreadable"].startswith("not a Parquet file that can be read: ")
     assert all(a["done"] for a in answers)
     assert text(s3, "batch/output/empty.errors.csv") == (
         "row_id,field,message\n,,the file is empty: a CSV needs a header of feature names\n")
@@ -362,3 +365,49 @@ def test_an_object_outside_the_input_prefix_or_an_unknown_step_is_refused(s3, st
         call(steps, step="plan", event=event_of("batch/output/x.csv"), execution="x")
     with pytest.raises(ValueError, match="unknown step 'bake': one of plan, count, number, score, assemble, abort"):
         call(steps, step="bake")
+
+
+def parquet_bytes(columns: dict, row_group_size: int) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = io.BytesIO()
+    pq.write_table(pa.table(columns), out, row_group_size=row_group_size)
+    return out.getvalue()
+
+
+def test_a_parquet_file_is_scored_in_parts_of_whole_row_groups_as_one_process_scores_it(s3, steps):
+    model = case("bc-lightgbm")
+    names = [f["name"] for f in model.schema]
+    instances = (model.instances * 3)[:150]
+    columns = {"id": [f"p{i}" for i in range(150)], **{n: [row[n] for row in instances] for n in names}}
+    columns[names[2]][7] = None  # not allowed for this feature: reported
+    data = parquet_bytes(columns, row_group_size=20)  # 8 row groups
+    s3.put_object(Bucket=BUCKET, Key="batch/input/rows.parquet", Body=data)
+    answer = run_file(steps, s3, "batch/input/rows.parquet", part_megabytes=len(data) / 3 / (1 << 20))
+    parts = json.loads(text(s3, "batch/output/rows.manifest.json"))["parts"]
+    assert [(p["start"], p["end"], p["first_row"], p["rows"]) for p in parts] == [
+        (0, 3, 1, 60), (3, 6, 61, 60), (6, 8, 121, 30)]  # whole row groups, numbered from the footer
+    assert (answer["rows"], answer["predicted"], answer["invalid"]) == (150, 149, 1)
+    predictions, errors = io.StringIO(), io.StringIO()  # the same file scored in one go, in memory
+    version = json.loads(text(s3, "batch/output/rows.manifest.json"))["model_version"]
+    batch.score_parquet(io.BytesIO(data), steps._predictor("breast-cancer", version, None), predictions, errors)
+    assert text(s3, "batch/output/rows.predictions.csv") == predictions.getvalue()
+    assert text(s3, "batch/output/rows.errors.csv") == errors.getvalue()
+    assert errors.getvalue().splitlines()[1].startswith(f"p7,{names[2]},")
+    assert keys(s3, "batch/work/") == []
+
+
+
+def test_parquet_parts_that_miss_a_row_group_or_a_row_are_refused(steps):
+    planned = {"key": "batch/input/x.parquet", "size": 4, "unit": "row groups", "model_version": 1}
+    part = {"index": 0, "start": 0, "end": 4, "first_row": 1, "counted": 30}
+    record = {"start": 0, "end": 4, "first_row": 1, "bytes_read": 4, "rows": 30, "predicted": 29, "invalid": 1,
+              "model_version": 1}
+    assert steps.account(planned, [part], [record]) == {"rows": 30, "predicted": 29, "invalid": 1}
+    with pytest.raises(steps.RowsNotAccountedFor, match=r"part 0 \(row groups 0-4\): 3 row groups read"):
+        steps.account(planned, [part], [{**record, "bytes_read": 3}])
+    with pytest.raises(steps.RowsNotAccountedFor, match="29 rows scored but 30 counted"):
+        steps.account(planned, [part], [{**record, "rows": 29, "predicted": 28}])
+    with pytest.raises(steps.RowsNotAccountedFor, match="the parts end at row groups 4, the file at 5"):
+        steps.account({**planned, "size": 5}, [part], [record])
