@@ -35,9 +35,12 @@ import contextlib
 import csv
 import io
 import json
+import queue
 import tempfile
+import threading
 import time
 import urllib.parse
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import PurePosixPath
 from typing import Any
@@ -57,6 +60,7 @@ INPUT_PREFIX = "batch/input/"
 OUTPUT_PREFIX = "batch/output/"
 WORK_PREFIX = "batch/work/"
 READ_BYTES = 1 << 20  # the input is streamed in chunks of this size
+PREFETCH_CHUNKS = 4  # read ahead of the scoring, at most
 HEADER_BYTES = 1 << 20  # a CSV header must end within the file's first MiB
 _s3 = None
 _predictors: dict[tuple[str, int], Predictor] = {}
@@ -319,13 +323,45 @@ def _lines(bucket: str, key: str, start: int, end: int, read: list[int]):
         return
     body = s3().get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end - 1}")["Body"]
     pending = b""
-    for chunk in body.iter_chunks(READ_BYTES):
+    for chunk in prefetched(body.iter_chunks(READ_BYTES)):
         read[0] += len(chunk)
         lines = (pending + chunk).split(b"\n")
         pending = lines.pop()
         yield from lines
     if pending:
         yield pending
+
+
+def prefetched(chunks: Iterator[bytes], depth: int = PREFETCH_CHUNKS) -> Iterator[bytes]:
+    """The chunks of a download, read ahead by a thread: a worker scores one chunk while the next
+    ones arrive (the socket read releases the GIL). At most ``depth`` chunks wait, so memory
+    stays bounded; an error in the download is raised here; a consumer that stops early stops
+    the reader too."""
+    waiting: queue.Queue = queue.Queue(maxsize=depth)
+    stop, done = threading.Event(), object()
+
+    def read_ahead() -> None:
+        try:
+            for chunk in chunks:
+                if stop.is_set():
+                    return
+                waiting.put(chunk)
+            waiting.put(done)
+        except Exception as error:  # noqa: BLE001 - handed to the consumer, which raises it
+            waiting.put(error)
+
+    reader = threading.Thread(target=read_ahead, name="s3-read-ahead", daemon=True)
+    reader.start()
+    try:
+        while (item := waiting.get()) is not done:
+            if isinstance(item, Exception):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while reader.is_alive():  # let a reader blocked on a full queue see the stop
+            with contextlib.suppress(queue.Empty):
+                waiting.get(timeout=0.05)
 
 
 def assemble(event: dict[str, Any]) -> dict[str, Any]:

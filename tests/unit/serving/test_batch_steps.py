@@ -411,3 +411,45 @@ def test_parquet_parts_that_miss_a_row_group_or_a_row_are_refused(steps):
         steps.account(planned, [part], [{**record, "rows": 29, "predicted": 28}])
     with pytest.raises(steps.RowsNotAccountedFor, match="the parts end at row groups 4, the file at 5"):
         steps.account({**planned, "size": 5}, [part], [record])
+
+
+def test_a_download_is_read_ahead_in_order_a_bounded_number_of_chunks(steps):
+    import threading
+    import time
+
+    produced = []
+
+    def chunks():
+        for i in range(10):
+            produced.append(i)
+            yield bytes([i])
+
+    reader = steps.prefetched(chunks(), depth=2)
+    assert next(reader) == b"\x00"
+    time.sleep(0.2)  # the reader runs ahead while the consumer works, but no further than the queue holds
+    assert 2 <= len(produced) <= 4
+    assert b"".join(reader) == bytes(range(1, 10))
+    assert not [t for t in threading.enumerate() if t.name == "s3-read-ahead"]
+
+
+def test_a_failed_download_fails_the_reader_and_a_reader_closed_early_stops_reading(steps):
+    import threading
+
+    def broken():
+        yield b"a"
+        raise ConnectionError("connection reset")
+
+    with pytest.raises(ConnectionError, match="reset"):
+        list(steps.prefetched(broken()))
+    produced = []
+
+    def endless():
+        while True:
+            produced.append(1)
+            yield b"x"
+
+    reader = steps.prefetched(endless(), depth=2)
+    next(reader)
+    reader.close()
+    assert not [t for t in threading.enumerate() if t.name == "s3-read-ahead"]
+    assert len(produced) <= 5
