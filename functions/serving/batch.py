@@ -17,7 +17,7 @@ so that the parts' outputs put end to end are the file's.
 
 Rows are read and scored CHUNK_ROWS at a time, so memory does not grow with the
 file. A CSV whose columns are all numeric features is parsed a chunk at a time by
-numpy's C reader; a line it would not read as plain numbers (an empty cell, a word,
+Arrow's CSV reader (pyarrow); a line it would not read as plain numbers (an empty cell, a word,
 quoting, a missing or extra value) is left to the row-by-row reader, which says
 what is wrong with it. Both give the same numbers: the fast path is only faster.
 
@@ -338,7 +338,7 @@ def _numeric_columns(header: list[str], schema) -> list[int] | None:
 
 def _score_numeric_csv(lines: Iterable[bytes], header: list[str], first_row: int, writer: _Writer,
                        chunk_rows: int) -> None:
-    """CSV rows of numbers, a chunk at a time: plain lines through numpy's C reader, the rest row by row.
+    """CSV rows of numbers, a chunk at a time: plain lines through Arrow's reader, the rest row by row.
 
     A line is plain when it is digits, signs, dots and exponents between exactly the header's
     commas, with no empty cell. Anything else (an empty or a quoted cell, a word such as
@@ -410,23 +410,36 @@ def _plain_lines(block: bytes, bodies: list[bytes], commas: bytes) -> np.ndarray
 
 
 def _parse_numbers(text: bytes, rows: int, width: int) -> np.ndarray | None:
-    """Lines of plain numbers → a matrix, by numpy's C reader (it rounds as ``float()`` does).
+    """Lines of plain numbers → a matrix, by Arrow's CSV reader (it rounds as ``float()`` does: the
+    property test compares it with the row reader). None when a line is not numbers after all.
 
-    The reader reads a file object about twice as fast as a list of lines. None when a line is
-    not numbers after all.
+    Arrow rather than numpy's loadtxt: 1.7x faster on breast cancer's 30 columns (a third of a
+    worker's time was parsing); the batch functions' package has pyarrow for Parquet anyway.
     """
     if not rows:
         return np.empty((0, width))
+    pa, arrow_csv = _arrow_csv()
+    names = [f"c{j}" for j in range(width)]
     try:
-        X = np.loadtxt(io.StringIO(text.decode("ascii")), delimiter=",", dtype=np.float64, ndmin=2)
-    except ValueError:
+        table = arrow_csv.read_csv(
+            io.BytesIO(text),
+            read_options=arrow_csv.ReadOptions(column_names=names, use_threads=False, block_size=1 << 24),
+            parse_options=arrow_csv.ParseOptions(quote_char=False, double_quote=False),
+            convert_options=arrow_csv.ConvertOptions(column_types=dict.fromkeys(names, pa.float64()),
+                                                     null_values=[], strings_can_be_null=False))
+    except pa.ArrowInvalid:
         return None
-    return X if X.shape == (rows, width) else None
+    if table.shape != (rows, width):
+        return None
+    X = np.empty((rows, width))
+    for j, column in enumerate(table.columns):
+        X[:, j] = column.to_numpy()
+    return X
 
 
 # ---- Parquet ---------------------------------------------------------------------------------
-# pyarrow is in the batch functions' package only (functions/Makefile), and imported when a
-# Parquet file is read: the API never loads it, and a CSV worker does not pay for it.
+# pyarrow is in the batch functions' package only (functions/Makefile), and imported when a file
+# is read (numeric CSV lines, Parquet): the API never loads it.
 
 
 def _pyarrow():
@@ -434,6 +447,13 @@ def _pyarrow():
     import pyarrow.parquet
 
     return pyarrow, pyarrow.parquet
+
+
+def _arrow_csv():
+    import pyarrow
+    import pyarrow.csv
+
+    return pyarrow, pyarrow.csv
 
 
 def parquet_row_groups(file: IO[bytes]) -> list[int]:
