@@ -125,6 +125,8 @@ def train_and_publish(s3, dataset: str) -> dict:
     instances = D.to_instances(data.X.iloc[:1000], schema)
     instances = (instances * (1000 // len(instances) + 1))[:1000]  # breast cancer has 569 rows
     events = {}
+    names = [f["name"] for f in schema]
+    events["1000-features"] = event_for([[row[n] for n in names] for row in instances], form="features")
     for size, rows, path in (("1", instances[:1], None), ("1000", instances, None),
                              ("named", instances[:1], f"/models/{name}/predict"),
                              ("explain-1", instances[:1], "/explain"),
@@ -134,10 +136,11 @@ def train_and_publish(s3, dataset: str) -> dict:
             "trees": ROUNDS, "features": len(schema), "classes": len(fitted.classes)}
 
 
-def event_for(rows: list, path: str | None = None) -> dict:
-    """An API Gateway event posting the rows, to /predict or to ``path``."""
+def event_for(rows: list, path: str | None = None, form: str = "instances") -> dict:
+    """An API Gateway event posting the rows, to /predict or to ``path``: objects by feature name
+    (``instances``), or arrays in schema order (``features``)."""
     event = json.loads((ROOT / "events" / "predict.json").read_text())
-    event["body"] = json.dumps({"instances": rows})
+    event["body"] = json.dumps({form: rows})
     event["isBase64Encoded"] = False
     if path:
         event["path"] = event["requestContext"]["path"] = path
@@ -465,6 +468,10 @@ def targets(results: dict) -> list[dict]:
         if limit is not None:
             target(f"{dataset}: 1000 rows in one request", ours["warm_1000_rows_median_ms"], f"<= {limit} ms",
                    ours["warm_1000_rows_median_ms"] <= limit)
+            arrays = ours.get("warm_1000_rows_features_median_ms")
+            if arrays is not None:
+                target(f"{dataset}: 1000 rows in one request, sent as arrays (\"features\")", arrays,
+                       f"<= {limit} ms", arrays <= limit)
         target(f"{dataset}: served = native", entry["exactness_max_abs_diff"], f"<= {EXACT}",
                entry["exactness_max_abs_diff"] <= EXACT)
     if "curve" in results:
