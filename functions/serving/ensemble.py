@@ -166,12 +166,10 @@ class _Splits:
         if self.equal_column.size:  # a missing category is CatBoost's own category, coded -1 in the schema
             codes = np.nan_to_num(np.take(columns, self.equal_column, axis=0), nan=MISSING_CATEGORY_CODE)
             bits = np.concatenate([bits, codes == self.code])
-        if self.level_test.shape[0] == 0:  # trees of one leaf
-            return np.zeros((self.level_test.shape[1], X.shape[0]), np.uint16)
-        # level l's test is bit l of the leaf index
+        # level l's test is bit l of the leaf index (trees of one leaf, D = 0: OR of nothing, leaf 0)
         levels = np.take(bits.view(np.uint8).astype(np.uint16), self.level_test, axis=0)  # (D, T, n)
         levels <<= self.shift
-        return np.bitwise_or.reduce(levels, axis=0)
+        return np.bitwise_or.reduce(levels)  # over the levels
 
 
 class _Ctrs:
