@@ -155,7 +155,8 @@ class _S3File(io.RawIOBase):
     few large reads), so a worker downloads its own row groups only.
 
     Written here because boto3 has no seekable file object, and pyarrow's own S3 filesystem
-    would bring its AWS SDK's start-up cost and its own endpoint and credential settings.
+    would need the endpoint and credentials passed again in its own settings and its AWS SDK
+    initialised, for a few ranged reads.
     """
 
     def __init__(self, bucket: str, key: str, size: int) -> None:
@@ -247,8 +248,10 @@ def _read_header(bucket: str, key: str, size: int) -> tuple[list[str], int]:
 
 def count(event: dict[str, Any]) -> int:
     part, planned = event["part"], event["plan"]
-    lines = _lines(planned["bucket"], planned["key"], part["start"], part["end"], [0])
-    return batch.count_rows(lines, at_file_start=part["start"] == 0)
+    # closed when done: a reader thread is never left waiting on an abandoned download
+    download = _lines(planned["bucket"], planned["key"], part["start"], part["end"], [0])
+    with contextlib.closing(download) as lines:
+        return batch.count_rows(lines, at_file_start=part["start"] == 0)
 
 
 def number(event: dict[str, Any]) -> dict[str, Any]:
@@ -282,10 +285,12 @@ def score(event: dict[str, Any]) -> dict[str, Any]:
                 row_groups=(part["start"], part["end"]), first_row=part["first_row"], headers=False)
             read[0] = result.row_groups
         else:
-            lines = _lines(bucket, planned["key"], part["start"], part["end"], read)
-            result = batch.score_lines(
-                lines, planned["name"], predictor, predictions_text, errors_text, header=planned["header"],
-                first_row=part["first_row"], at_file_start=part["start"] == 0, headers=False)
+            download = _lines(bucket, planned["key"], part["start"], part["end"], read)
+            with contextlib.closing(download) as lines:
+                result = batch.score_lines(
+                    lines, planned["name"], predictor, predictions_text, errors_text,
+                    header=planned["header"], first_row=part["first_row"], at_file_start=part["start"] == 0,
+                    headers=False)
         if failing:  # half of this part's output written, then a crash: the retry must replace it
             predictions.truncate(predictions.tell() // 2)
             _upload(predictions, bucket, f"{prefix}.predictions.csv")
@@ -323,11 +328,12 @@ def _lines(bucket: str, key: str, start: int, end: int, read: list[int]):
         return
     body = s3().get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end - 1}")["Body"]
     pending = b""
-    for chunk in prefetched(body.iter_chunks(READ_BYTES)):
-        read[0] += len(chunk)
-        lines = (pending + chunk).split(b"\n")
-        pending = lines.pop()
-        yield from lines
+    with contextlib.closing(prefetched(body.iter_chunks(READ_BYTES))) as chunks:
+        for chunk in chunks:
+            read[0] += len(chunk)
+            lines = (pending + chunk).split(b"\n")
+            pending = lines.pop()
+            yield from lines
     if pending:
         yield pending
 
@@ -347,14 +353,14 @@ def prefetched(chunks: Iterator[bytes], depth: int = PREFETCH_CHUNKS) -> Iterato
                     return
                 waiting.put(chunk)
             waiting.put(done)
-        except Exception as error:  # noqa: BLE001 - handed to the consumer, which raises it
+        except BaseException as error:  # noqa: BLE001 - handed to the consumer, which raises it
             waiting.put(error)
 
     reader = threading.Thread(target=read_ahead, name="s3-read-ahead", daemon=True)
     reader.start()
     try:
         while (item := waiting.get()) is not done:
-            if isinstance(item, Exception):
+            if isinstance(item, BaseException):
                 raise item
             yield item
     finally:

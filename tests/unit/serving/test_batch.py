@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -417,3 +418,53 @@ def test_a_file_that_is_not_parquet_is_refused_and_lines_of_one_are_not_read():
             score_parquet(p, io.BytesIO(data))
     with pytest.raises(batch.UnsupportedFile, match="row groups"):
         batch.score_lines(io.BytesIO(b"PAR1"), "x.parquet", p, io.StringIO(), io.StringIO())
+
+
+def test_a_parquet_file_from_a_filtered_dataframe_is_read_without_its_index_and_blank_ids_are_numbered():
+    import pandas as pd
+
+    model, p = predictor_of("bc-catboost")
+    frame = pd.DataFrame(columns_of(model, 12)).iloc[[0, 3, 4, 8]]  # its index is not 0..n-1 any more
+    frame.insert(0, "id", ["a", "", "  ", None])
+    file = io.BytesIO()
+    frame.to_parquet(file)
+    file.seek(0)
+    result, predictions, errors = score_parquet(p, file)
+    assert (result.rows, result.predicted, result.invalid) == (4, 4, 0) and errors.count("\n") == 1
+    assert [line.split(",")[0] for line in predictions.splitlines()[1:]] == ["a", "2", "3", "4"]
+    served = np.array([[float(v) for v in line.split(",")[2:]] for line in predictions.splitlines()[1:]])
+    assert np.max(np.abs(served - model.native[[0, 3, 4, 8]])) <= 1e-12
+
+
+def test_parquet_timestamps_in_nanoseconds_are_read_as_python_holds_them(monkeypatch):
+    import datetime
+
+    import pyarrow as pa
+
+    model, p = predictor_of("penguins-lightgbm")
+    columns = columns_of(model, 3)
+    stamps = pa.array([1_700_000_000_000_000_001, None, 5], pa.timestamp("ns", "UTC"))
+    table = pa.table({**columns, "when": stamps})
+    chunk = batch._microseconds(table.to_batches()[0], pa)
+    assert chunk.schema.field("when").type == pa.timestamp("us", "UTC")
+    monkeypatch.setitem(sys.modules, "pandas", None)  # as on Lambda: pyarrow cannot hand back pd.Timestamp
+    rows = batch._parquet_rows(chunk, [1, 2, 3], pa)
+    assert [r.values["when"] for r in rows] == [
+        datetime.datetime(2023, 11, 14, 22, 13, 20, tzinfo=datetime.UTC).isoformat(), None,
+        datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC).isoformat()]
+    result, _, errors = score_parquet(p, parquet_of({**columns, "when": stamps}))
+    assert (result.rows, result.invalid) == (3, 3)  # every row read and reported (the model has no "when")
+    assert errors.splitlines()[1:] == [f"{i},when,unknown feature" for i in (1, 2, 3)]
+
+
+def test_a_parquet_chunk_python_cannot_hold_has_every_row_reported():
+    import pyarrow as pa
+
+    class Unreadable:  # as pyarrow fails on a value Python's types cannot hold
+        def to_pylist(self):
+            raise ValueError("Nanosecond resolution temporal type 1 is not safely convertible")
+
+    rows = batch._parquet_rows(Unreadable(), [1, "r2"], pa)
+    assert [(r.id, r.problem) for r in rows] == [
+        (i, "the row's values cannot be read: Nanosecond resolution temporal type 1 is not safely convertible")
+        for i in (1, "r2")]

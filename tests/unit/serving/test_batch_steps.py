@@ -453,3 +453,14 @@ def test_a_failed_download_fails_the_reader_and_a_reader_closed_early_stops_read
     reader.close()
     assert not [t for t in threading.enumerate() if t.name == "s3-read-ahead"]
     assert len(produced) <= 5
+
+
+def test_a_reader_that_dies_of_anything_fails_the_download_instead_of_hanging(steps):
+    def interrupted():
+        yield b"a"
+        raise KeyboardInterrupt
+
+    reader = steps.prefetched(interrupted())
+    assert next(reader) == b"a"
+    with pytest.raises(KeyboardInterrupt):
+        next(reader)
