@@ -24,6 +24,20 @@ floors = "--floors" in sys.argv[3:]
 WARMUP = 300
 
 
+def rows_1000_ms(path: str, calls: int = 20) -> list[float]:
+    """The sorted times (ms) of ``calls`` answers to a 1000-row request; it must answer 1000 rows."""
+    with open(path) as handle:
+        event = json.load(handle)
+    times = []
+    for _ in range(calls):
+        t = time.perf_counter()
+        answer = quiet_call(module.handler, event)
+        times.append((time.perf_counter() - t) * 1000)
+    if len(json.loads(answer["body"])["predictions"]) != 1000:
+        raise SystemExit(f"{path}: the 1000-row request did not answer 1000 rows")
+    return sorted(times)
+
+
 def p50_p99(function, calls: int) -> tuple[float, float]:
     timings = []
     for _ in range(calls):
@@ -83,28 +97,11 @@ if warm:
         quiet_call(module.handler, event)
         single.append((time.perf_counter() - t) * 1e6)
     single.sort()
-    with open(event_file.replace(".json", "-1000.json")) as handle:
-        batch_event = json.load(handle)
-    batch = []
-    for _ in range(20):
-        t = time.perf_counter()
-        answer = quiet_call(module.handler, batch_event)
-        batch.append((time.perf_counter() - t) * 1000)
-    if len(json.loads(answer["body"])["predictions"]) != 1000:
-        raise SystemExit("the 1000-row request did not answer 1000 rows")
-    batch.sort()
+    batch = rows_1000_ms(event_file.replace(".json", "-1000.json"))
     arrays_file = event_file.replace(".json", "-1000-features.json")
     if module_name == "handlers.api" and os.path.exists(arrays_file):  # the rows as arrays, in schema order
-        with open(arrays_file) as handle:
-            arrays_event = json.load(handle)
-        arrays = []
-        for _ in range(20):
-            t = time.perf_counter()
-            answer = quiet_call(module.handler, arrays_event)
-            arrays.append((time.perf_counter() - t) * 1000)
-        if len(json.loads(answer["body"])["predictions"]) != 1000:
-            raise SystemExit("the 1000-row request (arrays) did not answer 1000 rows")
-        result["warm_1000_rows_features_median_ms"] = sorted(arrays)[len(arrays) // 2]
+        arrays = rows_1000_ms(arrays_file)
+        result["warm_1000_rows_features_median_ms"] = arrays[len(arrays) // 2]
     for label, path in also.items():  # the other routes, with the same single-row timing
         with open(path) as handle:
             other = json.load(handle)
