@@ -14,6 +14,24 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import Phase, settings
+
+# `make mutation` (tests/mutation/run.py) runs each mutant against the tests that reach it: a
+# generated example that fails is enough to kill the mutant, shrinking it to the smallest one is
+# not (it took most of a mutant's time). The same examples are generated as in `make test`.
+settings.register_profile("mutation", phases=[Phase.explicit, Phase.reuse, Phase.generate], database=None)
+if os.environ.get("TESTS_HYPOTHESIS_PROFILE"):
+    settings.load_profile(os.environ["TESTS_HYPOTHESIS_PROFILE"])
+
+
+def pytest_collection_modifyitems(config, items):
+    """`make mutation`: a mutant's tests run quickest first (by the durations mutmut measured), so
+    that a mutant a quick test kills does not wait for the slow ones; `-x` stops at the first."""
+    stats = Path("mutmut-stats.json")  # mutmut runs the tests in its mutants/ folder
+    if "__mutmut_" in os.environ.get("MUTANT_UNDER_TEST", "") and stats.exists():
+        seconds = json.loads(stats.read_text())["duration_by_test"]
+        items.sort(key=lambda item: seconds.get(item.nodeid, 0.0))
+
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_CLOUD_DIR = ROOT / ".local" / "test-cloud"

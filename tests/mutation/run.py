@@ -165,7 +165,7 @@ def main() -> int:
     workspace(fresh=not names)
     log(f"running mutmut in {WORK.relative_to(ROOT)} (about an hour on 2 cores for a full run)")
     mutmut = Path(sys.executable).with_name("mutmut")
-    env = {**os.environ, "TEST_MODELS_INDEX": str(frozen_models())}
+    env = {**os.environ, "TEST_MODELS_INDEX": str(frozen_models()), "TESTS_HYPOTHESIS_PROFILE": "mutation"}
     subprocess.run([str(mutmut), "run", "--max-children", str(os.cpu_count() or 2), *names], cwd=WORK,
                    env=env, stdout=sys.stderr, check=False)  # its progress, beside ours
     modules = scores()
