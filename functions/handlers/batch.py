@@ -249,7 +249,7 @@ def _read_header(bucket: str, key: str, size: int) -> tuple[list[str], int]:
 def count(event: dict[str, Any]) -> int:
     part, planned = event["part"], event["plan"]
     # closed when done: a reader thread is never left waiting on an abandoned download
-    download = _lines(planned["bucket"], planned["key"], part["start"], part["end"], [0])
+    download = _lines(planned["bucket"], planned["key"], part["start"], part["end"], _Read())
     with contextlib.closing(download) as lines:
         return batch.count_rows(lines, at_file_start=part["start"] == 0)
 
@@ -272,8 +272,9 @@ def score(event: dict[str, Any]) -> dict[str, Any]:
     part, planned, attempt = event["part"], event["plan"], event.get("attempt", 0)
     started = time.perf_counter()
     predictor = _predictor(planned["model"], planned["model_version"], planned.get("manifest_sha256"))
+    loaded = time.perf_counter()
     bucket, prefix = planned["bucket"], f"{planned['work']}part-{part['index']:05d}"
-    read = [0]
+    read = _Read()
     fault = planned.get("fault") or {}
     failing = fault.get("part") == part["index"] and attempt < fault.get("attempts", 0)
     with tempfile.TemporaryFile() as predictions, tempfile.TemporaryFile() as errors:
@@ -283,7 +284,7 @@ def score(event: dict[str, Any]) -> dict[str, Any]:
             result = batch.score_parquet(
                 _S3File(bucket, planned["key"], planned["bytes"]), predictor, predictions_text, errors_text,
                 row_groups=(part["start"], part["end"]), first_row=part["first_row"], headers=False)
-            read[0] = result.row_groups
+            read.amount = result.row_groups
         else:
             download = _lines(bucket, planned["key"], part["start"], part["end"], read)
             with contextlib.closing(download) as lines:
@@ -295,14 +296,19 @@ def score(event: dict[str, Any]) -> dict[str, Any]:
             predictions.truncate(predictions.tell() // 2)
             _upload(predictions, bucket, f"{prefix}.predictions.csv")
             raise InjectedFault(f"part {part['index']} failed on purpose (attempt {attempt})")
+        scored = time.perf_counter()
         sizes = {"predictions_bytes": _upload(predictions, bucket, f"{prefix}.predictions.csv"),
                  "errors_bytes": _upload(errors, bucket, f"{prefix}.errors.csv")}
     record = {
-        "index": part["index"], "start": part["start"], "end": part["end"], "bytes_read": read[0],
+        "index": part["index"], "start": part["start"], "end": part["end"], "bytes_read": read.amount,
         "first_row": part["first_row"], "rows": result.rows, "predicted": result.predicted,
         "invalid": result.invalid, "model_version": predictor.version, "attempt": attempt, **sizes,
         "output_header": batch.output_header(predictor),
         "seconds": round(time.perf_counter() - started, 3), "peak_rss_mb": round(_peak_rss_mb(), 1),
+        # where the seconds went: loading the model (once per container), the scoring's waits for
+        # the download (the read-ahead fell behind), the uploads of the part's outputs
+        "timings": {"model_s": round(loaded - started, 3), "read_wait_s": round(read.waited, 3),
+                    "upload_s": round(time.perf_counter() - scored, 3)},
         "finished": time.time(),
     }
     # last: a part with a record is complete
@@ -322,15 +328,25 @@ def _predictor(model: str, version: int, manifest_sha256: str | None) -> Predict
     return _predictors[key]
 
 
-def _lines(bucket: str, key: str, start: int, end: int, read: list[int]):
-    """The lines of bytes [start, end) of an object, streamed; ``read[0]`` counts the bytes."""
+class _Read:
+    """How much of its input a part read (bytes, or Parquet row groups), and how long the scoring
+    waited for the download."""
+
+    def __init__(self) -> None:
+        self.amount, self.waited = 0, 0.0
+
+
+def _lines(bucket: str, key: str, start: int, end: int, read: _Read):
+    """The lines of bytes [start, end) of an object, streamed; ``read`` counts the bytes."""
     if end <= start:
         return
+    asked = time.perf_counter()
     body = s3().get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end - 1}")["Body"]
+    read.waited += time.perf_counter() - asked
     pending = b""
-    with contextlib.closing(prefetched(body.iter_chunks(READ_BYTES))) as chunks:
+    with contextlib.closing(prefetched(body.iter_chunks(READ_BYTES), read=read)) as chunks:
         for chunk in chunks:
-            read[0] += len(chunk)
+            read.amount += len(chunk)
             lines = (pending + chunk).split(b"\n")
             pending = lines.pop()
             yield from lines
@@ -338,11 +354,12 @@ def _lines(bucket: str, key: str, start: int, end: int, read: list[int]):
         yield pending
 
 
-def prefetched(chunks: Iterator[bytes], depth: int = PREFETCH_CHUNKS) -> Iterator[bytes]:
+def prefetched(chunks: Iterator[bytes], depth: int = PREFETCH_CHUNKS, read: _Read | None = None
+               ) -> Iterator[bytes]:
     """The chunks of a download, read ahead by a thread: a worker scores one chunk while the next
     ones arrive (the socket read releases the GIL). At most ``depth`` chunks wait, so memory
     stays bounded; an error in the download is raised here; a consumer that stops early stops
-    the reader too."""
+    the reader too. ``read.waited`` adds up the time the consumer waited for a chunk."""
     waiting: queue.Queue = queue.Queue(maxsize=depth)
     stop, done = threading.Event(), object()
 
@@ -359,7 +376,13 @@ def prefetched(chunks: Iterator[bytes], depth: int = PREFETCH_CHUNKS) -> Iterato
     reader = threading.Thread(target=read_ahead, name="s3-read-ahead", daemon=True)
     reader.start()
     try:
-        while (item := waiting.get()) is not done:
+        while True:
+            asked = time.perf_counter()
+            item = waiting.get()
+            if read is not None:
+                read.waited += time.perf_counter() - asked
+            if item is done:
+                break
             if isinstance(item, BaseException):
                 raise item
             yield item
@@ -395,7 +418,8 @@ def assemble(event: dict[str, Any]) -> dict[str, Any]:
         "input": planned["key"], "model": planned["model"], "model_version": planned["model_version"],
         **totals, "outputs": outputs,
         "parts": [{k: r[k] for k in ("index", "start", "end", "first_row", "rows", "predicted", "invalid",
-                                     "attempt", "seconds", "peak_rss_mb", "finished")} for r in records],
+                                     "attempt", "seconds", "timings", "peak_rss_mb", "finished")}
+                  for r in records],
         "timings": {"started": planned["started"], "finished": finished,
                     "seconds": round(finished - planned["started"], 3),
                     "worker_seconds": round(sum(r["seconds"] for r in records), 3)},

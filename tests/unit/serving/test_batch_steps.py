@@ -138,6 +138,10 @@ def test_the_manifest_counts_rows_and_names_the_version_parts_and_timings(s3, st
     assert sum(p["rows"] for p in parts) == 59 and [p["index"] for p in parts] == list(range(len(parts)))
     assert [p["first_row"] for p in parts] == [1 + sum(q["rows"] for q in parts[:i]) for i in range(len(parts))]
     assert all(p["seconds"] >= 0 and p["peak_rss_mb"] > 0 for p in parts)
+    for p in parts:  # where a part's seconds went: within them, none negative
+        assert set(p["timings"]) == {"model_s", "read_wait_s", "upload_s"}
+        assert min(p["timings"].values()) >= 0 and sum(p["timings"].values()) <= p["seconds"] + 0.002
+    assert parts[0]["timings"]["model_s"] > 0 and parts[0]["timings"]["upload_s"] > 0
     assert manifest["timings"]["seconds"] >= 0 and manifest["timings"]["finished"] >= manifest["timings"]["started"]
 
 
@@ -430,6 +434,23 @@ def test_a_download_is_read_ahead_in_order_a_bounded_number_of_chunks(steps):
     assert 2 <= len(produced) <= 4
     assert b"".join(reader) == bytes(range(1, 10))
     assert not [t for t in threading.enumerate() if t.name == "s3-read-ahead"]
+
+
+def test_the_time_the_scoring_waits_for_the_download_is_counted(steps):
+    import time
+
+    def slow():
+        for i in range(4):
+            time.sleep(0.05)
+            yield bytes([i])
+
+    read = steps._Read()
+    assert b"".join(steps.prefetched(slow(), read=read)) == bytes(range(4))
+    assert 0.18 <= read.waited <= 1.0  # four chunks, each 50 ms behind the consumer
+
+    read = steps._Read()
+    assert list(steps.prefetched(iter([b"a"]), read=read)) == [b"a"]
+    assert read.waited < 0.05
 
 
 def test_a_failed_download_fails_the_reader_and_a_reader_closed_early_stops_reading(steps):
