@@ -129,7 +129,7 @@ def read_header(line: bytes | None) -> list[str]:
     return header
 
 
-def _csv_rows(lines: Iterable[bytes], header: list[str], first_row: int = 1) -> Iterator[Row]:
+def _csv_rows(lines: Iterable[bytes], header: list[str], first_row: int) -> Iterator[Row]:
     id_column = header.index(ID_FIELD) if ID_FIELD in header else None
     for number, line in enumerate(lines, start=first_row):
         yield _csv_row(number, line, header, id_column)
@@ -151,7 +151,7 @@ def _csv_row(number: int, line: bytes, header: list[str], id_column: int | None)
     return Row(row_id, record)
 
 
-def _json_rows(lines: Iterable[bytes], first_row: int = 1) -> Iterator[Row]:
+def _json_rows(lines: Iterable[bytes], first_row: int) -> Iterator[Row]:
     for number, line in enumerate(lines, start=first_row):
         try:
             record = orjson.loads(line)
@@ -527,7 +527,7 @@ def _score_parquet_chunk(chunk, first: int, writer: _Writer, numeric: bool, pa) 
         writer.chunk(len(rows), [rows[i].id for i in kept], X, errors)
         return first + rows_in
     X = np.column_stack([chunk.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
-                         for name in schema.names]) if chunk.num_rows else np.empty((0, schema.width))
+                         for name in schema.names])  # (0, width) for a chunk of no rows
     finite = np.isfinite(X).all(axis=1)
     if finite.all():
         writer.chunk(chunk.num_rows, ids, X, [])
@@ -536,7 +536,7 @@ def _score_parquet_chunk(chunk, first: int, writer: _Writer, numeric: bool, pa) 
     rows = _parquet_rows(chunk.take(pa.array(other)), [ids[k] for k in other.tolist()], pa)
     kept, other_X, errors = _check_rows(schema, rows, csv_text=False)
     plain_at = np.flatnonzero(finite)
-    order = np.argsort(np.concatenate([plain_at, other[kept]]), kind="stable")
+    order = np.argsort(np.concatenate([plain_at, other[kept]]))  # distinct row positions: one order
     merged_ids = [ids[k] for k in plain_at.tolist()] + [rows[i].id for i in kept]
     writer.chunk(chunk.num_rows, [merged_ids[i] for i in order.tolist()],
                  np.concatenate([X[finite], other_X])[order], errors)

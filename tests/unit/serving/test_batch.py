@@ -468,3 +468,167 @@ def test_a_parquet_chunk_python_cannot_hold_has_every_row_reported():
     assert [(r.id, r.problem) for r in rows] == [
         (i, "the row's values cannot be read: Nanosecond resolution temporal type 1 is not safely convertible")
         for i in (1, "r2")]
+
+
+def test_parquet_times_in_nanoseconds_become_microseconds_and_a_chunk_without_any_is_kept_as_it_is():
+    import datetime
+
+    import pyarrow as pa
+
+    times = pa.array([1_000_001_999, None], pa.time64("ns"))  # 1 s, 1 µs and 999 ns: the ns are dropped
+    chunk = pa.RecordBatch.from_arrays([times, pa.array([1.0, 2.0])], names=["at", "x"])
+    cast = batch._microseconds(chunk, pa)
+    assert cast.schema.names == ["at", "x"] and cast.schema.field("at").type == pa.time64("us")
+    assert cast.column("at").to_pylist() == [datetime.time(0, 0, 1, 1), None]
+    plain = pa.RecordBatch.from_arrays([pa.array([1, 2]), pa.array(["a", "b"])], names=["n", "s"])
+    assert batch._microseconds(plain, pa) is plain  # nothing to change: not rebuilt
+
+
+def counted_parquet_rows(monkeypatch) -> list[int]:
+    """The rows the typed (row by row) Parquet reader is asked to check, chunk by chunk."""
+    calls = []
+    real = batch._parquet_rows
+    monkeypatch.setattr(batch, "_parquet_rows", lambda chunk, ids, pa: calls.append(len(ids)) or real(chunk, ids, pa))
+    return calls
+
+
+def test_an_all_numeric_parquet_file_is_read_column_by_column_and_only_rows_with_a_gap_one_by_one(monkeypatch):
+    import pyarrow as pa
+
+    model, p = predictor_of("bc-catboost")
+    checked = counted_parquet_rows(monkeypatch)
+    columns = columns_of(model, 20)
+    first = model.schema[0]["name"]
+    columns[first][3] = None
+    result, predictions, errors = score_parquet(p, parquet_of(columns), chunk_rows=10)
+    assert checked == [1]  # the null's row, in the first chunk; the second chunk in one piece
+    assert (result.rows, result.invalid) == (20, 1) and errors.splitlines()[1].startswith(f"4,{first},")
+    # integer columns and an id column keep the file on the fast path
+    columns = {"id": [f"r{i}" for i in range(20)], **columns_of(model, 20)}
+    columns[first] = pa.array(np.round(columns[first]).astype(np.int64))
+    result, predictions, _ = score_parquet(p, parquet_of(columns), chunk_rows=10)
+    assert checked == [1] and result.predicted == 20
+    assert [line.split(",")[0] for line in predictions.splitlines()[1:]] == columns["id"]
+
+
+@pytest.mark.parametrize("extra", [
+    {"note": ["a"] * 6},  # a column the model does not read, of text
+    {"weight": [1.0] * 6},  # ... or of numbers
+])
+def test_a_parquet_file_with_a_column_the_model_does_not_read_is_checked_row_by_row(monkeypatch, extra):
+    model, p = predictor_of("bc-catboost")
+    checked = counted_parquet_rows(monkeypatch)
+    result, _, errors = score_parquet(p, parquet_of({**columns_of(model, 6), **extra}))
+    assert checked == [6] and (result.rows, result.invalid) == (6, 6)
+    assert errors.splitlines()[1:] == [f"{i},{next(iter(extra))},unknown feature" for i in range(1, 7)]
+
+
+def test_a_numeric_model_with_a_text_column_in_the_parquet_file_is_checked_row_by_row(monkeypatch):
+    model, p = predictor_of("bc-catboost")
+    checked = counted_parquet_rows(monkeypatch)
+    columns = columns_of(model, 4)
+    first = model.schema[0]["name"]
+    columns[first] = [str(v) for v in columns[first]]
+    result, _, errors = score_parquet(p, parquet_of(columns))
+    assert checked == [4] and result.invalid == 4
+    assert errors.splitlines()[1] == f'1,{first},"must be a number, got str"'
+
+
+def test_a_parquet_row_groups_columns_are_read_in_one_request():
+    model, p = predictor_of("bc-catboost")
+    data = parquet_of(columns_of(model, 40), row_group_size=20).getvalue()
+
+    class Counting(io.RawIOBase):  # as the worker's ranged reads of S3: each read is one request
+        def __init__(self):
+            self.data, self.reads = io.BytesIO(data), 0
+
+        def readable(self):
+            return True
+
+        def seekable(self):
+            return True
+
+        def seek(self, offset, whence=io.SEEK_SET):
+            return self.data.seek(offset, whence)
+
+        def tell(self):
+            return self.data.tell()
+
+        def readinto(self, buffer):
+            self.reads += 1
+            return self.data.readinto(buffer)
+
+    file = Counting()
+    result, _, _ = score_parquet(p, file, row_groups=(1, 2))
+    assert result.predicted == 20
+    assert file.reads <= 3  # the footer, then the row group's 30 columns together (not one read each)
+
+
+class _Delegating:
+    """A Parquet record batch whose ids, or whose values, Python cannot hold (as ns durations
+    without pandas): the calls the scorer makes are passed on, those two fail."""
+
+    def __init__(self, chunk, fail_ids=False, fail_values=False):
+        self.chunk, self.fail_ids, self.fail_values = chunk, fail_ids, fail_values
+
+    def __getattr__(self, name):
+        return getattr(self.chunk, name)
+
+    def column(self, name):
+        if name == "id" and self.fail_ids:
+            raise ValueError("Nanosecond resolution temporal type 1 is not safely convertible")
+        return self.chunk.column(name)
+
+    def take(self, indices):
+        return _Delegating(self.chunk.take(indices), self.fail_ids, self.fail_values)
+
+    def to_pylist(self):
+        if self.fail_values:
+            raise ValueError("not safely convertible")
+        return self.chunk.to_pylist()
+
+
+@pytest.mark.parametrize("name", ["bc-catboost", "penguins-lightgbm"])  # fast path; row by row
+def test_parquet_ids_or_values_python_cannot_hold_give_row_numbers_or_reported_rows(name):
+    import pyarrow as pa
+
+    model, p = predictor_of(name)
+    columns = columns_of(model, 4)
+    first = model.schema[0]["name"]
+    columns[first][1] = None
+    chunk = pa.table({"id": ["a", "b", "c", "d"], **columns}).to_batches()[0]
+    numeric = name.startswith("bc")
+    writer = batch._Writer(p, predictions := io.StringIO(), errors := io.StringIO(), False)
+    assert batch._score_parquet_chunk(_Delegating(chunk, fail_ids=True), 11, writer, numeric, pa) == 15
+    assert [line.split(",")[0] for line in predictions.getvalue().splitlines()] == ["11", "13", "14"]
+    assert errors.getvalue().startswith(f"12,{first},")
+    writer = batch._Writer(p, io.StringIO(), errors := io.StringIO(), False)
+    assert batch._score_parquet_chunk(_Delegating(chunk, fail_values=True), 1, writer, numeric, pa) == 5
+    assert writer.result.invalid == (1 if numeric else 4)  # the rows checked one by one are reported
+    assert "b,,the row's values cannot be read: not safely convertible" in errors.getvalue().splitlines()
+
+
+def test_parquet_decimals_are_read_as_numbers():
+    import decimal
+
+    import pyarrow as pa
+
+    model, p = predictor_of("penguins-lightgbm")
+    columns = columns_of(model, 5)
+    numeric = next(f["name"] for f in model.schema if f["type"] == "numeric")
+    as_decimals = {**columns, numeric: pa.array([decimal.Decimal(str(v)) for v in columns[numeric]],
+                                                pa.decimal128(12, 4))}
+    assert score_parquet(p, parquet_of(as_decimals))[1] == score_parquet(p, parquet_of(columns))[1]
+
+
+def test_a_parquet_file_of_no_rows_gives_the_headers_only():
+    import pyarrow as pa
+
+    model, p = predictor_of("bc-catboost")
+    empty = {f["name"]: pa.array([], pa.float64()) for f in model.schema}
+    result, predictions, errors = score_parquet(p, parquet_of(empty))
+    assert (result.rows, result.predicted, result.invalid) == (0, 0, 0)
+    assert predictions.splitlines() == [",".join(batch.output_header(p))] and errors.count("\n") == 1
+    writer = batch._Writer(p, out := io.StringIO(), io.StringIO(), False)  # a record batch of no rows
+    assert batch._score_parquet_chunk(pa.RecordBatch.from_pydict(empty), 7, writer, True, pa) == 7
+    assert out.getvalue() == "" and writer.result.rows == 0
