@@ -138,7 +138,7 @@ def _parquet_parts(bucket: str, key: str, size: int, part_bytes: int) -> tuple[l
     """Parts of whole row groups, about ``part_bytes`` of the file each, numbered from the footer's
     row counts; and how many row groups the file has (what the parts must cover)."""
     rows = batch.parquet_row_groups(_S3File(bucket, key, size))
-    groups_per_part = max(1, round(len(rows) * part_bytes / size)) if size else 1
+    groups_per_part = max(1, round(len(rows) * part_bytes / size))  # size > 0: the footer was read
     parts, first = [], 1
     for start in range(0, len(rows), groups_per_part):
         end = min(start + groups_per_part, len(rows))

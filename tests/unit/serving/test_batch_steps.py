@@ -275,6 +275,33 @@ def test_abort_reads_a_lambda_error_document_and_the_state_before_planning(s3, s
     assert keys(s3, "batch/work/") == []
 
 
+@pytest.mark.parametrize(("error", "said"), [
+    ({"Error": "States.Timeout"}, "States.Timeout: "),  # no cause
+    ({}, "error: "),  # nothing said at all
+    ({"Error": "E", "Cause": "42"}, "E: 42"),  # a cause that is JSON but not an error document
+    ({"Error": "E", "Cause": '{"errorType": "E"}'}, 'E: {"errorType": "E"}'),  # a document without a message
+    ({"Error": "E", "Cause": "x" * 40_000}, "E: " + "x" * 40_000),  # cut to what Step Functions keeps
+])
+def test_abort_says_what_it_was_told_within_step_functions_limits(s3, steps, error, said):
+    state = {**event_of("batch/input/z.csv"), "error": error}
+    answer = call(steps, step="abort", state=state, execution="z")
+    assert answer["error"] == "BatchScoringFailed"
+    assert answer["cause"] == f"batch/input/z.csv could not be scored: {said}"[:32_000]
+
+
+def test_a_failed_file_is_counted_and_logged_with_its_cause(s3, steps, capsys, caplog):
+    from tests.unit.serving.test_api_handler import metrics_of
+
+    caplog.set_level(logging.INFO)
+    capsys.readouterr()
+    state = {**event_of("batch/input/z.csv"), "error": {"Error": "E", "Cause": "it broke"}}
+    call(steps, step="abort", state=state, execution="z")
+    metrics = metrics_of(capsys.readouterr().out)
+    assert metrics["BatchFilesFailed"] == [1.0] and metrics["_units"]["BatchFilesFailed"] == "Count"
+    [logged] = [r for r in caplog.records if r.getMessage() == "batch scoring failed"]
+    assert (logged.input, logged.error, logged.cause) == ("batch/input/z.csv", "E", "it broke")
+
+
 def test_the_champion_version_is_pinned_when_the_file_is_planned(s3, steps):
     model = case("bc-lightgbm")
     s3.put_object(Bucket=BUCKET, Key="batch/input/v.csv", Body=messy_csv(model))
@@ -316,19 +343,38 @@ def test_a_file_that_is_not_a_table_gets_an_errors_file_saying_why(s3, steps, ca
     s3.put_object(Bucket=BUCKET, Key="batch/input/empty.csv", Body=b"\n  \n")
     s3.put_object(Bucket=BUCKET, Key="batch/input/long.csv", Body=b"a" * ((1 << 20) + 5))
     s3.put_object(Bucket=BUCKET, Key="batch/input/table.parquet", Body=b"a,b\n1,2\n")
-    answers = [run_file(steps, s3, f"batch/input/{name}", execution=name)
-               for name in ("report.xlsx", "empty.csv", "long.csv", "table.parquet")]
+    s3.put_object(Bucket=BUCKET, Key="batch/input/zero.csv", Body=b"")
+    names = ("report.xlsx", "empty.csv", "long.csv", "table.parquet", "zero.csv")
+    answers = [run_file(steps, s3, f"batch/input/{name}", execution=name) for name in names]
     assert [a["unreadable"] for a in answers] == [
         "report.xlsx: use .csv, .jsonl, .ndjson, .parquet (CSV with a header, JSON lines or Parquet)",
         "the file is empty: a CSV needs a header of feature names",
         "the header does not end within the first 1 MiB",
-        answers[3]["unreadable"]]
+        answers[3]["unreadable"],
+        "the file is empty: a CSV needs a header of feature names"]
     assert answers[3]["unreadable"].startswith("not a Parquet file that can be read: ")
     assert all(a["done"] for a in answers)
     assert text(s3, "batch/output/empty.errors.csv") == (
         "row_id,field,message\n,,the file is empty: a CSV needs a header of feature names\n")
     warned = [r for r in caplog.records if r.getMessage() == "not scored"]
     assert [r.reason for r in warned] == [a["unreadable"] for a in answers]
+    assert [r.input for r in warned] == [f"batch/input/{name}" for name in names]
+
+
+@pytest.mark.parametrize(("head", "readable"), [
+    (b"h" * 64 + b"\n" + b"1\n" * 100, False),  # a header one byte longer than the bytes read for it
+    (b"h" * 63 + b"\n" + b"1\n" * 100, True),  # a header that fits, in a file longer than that
+    (b"\n" + b"h" * 20 + b"\n" + b"1\n" * 100, True),  # a blank first line, then the header
+])
+def test_the_header_is_looked_for_in_the_first_bytes_only(s3, steps, monkeypatch, head, readable):
+    monkeypatch.setattr(steps, "HEADER_BYTES", 64)
+    s3.put_object(Bucket=BUCKET, Key="batch/input/h.csv", Body=head)
+    if readable:
+        header, start = steps._read_header(BUCKET, "batch/input/h.csv", len(head))
+        assert header == [head.strip().split(b"\n")[0].decode()] and head[start:start + 2] == b"1\n"
+    else:
+        with pytest.raises(batch.UnsupportedFile, match="the header does not end within the first"):
+            steps._read_header(BUCKET, "batch/input/h.csv", len(head))
 
 
 @pytest.mark.parametrize(("key", "reason"), [
@@ -401,6 +447,22 @@ def test_a_parquet_file_is_scored_in_parts_of_whole_row_groups_as_one_process_sc
     assert errors.getvalue().splitlines()[1].startswith(f"p7,{names[2]},")
     assert keys(s3, "batch/work/") == []
 
+def test_parquet_parts_are_one_row_group_at_least_and_a_file_of_none_is_one_empty_part(s3, steps):
+    import pyarrow as pa
+
+    data = parquet_bytes({"a": list(range(50))}, row_group_size=10)  # 5 row groups of 10
+    s3.put_object(Bucket=BUCKET, Key="batch/input/g.parquet", Body=data)
+    parts, groups = steps._parquet_parts(BUCKET, "batch/input/g.parquet", len(data), part_bytes=1)
+    assert groups == 5 and [(p["index"], p["start"], p["end"], p["first_row"], p["counted"]) for p in parts] == [
+        (i, i, i + 1, 10 * i + 1, 10) for i in range(5)]
+    import pyarrow.parquet as pq
+
+    out = io.BytesIO()
+    pq.ParquetWriter(out, pa.schema([("a", pa.int64())])).close()  # a schema and no row group
+    empty = out.getvalue()
+    s3.put_object(Bucket=BUCKET, Key="batch/input/e.parquet", Body=empty)
+    assert steps._parquet_parts(BUCKET, "batch/input/e.parquet", len(empty), part_bytes=1 << 20) == (
+        [{"index": 0, "start": 0, "end": 0, "first_row": 1, "counted": 0}], 0)
 
 
 def test_parquet_parts_that_miss_a_row_group_or_a_row_are_refused(steps):
