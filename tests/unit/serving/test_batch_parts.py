@@ -105,17 +105,48 @@ def test_assembled_outputs_equal_the_sources_end_to_end(s3):
     for i, blob in enumerate(blobs[1:]):
         s3.put_object(Bucket=BUCKET, Key=f"work/{i}", Body=blob)
         sources.append(Source(key=f"work/{i}", size=len(blob)))
-    size = batch_parts.assemble(s3, BUCKET, "out/all.csv", sources)
+    numbers = []
+
+    class Numbered:  # the client, noting the part numbers sent
+        def __getattr__(self, name):
+            return getattr(s3, name)
+
+        def upload_part(self, **call):
+            numbers.append(call["PartNumber"])
+            return s3.upload_part(**call)
+
+        def upload_part_copy(self, **call):
+            numbers.append(call["PartNumber"])
+            return s3.upload_part_copy(**call)
+
+    size = batch_parts.assemble(Numbered(), BUCKET, "out/all.csv", sources)
     body = s3.get_object(Bucket=BUCKET, Key="out/all.csv")["Body"].read()
     assert body == b"".join(blobs) and size == len(body)
     # header + start of a, rest of a + b + start of c, the rest of c copied, d: four parts
     assert s3.head_object(Bucket=BUCKET, Key="out/all.csv")["ETag"].strip('"').endswith("-4")
+    assert sorted(numbers) == [1, 2, 3, 4]  # S3 numbers parts 1 to 10,000
+
+
+def test_one_piece_is_one_put_and_two_are_a_multipart_upload(s3):
+    s3.put_object(Bucket=BUCKET, Key="work/a", Body=b"a" * (6 << 20))
+    a = Source(key="work/a", size=6 << 20)
+    for sources, parts in (([a], None), ([Source(data=b"h\n"), a], 2)):  # a copy alone; a gather, then the rest
+        assert batch_parts.assemble(s3, BUCKET, "out/x.csv", sources) == sum(x.size for x in sources)
+        body = s3.get_object(Bucket=BUCKET, Key="out/x.csv")["Body"].read()
+        assert body == (b"h\n" if parts else b"") + b"a" * (6 << 20)
+        etag = s3.head_object(Bucket=BUCKET, Key="out/x.csv")["ETag"].strip('"')
+        assert ("-" not in etag) if parts is None else etag.endswith(f"-{parts}")
+
+
+def test_inline_bytes_are_cut_as_a_range_of_an_object_is():
+    assert batch_parts._fetch(None, BUCKET, [Source(data=b"abcdef")], (0, 1, 3)) == b"bcd"
 
 
 def test_small_outputs_are_one_put(s3):
     s3.put_object(Bucket=BUCKET, Key="work/0", Body=b"1,2\n")
     assert batch_parts.assemble(s3, BUCKET, "out/e.csv", [Source(data=b"a,b\n"), Source(key="work/0", size=4)]) == 8
     assert s3.get_object(Bucket=BUCKET, Key="out/e.csv")["Body"].read() == b"a,b\n1,2\n"
+    assert "-" not in s3.head_object(Bucket=BUCKET, Key="out/e.csv")["ETag"]  # not a multipart upload
 
 
 def test_a_failed_assembly_leaves_nothing_under_the_final_key(s3):
