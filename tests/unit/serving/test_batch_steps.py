@@ -547,3 +547,22 @@ def test_a_reader_that_dies_of_anything_fails_the_download_instead_of_hanging(st
     assert next(reader) == b"a"
     with pytest.raises(KeyboardInterrupt):
         next(reader)
+
+
+def test_an_s3_object_reads_as_a_seekable_file(s3, steps):
+    data = bytes(range(256)) * 4
+    s3.put_object(Bucket=BUCKET, Key="batch/input/f.bin", Body=data)
+    file = steps._S3File(BUCKET, "batch/input/f.bin", len(data))
+    assert file.tell() == 0 and file.read(3) == data[:3] and file.read(3) == data[3:6] and file.tell() == 6
+    assert file.read(0) == b"" and file.tell() == 6
+    assert file.read() == data[6:] and file.read() == b"" and file.read(5) == b""
+    for size in (None, -1):
+        file.seek(1000)
+        assert file.read(size) == data[1000:]
+    assert file.seek(-10, io.SEEK_END) == len(data) - 10 and file.read(4) == data[-10:-6]
+    assert file.seek(2, io.SEEK_CUR) == len(data) - 4 and file.read(100) == data[-4:]
+    assert file.seek(-5, io.SEEK_SET) == 0 and file.read(2) == data[:2]  # never before the start
+    buffer = bytearray(8)
+    assert file.readinto(buffer) == 8 and bytes(buffer) == data[2:10]
+    file.seek(len(data) - 3)
+    assert file.readinto(buffer) == 3 and bytes(buffer[:3]) == data[-3:]
