@@ -73,24 +73,6 @@ class UnsupportedFile(ValueError):
     """The file cannot be read as a table at all (its type, or its header)."""
 
 
-def read_rows(lines: Iterable[bytes], name: str, *, header: list[str] | None = None,
-              first_row: int = 1, at_file_start: bool = True) -> Iterator[Row]:
-    """The rows of a CSV or JSON-lines file (or of one part of it) given as its lines of bytes, read lazily.
-
-    A part after the first gives the file's CSV ``header`` (its lines hold none) and
-    ``first_row``, the number of its first row in the file.
-    """
-    data = data_lines(lines, at_file_start=at_file_start)
-    if name.endswith(".csv"):
-        if header is None:
-            header = read_header(next(data, None))
-        return _csv_rows(data, header, first_row)
-    if name.endswith((".jsonl", ".ndjson")):
-        return _json_rows(data, first_row)
-    check_format(name)
-    raise UnsupportedFile(f"{name}: a Parquet file is read by row groups (score_parquet), not by lines")
-
-
 def check_format(name: str) -> None:
     """Refuses a file that is neither CSV nor JSON lines, saying which types are."""
     if not name.endswith(FORMATS):
@@ -260,8 +242,10 @@ def score_lines(
 ) -> BatchResult:
     """Scores a file, or a part of it, given as its lines: writes predictions and error lines, returns counts.
 
-    ``header``, ``first_row`` and ``at_file_start`` say where a part sits in its file (see
-    ``read_rows``); ``headers=False`` leaves the outputs' header lines to whoever assembles the parts.
+    A part after the first gives the file's CSV ``header`` (its lines hold none), ``first_row``
+    (the number of its first row in the file) and ``at_file_start=False`` (a byte-order mark is
+    one only at the file's start); ``headers=False`` leaves the outputs' header lines to whoever
+    assembles the parts.
     """
     check_format(name)
     if name.endswith(PARQUET):
@@ -278,20 +262,6 @@ def score_lines(
     else:
         rows = _json_rows(data, first_row)
     _score_rows(rows, writer, csv_text=name.endswith(".csv"), chunk_rows=chunk_rows)
-    return writer.result
-
-
-def score(
-    rows: Iterable[Row],
-    predictor: Predictor,
-    predictions_out: IO[str],
-    errors_out: IO[str],
-    csv_text: bool = False,
-    chunk_rows: int = CHUNK_ROWS,
-) -> BatchResult:
-    """Scores rows already read (``read_rows``), a chunk at a time, with the outputs' headers."""
-    writer = _Writer(predictor, predictions_out, errors_out, headers=True)
-    _score_rows(rows, writer, csv_text=csv_text, chunk_rows=chunk_rows)
     return writer.result
 
 

@@ -4,6 +4,7 @@ import csv
 import io
 import json
 import sys
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -21,13 +22,23 @@ def predictor_of(name="penguins-lightgbm"):
     return model, Predictor(loaded, unknown_category="reject")
 
 
+def row_reader():
+    """score_lines reading every CSV row as typed values, as it does a file with a text column:
+    the reference the numeric fast path is checked against."""
+    return mock.patch.object(batch, "_numeric_columns", return_value=None)
+
+
+def csv_rows(data: bytes) -> list:
+    lines = batch.data_lines(io.BytesIO(data))
+    return list(batch._csv_rows(lines, batch.read_header(next(lines, None)), 1))
+
+
 def run(predictor, data: bytes | str, name: str, chunk_rows=3):
     if isinstance(data, str):
         data = data.encode()
     predictions, errors = io.StringIO(), io.StringIO()
-    rows = batch.read_rows(io.BytesIO(data), name)
-    result = batch.score(rows, predictor, predictions, errors, csv_text=name.endswith(".csv"),
-                         chunk_rows=chunk_rows)
+    with row_reader():
+        result = batch.score_lines(io.BytesIO(data), name, predictor, predictions, errors, chunk_rows=chunk_rows)
     predictions.seek(0)
     errors.seek(0)
     assert "\r" not in predictions.getvalue() + errors.getvalue()  # plain \n line ends
@@ -104,7 +115,9 @@ def test_rows_are_read_and_scored_a_chunk_at_a_time():
             return super().write(text)
 
     written = []
-    result = batch.score(rows(), p, Watch(), io.StringIO(), chunk_rows=7)
+    writer = batch._Writer(p, Watch(), io.StringIO(), headers=True)
+    batch._score_rows(rows(), writer, csv_text=False, chunk_rows=7)
+    result = writer.result
     assert result.predicted == len(model.instances) * 5
     total = len(model.instances) * 5
     # a chunk's answers are written after reading that chunk, not the file
@@ -171,7 +184,7 @@ def test_missing_value_words_and_booleans_in_csv_cells():
 )
 def test_a_file_that_is_not_a_table_says_why(data, words):
     with pytest.raises(batch.UnsupportedFile) as caught:
-        list(batch.read_rows(io.BytesIO(data), "in.csv"))
+        batch.score_lines(io.BytesIO(data), "in.csv", predictor_of()[1], io.StringIO(), io.StringIO())
     assert str(caught.value).startswith(words)
     assert words != "the header repeats a column name" or str(caught.value) == words
 
@@ -188,17 +201,16 @@ def test_a_chunk_of_only_invalid_rows_does_not_stop_the_file():
 
 def test_an_unsupported_file_type_is_refused():
     with pytest.raises(batch.UnsupportedFile, match="in.xlsx: use .csv, .jsonl, .ndjson, .parquet"):
-        batch.read_rows(io.BytesIO(b"x"), "in.xlsx")
+        batch.score_lines(io.BytesIO(b"x"), "in.xlsx", predictor_of()[1], io.StringIO(), io.StringIO())
 
 
 def test_the_header_names_are_trimmed_and_a_bom_is_not_part_of_the_first_name():
-    rows = list(batch.read_rows(io.BytesIO(b'\xef\xbb\xbf"id", a ,b\r\n7,1,2\r\n,3,4\r\n\xef\xbb\xbf8,5,6\n9,7\n'),
-                                "x.csv"))
+    rows = csv_rows(b'\xef\xbb\xbf"id", a ,b\r\n7,1,2\r\n,3,4\r\n\xef\xbb\xbf8,5,6\n9,7\n')
     assert [(r.id, r.values, r.problem) for r in rows] == [
         ("7", {"a": "1", "b": "2"}, None), (2, {"a": "3", "b": "4"}, None),
         ("\ufeff8", {"a": "5", "b": "6"}, None),  # a byte-order mark is one only at the start of the file
         ("9", {}, "2 values, but the header has 3 columns")]
-    rows = list(batch.read_rows(io.BytesIO(b"a,id\n1\n"), "x.csv"))
+    rows = csv_rows(b"a,id\n1\n")
     assert [(r.id, r.problem) for r in rows] == [(1, "1 values, but the header has 2 columns")]
 
 
@@ -234,8 +246,8 @@ def both_readers(predictor, data: bytes, chunk_rows=4):
     fast = (io.StringIO(), io.StringIO())
     result = batch.score_lines(io.BytesIO(data), "in.csv", predictor, *fast, chunk_rows=chunk_rows)
     slow = (io.StringIO(), io.StringIO())
-    expected = batch.score(batch.read_rows(io.BytesIO(data), "in.csv"), predictor, *slow, csv_text=True,
-                           chunk_rows=chunk_rows)
+    with row_reader():
+        expected = batch.score_lines(io.BytesIO(data), "in.csv", predictor, *slow, chunk_rows=chunk_rows)
     return (result, fast[0].getvalue(), fast[1].getvalue()), (expected, slow[0].getvalue(), slow[1].getvalue())
 
 
