@@ -96,6 +96,8 @@ def test_the_least_part_grows_so_that_an_upload_stays_within_ten_thousand_parts(
     sizes = [MIN_PIECE] * 30_000
     plan = batch_parts.pieces(sizes)
     assert len(plan) <= batch_parts.MAX_PIECES
+    # the least grows only as much as it must: the total over 9,999 parts, the last holding the rest
+    assert plan[0].size == -(-sum(sizes) // (batch_parts.MAX_PIECES - 1)) > MIN_PIECE
     assert batch_parts.pieces([1, 2, 3]) == [Piece(gather=((0, 0, 0), (1, 0, 1), (2, 0, 2)))]
 
 
