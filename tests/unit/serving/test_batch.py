@@ -644,3 +644,46 @@ def test_a_parquet_file_of_no_rows_gives_the_headers_only():
     writer = batch._Writer(p, out := io.StringIO(), io.StringIO(), False)  # a record batch of no rows
     assert batch._score_parquet_chunk(pa.RecordBatch.from_pydict(empty), 7, writer, True, pa) == 7
     assert out.getvalue() == "" and writer.result.rows == 0
+
+
+def rows_read_one_by_one(monkeypatch) -> list[int]:
+    """The numbers of the CSV rows the row-by-row reader is asked to read (the fast path's fallback)."""
+    numbers = []
+    real = batch._csv_row
+    monkeypatch.setattr(batch, "_csv_row", lambda number, line, header, id_column: (
+        numbers.append(number) or real(number, line, header, id_column)))
+    return numbers
+
+
+def test_the_numeric_fast_path_leaves_only_the_rows_it_cannot_read_to_the_row_reader(monkeypatch):
+    model, p = predictor_of("bc-lightgbm")
+    slow = rows_read_one_by_one(monkeypatch)
+    header, *rows = model.csv(12).splitlines()
+    names = header.split(",")
+    shuffled = names[::-1]  # the columns in another order: read into the model's order
+    moved = [",".join(dict(zip(names, r.split(","), strict=True))[n] for n in shuffled) for r in rows]
+    plain = [model.csv(12), f"id,{header}\n" + "\n".join(f"r{i},{r}" for i, r in enumerate(rows)),
+             ",".join(shuffled) + "\n" + "\n".join(moved)]
+    outputs = []
+    for text in plain:
+        out = io.StringIO()
+        result = batch.score_lines(io.BytesIO(text.encode()), "in.csv", p, out, io.StringIO(), chunk_rows=4)
+        assert (result.predicted, slow) == (12, [])
+        outputs.append([line.split(",", 1)[1] for line in out.getvalue().splitlines()[1:]])
+    assert outputs[0] == outputs[1] == outputs[2]
+    lines = [f"r{i},{r}".encode() for i, r in enumerate(rows)]
+    lines[0] = f"é,{rows[0]}".encode()  # not ASCII
+    lines[1] = f",{rows[1]}".encode()  # a blank id: the row's number
+    lines[2] = b"\xff," + rows[2].encode()  # not UTF-8
+    lines[5] = b"r5,n/a?," + rows[5].split(",", 1)[1].encode()  # a word where a number goes
+    lines[6] = f'"q,1",{rows[6]}'.encode()  # quoted
+    lines[7] = f"r7,{rows[7]}X".encode()  # a letter after the last number
+    lines[9] = b"r9,1e," + rows[9].split(",", 1)[1].encode()  # passes the screen, not a number
+    data = f"id,{header}\n".encode() + b"\n".join(lines)
+    out = io.StringIO()
+    result = batch.score_lines(io.BytesIO(data), "in.csv", p, out, io.StringIO(), chunk_rows=4)
+    # rows 1-4, 5-8 and 9-12 are chunks; "1e" sends its whole chunk to the row reader
+    assert sorted(slow) == [1, 3, 6, 7, 8, 9, 10, 11, 12] and (result.predicted, result.invalid) == (8, 4)
+    written = list(csv.reader(io.StringIO(out.getvalue())))[1:]
+    assert [r[0] for r in written] == ["é", "2", "r3", "r4", "q,1", "r8", "r10", "r11"]
+    assert [",".join(r[1:]) for r in written] == [outputs[0][i] for i in (0, 1, 3, 4, 6, 8, 10, 11)]
