@@ -262,7 +262,7 @@ def run_batch(stack: dict, cloud, key: str, size: int, workers: int, invalid: in
         "rows_per_s_overall": round(manifest["rows"] / wall),
         "rows_per_s_per_worker_median": round(statistics.median(p["rows"] / p["seconds"] for p in parts)),
         "peak_rss_mb_per_worker_max": max(p["peak_rss_mb"] for p in parts),
-        # a part's seconds: loading the model, waiting for the download, uploading the outputs, the rest scoring
+        # a part's seconds: the model load, download waits and uploads; the rest is scoring
         "part_seconds_median": round(statistics.median(p["seconds"] for p in parts), 3),
         "part_timings_median": {name: round(statistics.median(p["timings"][name] for p in parts), 3)
                                 for name in parts[0]["timings"]},
