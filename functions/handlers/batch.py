@@ -42,6 +42,7 @@ import time
 import urllib.parse
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -328,12 +329,13 @@ def _predictor(model: str, version: int, manifest_sha256: str | None) -> Predict
     return _predictors[key]
 
 
+@dataclass
 class _Read:
     """How much of its input a part read (bytes, or Parquet row groups), and how long the scoring
     waited for the download."""
 
-    def __init__(self) -> None:
-        self.amount, self.waited = 0, 0.0
+    amount: int = 0
+    waited: float = 0.0
 
 
 def _lines(bucket: str, key: str, start: int, end: int, read: _Read):
