@@ -241,6 +241,28 @@ def test_a_chunk_of_valid_rows_is_validated_in_one_pass(monkeypatch):
     assert calls == [4, 4, 1]
 
 
+def test_the_csv_screen_finds_an_empty_cell_at_either_end_of_any_line():
+    bodies = [b"1,2,3", b",2,3", b"1,,3", b"1,2,", b"-1,-2,-3", b"1,2,"]
+    plain = batch._plain_lines(b"\n".join(bodies), bodies, b",,")
+    assert plain.tolist() == [True, False, False, False, True, False]
+    bodies = [b"", b"1,,3", b"1,2,3"]  # a line of only an id leaves nothing for the screen
+    assert batch._plain_lines(b"\n".join(bodies), bodies, b",,").tolist() == [False, False, True]
+
+
+SCREENED = st.sampled_from(["1", "-2.5", "1e5", "+.", "", "a", " ", '"3"', "nan"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(lines=st.lists(st.lists(SCREENED, min_size=1, max_size=4), min_size=1, max_size=8),
+       width=st.integers(2, 4))
+def test_the_csv_screen_passes_exactly_the_lines_of_non_empty_number_cells_between_the_headers_commas(
+        lines, width):
+    bodies = [",".join(cells).encode() for cells in lines]
+    expected = [len(cells) == width and all(c and set(c.encode()) <= set(batch.NUMBER_BYTES) for c in cells)
+                for cells in lines]
+    assert batch._plain_lines(b"\n".join(bodies), bodies, b"," * (width - 1)).tolist() == expected
+
+
 def both_readers(predictor, data: bytes, chunk_rows=4):
     """The file through score_lines (the numeric fast path) and through the row-by-row reader."""
     fast = (io.StringIO(), io.StringIO())
@@ -432,10 +454,11 @@ def test_a_file_that_is_not_parquet_is_refused_and_lines_of_one_are_not_read():
         batch.score_lines(io.BytesIO(b"PAR1"), "x.parquet", p, io.StringIO(), io.StringIO())
 
 
-def test_a_parquet_file_from_a_filtered_dataframe_is_read_without_its_index_and_blank_ids_are_numbered():
+@pytest.mark.parametrize("name", ["bc-catboost", "penguins-lightgbm"])  # all numeric; categoricals
+def test_a_parquet_file_from_a_filtered_dataframe_is_read_without_its_index_and_blank_ids_are_numbered(name):
     import pandas as pd
 
-    model, p = predictor_of("bc-catboost")
+    model, p = predictor_of(name)
     frame = pd.DataFrame(columns_of(model, 12)).iloc[[0, 3, 4, 8]]  # its index is not 0..n-1 any more
     frame.insert(0, "id", ["a", "", "  ", None])
     file = io.BytesIO()
@@ -546,9 +569,20 @@ def test_a_numeric_model_with_a_text_column_in_the_parquet_file_is_checked_row_b
     assert errors.splitlines()[1] == f'1,{first},"must be a number, got str"'
 
 
+def test_a_parquet_row_group_is_scored_a_chunk_at_a_time(monkeypatch):
+    model, p = predictor_of("bc-lightgbm")
+    sizes = []
+    real = batch._score_parquet_chunk
+    monkeypatch.setattr(batch, "_score_parquet_chunk",
+                        lambda chunk, *args: sizes.append(chunk.num_rows) or real(chunk, *args))
+    result, _, _ = score_parquet(p, parquet_of(columns_of(model, 10), row_group_size=10), chunk_rows=3)
+    assert sizes == [3, 3, 3, 1] and result.predicted == 10  # memory bounded by the chunk, not the group
+
+
 def test_a_parquet_row_groups_columns_are_read_in_one_request():
     model, p = predictor_of("bc-catboost")
-    data = parquet_of(columns_of(model, 40), row_group_size=20).getvalue()
+    rng = np.random.default_rng(0)  # bigger than the footer's first read (64 KiB), which would hold it all
+    data = parquet_of({f["name"]: rng.random(4000) for f in model.schema}, row_group_size=2000).getvalue()
 
     class Counting(io.RawIOBase):  # as the worker's ranged reads of S3: each read is one request
         def __init__(self):
@@ -572,7 +606,7 @@ def test_a_parquet_row_groups_columns_are_read_in_one_request():
 
     file = Counting()
     result, _, _ = score_parquet(p, file, row_groups=(1, 2))
-    assert result.predicted == 20
+    assert result.predicted == 2000
     assert file.reads <= 3  # the footer, then the row group's 30 columns together (not one read each)
 
 
@@ -675,6 +709,7 @@ def test_the_numeric_fast_path_leaves_only_the_rows_it_cannot_read_to_the_row_re
     lines[0] = f"é,{rows[0]}".encode()  # not ASCII
     lines[1] = f",{rows[1]}".encode()  # a blank id: the row's number
     lines[2] = b"\xff," + rows[2].encode()  # not UTF-8
+    lines[4] = f'"r4",{rows[4]}'.encode()  # quoted, in a chunk of ASCII ids: the row reader unquotes it
     lines[5] = b"r5,n/a?," + rows[5].split(",", 1)[1].encode()  # a word where a number goes
     lines[6] = f'"q,1",{rows[6]}'.encode()  # quoted
     lines[7] = f"r7,{rows[7]}X".encode()  # a letter after the last number
@@ -683,7 +718,7 @@ def test_the_numeric_fast_path_leaves_only_the_rows_it_cannot_read_to_the_row_re
     out = io.StringIO()
     result = batch.score_lines(io.BytesIO(data), "in.csv", p, out, io.StringIO(), chunk_rows=4)
     # rows 1-4, 5-8 and 9-12 are chunks; "1e" sends its whole chunk to the row reader
-    assert sorted(slow) == [1, 3, 6, 7, 8, 9, 10, 11, 12] and (result.predicted, result.invalid) == (8, 4)
+    assert sorted(slow) == [1, 3, 5, 6, 7, 8, 9, 10, 11, 12] and (result.predicted, result.invalid) == (8, 4)
     written = list(csv.reader(io.StringIO(out.getvalue())))[1:]
     assert [r[0] for r in written] == ["é", "2", "r3", "r4", "q,1", "r8", "r10", "r11"]
     assert [",".join(r[1:]) for r in written] == [outputs[0][i] for i in (0, 1, 3, 4, 6, 8, 10, 11)]
