@@ -318,6 +318,20 @@ def test_the_champion_version_is_pinned_when_the_file_is_planned(s3, steps):
     assert float(rows[0]["probability_malignant"]) == pytest.approx(model.native[0][1], abs=1e-12)
 
 
+def test_a_parts_rows_are_counted_with_a_byte_order_mark_dropped_at_the_files_start_only(s3, steps):
+    bom = b"\xef\xbb\xbf"
+    data = bom + b"\n" + b'{"a": 1}\n' + bom + b"\n" + b'{"a": 2}\n'  # JSON lines: part 0 starts at byte 0
+    s3.put_object(Bucket=BUCKET, Key="batch/input/bom.jsonl", Body=data)
+    plan = {"bucket": BUCKET, "key": "batch/input/bom.jsonl"}
+
+    def counted(start: int, end: int) -> int:
+        return call(steps, step="count", part={"start": start, "end": end}, plan=plan)
+
+    assert counted(0, len(bom) + 1) == 0  # a spreadsheet's mark and a blank line: no row
+    middle = data.index(bom, 1)
+    assert counted(middle, len(data)) == 2  # the same bytes within the file are a row (an invalid one)
+
+
 def test_the_steps_count_rows_and_invalid_rows_as_metrics(s3, steps, capsys):
     from tests.unit.serving.test_api_handler import metrics_of
 
