@@ -313,6 +313,21 @@ def test_malformed_events_still_get_an_answer(api, s3):
     assert body == {"error": "internal error", "request_id": "req-1"}
 
 
+@pytest.mark.parametrize("malformed", [["not", "an", "event"], "text", None])
+def test_an_event_that_is_not_an_object_gets_an_answer(api, s3, malformed):
+    status, body, response = api(malformed)  # what a test console might send: never an exception
+    assert status == 500 and body["error"] == "internal error"
+    assert response["multiValueHeaders"]["Content-Type"] == ["application/json"]
+
+
+def test_a_by_name_route_without_its_name_is_refused_for_the_name(api, s3):
+    publish(s3)
+    e = event("predict", {"instances": case("bc-lightgbm").instances[:1]}, path="/models/breast-cancer/predict")
+    del e["pathParameters"]  # API Gateway always sends it; a hand-made event may not
+    status, body, _ = api(e)
+    assert status == 400 and body["error"].startswith("model name '' is not valid")
+
+
 def test_a_route_is_its_method_and_path_together(api, s3):
     publish(s3)
     wrong_method = event("health", path="/predict")  # GET where only POST is served
@@ -632,6 +647,15 @@ def test_captured_rows_keep_the_answer_a_drift_monitor_compares(api, s3, monkeyp
     assert [r["version"] for r in records] == [1] * 5
     assert [r["prediction"] for r in records] == pytest.approx(answered, abs=1e-12)
     assert any(0 < p < 1 for p in answered)  # probabilities, not 0/1 label codes
+
+
+def test_without_capture_the_values_it_would_keep_are_not_worked_out(api, s3, monkeypatch):
+    publish(s3)
+    assert api.module.capture.rate == 0  # the default
+    worked_out = []
+    monkeypatch.setattr(api.module.drift, "prediction_values", lambda *args: worked_out.append(args))
+    status, _, _ = api(event("predict", {"instances": case("bc-lightgbm").instances[:3]}))
+    assert status == 200 and worked_out == []
 
 
 def test_a_capture_write_that_fails_is_logged_and_counted_and_the_answer_is_still_given(
