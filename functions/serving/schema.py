@@ -71,6 +71,8 @@ class FeatureSchema:
     unknown_category: str = "reject"  # or "missing": treat as a missing value
 
     def __post_init__(self):
+        if not self.features:  # (a bundle with none is refused before this: see serving.bundle)
+            raise ValueError("a schema needs at least one feature")
         for feature in self.features:
             if feature.get("type") not in _TYPES:
                 raise ValueError(f"feature {feature.get('name')!r}: unsupported type {feature.get('type')!r}")
@@ -234,7 +236,7 @@ def _values_in_order(names: list[str]):
     if len(names) == 1:
         only = names[0]
         return lambda row: (row[only],)
-    return itemgetter(*names) if names else (lambda row: ())
+    return itemgetter(*names)
 _TYPES = ("numeric", "categorical", "boolean", "datetime")
 
 

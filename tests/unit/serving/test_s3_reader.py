@@ -128,11 +128,12 @@ def test_not_modified_and_missing_objects_are_errors_with_their_status(fake_s3):
         (503, {}, b"upstream down " * 30),
         (403, {}, b"<Error><Code>AccessDenied</Code></Error>"),
         (500, {}, b"\xff broken \xfe"),
+        (300, {}, b""),  # any status from 300 up is not the object
     ]
     reader = S3Reader("us-east-1", "a", "b", endpoint=endpoint)
     for status, code, message in ((304, "304", ""), (404, "NoSuchKey", "The key does not exist"),
                                   (503, "503", ("upstream down " * 30)[:200]), (403, "AccessDenied", ""),
-                                  (500, "500", "\ufffd broken \ufffd")):
+                                  (500, "500", "\ufffd broken \ufffd"), (300, "300", "")):
         with pytest.raises(S3Error) as caught:
             reader.get_object(Bucket="b", Key="k")
         assert error_status(caught.value) == status
@@ -216,6 +217,29 @@ def test_a_connection_idle_longer_than_s3_keeps_one_is_not_tried_again(keep_aliv
     ports = [r["client_port"] for r in recorder.seen]
     assert ports[0] == ports[1] != ports[2]
     assert 10 <= s3_module.IDLE_SECONDS < 20
+
+
+def test_a_server_that_drops_every_connection_is_tried_twice_then_the_error_raised():
+    import http.client
+    import socket
+    import threading
+
+    accepted = []
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        def drop_every_connection():
+            while True:
+                try:
+                    connection, _ = server.accept()
+                except OSError:  # the server closed: the test is over
+                    return
+                accepted.append(connection.getpeername())
+                connection.close()
+
+        threading.Thread(target=drop_every_connection, daemon=True).start()
+        reader = S3Reader("us-east-1", "a", "b", endpoint=f"http://127.0.0.1:{server.getsockname()[1]}", timeout=2)
+        with pytest.raises((OSError, http.client.HTTPException)):
+            reader.get_object(Bucket="b", Key="k")
+    assert len(accepted) == 2  # a dropped connection is tried once more, not again and again
 
 
 def test_a_refused_connection_is_an_error_not_a_retry_loop():

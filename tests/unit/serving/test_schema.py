@@ -23,6 +23,11 @@ def errors_of(body, features=SCHEMA, **kwargs):
     return caught.value
 
 
+def test_a_schema_of_no_features_is_refused():
+    with pytest.raises(ValueError, match="^a schema needs at least one feature$"):
+        FeatureSchema([])
+
+
 def test_a_valid_row_becomes_codes_in_schema_order():
     X = FeatureSchema(SCHEMA).matrix({"instances": [ROW, {**ROW, "colour": "blue", "fresh": False}]}, max_rows=10)
     assert X.dtype == np.float64
