@@ -319,6 +319,11 @@ def test_aws_endpoints_are_https_and_virtual_hosted():
     reader = S3Reader("eu-west-1", "a", "b")
     assert reader.url("bucket", "models/x y~(1).json") == (
         "https://bucket.s3.eu-west-1.amazonaws.com/models/x%20y~%281%29.json")
+    import http.client
+
+    # spoken to over TLS (a connection opens on its first request: none is made here)
+    assert isinstance(reader._connection("https", "bucket.s3.eu-west-1.amazonaws.com"), http.client.HTTPSConnection)
+    assert not isinstance(reader._connection("http", "localhost:4566"), http.client.HTTPSConnection)
 
 
 def test_the_signing_time_is_utc_whatever_the_machines_time_zone(monkeypatch):
