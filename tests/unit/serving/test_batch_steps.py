@@ -54,7 +54,8 @@ def run_file(module, s3, key: str, execution: str = "run-1", **options) -> dict:
         state = plan
         if plan["count"]:
             counts = [call(module, step="count", part=part, plan=plan) for part in parts_of(s3, plan)]
-            call(module, step="number", plan={**plan, "counts": counts}, counts=counts)
+            numbered = call(module, step="number", plan={**plan, "counts": counts}, counts=counts)
+            assert numbered == {"rows": sum(counts)}  # the state machine selects Payload.rows
         for part in parts_of(s3, plan):
             score_part(module, s3, plan, part)
         return call(module, step="assemble", plan=plan)
@@ -143,6 +144,21 @@ def test_the_manifest_counts_rows_and_names_the_version_parts_and_timings(s3, st
         assert min(p["timings"].values()) >= 0 and sum(p["timings"].values()) <= p["seconds"] + 0.002
     assert parts[0]["timings"]["model_s"] > 0 and parts[0]["timings"]["upload_s"] > 0
     assert manifest["timings"]["seconds"] >= 0 and manifest["timings"]["finished"] >= manifest["timings"]["started"]
+
+
+def test_a_scored_file_is_logged_with_its_plan_and_its_totals(s3, steps, caplog):
+    model = case("bc-lightgbm")
+    s3.put_object(Bucket=BUCKET, Key="batch/input/m.csv", Body=messy_csv(model))
+    with caplog.at_level(logging.INFO):
+        answer = run_file(steps, s3, "batch/input/m.csv", part_megabytes=2000 / (1 << 20))
+    fields = ("key", "model", "model_version", "size", "parts")
+    [planned] = [{k: getattr(r, k) for k in fields} for r in caplog.records if r.getMessage() == "planned"]
+    assert planned == {"key": "batch/input/m.csv", "model": "breast-cancer", "model_version": 1,
+                       "size": len(messy_csv(model)), "parts": answer["parts"]}
+    fields = ("input", "rows", "predicted", "invalid", "parts")
+    [scored] = [{k: getattr(r, k) for k in fields} for r in caplog.records if r.getMessage() == "scored a file"]
+    assert scored == {"input": "batch/input/m.csv", "rows": 59, "predicted": 54, "invalid": 5,
+                      "parts": answer["parts"]}
 
 
 def test_json_lines_in_parts_are_numbered_as_in_one_part(s3, steps):
