@@ -391,6 +391,23 @@ def test_a_file_that_is_not_a_table_gets_an_errors_file_saying_why(s3, steps, ca
     assert [r.input for r in warned] == [f"batch/input/{name}" for name in names]
 
 
+@pytest.mark.parametrize(("data", "header", "rows_at"), [
+    (b"a,b", ["a", "b"], 3),  # a header alone without a line end: the whole file
+    (b"\xef\xbb\xbf\na,b\n1,2\n", ["a", "b"], 8),  # a spreadsheet's mark alone on the first line: blank
+    (b"\xef\xbb\xbfa,b\n1,2\n", ["a", "b"], 7),  # the mark before the header's names
+    (b"\n\xef\xbb\xbf\na,b\n", [], 5),  # after the first line a mark is not a spreadsheet's: not blank
+])
+def test_the_header_is_the_first_line_that_is_not_blank(s3, steps, data, header, rows_at):
+    s3.put_object(Bucket=BUCKET, Key="batch/input/h.csv", Body=data)
+    assert steps._read_header(BUCKET, "batch/input/h.csv", len(data)) == (header, rows_at)
+
+
+def test_an_empty_file_is_not_read_for_a_header(steps, monkeypatch):
+    monkeypatch.setattr(steps, "_read", lambda *args: pytest.fail(f"read {args}"))
+    with pytest.raises(batch.UnsupportedFile, match="^the file is empty"):
+        steps._read_header(BUCKET, "batch/input/zero.csv", 0)
+
+
 @pytest.mark.parametrize(("head", "readable"), [
     (b"h" * 64 + b"\n" + b"1\n" * 100, False),  # a header one byte longer than the bytes read for it
     (b"h" * 63 + b"\n" + b"1\n" * 100, True),  # a header that fits, in a file longer than that
