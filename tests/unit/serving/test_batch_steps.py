@@ -250,6 +250,8 @@ def test_parts_that_do_not_cover_the_file_are_refused(steps):
               "model_version": 1}
     with pytest.raises(steps.RowsNotAccountedFor, match="the parts end at bytes 60, the file at 100"):
         steps.account(planned, [{"index": 0, "start": 0, "end": 60, "first_row": 1}], [record])
+    with pytest.raises(steps.RowsNotAccountedFor, match="the parts end at bytes 0, the file at 100$"):
+        steps.account(planned, [], [])  # no part at all: nothing read
     gap = {**record, "start": 70, "end": 100, "bytes_read": 30}
     with pytest.raises(steps.RowsNotAccountedFor, match=r"does not start where the previous part ended \(60\)"):
         steps.account(planned, [{"index": 0, "start": 0, "end": 60, "first_row": 1},
