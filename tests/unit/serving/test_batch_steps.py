@@ -161,6 +161,33 @@ def test_a_scored_file_is_logged_with_its_plan_and_its_totals(s3, steps, caplog)
                       "parts": answer["parts"]}
 
 
+def test_a_part_streamed_in_small_chunks_gives_what_one_chunk_gives(s3, steps, monkeypatch):
+    model = case("bc-lightgbm")
+    data = messy_csv(model).rstrip(b"\r\n")  # the last row without a line end
+    s3.put_object(Bucket=BUCKET, Key="batch/input/big.csv", Body=data)
+    s3.put_object(Bucket=BUCKET, Key="batch/input/small.csv", Body=data)
+    run_file(steps, s3, "batch/input/big.csv", execution="a", part_megabytes=3000 / (1 << 20))
+    monkeypatch.setattr(steps, "READ_BYTES", 100)
+    sizes, waits = [], []
+    real = steps.prefetched
+
+    def prefetched(chunks, read=None):  # what the read-ahead is given, and whether it counts waits
+        waits.append(read)
+        return real((sizes.append(len(c)) or c for c in chunks), read=read)
+
+    monkeypatch.setattr(steps, "prefetched", prefetched)
+    # (every part's bytes read are checked against its range when the file is assembled)
+    answer = run_file(steps, s3, "batch/input/small.csv", execution="b", part_megabytes=3000 / (1 << 20))
+    assert answer["rows"] == 59 and max(sizes) == 100 and len(sizes) >= len(data) // 100
+    assert all(isinstance(read, steps._Read) for read in waits)
+    for output in ("predictions", "errors"):
+        assert text(s3, f"batch/output/small.{output}.csv") == text(s3, f"batch/output/big.{output}.csv")
+    manifest = json.loads(text(s3, "batch/output/small.manifest.json"))
+    timings = manifest["timings"]
+    assert timings["seconds"] == round(timings["finished"] - timings["started"], 3)
+    assert timings["worker_seconds"] == round(sum(p["seconds"] for p in manifest["parts"]), 3)
+
+
 def test_json_lines_in_parts_are_numbered_as_in_one_part(s3, steps):
     model = case("bc-lightgbm")
     lines = [json.dumps(i) for i in model.instances[:30]]
