@@ -279,6 +279,12 @@ def test_parts_that_do_not_cover_the_file_are_refused(steps):
         steps.account(planned, [{"index": 0, "start": 0, "end": 60, "first_row": 1}], [record])
     with pytest.raises(steps.RowsNotAccountedFor, match="the parts end at bytes 0, the file at 100$"):
         steps.account(planned, [], [])  # no part at all: nothing read
+    short = {**record, "start": 70, "end": 90, "bytes_read": 20}
+    with pytest.raises(steps.RowsNotAccountedFor) as caught:  # every problem, each said once
+        steps.account(planned, [{"index": 0, "start": 0, "end": 60, "first_row": 1},
+                                {"index": 1, "start": 70, "end": 90, "first_row": 1}], [record, short])
+    assert str(caught.value) == ("batch/input/x.csv: part 1 (bytes 70-90) does not start where the previous part "
+                                 "ended (60); the parts end at bytes 90, the file at 100")
     gap = {**record, "start": 70, "end": 100, "bytes_read": 30}
     with pytest.raises(steps.RowsNotAccountedFor, match=r"does not start where the previous part ended \(60\)"):
         steps.account(planned, [{"index": 0, "start": 0, "end": 60, "first_row": 1},
