@@ -84,7 +84,7 @@ lint: install $(CHECKOV) infra/lint/node_modules/.package-lock.json ## ruff, ban
 bench: install ## serving benchmark: cold start, warm latency, package size, memory (prints JSON)
 	@$(PY) benchmarks/serving_benchmark.py
 
-mutation: install ## mutation score of the serving code's tests, per module (prints JSON; ~3 h on 2 cores)
+mutation: install ## mutation score of the serving code's tests, per module (prints JSON; ~5 h on 2 cores)
 	@$(PY) tests/mutation/run.py
 
 bench-train: install ## training benchmark: tuned model vs scikit-learn baselines, trials/minute (prints JSON)
