@@ -369,6 +369,28 @@ def test_the_champion_version_is_pinned_when_the_file_is_planned(s3, steps):
     assert float(rows[0]["probability_malignant"]) == pytest.approx(model.native[0][1], abs=1e-12)
 
 
+def test_a_part_scores_the_pinned_version_only_when_its_manifest_is_the_one_pinned(s3, steps):
+    model = case("bc-lightgbm")
+    s3.put_object(Bucket=BUCKET, Key="batch/input/m.csv", Body=messy_csv(model))
+    plan = call(steps, step="plan", event=event_of("batch/input/m.csv"), execution="m")
+    pointer = json.loads(text(s3, "models/breast-cancer/champion.json"))
+    assert plan["manifest_sha256"] == pointer["manifest_sha256"]
+    [part] = parts_of(s3, plan)
+    with pytest.raises(bundle.BundleError, match="does not match the champion pointer"):
+        score_part(steps, s3, {**plan, "manifest_sha256": "0" * 64}, part)
+    assert score_part(steps, s3, plan, part) == {"index": 0, "rows": 59}
+
+
+def test_a_part_sent_without_an_attempt_number_is_its_first_attempt(s3, steps):
+    model = case("bc-lightgbm")
+    s3.put_object(Bucket=BUCKET, Key="batch/input/a.csv", Body=messy_csv(model))
+    plan = call(steps, step="plan", event=event_of("batch/input/a.csv", fault={"part": 0, "attempts": 1}),
+                execution="a")
+    [part] = parts_of(s3, plan)
+    with pytest.raises(steps.InjectedFault, match=r"part 0 failed on purpose \(attempt 0\)"):
+        call(steps, step="score", part=part, plan=plan)
+
+
 def test_a_parts_rows_are_counted_with_a_byte_order_mark_dropped_at_the_files_start_only(s3, steps):
     bom = b"\xef\xbb\xbf"
     data = bom + b"\n" + b'{"a": 1}\n' + bom + b"\n" + b'{"a": 2}\n'  # JSON lines: part 0 starts at byte 0
@@ -620,6 +642,23 @@ def test_a_failed_download_fails_the_reader_and_a_reader_closed_early_stops_read
     assert len(produced) <= 5
 
 
+def test_a_reader_closed_while_its_download_waits_on_the_network_stops_quietly(steps):
+    import threading
+    import time
+
+    def slow():
+        yield b"a"
+        time.sleep(0.3)  # the next chunk is late: the queue is empty when the consumer stops
+        yield b"b"
+
+    reader = steps.prefetched(slow())
+    assert next(reader) == b"a"
+    [thread] = [t for t in threading.enumerate() if t.name == "s3-read-ahead"]
+    assert thread.daemon  # a download that never ends cannot keep the function's process alive
+    reader.close()  # waits for the reader, without an error, until it has seen the stop
+    assert not thread.is_alive()
+
+
 def test_a_reader_that_dies_of_anything_fails_the_download_instead_of_hanging(steps):
     def interrupted():
         yield b"a"
@@ -649,3 +688,19 @@ def test_an_s3_object_reads_as_a_seekable_file(s3, steps):
     assert file.readinto(buffer) == 8 and bytes(buffer) == data[2:10]
     file.seek(len(data) - 3)
     assert file.readinto(buffer) == 3 and bytes(buffer[:3]) == data[-3:]
+
+
+@pytest.mark.parametrize(("status", "megabytes"), [
+    ("Name:\tpython\nVmPeak:\t  999 kB\nVmHWM:\t    2560 kB\nVmRSS:\t  1024 kB\n", 2.5),
+    ("Name:\tpython\n", 0.0),  # no such line (not Linux's format): no figure rather than a wrong one
+    (None, 0.0),  # no /proc
+])
+def test_a_parts_peak_memory_is_the_processs_high_water_mark(steps, monkeypatch, status, megabytes):
+    def fake_open(path, *args, **kwargs):
+        assert path == "/proc/self/status"
+        if status is None:
+            raise FileNotFoundError(path)
+        return io.StringIO(status)
+
+    monkeypatch.setattr(steps, "open", fake_open, raising=False)
+    assert steps._peak_rss_mb() == megabytes
