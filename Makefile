@@ -39,6 +39,9 @@ install: .venv/.synced $(SAM) ## install the project and the local cloud (LocalS
 browser: ## install Chromium for the browser tests (Debian/Ubuntu packages)
 	@bash infra/install-browser.sh
 
+compiler: ## install gcc/g++ if missing: the functions' numpy is built without BLAS (Debian/Ubuntu packages)
+	@bash infra/install-compiler.sh
+
 demo: install ## run the whole local stack: cloud, deploy, train, serve, form
 	@$(PY) infra/demo.py up
 
@@ -54,7 +57,7 @@ drift: install ## drift of the local stack's champions, now (ARGS="--model fares
 ui: install ## the MLflow UI and the Optuna dashboard on the local runs and studies (prints their URLs)
 	@$(PY) infra/ui.py up
 
-test: lint browser ## lint, then every test (unit, LocalStack integration, browser); starts its own LocalStack
+test: lint browser compiler ## lint, then every test (unit, LocalStack integration, browser); starts its own LocalStack
 	@$(PY) -m pytest $(ARGS)
 
 CHECKOV := .local/tools/checkov/bin/checkov
@@ -90,4 +93,4 @@ mutation: install ## mutation score of the serving code's tests, per module (pri
 bench-train: install ## training benchmark: tuned model vs scikit-learn baselines, trials/minute (prints JSON)
 	@$(PY) benchmarks/training_benchmark.py
 
-.PHONY: help install browser demo down train ui drift test lint bench bench-train mutation
+.PHONY: help install browser compiler demo down train ui drift test lint bench bench-train mutation

