@@ -4,7 +4,8 @@ For CatBoost champions trained on breast cancer and on digits, in one run:
 * cold start: a fresh process imports the handler, fetches the champion from S3
   (a LocalStack of its own, on loopback) and answers its first /predict event
   through the full handler; median of COLD_RUNS processes. The baseline does the
-  same with native CatBoost loaded at module scope (benchmarks/baseline_handler.py).
+  same with native CatBoost loaded at module scope (benchmarks/baseline_handler.py),
+  its cold starts alternating with ours;
 * warm: single-row /predict p50 and p99, and one request of 1000 rows; beside them, the same
   row through /models/{name}/predict (the cost of routing by name) and /explain with 1 and 10
   rows (SHAP values);
@@ -536,16 +537,21 @@ def serving_section(env: dict, baseline: Path, dataset: str, model: dict) -> dic
                     "BASELINE_MODEL_KEY": model["baseline_key"], "MAX_ROWS": "1000",
                     "POWERTOOLS_METRICS_NAMESPACE": "Bench", "AWS_LAMBDA_FUNCTION_NAME": "bench"}
     entry = {k: model[k] for k in ("trees", "features", "classes", "exactness_max_abs_diff")}
-    for label, python, module, path in (
-        ("ours", RUNTIME_PYTHON, "handlers.api", PACKAGE),
-        ("baseline", baseline, "baseline_handler", ROOT / "benchmarks"),
-    ):
-        log(f"{dataset}: {label}: {COLD_RUNS} cold starts, then warm calls")
-        cold = [run_process(python, module, path, function_env, event_file) for _ in range(COLD_RUNS)]
+    runners = {"ours": (RUNTIME_PYTHON, "handlers.api", PACKAGE),
+               "baseline": (baseline, "baseline_handler", ROOT / "benchmarks")}
+    # cold starts alternate, so that the ratio compares the two in the same minutes: this
+    # machine's speed drifts by tens of percent between phases a minute apart
+    log(f"{dataset}: {COLD_RUNS} cold starts each, ours and the baseline alternately")
+    cold: dict[str, list[dict]] = {label: [] for label in runners}
+    for _ in range(COLD_RUNS):
+        for label, (python, module, path) in runners.items():
+            cold[label].append(run_process(python, module, path, function_env, event_file))
+    for label, (python, module, path) in runners.items():
+        log(f"{dataset}: {label}: warm calls")
         warm = run_process(python, module, path, function_env, event_file, warm=WARM_CALLS,
                            extra=extra if label == "ours" else None, floors=label == "ours")
         kept = {k: round(v, 1) for k, v in warm.items() if k.startswith(("warm", "peak", "floor"))}
-        entry[label] = {**summarize(cold), **kept}
+        entry[label] = {**summarize(cold[label]), **kept}
     ours = entry["ours"]
     log(f"{dataset}: ours with every request captured (CaptureRate 1)")
     captured = run_process(RUNTIME_PYTHON, "handlers.api", PACKAGE,
