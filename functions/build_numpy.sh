@@ -20,17 +20,19 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 version="$(sed -n 's/^numpy==//p' "$here/requirements.txt")"
-cache="${NUMPY_WHEELS:-${XDG_CACHE_HOME:-$HOME/.cache}/tabular-serverless/wheels}"
-wheel="$cache/numpy-$version-cp312-cp312-manylinux_2_34_x86_64.whl"
 fallback() {
   echo "[build] numpy $version: using numpy's wheel with OpenBLAS ($1); the package is about 8 MB bigger" >&2
   exit 0
 }
+[ "$(uname -sm)" = "Linux x86_64" ] || fallback "a build without BLAS is made on Linux x86-64 only"
+# a wheel built by another version of this recipe (flags, pins) is never reused
+recipe="$(cat "$here/build_numpy.sh" "$here/glibc_compat.h" | sha256sum | cut -c1-12)"
+cache="${NUMPY_WHEELS:-${XDG_CACHE_HOME:-$HOME/.cache}/tabular-serverless/wheels}/$recipe"
+wheel="$cache/numpy-$version-cp312-cp312-manylinux_2_34_x86_64.whl"
 if [ -f "$wheel" ]; then
   echo "$wheel"
   exit 0
 fi
-[ "$(uname -sm)" = "Linux x86_64" ] || fallback "a build without BLAS is made on Linux x86-64 only"
 command -v cc >/dev/null && command -v c++ >/dev/null || fallback "no C/C++ compiler: apt-get install g++"
 UV="${UV:-uv}"
 PYTHON="${PYTHON:-python3.12}"
