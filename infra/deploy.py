@@ -65,7 +65,7 @@ def build(env: dict[str, str]) -> None:
     # the function build (functions/Makefile) needs uv and a Python 3.12: ours; it keeps the
     # numpy it builds without BLAS (functions/build_numpy.sh) with the project's other local files
     env = {**env, "UV": local_cloud.uv(), "PYTHON": sys.executable,
-           "NUMPY_WHEELS": env.get("NUMPY_WHEELS", str(LOCAL / "wheels"))}
+           "NUMPY_WHEELS": str(Path(env.get("NUMPY_WHEELS") or LOCAL / "wheels").resolve())}
     started = time.monotonic()
     subprocess.run(  # noqa: S603
         [sam(), "build", "--template-file", str(ROOT / "template.yaml"), "--build-dir",

@@ -130,7 +130,8 @@ def test_the_zipped_package_stays_within_its_budget(imports):
 
 NUMPY_BUILD = """
 import json, numpy as np
-print(json.dumps(np.show_config(mode="dicts")["Build Dependencies"]))
+print(json.dumps({**np.show_config(mode="dicts")["Build Dependencies"],
+                  "simd_baseline": np.show_config(mode="dicts")["SIMD Extensions"]["baseline"]}))
 """
 
 
@@ -145,3 +146,5 @@ def test_the_package_numpy_is_built_without_blas_for_lambdas_glibc(imports):
     assert result.returncode == 0, result.stderr[-3000:]
     dependencies = json.loads(result.stdout)
     assert dependencies["blas"]["name"] == dependencies["lapack"]["name"] == "none", dependencies
+    # the CPU features it may assume everywhere are numpy's wheels' (x86-64-v2), not the build machine's
+    assert dependencies["simd_baseline"] == ["X86_V2"], dependencies
