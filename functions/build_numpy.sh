@@ -1,23 +1,28 @@
 #!/usr/bin/env bash
 # numpy built without BLAS for the functions' package; prints the wheel's path.
 #
-# numpy's own wheels link OpenBLAS (with gfortran and quadmath: 8.4 MB of the
+# numpy's own wheels link OpenBLAS (with gfortran and quadmath: 8.5 MB of the
 # 16 MB zip) into numpy's core, so every cold start unpacks and loads it, although
 # no function calls BLAS: the evaluators gather and add, and the few matrix products
 # of explanations are small. numpy supports being built without it (its own loops
 # and bundled lapack_lite: `-Dblas=none -Dlapack=none`).
 #
 # The build runs once per numpy version and version of this recipe (about 5 minutes
-# on 2 cores), cached in $NUMPY_WHEELS/<recipe hash> (an absolute path; infra/deploy.py
-# gives .local/wheels, else ~/.cache/tabular-serverless/wheels). Lambda's python3.12 runtime is Amazon Linux 2023 with glibc
-# 2.34, and a build links the symbol versions of the glibc it is built on:
+# on 2 cores; one at a time, as sam build makes the functions in parallel), cached in
+# $NUMPY_WHEELS/<recipe hash> (an absolute path; infra/deploy.py gives .local/wheels,
+# else ~/.cache/tabular-serverless/wheels). Lambda's python3.12 runtime is Amazon
+# Linux 2023 with glibc 2.34, and a build links the symbol versions of the glibc it
+# is built on:
 # glibc_compat.h pins the two maths functions glibc 2.35 re-versioned, and
 # auditwheel then refuses the wheel if anything else needs a glibc newer than
 # 2.34 (and tags it manylinux_2_34, which is what the package installs for).
 #
 # Where it cannot be built (not Linux x86-64, no C/C++ compiler, a newer glibc
 # symbol), it prints nothing and says why: the package then takes numpy's wheel,
-# which works the same and is about 8 MB bigger zipped.
+# which works the same and is about 8 MB bigger zipped (the package test fails on
+# it, which is how `make test` notices). Messages go to stderr, which
+# functions/Makefile sends to sam build's output (SAM shows only a successful
+# build's stdout).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 version="$(sed -n 's/^numpy==//p' "$here/requirements.txt")"
