@@ -10,6 +10,7 @@ import importlib
 import io
 import json
 import logging
+import time
 
 import numpy as np
 import pytest
@@ -127,7 +128,9 @@ def test_a_file_cut_into_many_parts_gives_what_one_part_gives(s3, steps):
 def test_the_manifest_counts_rows_and_names_the_version_parts_and_timings(s3, steps):
     model = case("bc-lightgbm")
     s3.put_object(Bucket=BUCKET, Key="batch/input/m.csv", Body=messy_csv(model))
+    started = time.perf_counter()
     answer = run_file(steps, s3, "batch/input/m.csv", part_megabytes=2000 / (1 << 20))
+    took = time.perf_counter() - started
     manifest = json.loads(text(s3, "batch/output/m.manifest.json"))
     assert answer["manifest"] == "batch/output/m.manifest.json"
     assert {k: manifest[k] for k in ("input", "model", "model_version", "rows", "predicted", "invalid")} == {
@@ -139,6 +142,7 @@ def test_the_manifest_counts_rows_and_names_the_version_parts_and_timings(s3, st
     assert sum(p["rows"] for p in parts) == 59 and [p["index"] for p in parts] == list(range(len(parts)))
     assert [p["first_row"] for p in parts] == [1 + sum(q["rows"] for q in parts[:i]) for i in range(len(parts))]
     assert all(p["seconds"] >= 0 and p["peak_rss_mb"] > 0 for p in parts)
+    assert sum(p["seconds"] for p in parts) <= took  # each part's own time, within the whole run's
     for p in parts:  # where a part's seconds went: within them, none negative
         assert set(p["timings"]) == {"model_s", "read_wait_s", "upload_s"}
         assert min(p["timings"].values()) >= 0 and sum(p["timings"].values()) <= p["seconds"] + 0.002
@@ -186,6 +190,24 @@ def test_a_part_streamed_in_small_chunks_gives_what_one_chunk_gives(s3, steps, m
     timings = manifest["timings"]
     assert timings["seconds"] == round(timings["finished"] - timings["started"], 3)
     assert timings["worker_seconds"] == round(sum(p["seconds"] for p in manifest["parts"]), 3)
+
+
+def test_a_byte_order_mark_inside_the_file_is_data_even_where_a_part_starts(s3, steps):
+    # only the file's first bytes may be a mark: a line further on that starts with one is read as
+    # it is, whichever part it falls at the start of (here every row is a part)
+    model = case("bc-lightgbm")
+    names = [f["name"] for f in model.schema]
+    lines = [",".join(names)] + [",".join(str(row[n]) for n in names) for row in model.instances[:12]]
+    lines[6] = "\ufeff" + lines[6]
+    body = ("\n".join(lines) + "\n").encode()
+    for key in ("one", "many"):
+        s3.put_object(Bucket=BUCKET, Key=f"batch/input/{key}.csv", Body=body)
+    run_file(steps, s3, "batch/input/one.csv", execution="one")
+    answer = run_file(steps, s3, "batch/input/many.csv", execution="many", part_megabytes=100 / (1 << 20))
+    assert answer["parts"] == 12 and (answer["rows"], answer["invalid"]) == (12, 1)  # a part per row
+    for output in ("predictions", "errors"):
+        assert text(s3, f"batch/output/many.{output}.csv") == text(s3, f"batch/output/one.{output}.csv")
+    assert list(csv.reader(io.StringIO(text(s3, "batch/output/many.errors.csv"))))[1][:2] == ["6", names[0]]
 
 
 def test_json_lines_in_parts_are_numbered_as_in_one_part(s3, steps):
