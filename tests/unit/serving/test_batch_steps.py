@@ -143,6 +143,7 @@ def test_the_manifest_counts_rows_and_names_the_version_parts_and_timings(s3, st
     assert [p["first_row"] for p in parts] == [1 + sum(q["rows"] for q in parts[:i]) for i in range(len(parts))]
     assert all(p["seconds"] >= 0 and p["peak_rss_mb"] > 0 for p in parts)
     assert sum(p["seconds"] for p in parts) <= took  # each part's own time, within the whole run's
+    assert all(10 <= p["peak_rss_mb"] <= steps._peak_rss_mb() + 0.1 for p in parts)  # this process's, in MB
     for p in parts:  # where a part's seconds went: within them, none negative
         assert set(p["timings"]) == {"model_s", "read_wait_s", "upload_s"}
         assert min(p["timings"].values()) >= 0 and sum(p["timings"].values()) <= p["seconds"] + 0.002
