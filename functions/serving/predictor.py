@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -59,10 +60,10 @@ class Predictor:
             (first, second), (no, yes) = labels, classes
             return [{"label": yes if p1 > p0 else no, "probabilities": {first: p0, second: p1}}
                     for p0, p1 in output.tolist()]
-        return [
-            {"label": classes[k], "probabilities": dict(zip(labels, row, strict=True))}
-            for k, row in zip(output.argmax(axis=1).tolist(), output.tolist(), strict=True)
-        ]
+        # each row's probabilities by label, built in C (a row has one value per label)
+        probabilities = map(dict, map(zip, repeat(labels), output.tolist()))
+        return [{"label": classes[k], "probabilities": p}
+                for k, p in zip(output.argmax(axis=1).tolist(), probabilities, strict=True)]
 
     def explain(self, body: Any, max_rows: int) -> dict[str, Any]:
         """A request body → each row's answer and its SHAP explanation in raw score space."""

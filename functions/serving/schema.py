@@ -84,7 +84,6 @@ class FeatureSchema:
         widths = [len(f["parts"]) if f["type"] == "datetime" else 1 for f in self.features]
         object.__setattr__(self, "_starts", np.cumsum([0, *widths]).tolist())
         object.__setattr__(self, "_names", [f["name"] for f in self.features])
-        object.__setattr__(self, "_name_set", frozenset(self._names))
         object.__setattr__(self, "_in_order", _values_in_order(self._names))
         object.__setattr__(self, "_all_numeric", all(f["type"] == "numeric" for f in self.features))
 
@@ -168,25 +167,27 @@ class FeatureSchema:
                 errors.append({"row": i, "field": feature["name"], "message": str(problem)})
 
     def _fast_matrix(self, rows: list, form: str) -> np.ndarray | None:
-        """The common case in one pass: every value a finite number. None → check row by row."""
+        """The common case, in a few passes in C: every value a finite number. None → check row by row."""
+        # Each check is a pass in C over the rows or the values (a generator testing each row took
+        # a quarter of the time of 1000 rows of 64 features).
+        width, kind = len(self._names), dict if form == "instances" else list
+        if set(map(type, rows)) != {kind} or set(map(len, rows)) != {width}:
+            return None
         if form == "instances":
-            name_set = self._name_set
-            if not all(type(row) is dict and row.keys() == name_set for row in rows):
+            try:  # an object of `width` keys holding every name has exactly the schema's names
+                values = list(map(self._in_order, rows))  # each row's values in schema order
+            except KeyError:
                 return None
-            values = list(map(self._in_order, rows))  # each row's values in schema order, in C
         else:
-            width = len(self._names)
-            if not all(type(row) is list and len(row) == width for row in rows):
-                return None
             values = rows
         # bool is an int subclass, None and str are not numbers: all refused (one pass over every value)
         if not set(map(type, chain.from_iterable(values))) <= _NUMBERS:
             return None
         try:
-            X = np.array(values, dtype=np.float64)
+            X = np.fromiter(chain.from_iterable(values), np.float64, len(rows) * width)
         except OverflowError:  # an integer too big for a float: the slow path says which
             return None
-        return X if np.isfinite(X).all() else None
+        return X.reshape(len(rows), width) if np.isfinite(X).all() else None
 
     def _value(self, feature: dict[str, Any], value: Any) -> float | list[float]:
         if value is _ABSENT:
