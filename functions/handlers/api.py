@@ -31,11 +31,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import os
+import threading
 import time
 
 import orjson
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
 from serving import drift, openapi
 from serving.capture import Capture
 from serving.champion import LoadFailure
@@ -46,15 +47,6 @@ from serving.schema import RequestError
 from serving.settings import Settings
 
 settings = Settings.from_env()
-logger = Logger(service="predict")
-metrics = Metrics(namespace="TabularServerless", service="predict")
-
-# CORS for the form's origin only (the preflight is answered by API Gateway: template.yaml's Cors)
-cors = {
-    "Access-Control-Allow-Origin": [settings.allowed_origin],
-    "Access-Control-Allow-Headers": ["Authorization,Content-Type,X-Amz-Date,X-Amz-Security-Token,X-Api-Key"],
-    "Access-Control-Max-Age": ["600"],
-} if settings.allowed_origin else None
 
 
 def _s3_client():
@@ -63,7 +55,11 @@ def _s3_client():
     return S3Reader.from_env()
 
 
+_metrics_ready = threading.Event()  # set once `metrics` below exists
+
+
 def _count_load_failure(failure: LoadFailure) -> None:
+    _metrics_ready.wait()  # (a failure of the preload, below, can come before the metrics exist)
     metrics.add_metric(name="ModelLoadFailures", unit=MetricUnit.Count, value=1)
 
 
@@ -75,6 +71,35 @@ registry = ModelRegistry(
     max_models=settings.max_models,
     on_load_failure=_count_load_failure,
 )
+
+
+def _preload_default_model() -> None:
+    # not published, a bad name, S3 unreachable: the first request tries again and answers why
+    with contextlib.suppress(Exception):
+        registry.champion(settings.default_model).current()
+
+
+# In a Lambda function, the default model is fetched while the rest of the code is imported: its
+# S3 reads wait on the network while the imports below (Powertools: ~20 ms) use the CPU, and the
+# init phase ends (see the join at the end) with the model loaded. Outside Lambda (tests, tools
+# importing this module) nothing is read at import.
+_preload = threading.Thread(target=_preload_default_model, name="preload-default-model", daemon=True)
+if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+    _preload.start()
+
+from aws_lambda_powertools import Logger, Metrics  # noqa: E402
+from aws_lambda_powertools.metrics import MetricUnit  # noqa: E402
+
+logger = Logger(service="predict")
+metrics = Metrics(namespace="TabularServerless", service="predict")
+_metrics_ready.set()
+
+# CORS for the form's origin only (the preflight is answered by API Gateway: template.yaml's Cors)
+cors = {
+    "Access-Control-Allow-Origin": [settings.allowed_origin],
+    "Access-Control-Allow-Headers": ["Authorization,Content-Type,X-Amz-Date,X-Amz-Security-Token,X-Api-Key"],
+    "Access-Control-Max-Age": ["600"],
+} if settings.allowed_origin else None
 
 
 def _count_capture_failure(model: str, rows: int, error: Exception) -> None:
@@ -292,3 +317,6 @@ if settings.tracing:
 
     tracer = Tracer(service="predict")
     handler = tracer.capture_lambda_handler(handler)
+
+if _preload.is_alive():  # the init phase ends with the default model loaded (or found missing)
+    _preload.join()

@@ -416,6 +416,47 @@ def test_a_broken_champion_is_refused_and_the_last_good_model_keeps_serving(api,
     assert "does not match its sha256" in health["last_load_failure"]["reason"]
 
 
+def test_in_a_lambda_function_the_default_model_is_loaded_during_init(api, s3, monkeypatch):
+    publish(s3)
+    assert api.module.registry.loaded() == {}  # outside Lambda nothing is read at import
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "PredictFunction")
+    module = importlib.reload(api.module)
+    assert not module._preload.is_alive()  # the init phase waited for it
+    served = module.registry.loaded()["breast-cancer"].predictor
+    assert (served.name, served.version) == ("breast-cancer", 1)
+    requests = []
+    module.registry.s3.get_object = lambda **kwargs: requests.append(kwargs)  # no S3 read from here on
+    module.registry.refresh_seconds = module.registry.loaded()["breast-cancer"].refresh_seconds = 60
+    response = module.handler(event("predict"), Context())
+    assert (response["statusCode"], requests) == (200, [])
+    assert json.loads(response["body"])["model"] == {"name": "breast-cancer", "version": 1}
+
+
+def test_a_default_model_refused_during_init_is_counted_and_the_first_request_says_why(api, s3, monkeypatch,
+                                                                                      capsys):
+    broken = publish(s3)
+    key = bundle.version_prefix("breast-cancer", broken["version"]) + "model.npz"
+    s3.put_object(Bucket=BUCKET, Key=key, Body=b"corrupted")
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "PredictFunction")
+    module = importlib.reload(api.module)
+    assert "does not match its sha256" in module.registry.loaded()["breast-cancer"].last_failure.reason
+    module.registry.loaded()["breast-cancer"].refresh_seconds = 60  # the refused version is not read again
+    capsys.readouterr()
+    response = module.handler(event("predict"), Context())
+    assert response["statusCode"] == 503
+    assert "does not match its sha256" in json.loads(response["body"])["error"]
+    assert metrics_of(capsys.readouterr().out)["ModelLoadFailures"] == [1.0]  # flushed with the first answer
+
+
+def test_a_default_model_not_yet_published_at_init_is_served_once_published(api, s3, monkeypatch):
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "PredictFunction")
+    module = importlib.reload(api.module)  # (CHAMPION_REFRESH_SECONDS=0: every request checks again)
+    assert module.registry.loaded() == {}
+    assert module.handler(event("predict"), Context())["statusCode"] == 503
+    publish(s3)
+    assert module.handler(event("predict"), Context())["statusCode"] == 200
+
+
 def test_a_bundle_whose_model_and_schema_disagree_is_refused(api, s3):
     model = case("bc-lightgbm")
     publish(s3)
