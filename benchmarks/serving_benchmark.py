@@ -9,7 +9,8 @@ For CatBoost champions trained on breast cancer and on digits, in one run:
 * warm: single-row /predict p50 and p99, and one request of 1000 rows; beside them, the same
   row through /models/{name}/predict (the cost of routing by name) and /explain with 1 and 10
   rows (SHAP values);
-* the cold start of a container whose first request is for a second model (by name);
+* the cold start of a container whose first request is for a second model (by name; its default
+  model is loaded at init, as in any container);
 * the cost of capturing every request for drift monitoring (warm p50 with CaptureRate 1 vs 0);
 * the deployment package (the `sam build` output), zipped and unzipped;
 * peak memory of the function process;
@@ -369,7 +370,8 @@ def run_container(env: dict, events: list[Path], calls: int) -> list[dict]:
 def cost_curve(env: dict, s3) -> dict:
     """How latency, cold start and memory grow with rows per request and model size, for both layouts."""
     models = curve_models(s3)
-    function_env = {**env, "MODEL_BUCKET": BUCKET, "DEFAULT_MODEL": "bench-breast-cancer", "MAX_ROWS": "1000",
+    # the default model is loaded at init (handlers.api): here, the first model the container is asked for
+    function_env = {**env, "MODEL_BUCKET": BUCKET, "DEFAULT_MODEL": models[0]["name"], "MAX_ROWS": "1000",
                     "MAX_MODELS_IN_MEMORY": str(len(models)), "POWERTOOLS_METRICS_NAMESPACE": "Bench",
                     "AWS_LAMBDA_FUNCTION_NAME": "bench"}
     log(f"cost curve: one container loading {len(models)} models in turn, {WARM_CALLS} warm calls each")
@@ -390,9 +392,10 @@ def cost_curve(env: dict, s3) -> dict:
                  "p50_us_per_row": round(m["warm_p50_us"] / r, 1)}
                 for r, m in zip(CURVE_ROWS, measured, strict=True)]
     cold_runs = max(3, COLD_RUNS // 3)
-    log(f"cost curve: {cold_runs} cold starts per model (first request names it)")
+    log(f"cost curve: {cold_runs} cold starts per model (the default model, and the first request names it)")
     for entry, model in zip(by_size, models, strict=True):
-        runs = [run_process(RUNTIME_PYTHON, "handlers.api", PACKAGE, function_env, model["events"][1])
+        own_env = {**function_env, "DEFAULT_MODEL": model["name"]}
+        runs = [run_process(RUNTIME_PYTHON, "handlers.api", PACKAGE, own_env, model["events"][1])
                 for _ in range(cold_runs)]
         cold = statistics.median(r["first_response_ms"] for r in runs)
         entry["cold_first_response_ms_median"] = round(cold, 1)
