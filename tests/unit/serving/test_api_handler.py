@@ -5,6 +5,7 @@ import importlib
 import json
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -449,9 +450,11 @@ def test_a_default_model_refused_during_init_is_counted_and_the_first_request_sa
 
 
 def test_a_default_model_not_yet_published_at_init_is_served_once_published(api, s3, monkeypatch):
+    uncaught = []  # what the init thread raised and did not handle (threading prints it to stderr)
+    monkeypatch.setattr(threading, "excepthook", uncaught.append)
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "PredictFunction")
     module = importlib.reload(api.module)  # (CHAMPION_REFRESH_SECONDS=0: every request checks again)
-    assert module.registry.loaded() == {}
+    assert (module.registry.loaded(), uncaught) == ({}, [])
     assert module.handler(event("predict"), Context())["statusCode"] == 503
     publish(s3)
     assert module.handler(event("predict"), Context())["statusCode"] == 200
