@@ -11,7 +11,8 @@
     GET  /openapi.json           this API's OpenAPI document
 
 Thin on purpose: parse, call ``serving``, answer. A model is loaded on its
-first request in a container and re-checked every CHAMPION_REFRESH_SECONDS.
+first request in a container (the default model during init, in Lambda: see
+``_preload`` below) and re-checked every CHAMPION_REFRESH_SECONDS.
 Route functions are plain functions in one table (``ROUTES``), so that
 /openapi.json describes exactly what is served.
 
