@@ -8,6 +8,13 @@ trained on), and for datetime features the ``parts`` the model reads: an ISO
 8601 date or timestamp becomes one column per part (``datetime_parts``, the
 same function training uses). Errors are collected for every row and field,
 up to ``MAX_ERRORS``, so a caller can fix a whole batch at once.
+
+A request comes as its JSON bytes. A large one whose features are all plain
+numbers is decoded straight into the numbers by msgspec, against a type built
+from the schema (an object of exactly these names, each a number): no dict per
+row, and the decoder's checks are the schema's. Anything else, and any request
+that type refuses, is parsed by orjson and checked value by value, which says
+what is wrong.
 """
 
 from __future__ import annotations
@@ -20,8 +27,12 @@ from operator import itemgetter
 from typing import Any
 
 import numpy as np
+import orjson
 
 MAX_ERRORS = 100
+# Bodies from this size are decoded by msgspec (above): 2.5x faster than orjson and the checks on
+# 1000 rows of 64 numbers. Smaller ones never import it (~7 ms, on the cold path otherwise).
+TYPED_DECODE_BYTES = 16384
 SHOWN_CATEGORIES = 20  # an error lists this many of a feature's categories
 _EPOCH = datetime(1970, 1, 1)
 # What a date or timestamp becomes, part by part (a timestamp with an offset is read in UTC).
@@ -50,6 +61,14 @@ def datetime_parts(text: str, parts: list[str]) -> list[float]:
     if moment.tzinfo is not None:
         moment = moment.astimezone(UTC).replace(tzinfo=None)
     return [float(DATETIME_PARTS[part](moment)) for part in parts]
+
+
+def parse_json(raw: bytes) -> Any:
+    """A request's body as JSON: strict, in UTF-8 (NaN, Infinity and invalid bytes are refused)."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise RequestError(400, f"the body is not valid JSON: {error}") from None
 
 
 @dataclass
@@ -86,6 +105,7 @@ class FeatureSchema:
         object.__setattr__(self, "_names", [f["name"] for f in self.features])
         object.__setattr__(self, "_in_order", _values_in_order(self._names))
         object.__setattr__(self, "_all_numeric", all(f["type"] == "numeric" for f in self.features))
+        object.__setattr__(self, "_typed", None)  # msgspec's decoder for this schema, built on first use
 
     @property
     def names(self) -> list[str]:
@@ -109,7 +129,16 @@ class FeatureSchema:
         return self._starts[-1]
 
     def matrix(self, body: Any, max_rows: int) -> np.ndarray:
-        """``{"instances": [{name: value}]}`` or ``{"features": [[v, ...]]}`` → float64 (n, d)."""
+        """``{"instances": [{name: value}]}`` or ``{"features": [[v, ...]]}`` → float64 (n, d).
+
+        ``body`` is the request's JSON bytes, or the JSON already parsed.
+        """
+        if isinstance(body, bytes):
+            if self._all_numeric and len(body) >= TYPED_DECODE_BYTES:
+                X = self._typed_matrix(body, max_rows)
+                if X is not None:
+                    return X
+            body = parse_json(body)
         if not isinstance(body, dict):
             raise RequestError(400, 'the body must be a JSON object: {"instances": [...]}')
         forms = [key for key in ("instances", "features") if key in body]
@@ -189,6 +218,17 @@ class FeatureSchema:
             return None
         return X.reshape(len(rows), width) if np.isfinite(X).all() else None
 
+    def _typed_matrix(self, raw: bytes, max_rows: int) -> np.ndarray | None:
+        """Rows of numbers decoded by msgspec into the matrix; None → the general path (it says why)."""
+        if self._typed is None:
+            object.__setattr__(self, "_typed", _TypedDecoder(self._names))
+        rows = self._typed.rows(raw, max_rows)
+        if rows is None:
+            return None
+        # msgspec refuses a number beyond a float's range and JSON has no NaN: every value is finite
+        X = np.fromiter(chain.from_iterable(rows), np.float64, len(rows) * self.width)
+        return X.reshape(len(rows), self.width)
+
     def _value(self, feature: dict[str, Any], value: Any) -> float | list[float]:
         if value is _ABSENT:
             raise ValueError("missing: every feature needs a value (null where allowed)")
@@ -238,6 +278,53 @@ def _values_in_order(names: list[str]):
         only = names[0]
         return lambda row: (row[only],)
     return itemgetter(*names)
+
+
+class _TypedDecoder:
+    """A request body of plain-number rows, as msgspec types: a body of exactly one of
+    ``instances`` (objects of exactly the schema's names) or ``features`` (arrays), every value a
+    number (an integer or a float; not a bool, a string or null).
+
+    msgspec, not orjson and a pass in Python: it checks each value as it reads it and builds no
+    dict per row. Its floats are correctly rounded, as orjson's (tests/unit/serving/test_schema.py
+    compares them).
+    """
+
+    def __init__(self, names: list[str]) -> None:
+        import msgspec  # here, not at the top: see TYPED_DECODE_BYTES
+
+        fields = [f"f{i}" for i in range(len(names))]  # a feature's name need not be an identifier
+        named = dict(zip(fields, names, strict=True))
+        # gc=False: a row holds only floats, so the collector need not track a thousand of them
+        row = msgspec.defstruct("Row", [(f, float) for f in fields], rename=named, forbid_unknown_fields=True,
+                                gc=False)
+        body = msgspec.defstruct("Body", [("instances", list[row] | msgspec.UnsetType, msgspec.UNSET),
+                                          ("features", list[list[float]] | msgspec.UnsetType, msgspec.UNSET)],
+                                 forbid_unknown_fields=True)
+        self._decoder = msgspec.json.Decoder(body)
+        self._refused = msgspec.MsgspecError
+        self._unset = msgspec.UNSET
+        self._astuple = msgspec.structs.astuple
+        self._width = len(names)
+
+    def rows(self, raw: bytes, max_rows: int) -> list | None:
+        """Each row's values in schema order; None when the body is not such rows (or not JSON)."""
+        try:
+            body = self._decoder.decode(raw)
+        except self._refused:
+            return None
+        unset = self._unset
+        if (body.instances is unset) == (body.features is unset):  # both or neither
+            return None
+        if body.features is unset:
+            rows = list(map(self._astuple, body.instances))
+        else:
+            rows = body.features
+            if set(map(len, rows)) != {self._width}:
+                return None
+        return rows if 0 < len(rows) <= max_rows else None
+
+
 _TYPES = ("numeric", "categorical", "boolean", "datetime")
 
 

@@ -22,7 +22,9 @@ PACKAGE_BUDGET_MB = 12  # the serving target (README, Serving speed)
 FORBIDDEN = ("boto3", "botocore.client", "botocore.session", "pandas", "sklearn", "mlflow", "catboost",
              "lightgbm", "optuna", "aws_xray_sdk", "pydantic", "scipy",
              # Powertools' resolvers (the API routes by a dict: handlers/api.py says why) and what they pull in
-             "aws_lambda_powertools.event_handler", "aws_lambda_powertools.utilities.data_classes", "asyncio")
+             "aws_lambda_powertools.event_handler", "aws_lambda_powertools.utilities.data_classes", "asyncio",
+             # imported on the first large request only (serving/schema.py: TYPED_DECODE_BYTES)
+             "msgspec")
 PROBE = """
 import json, sys, time
 started = time.perf_counter()
@@ -113,6 +115,26 @@ def test_every_test_model_is_served_and_explained_exactly_from_the_package(impor
     worst = json.loads(result.stdout)
     assert len(worst) == len(CASES) >= 10
     assert max(p for p, _ in worst.values()) <= 1e-12 and max(s for _, s in worst.values()) <= 1e-9, worst
+
+
+LARGE_REQUEST = """
+import json, sys
+import numpy as np
+from serving.schema import TYPED_DECODE_BYTES, FeatureSchema
+schema = FeatureSchema([{"name": f"x{i}", "type": "numeric", "nullable": False} for i in range(30)])
+rows = np.random.default_rng(0).normal(size=(200, 30)).tolist()
+raw = json.dumps({"instances": [{f"x{i}": v for i, v in enumerate(row)} for row in rows]}).encode()
+assert len(raw) >= TYPED_DECODE_BYTES and "msgspec" not in sys.modules
+X = schema.matrix(raw, max_rows=200)
+print(json.dumps({"equal": X.tolist() == rows, "msgspec": "msgspec" in sys.modules}))
+"""
+
+
+def test_a_large_request_is_decoded_by_the_packages_msgspec(imports):
+    result = subprocess.run([str(RUNTIME), "-c", LARGE_REQUEST], cwd=PACKAGE, capture_output=True, text=True,
+                            timeout=60, env={"PYTHONPATH": str(PACKAGE), "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout) == {"equal": True, "msgspec": True}
 
 
 def test_the_zipped_package_stays_within_its_budget(imports):
