@@ -449,3 +449,16 @@ def test_names_that_are_not_identifiers_are_decoded_too(typed):
     raw = b'{"instances": [{"mean radius": 1, "class": 2, "x.1": 3, "\xc3\xa9": 4.5}]}'
     assert schema.matrix(raw, max_rows=1).tolist() == [[1, 2, 3, 4.5]]
     assert typed == []
+
+
+def test_the_typed_decoder_reads_one_row_and_exactly_max_rows_itself(typed):
+    schema = FeatureSchema(NUMERIC)
+    one = b'{"instances": [{"a": 1, "b": 2, "c": 3}]}'
+    assert schema.matrix(one, max_rows=1).tolist() == [[1, 2, 3]]
+    ten = b'{"features": [' + b", ".join([b"[1, 2, 3]"] * 10) + b"]}"
+    assert schema.matrix(ten, max_rows=10).shape == (10, 3)
+    assert typed == []
+    with pytest.raises(RequestError) as caught:
+        schema.matrix(ten.replace(b"[[", b"[[1, 2, 3], [", 1), max_rows=10)
+    assert (caught.value.status, caught.value.message) == (413, "11 rows in one request; the limit is 10")
+    assert len(typed) == 1  # over the limit: the parsed path says so
