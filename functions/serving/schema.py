@@ -302,7 +302,6 @@ class _TypedDecoder:
                                           ("features", list[list[float]] | msgspec.UnsetType, msgspec.UNSET)],
                                  forbid_unknown_fields=True)
         self._decoder = msgspec.json.Decoder(body)
-        self._refused = msgspec.MsgspecError
         self._unset = msgspec.UNSET
         self._astuple = msgspec.structs.astuple
         self._width = len(names)
@@ -311,8 +310,8 @@ class _TypedDecoder:
         """Each row's values in schema order; None when the body is not such rows (or not JSON)."""
         try:
             body = self._decoder.decode(raw)
-        except self._refused:
-            return None
+        except Exception:  # noqa: BLE001  # (msgspec's errors, and UnicodeDecodeError for a name's bytes)
+            return None  # whatever it cannot read, the parsed path reads or explains
         unset = self._unset
         if (body.instances is unset) == (body.features is unset):  # both or neither
             return None

@@ -419,6 +419,9 @@ ABC = b'{"instances": [{"a": 1, "b": 2, "c": 3}, %s]}'
     b'{"instances": [{"a": 1, "b": 2, "c": 3}]}',
     b'{"instances": [{"\\u0061": 1, "b": 2, "c": 3}]}',  # a name written with an escape is that name
     b'\xff{"features": [[1, 2, 3]]}',
+    b'{"instances": [{"a\xff": 1, "b": 2, "c": 3}]}',  # not UTF-8 in a name (msgspec: UnicodeDecodeError)
+    b'\xef\xbb\xbf{"features": [[1, 2, 3]]}',  # a byte order mark
+    b'{"features":\x0c[[1, 2, 3]]}',  # a form feed is not JSON's white space
     b'',
 ])
 def test_whatever_the_typed_decoder_refuses_gets_the_answer_of_the_parsed_path(typed, raw):
@@ -462,3 +465,41 @@ def test_the_typed_decoder_reads_one_row_and_exactly_max_rows_itself(typed):
         schema.matrix(ten.replace(b"[[", b"[[1, 2, 3], [", 1), max_rows=10)
     assert (caught.value.status, caught.value.message) == (413, "11 rows in one request; the limit is 10")
     assert len(typed) == 1  # over the limit: the parsed path says so
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=3),
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from("abcd"), inner,
+                                                                                  max_size=4), max_leaves=12)
+
+
+ROWS = st.lists(st.lists(NUMBER, min_size=3, max_size=3), min_size=1, max_size=3)
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=st.one_of(st.fixed_dictionaries({}, optional={"instances": JSON, "features": JSON, "x": JSON}),
+                      st.builds(lambda rows: {"features": rows}, ROWS),
+                      st.builds(lambda rows: {"instances": [dict(zip("abc", r, strict=True)) for r in rows]}, ROWS)),
+       cut=st.integers(0, 200), flip=st.integers(0, 255))
+def test_any_body_gets_the_answer_of_the_parsed_path(body, cut, flip):
+    # valid JSON of any shape, and the same bytes with one byte changed: no exception but a RequestError,
+    # and the typed decoder never answers what the parsed path would refuse
+    import json
+
+    schema, real = FeatureSchema(NUMERIC), S.TYPED_DECODE_BYTES
+    S.TYPED_DECODE_BYTES = 0
+    try:
+        raw = json.dumps(body, allow_nan=False).encode() if _finite(body) else b"{}"
+        for variant in (raw, raw[:cut % (len(raw) + 1)] + bytes([flip]) + raw[cut % (len(raw) + 1) + 1:]):
+            assert outcome(schema, variant) == parsed_outcome(schema, variant)
+    finally:
+        S.TYPED_DECODE_BYTES = real
+
+
+def _finite(value) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list):
+        return all(map(_finite, value))
+    if isinstance(value, dict):
+        return all(map(_finite, value.values()))
+    return True
