@@ -296,8 +296,8 @@ class _TypedDecoder:
         fields = [f"f{i}" for i in range(len(names))]  # a feature's name need not be an identifier
         named = dict(zip(fields, names, strict=True))
         # gc=False: a row holds only floats, so the collector need not track a thousand of them
-        row = msgspec.defstruct("Row", [(f, float) for f in fields], rename=named, forbid_unknown_fields=True,
-                                gc=False)
+        row = msgspec.defstruct("Row", [(f, float) for f in fields], rename=named,
+                                forbid_unknown_fields=True, gc=False)
         body = msgspec.defstruct("Body", [("instances", list[row] | msgspec.UnsetType, msgspec.UNSET),
                                           ("features", list[list[float]] | msgspec.UnsetType, msgspec.UNSET)],
                                  forbid_unknown_fields=True)

@@ -410,6 +410,7 @@ ABC = b'{"instances": [{"a": 1, "b": 2, "c": 3}, %s]}'
     b'{"features": [[1, 2, 3]], "instances": [{"a": 1, "b": 2, "c": 3}]}',
     b'{"features": [[1, 2, 3]], "extra": 1}',
     b'{"features": []}',
+    b'{"instances": []}',  # no rows: a 400, not an empty answer
     b'{"instances": {}}',
     b'{}',
     b'[]',
