@@ -740,3 +740,45 @@ def test_a_parts_peak_memory_is_the_processs_high_water_mark(steps, monkeypatch,
 
     monkeypatch.setattr(steps, "open", fake_open, raising=False)
     assert steps._peak_rss_mb() == megabytes
+
+
+def test_a_worker_scores_each_file_with_the_version_pinned_for_it(s3, steps):
+    # one container, two files, a new champion between them: the second is scored by the new version,
+    # not by the predictor the container kept from the first
+    first, second = case("bc-lightgbm"), case("bc-catboost")
+    for key, model in (("batch/input/one.csv", first), ("batch/input/two.csv", second)):
+        if model is second:
+            manifest = bundle.publish(s3, BUCKET, "breast-cancer", second.arrays, second.manifest_fields())
+            bundle.set_champion(s3, BUCKET, "breast-cancer", manifest["version"], "test")
+        s3.put_object(Bucket=BUCKET, Key=key, Body=first.csv(8).encode())
+        run_file(steps, s3, key, execution=key)
+    for name, model in (("one", first), ("two", second)):
+        rows = list(csv.DictReader(io.StringIO(text(s3, f"batch/output/{name}.predictions.csv"))))
+        served = np.array([float(r["probability_malignant"]) for r in rows])
+        assert np.max(np.abs(served - model.native[:8, 1])) <= 1e-12, name
+    assert np.max(np.abs(first.native[:8, 1] - second.native[:8, 1])) > 1e-3  # (the two models differ)
+
+
+@pytest.mark.parametrize("policy", ["reject", "missing"])
+def test_an_unknown_category_follows_the_functions_setting(s3, steps, monkeypatch, policy):
+    from serving.predictor import Predictor
+
+    penguins = case("penguins-catboost")
+    manifest = bundle.publish(s3, BUCKET, "penguins", penguins.arrays, penguins.manifest_fields())
+    bundle.set_champion(s3, BUCKET, "penguins", manifest["version"], "test")
+    monkeypatch.setenv("UNKNOWN_CATEGORY", policy)
+    module = importlib.reload(steps)
+    lines = penguins.csv(4).splitlines()
+    lines[2] = "Atlantis," + lines[2].split(",", 1)[1]  # the second row's island was never seen in training
+    s3.put_object(Bucket=BUCKET, Key="batch/input/penguins/u.csv", Body="\n".join(lines).encode())
+    answer = run_file(module, s3, "batch/input/penguins/u.csv")
+    if policy == "reject":
+        errors = list(csv.DictReader(io.StringIO(text(s3, "batch/output/penguins/u.errors.csv"))))
+        assert (answer["predicted"], [(e["row_id"], e["field"]) for e in errors]) == (3, [("2", "island")])
+        return
+    assert (answer["predicted"], answer["invalid"]) == (4, 0)
+    rows = list(csv.DictReader(io.StringIO(text(s3, "batch/output/penguins/u.predictions.csv"))))
+    unseen = {**penguins.instances[1], "island": "Atlantis"}
+    expected = Predictor(bundle.load(module.S3Reader.from_env(), BUCKET, "penguins", 1), unknown_category="missing") \
+        .predict({"instances": [unseen]}, max_rows=1)["predictions"][0]["probabilities"]
+    assert {c: float(rows[1][f"probability_{c}"]) for c in penguins.classes} == pytest.approx(expected, abs=1e-12)
