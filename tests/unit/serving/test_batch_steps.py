@@ -475,6 +475,8 @@ def test_a_file_that_is_not_a_table_gets_an_errors_file_saying_why(s3, steps, ca
         "the file is empty: a CSV needs a header of feature names"]
     assert answers[3]["unreadable"].startswith("not a Parquet file that can be read: ")
     assert all(a["done"] for a in answers)
+    # the execution's output names the file and the model, as a scored file's does
+    assert [(a["input"], a["model"]) for a in answers] == [(f"batch/input/{name}", "breast-cancer") for name in names]
     assert text(s3, "batch/output/empty.errors.csv") == (
         "row_id,field,message\n,,the file is empty: a CSV needs a header of feature names\n")
     warned = [r for r in caplog.records if r.getMessage() == "not scored"]
@@ -523,6 +525,7 @@ def test_a_file_in_a_folder_that_names_no_model_gets_an_errors_file(s3, steps, k
     s3.put_object(Bucket=BUCKET, Key=key, Body=case("bc-lightgbm").csv(2).encode())
     answer = run_file(steps, s3, key)
     assert answer["unreadable"].startswith(reason)
+    assert (answer["input"], answer["model"]) == (key, key.split("/")[2])
     folder = key.split("/")[2]
     [error] = list(csv.DictReader(io.StringIO(text(s3, f"batch/output/{folder}/day.errors.csv"))))
     assert error["message"] == answer["unreadable"] and error["row_id"] == error["field"] == ""
