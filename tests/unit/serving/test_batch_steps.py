@@ -785,3 +785,22 @@ def test_an_unknown_category_follows_the_functions_setting(s3, steps, monkeypatc
     expected = Predictor(bundle.load(module.S3Reader.from_env(), BUCKET, "penguins", 1), unknown_category="missing") \
         .predict({"instances": [unseen]}, max_rows=1)["predictions"][0]["probabilities"]
     assert {c: float(rows[1][f"probability_{c}"]) for c in penguins.classes} == pytest.approx(expected, abs=1e-12)
+
+
+def test_the_plan_counts_rows_only_for_several_parts_and_says_how_many_run_at_once(s3, steps):
+    # the state machine counts and numbers the rows only when a file has several parts (its Choice
+    # reads "count"), and runs at most "concurrency" parts at once (MaxConcurrencyPath)
+    model = case("bc-lightgbm")
+    data = messy_csv(model)
+    for name in ("one", "two"):
+        s3.put_object(Bucket=BUCKET, Key=f"batch/input/{name}.csv", Body=data)
+    one = call(steps, step="plan", event=event_of("batch/input/one.csv"), execution="1")
+    assert (one["parts"], one["count"], one["concurrency"]) == (1, False, steps.settings.batch_concurrency)
+    halves = event_of("batch/input/two.csv", part_megabytes=0.6 * len(data) / (1 << 20), concurrency=3)
+    two = call(steps, step="plan", event=halves, execution="2")
+    assert (two["parts"], two["count"], two["concurrency"]) == (2, True, 3)
+    whole = run_file(steps, s3, "batch/input/one.csv", execution="a")
+    parted = run_file(steps, s3, "batch/input/two.csv", execution="b", part_megabytes=0.6 * len(data) / (1 << 20))
+    assert (parted["parts"], parted["rows"], parted["invalid"]) == (2, whole["rows"], whole["invalid"])
+    for output in ("predictions", "errors"):  # rows numbered as in one part
+        assert text(s3, f"batch/output/two.{output}.csv") == text(s3, f"batch/output/one.{output}.csv")
