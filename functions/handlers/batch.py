@@ -206,7 +206,7 @@ def _input_object(detail: dict[str, Any]) -> tuple[str, str]:
         try:
             s3().head_object(Bucket=bucket, Key=key)
         except s3().exceptions.ClientError as error:
-            if error.response["Error"]["Code"] not in ("404", "NoSuchKey", "NotFound"):
+            if error.response["Error"]["Code"] != "404":  # (a HEAD answer has no body to name NoSuchKey)
                 raise
             return bucket, decoded
     return bucket, key
