@@ -431,7 +431,7 @@ def test_whatever_the_typed_decoder_refuses_gets_the_answer_of_the_parsed_path(t
     assert schema._typed is not None  # (it was tried)
 
 
-def test_the_typed_decoder_takes_bodies_from_its_size_and_is_built_once_per_schema(monkeypatch):
+def test_the_typed_decoder_takes_bodies_from_its_size_and_is_built_once_per_schema():
     schema = FeatureSchema(NUMERIC)
     small = b'{"features": [[1, 2, 3]]}'
     assert schema.matrix(small + b" " * (S.TYPED_DECODE_BYTES - 1 - len(small)), max_rows=1).tolist() == [[1, 2, 3]]
