@@ -1,9 +1,13 @@
 """Requests are turned into feature rows, or refused with the row, the field and the reason."""
 
+import contextlib
+import json
 import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from serving import schema as S
 from serving.schema import FeatureSchema, RequestError
 
@@ -317,10 +321,6 @@ def test_a_timestamp_with_an_offset_is_read_in_utc_whatever_the_machines_time_zo
 
 # --- a request's JSON bytes: large bodies of numbers are decoded by msgspec, the rest parsed --------------
 
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-
 def outcome(schema, raw: bytes, max_rows=10):
     """What ``matrix`` makes of a body: the matrix's bytes, or the error's status, message and errors."""
     try:
@@ -336,6 +336,18 @@ def parsed_outcome(schema, raw: bytes, max_rows=10):
         return schema.matrix(body, max_rows=max_rows).tobytes()
     except RequestError as error:
         return error.status, error.message, error.errors
+
+
+@contextlib.contextmanager
+def typed_always():
+    """Within it, every body is decoded by msgspec first, whatever its size; yields parse_json's calls.
+    (Hypothesis tests cannot take a function-scoped fixture such as ``typed`` below.)"""
+    parsed, size, parse = [], S.TYPED_DECODE_BYTES, S.parse_json
+    S.TYPED_DECODE_BYTES, S.parse_json = 0, lambda raw: parsed.append(raw) or parse(raw)
+    try:
+        yield parsed
+    finally:
+        S.TYPED_DECODE_BYTES, S.parse_json = size, parse
 
 
 @pytest.fixture
@@ -355,12 +367,8 @@ NUMBER = st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.integers
 @given(rows=st.lists(st.lists(NUMBER, min_size=3, max_size=3), min_size=1, max_size=10),
        spaces=st.integers(0, 3))
 def test_numbers_decoded_from_the_bytes_equal_the_parsed_ones_bit_for_bit(rows, spaces):
-    import json
-
-    schema, real, parsed = FeatureSchema(NUMERIC), S.TYPED_DECODE_BYTES, []
-    S.TYPED_DECODE_BYTES, parse = 0, S.parse_json
-    S.parse_json = lambda raw: parsed.append(raw) or parse(raw)
-    try:
+    schema = FeatureSchema(NUMERIC)
+    with typed_always() as parsed:
         for body in ({"instances": [dict(zip("abc", row, strict=True)) for row in rows]}, {"features": rows}):
             raw = json.dumps(body).encode() + b" " * spaces
             X = schema.matrix(raw, max_rows=10)
@@ -368,21 +376,16 @@ def test_numbers_decoded_from_the_bytes_equal_the_parsed_ones_bit_for_bit(rows, 
             assert X.tobytes() == np.array([[float(v) for v in row] for row in rows]).tobytes()
             assert X.tobytes() == parsed_outcome(schema, raw)
             parsed.clear()
-    finally:
-        S.TYPED_DECODE_BYTES, S.parse_json = real, parse
 
 
 @settings(max_examples=300, deadline=None)
 @given(number=st.from_regex(r"-?(0|[1-9][0-9]{0,24})(\.[0-9]{1,24})?([eE][+-]?[0-9]{1,3})?", fullmatch=True))
 def test_any_number_as_written_is_read_as_the_parsed_path_reads_it(number):
     # correctly rounded both ways, and a number beyond a float's range refused as the parser refuses it
-    schema, real = FeatureSchema(NUMERIC), S.TYPED_DECODE_BYTES
-    S.TYPED_DECODE_BYTES = 0
-    try:
+    schema = FeatureSchema(NUMERIC)
+    with typed_always():
         raw = b'{"features": [[1, 2, %s]]}' % number.encode()
         assert outcome(schema, raw) == parsed_outcome(schema, raw)
-    finally:
-        S.TYPED_DECODE_BYTES = real
 
 
 ABC = b'{"instances": [{"a": 1, "b": 2, "c": 3}, %s]}'
@@ -484,16 +487,11 @@ ROWS = st.lists(st.lists(NUMBER, min_size=3, max_size=3), min_size=1, max_size=3
 def test_any_body_gets_the_answer_of_the_parsed_path(body, cut, flip):
     # valid JSON of any shape, and the same bytes with one byte changed: no exception but a RequestError,
     # and the typed decoder never answers what the parsed path would refuse
-    import json
-
-    schema, real = FeatureSchema(NUMERIC), S.TYPED_DECODE_BYTES
-    S.TYPED_DECODE_BYTES = 0
-    try:
+    schema = FeatureSchema(NUMERIC)
+    with typed_always():
         raw = json.dumps(body, allow_nan=False).encode() if _finite(body) else b"{}"
         for variant in (raw, raw[:cut % (len(raw) + 1)] + bytes([flip]) + raw[cut % (len(raw) + 1) + 1:]):
             assert outcome(schema, variant) == parsed_outcome(schema, variant)
-    finally:
-        S.TYPED_DECODE_BYTES = real
 
 
 def _finite(value) -> bool:
