@@ -21,6 +21,9 @@ survivors nobody explained go to stderr.
     python tests/mutation/run.py serving.batch handlers.batch   # only these modules' mutants, in the
                                                 # last run's workspace (after changing them); the
                                                 # report keeps the other modules' last results
+    python tests/mutation/run.py --resume      # only the mutants the workspace has not run yet (a
+                                                # run stopped part way goes on where it stopped)
+    python tests/mutation/run.py --report      # run nothing: the workspace's scores as they are
 """
 
 from __future__ import annotations
@@ -105,13 +108,16 @@ def scores() -> dict:
     codes_by_meta = {meta: json.loads(meta.read_text())["exit_code_by_key"] for meta in metas}
     alive_paths = {k: meta.relative_to(WORK / "mutants").with_suffix("")
                    for meta, codes in codes_by_meta.items() for k, c in codes.items()
-                   if c not in KILLED and c not in TIMEOUT}
+                   if c is not None and c not in KILLED and c not in TIMEOUT}
     changed = changed_lines(alive_paths)
     for meta, codes in codes_by_meta.items():
+        if not codes:
+            continue  # an `__init__.py` with nothing to mutate
         module = ".".join(meta.relative_to(WORK / "mutants" / "src").with_suffix("").with_suffix("").parts)
         killed = [k for k, c in codes.items() if c in KILLED]
         timeout = [k for k, c in codes.items() if c in TIMEOUT]
-        alive = sorted(k for k in codes if k not in killed and k not in timeout)
+        not_run = [k for k, c in codes.items() if c is None]  # a run stopped part way: `--resume`
+        alive = sorted(k for k in codes if k not in killed and k not in timeout and k not in not_run)
         explained = [k for k in alive if explain(k, changed[k], listed)]
         unexplained = [k for k in alive if k not in explained]
         for k in unexplained:
@@ -120,7 +126,7 @@ def scores() -> dict:
         score = (len(killed) + len(timeout)) / total if total else 1.0
         modules[module] = {
             "mutants": total, "killed": len(killed), "timeout": len(timeout),
-            "survived_equivalent": len(explained), "survived": unexplained,
+            "survived_equivalent": len(explained), "survived": unexplained, "not_run": len(not_run),
             "score": round(score, 3),
             "score_without_equivalent": round((len(killed) + len(timeout)) / (total - len(explained)), 3)
             if total > len(explained) else 1.0,
@@ -144,16 +150,51 @@ def previous_survivors() -> list[str]:
     names = []
     for meta in (WORK / "mutants" / "src").rglob("*.py.meta"):
         codes = json.loads(meta.read_text())["exit_code_by_key"]
-        names += [k for k, c in codes.items() if c not in KILLED and c not in TIMEOUT]
+        names += [k for k, c in codes.items() if c is not None and c not in KILLED and c not in TIMEOUT]
     return names
 
 
+def not_run() -> list[str]:
+    """Mutants the workspace holds but has no result for (mutmut records `null` until one runs)."""
+    names = []
+    for meta in (WORK / "mutants" / "src").rglob("*.py.meta"):
+        codes = json.loads(meta.read_text())["exit_code_by_key"]
+        names += [k for k, c in codes.items() if c is None]
+    return sorted(names)
+
+
+def report() -> int:
+    modules = scores()
+    total = sum(m["mutants"] for m in modules.values())
+    caught = sum(m["killed"] + m["timeout"] for m in modules.values())
+    failing = sorted(name for name, m in modules.items() if m["score"] < TARGET or m["survived"])
+    partial = sorted(name for name, m in modules.items() if m["not_run"])
+    print(json.dumps({"target_per_module": TARGET, "mutants": total,
+                      "score": round(caught / total, 3) if total else None,
+                      "modules_below_target_or_with_unexplained_survivors": failing,
+                      "modules_not_run_whole": partial, "modules": modules}, indent=2))
+    return 1 if failing or partial else 0
+
+
 def main() -> int:
-    survivors_only = "--survivors" in sys.argv[1:]
+    flags = {arg for arg in sys.argv[1:] if arg.startswith("--")}
+    unknown = flags - {"--survivors", "--resume", "--report"}
+    if unknown:
+        sys.exit(f"unknown option {', '.join(sorted(unknown))}: see the docstring of {__file__}")
+    if "--report" in flags:
+        return report()
+    survivors_only = "--survivors" in flags
     modules = [arg for arg in sys.argv[1:] if not arg.startswith("--")]
     log("building the test models (tests/models.py)")
     subprocess.run([sys.executable, "-m", "tests.models"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     names = []
+    if "--resume" in flags and (WORK / "mutants").exists():
+        names = not_run()
+        if not names:
+            log("every mutant of the workspace has run")
+            return report()
+        (WORK / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)  # map the tests as they are now
+        log(f"running the {len(names)} mutants the workspace has not run yet")
     if survivors_only and (WORK / "mutants").exists():
         names = previous_survivors()
         (WORK / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)  # map the tests as they are now
@@ -168,15 +209,7 @@ def main() -> int:
     env = {**os.environ, "TEST_MODELS_INDEX": str(frozen_models()), "TESTS_HYPOTHESIS_PROFILE": "mutation"}
     subprocess.run([str(mutmut), "run", "--max-children", str(os.cpu_count() or 2), *names], cwd=WORK,
                    env=env, stdout=sys.stderr, check=False)  # its progress, beside ours
-    modules = scores()
-    total = sum(m["mutants"] for m in modules.values())
-    caught = sum(m["killed"] + m["timeout"] for m in modules.values())
-    failing = sorted(name for name, m in modules.items() if m["score"] < TARGET or m["survived"])
-    report = {"target_per_module": TARGET, "mutants": total,
-              "score": round(caught / total, 3) if total else None,
-              "modules_below_target_or_with_unexplained_survivors": failing, "modules": modules}
-    print(json.dumps(report, indent=2))
-    return 1 if failing else 0
+    return report()
 
 
 if __name__ == "__main__":
