@@ -224,7 +224,7 @@ def test_a_regression_model_writes_the_predicted_value():
     assert result.predicted == 5
     assert list(predictions[0]) == ["row_id", "prediction"]
     raw = bundle.served_predictions(arrays, model.matrix[:5])[:, 0]
-    assert [float(r["prediction"]) for r in predictions] == raw.tolist()
+    assert [(r["row_id"], float(r["prediction"])) for r in predictions] == list(zip("12345", raw.tolist()))
 
 
 def test_a_chunk_of_valid_rows_is_validated_in_one_pass(monkeypatch):
