@@ -8,7 +8,7 @@ from unittest import mock
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from serving import batch, bundle
 from serving.predictor import Predictor
@@ -137,6 +137,50 @@ def test_json_lines_with_ids_a_broken_line_and_a_line_that_is_not_an_object():
     assert errors[0]["message"].startswith("not valid JSON: ")
     assert errors[1]["message"] == "each line must be a JSON object"
     assert np.max(np.abs(served(model, predictions) - model.native[:4])) <= 1e-12
+
+
+@given(st.one_of(st.none(), st.text(), st.text(alphabet=',"\n\r a\u00e9'), st.integers(), st.floats(allow_nan=False)))
+@example('say "hi"')
+@example("a\nb")
+@example("a\rb")
+@example("a,b")
+@example(None)
+@example("")
+def test_a_field_is_spelled_as_csv_writer_spells_it(value):
+    out = io.StringIO()
+    csv.writer(out).writerow([value, "end"])  # the excel dialect; not alone: alone, "" is quoted
+    assert batch.csv_field(value) + ",end\r\n" == out.getvalue()
+
+
+def test_ids_that_need_quoting_come_back_as_they_were_given():
+    model, p = predictor_of()
+    ids = ['say "hi"', "two\nlines", "carriage\rreturn", "a,b", 1.5, True, [1, 2]]
+    lines = [json.dumps({"id": i, **row}) for i, row in zip(ids, model.instances, strict=False)]
+    predictions, errors = io.StringIO(), io.StringIO()  # not run(): an id's own \r is kept, quoted
+    result = batch.score_lines(io.BytesIO("\n".join(lines).encode()), "in.jsonl", p, predictions, errors)
+    assert (result.predicted, errors.getvalue()) == (len(ids), "row_id,field,message\n")
+    assert predictions.getvalue().splitlines()[1].startswith('"say ""hi""",')  # as csv.writer quotes it
+    predictions.seek(0)
+    assert [r["row_id"] for r in csv.DictReader(predictions)] == [i if type(i) is str else str(i) for i in ids]
+
+
+def test_a_byte_order_mark_starts_a_json_lines_file_without_breaking_its_first_line():
+    model, p = predictor_of()
+    text = "\n".join(json.dumps(row) for row in model.instances[:3])
+    result, predictions, errors = run(p, b"\xef\xbb\xbf" + text.encode(), "in.jsonl")
+    assert (result.predicted, errors) == (3, [])
+    assert list(batch.data_lines([b"\xef\xbb\xbf{}\n", b"\xef\xbb\xbf{}\n"])) == [b"{}\n", b"\xef\xbb\xbf{}\n"]
+
+
+def test_a_rows_problems_are_reported_in_the_schemas_order():
+    model, p = predictor_of("bc-lightgbm")
+    names = [f["name"] for f in model.schema]
+    assert names.index("mean radius") < names.index("mean perimeter")  # and "perimeter" < "radius"
+    row = {**model.instances[0], "mean radius": "x", "mean perimeter": "y"}
+    text = json.dumps(model.instances[1]) + "\n" + json.dumps(row) + "\n"
+    result, _, errors = run(p, text, "in.jsonl")
+    assert result.invalid == 1
+    assert [(e["row_id"], e["field"]) for e in errors] == [("2", "mean radius"), ("2", "mean perimeter")]
 
 
 def test_json_lines_without_ids_are_numbered_and_values_are_not_parsed_from_text():
