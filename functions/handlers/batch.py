@@ -32,7 +32,6 @@ assembling is ``serving.batch_parts``.
 from __future__ import annotations
 
 import contextlib
-import csv
 import io
 import json
 import queue
@@ -404,13 +403,13 @@ def assemble(event: dict[str, Any]) -> dict[str, Any]:
                                 parts))
     totals = account(planned, parts, records)
     stem = planned["stem"]
-    predictions = [batch_parts.Source(data=_csv_line(records[0]["output_header"]))] + [
+    predictions = [batch_parts.Source(data=batch.csv_line(records[0]["output_header"]).encode())] + [
         batch_parts.Source(key=f"{work}part-{r['index']:05d}.predictions.csv", size=r["predictions_bytes"])
         for r in records]
     batch_parts.assemble(s3(), bucket, f"{stem}.predictions.csv", predictions)
     outputs = [f"{stem}.predictions.csv"]
     if totals["invalid"]:
-        errors = [batch_parts.Source(data=_csv_line(["row_id", "field", "message"]))] + [
+        errors = [batch_parts.Source(data=batch.csv_line(batch.ERRORS_HEADER).encode())] + [
             batch_parts.Source(key=f"{work}part-{r['index']:05d}.errors.csv", size=r["errors_bytes"])
             for r in records if r["errors_bytes"]]
         batch_parts.assemble(s3(), bucket, f"{stem}.errors.csv", errors)
@@ -468,12 +467,6 @@ def account(planned: dict[str, Any], parts: list[dict], records: list[dict]) -> 
     return {key: sum(r[key] for r in records) for key in ("rows", "predicted", "invalid")}
 
 
-def _csv_line(values: list[str]) -> bytes:
-    out = io.StringIO()
-    csv.writer(out, lineterminator="\n").writerow(values)
-    return out.getvalue().encode()
-
-
 def abort(event: dict[str, Any]) -> dict[str, Any]:
     """After a failure: the work files go, and the execution's error names the file and why.
 
@@ -511,9 +504,8 @@ def _json(bucket: str, key: str) -> Any:
 
 def _unreadable(bucket: str, key: str, stem: str, reason: str, summary: dict) -> dict:
     """A file that cannot be scored at all gets an errors file that says why."""
-    out = io.StringIO()
-    csv.writer(out, lineterminator="\n").writerows([["row_id", "field", "message"], ["", "", reason]])
-    s3().put_object(Bucket=bucket, Key=f"{stem}.errors.csv", Body=out.getvalue().encode())
+    body = batch.csv_line(batch.ERRORS_HEADER) + batch.csv_line(["", "", reason])
+    s3().put_object(Bucket=bucket, Key=f"{stem}.errors.csv", Body=body.encode())
     logger.warning("not scored", extra={"input": key, "reason": reason})
     return {**summary, "unreadable": reason}
 

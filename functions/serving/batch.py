@@ -168,6 +168,9 @@ def _chunks(items: Iterable, size: int) -> Iterator[tuple]:
     return itertools.batched(items, size)
 
 
+ERRORS_HEADER = ["row_id", "field", "message"]
+
+
 def output_header(predictor: Predictor) -> list[str]:
     """row_id, then the label and a probability per class, or the predicted value."""
     if predictor.task == "regression":
@@ -181,10 +184,10 @@ class _Writer:
     def __init__(self, predictor: Predictor, predictions_out: IO[str], errors_out: IO[str], headers: bool):
         self.predictor = predictor
         self.predictions_out = predictions_out
-        self.errors = csv.writer(errors_out, lineterminator="\n")
+        self.errors_out = errors_out
         if headers:
-            csv.writer(predictions_out, lineterminator="\n").writerow(output_header(predictor))
-            self.errors.writerow(["row_id", "field", "message"])
+            predictions_out.write(csv_line(output_header(predictor)))
+            errors_out.write(csv_line(ERRORS_HEADER))
         self.labels = [csv_field(str(c)) for c in predictor.classes]
         self.result = BatchResult()
 
@@ -193,7 +196,7 @@ class _Writer:
         self.result.rows += rows
         self.result.predicted += len(ids)
         self.result.invalid += rows - len(ids)
-        self.errors.writerows(errors)
+        self.errors_out.write("".join(map(csv_line, errors)))
         if ids:
             self.predictions_out.write(self.lines(ids, self.predictor.predict_matrix(X)))
 
@@ -217,6 +220,16 @@ class _Writer:
         labels = self.labels
         return "".join([f"{i},{labels[k]},{v}\n"
                         for i, k, v in zip(ids, output.argmax(axis=1).tolist(), values, strict=True)])
+
+
+def csv_line(values: Iterable[Any]) -> str:
+    """One line of a CSV output: each value as csv_field spells it, then a newline.
+
+    Not csv.writer(lineterminator="\n"): before Python 3.13 it quotes only the terminator's own
+    characters, so a bare carriage return in an id or a name went out unquoted, and a reader
+    took it for the end of the line (the row's report split in two).
+    """
+    return ",".join(map(csv_field, values)) + "\n"
 
 
 def csv_field(value: Any) -> str:

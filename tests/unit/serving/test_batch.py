@@ -164,6 +164,18 @@ def test_ids_that_need_quoting_come_back_as_they_were_given():
     assert [r["row_id"] for r in csv.DictReader(predictions)] == [i if type(i) is str else str(i) for i in ids]
 
 
+def test_an_error_line_with_a_carriage_return_in_its_id_or_field_reads_back_as_one_line():
+    model, p = predictor_of()
+    rows = [{"id": "cr\rid", **model.instances[0], "odd\rname": 1}, {"id": "ok", **model.instances[1]}]
+    predictions, errors = io.StringIO(), io.StringIO()
+    batch.score_lines(io.BytesIO("\n".join(map(json.dumps, rows)).encode()), "in.jsonl", p, predictions, errors)
+    errors.seek(0)
+    assert [(e["row_id"], e["field"], e["message"]) for e in csv.DictReader(errors)] == [
+        ("cr\rid", "odd\rname", "unknown feature")]
+    predictions.seek(0)
+    assert [r["row_id"] for r in csv.DictReader(predictions)] == ["ok"]
+
+
 def test_a_byte_order_mark_starts_a_json_lines_file_without_breaking_its_first_line():
     model, p = predictor_of()
     text = "\n".join(json.dumps(row) for row in model.instances[:3])
