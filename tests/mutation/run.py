@@ -22,7 +22,8 @@ survivors nobody explained go to stderr.
                                                 # last run's workspace (after changing them); the
                                                 # report keeps the other modules' last results
     python tests/mutation/run.py --resume      # only the mutants the workspace has not run yet (a
-                                                # run stopped part way goes on where it stopped)
+                                                # run stopped part way goes on where it stopped; a
+                                                # function changed since is run again)
     python tests/mutation/run.py --report      # run nothing: the workspace's scores as they are
 """
 
@@ -146,21 +147,30 @@ def frozen_models() -> Path:
     return folder / "index.json"
 
 
-def previous_survivors() -> list[str]:
+def mutants_where(keep) -> list[str]:
+    """The workspace's mutants whose exit code (None: not run yet) ``keep`` accepts."""
     names = []
     for meta in (WORK / "mutants" / "src").rglob("*.py.meta"):
         codes = json.loads(meta.read_text())["exit_code_by_key"]
-        names += [k for k, c in codes.items() if c is not None and c not in KILLED and c not in TIMEOUT]
-    return names
-
-
-def not_run() -> list[str]:
-    """Mutants the workspace holds but has no result for (mutmut records `null` until one runs)."""
-    names = []
-    for meta in (WORK / "mutants" / "src").rglob("*.py.meta"):
-        codes = json.loads(meta.read_text())["exit_code_by_key"]
-        names += [k for k, c in codes.items() if c is None]
+        names += [k for k, c in codes.items() if keep(c)]
     return sorted(names)
+
+
+def previous_survivors() -> list[str]:
+    return mutants_where(lambda c: c is not None and c not in KILLED and c not in TIMEOUT)
+
+
+def regenerate() -> None:
+    """mutmut's first step alone: mutants of the code as it is now, a changed function's results reset.
+
+    (mutmut does it at the start of every run; without it, --resume and --report would read the
+    results of functions changed since.) These are mutmut's own functions, called in the order
+    its `run` calls them (mutmut 3.8, pinned in uv.lock): it has no command for this step alone.
+    """
+    code = ("import os, mutmut.__main__ as m; m.set_mutant_under_test('mutant_generation'); "
+            "os.makedirs('mutants', exist_ok=True); m.copy_src_dir(); m.copy_also_copy_files(); "
+            "m.setup_source_paths(); m.store_lines_covered_by_tests(); m.create_mutants(os.cpu_count() or 2)")
+    subprocess.run([sys.executable, "-c", code], cwd=WORK, check=True, stdout=subprocess.DEVNULL)
 
 
 def report() -> int:
@@ -181,6 +191,9 @@ def main() -> int:
     unknown = flags - {"--survivors", "--resume", "--report"}
     if unknown:
         sys.exit(f"unknown option {', '.join(sorted(unknown))}: see the docstring of {__file__}")
+    if flags & {"--report", "--resume"}:
+        workspace(fresh=False)
+        regenerate()
     if "--report" in flags:
         return report()
     survivors_only = "--survivors" in flags
@@ -189,7 +202,7 @@ def main() -> int:
     subprocess.run([sys.executable, "-m", "tests.models"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     names = []
     if "--resume" in flags and (WORK / "mutants").exists():
-        names = not_run()
+        names = mutants_where(lambda c: c is None)
         if not names:
             log("every mutant of the workspace has run")
             return report()
