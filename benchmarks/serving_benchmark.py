@@ -104,7 +104,7 @@ def package_size() -> dict:
 
 
 def train_and_publish(s3, dataset: str) -> dict:
-    from serving import bundle
+    from serving.store import bundles
 
     from training import data as D
     from training import families
@@ -117,10 +117,10 @@ def train_and_publish(s3, dataset: str) -> dict:
     name = f"bench-{data.name}"
     arrays = fitted.export(schema)
     exactness = check_exactness(arrays, D.to_matrix(data.X, schema), fitted.predict(data.X, schema))
-    manifest = bundle.publish(s3, BUCKET, name, arrays, {
+    manifest = bundles.publish(s3, BUCKET, name, arrays, {
         "framework": {"family": "catboost"}, "feature_schema": schema, "classes": fitted.classes,
         "metrics": {}, "examples": []})
-    bundle.set_champion(s3, BUCKET, name, manifest["version"], "benchmark")
+    bundles.set_champion(s3, BUCKET, name, manifest["version"], "benchmark")
     native_name, native = fitted.native_file()
     baseline_key = f"baseline/{name}/{native_name}"
     s3.put_object(Bucket=BUCKET, Key=baseline_key, Body=native)
@@ -317,7 +317,8 @@ def curve_table():
 
 def curve_models(s3) -> list[dict]:
     """Both layouts at several sizes, trained, checked exact, published, each with 1-1000-row events."""
-    from serving import bundle
+    from serving.model import bundle
+    from serving.store import bundles
 
     from training import data as D
     from training import families
@@ -339,10 +340,10 @@ def curve_models(s3) -> list[dict]:
             arrays = fitted.export(schema)
             exactness = check_exactness(arrays, matrix, fitted.predict(X, schema))
             name = f"curve-{family}-{trees}x{depth}"
-            manifest = bundle.publish(s3, BUCKET, name, arrays, {
+            manifest = bundles.publish(s3, BUCKET, name, arrays, {
                 "framework": {"family": family}, "feature_schema": schema, "classes": fitted.classes,
                 "metrics": {}, "examples": []})
-            bundle.set_champion(s3, BUCKET, name, manifest["version"], "benchmark")
+            bundles.set_champion(s3, BUCKET, name, manifest["version"], "benchmark")
             key = f"{bundle.version_prefix(name, manifest['version'])}model.npz"
             events = {}
             for rows in CURVE_ROWS:

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent / "functions"))
 import deploy  # noqa: E402
 import local_cloud  # noqa: E402
 import ui  # noqa: E402
-from serving import bundle  # noqa: E402 - the bundle module owns the bucket layout
+from serving.store import bundles
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL = ROOT / ".local"
@@ -84,7 +84,7 @@ def has_champion(outputs: dict, name: str = "breast-cancer") -> bool:
     import boto3
 
     s3 = boto3.client("s3", **_client_args(outputs))
-    return bundle.read_champion(s3, outputs["model_bucket"], name) is not None
+    return bundles.read_champion(s3, outputs["model_bucket"], name) is not None
 
 
 def _client_args(outputs: dict) -> dict:

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".local" / "test-models"
 # What a case depends on: a change in any of these rebuilds the cases.
 SOURCES = ["training/data.py", "training/families.py", "training/export.py",
-           "functions/serving/model_format.py", "tests/models.py"]
+           "functions/serving/model/format.py", "tests/models.py"]
 PARAMS = {"catboost": {"depth": 4}, "lightgbm": {"num_leaves": 15, "max_depth": 5}}
 CASES = {  # name: (data set, family, rounds, extra parameters); data sets are built in, or made below
     "bc-catboost": ("breast_cancer", "catboost", 40, {}),

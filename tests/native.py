@@ -6,7 +6,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from serving import bundle
+from serving.model import bundle
+from serving.store import bundles
 
 from training import data as D
 
@@ -16,7 +17,7 @@ def native_model(champion: bundle.Bundle, s3, bucket: str):
     name = champion.manifest["framework"]["native_file"]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / name
-        path.write_bytes(bundle.read_file(s3, bucket, champion.manifest, name))
+        path.write_bytes(bundles.read_file(s3, bucket, champion.manifest, name))
         if champion.manifest["framework"]["family"] == "catboost":
             from catboost import CatBoost
 
@@ -64,7 +65,7 @@ def native_shap(champion: bundle.Bundle, s3, bucket: str, X) -> np.ndarray:
 
 def republish(s3, bucket: str, name: str) -> int:
     """The champion's bundle published again as a new version (not promoted); returns its number."""
-    champion = bundle.load_champion(s3, bucket, name)
+    champion = bundles.load_champion(s3, bucket, name)
     derived = ("name", "version", "created_at", "files", "format_version", "task")
     fields = {k: v for k, v in champion.manifest.items() if k not in derived}
-    return bundle.publish(s3, bucket, name, champion.arrays, fields)["version"]
+    return bundles.publish(s3, bucket, name, champion.arrays, fields)["version"]

@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return 0
 
-    from serving import bundle
+    from serving.model import bundle
+    from serving.store import bundles
 
     from training import promotion
 
@@ -76,10 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     s3 = job.s3_client()
     try:
         if args.command == "versions":
-            pointer = bundle.read_champion(s3, args.bucket, args.model)
+            pointer = bundles.read_champion(s3, args.bucket, args.model)
             rows = []
-            for version in bundle.list_versions(s3, args.bucket, args.model):
-                m = bundle.read_manifest(s3, args.bucket, args.model, version)
+            for version in bundles.list_versions(s3, args.bucket, args.model):
+                m = bundles.read_manifest(s3, args.bucket, args.model, version)
                 rows.append({"version": version, "created_at": m["created_at"],
                              "family": m["framework"]["family"], "task": m.get("task"),
                              "test": {k: v for k, v in m["metrics"]["test"].items()

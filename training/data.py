@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from serving.schema import DATE_PARTS, TIME_PARTS, FeatureSchema, datetime_parts
+from serving.model.features import DATE_PARTS, TIME_PARTS, FeatureSchema, datetime_parts
 
 LOG = logging.getLogger("training")
 BUILT_IN = ("breast_cancer", "digits", "penguins", "diabetes")

@@ -2,7 +2,7 @@
 
 The form is declared in ``serving.model_format``: the arrays are written through
 its ``pack``, which checks them. ``check_exactness`` compares what the served form
-answers (``serving.bundle.served_predictions``) with the native library's answer
+answers (``serving.served_predictions``) with the native library's answer
 on real rows before anything is published.
 
 CatBoost is read from its JSON export, made with a pool that holds every
@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from serving import bundle, model_format
-from serving.model_format import (
+from serving.model import format as model_format
+from serving.model.format import (
     ELEMENT_CATEGORY,
     ELEMENT_FLOAT_SPLIT,
     ELEMENT_ONE_HOT,
@@ -30,6 +30,7 @@ from serving.model_format import (
     MISSING_NONE,
     MISSING_ZERO,
 )
+from serving.model.predictor import served_explanations, served_predictions
 
 from training.data import MISSING_CATEGORY, model_columns
 
@@ -295,7 +296,7 @@ def export_lightgbm(booster, task: str) -> dict[str, np.ndarray]:
 def check_explanations(arrays: dict[str, np.ndarray], X: np.ndarray, native: np.ndarray) -> float:
     """Largest difference between the served SHAP contributions and the native library's on rows X
     (measured as the answers are); raises over the bar."""
-    served = bundle.served_explanations(arrays, X)
+    served = served_explanations(arrays, X)
     if served.shape != native.shape:
         raise ExportError(f"the served explanations have shape {served.shape}, the native {native.shape}")
     return _within_bar(served, native, str(arrays["task"]),
@@ -308,7 +309,7 @@ def check_exactness(arrays: dict[str, np.ndarray], X: np.ndarray, native: np.nda
     Probabilities are compared as they are; regression values relative to their size
     (|served - native| / max(1, |native|)).
     """
-    served = bundle.served_predictions(arrays, X)
+    served = served_predictions(arrays, X)
     return _within_bar(served, native, str(arrays["task"]), "the served form differs from the native model")
 
 

@@ -22,7 +22,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from serving import bundle, drift
+from serving.model import bundle
+from serving.monitoring import drift
+from serving.store import bundles
 from sklearn.model_selection import train_test_split
 
 from training import data as D
@@ -179,7 +181,7 @@ def export_and_check(prepared: Prepared, model: Refit, evaluation: Evaluation) -
 
 def build_manifest(config: dict[str, Any], prepared: Prepared, model: Refit, evaluation: Evaluation,
                    exactness: Exactness, lineage: dict[str, Any]) -> dict[str, Any]:
-    """What a version says about itself, beyond what ``bundle.publish`` adds (version, files)."""
+    """What a version says about itself, beyond what ``bundles.publish`` adds (version, files)."""
     import catboost
     import lightgbm
 
@@ -187,7 +189,7 @@ def build_manifest(config: dict[str, Any], prepared: Prepared, model: Refit, eva
     dataset, X_test = prepared.dataset, prepared.X_test
     return {
         "framework": {"family": model.family, "library_version": library.__version__,
-                      "served_as": "serving.ensemble (numpy)",
+                      "served_as": "serving.model.evaluator (numpy)",
                       "native_file": model.fitted.native_file()[0]},
         "feature_schema": prepared.schema,
         "classes": prepared.classes,
@@ -235,7 +237,7 @@ def publish_version(s3, bucket: str, prepared: Prepared, model: Refit, arrays: d
     the served one."""
     native_name, native_bytes = model.fitted.native_file()
     files = {native_name: native_bytes, drift.REFERENCE_FILE: json.dumps(reference, allow_nan=False).encode()}
-    manifest = bundle.publish(s3, bucket, prepared.name, arrays, manifest_fields, files, progress=LOG.info)
+    manifest = bundles.publish(s3, bucket, prepared.name, arrays, manifest_fields, files, progress=LOG.info)
     LOG.info("published %s v%d at s3://%s/%s", prepared.name, manifest["version"], bucket,
              bundle.version_prefix(prepared.name, manifest["version"]))
     return manifest

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-from serving import bundle
+from serving.model import bundle
+from serving.model.predictor import served_predictions
+from serving.store import bundles
 
 from training import data as D
 from training import evaluate
@@ -31,10 +33,10 @@ def decide(
     s3, bucket: str, name: str, metric: str, margin: float,
     challenger_score: float, X_test: pd.DataFrame, y_test: pd.Series, task: str,
 ) -> Decision:
-    pointer = bundle.read_champion(s3, bucket, name)
+    pointer = bundles.read_champion(s3, bucket, name)
     if pointer is None:
         return Decision(True, "no champion yet", challenger_score)
-    champion = bundle.load(s3, bucket, name, int(pointer["version"]), pointer.get("manifest_sha256"))
+    champion = bundles.load(s3, bucket, name, int(pointer["version"]), pointer.get("manifest_sha256"))
     if champion.task != task:
         return Decision(False, f"champion v{champion.version} is a {champion.task} model, this one {task}: "
                         "promote by hand if intended", challenger_score, champion.version)
@@ -45,7 +47,7 @@ def decide(
             False, f"champion v{champion.version} uses features this data lacks ({missing[:5]}); "
             "promote by hand if intended", challenger_score, champion.version,
         )
-    proba = bundle.served_predictions(champion.arrays, D.to_matrix(X_test, schema))
+    proba = served_predictions(champion.arrays, D.to_matrix(X_test, schema))
     champion_score = evaluate.score(metric, y_test, proba, [str(c) for c in champion.classes])
     wins = evaluate.better(metric, challenger_score, champion_score, margin)
     verdict = "beats" if wins else "does not beat"
@@ -57,21 +59,21 @@ def decide(
 
 
 def promote(s3, bucket: str, name: str, version: int, reason: str) -> dict[str, Any]:
-    if version not in bundle.list_versions(s3, bucket, name):
+    if version not in bundles.list_versions(s3, bucket, name):
         raise bundle.BundleError(f"{name} has no published version {version}")
-    return bundle.set_champion(s3, bucket, name, version, reason)
+    return bundles.set_champion(s3, bucket, name, version, reason)
 
 
 def rollback(s3, bucket: str, name: str) -> dict[str, Any]:
     """Point the champion back at the one it replaced."""
-    pointer = bundle.read_champion(s3, bucket, name)
+    pointer = bundles.read_champion(s3, bucket, name)
     if pointer is None:
         raise bundle.BundleError(f"{name} has no champion to roll back")
     previous = pointer.get("previous_version")
     if previous is None:
         raise bundle.BundleError(
             f"{name} v{pointer['version']} was the first champion: nothing to roll back to")
-    return bundle.set_champion(s3, bucket, name, int(previous), f"rollback from v{pointer['version']}")
+    return bundles.set_champion(s3, bucket, name, int(previous), f"rollback from v{pointer['version']}")
 
 
 def history(s3, bucket: str, name: str) -> list[dict[str, Any]]:

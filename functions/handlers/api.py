@@ -38,14 +38,15 @@ import threading
 import time
 
 import orjson
-from serving import drift, openapi
-from serving.capture import Capture
-from serving.champion import LoadFailure
-from serving.predictor import Predictor
-from serving.registry import ModelRegistry, UnknownModel
-from serving.s3 import S3Reader
-from serving.schema import RequestError
+from serving.api import openapi
+from serving.model.features import RequestError
+from serving.model.predictor import Predictor
+from serving.monitoring import drift
 from serving.settings import Settings
+from serving.store.capture import Capture
+from serving.store.champion import LoadFailure
+from serving.store.registry import ModelRegistry, UnknownModel
+from serving.store.s3 import S3Reader
 
 settings = Settings.from_env()
 

@@ -47,11 +47,14 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from serving import batch, batch_parts, bundle
-from serving.predictor import Predictor
-from serving.registry import UnknownModel
-from serving.s3 import S3Reader
+from serving.batch import lines as batch
+from serving.batch import parts as batch_parts
+from serving.model import bundle
+from serving.model.predictor import Predictor
 from serving.settings import Settings
+from serving.store import bundles
+from serving.store.registry import UnknownModel
+from serving.store.s3 import S3Reader
 
 settings = Settings.from_env()
 logger = Logger(service="batch-score")
@@ -218,9 +221,9 @@ def _size(bucket: str, key: str) -> int:
 def _champion_pointer(model: str) -> dict[str, Any]:
     bundle.check_name(model)
     reader = S3Reader.from_env()
-    pointer = bundle.read_champion(reader, settings.model_bucket, model)
+    pointer = bundles.read_champion(reader, settings.model_bucket, model)
     if pointer is None:
-        if not bundle.has_versions(reader, settings.model_bucket, model):
+        if not bundles.has_versions(reader, settings.model_bucket, model):
             raise UnknownModel(model)
         raise RuntimeError(f"{model} has no champion to score with")  # fails loudly: a setup problem
     return pointer
@@ -322,7 +325,7 @@ def _predictor(model: str, version: int, manifest_sha256: str | None) -> Predict
     """The pinned version, kept for the container's next parts: every part of a file uses the same."""
     key = (model, version)
     if key not in _predictors:
-        loaded = bundle.load(S3Reader.from_env(), settings.model_bucket, model, version, manifest_sha256)
+        loaded = bundles.load(S3Reader.from_env(), settings.model_bucket, model, version, manifest_sha256)
         _predictors.clear()  # one model at a time: a worker's memory stays that of one model
         _predictors[key] = Predictor(loaded, unknown_category=settings.unknown_category)
     return _predictors[key]

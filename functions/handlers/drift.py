@@ -24,8 +24,10 @@ from html import escape
 import numpy as np
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
-from serving import bundle, capture, drift
-from serving.s3 import S3Reader
+from serving.model import bundle
+from serving.monitoring import drift
+from serving.store import bundles, capture
+from serving.store.s3 import S3Reader
 
 logger = Logger(service="drift")
 metrics = Metrics(namespace="TabularServerless", service="drift")
@@ -43,15 +45,15 @@ def thresholds() -> dict[str, float]:
 
 def check_model(s3, bucket: str, name: str, since: datetime, now: datetime) -> dict:
     """One model's drift report, written to S3; its summary."""
-    champion = bundle.read_champion(s3, bucket, name)
+    champion = bundles.read_champion(s3, bucket, name)
     if champion is None:
         return {"model": name, "status": "no_champion"}
     version = int(champion["version"])
-    manifest = bundle.read_manifest(s3, bucket, name, version, champion.get("manifest_sha256"))
+    manifest = bundles.read_manifest(s3, bucket, name, version, champion.get("manifest_sha256"))
     if drift.REFERENCE_FILE not in manifest.get("files", {}):
         return {"model": name, "version": version, "status": "no_reference",
                 "reason": "this version was published without a reference profile"}
-    reference = json.loads(bundle.read_file(s3, bucket, manifest, drift.REFERENCE_FILE))
+    reference = json.loads(bundles.read_file(s3, bucket, manifest, drift.REFERENCE_FILE))
     days, day = [], since.date()
     while day <= now.date():
         days.append(day.isoformat())
@@ -133,7 +135,7 @@ def handler(event, context):
              else now - timedelta(hours=float(os.environ.get("DRIFT_WINDOW_HOURS", "24"))))
     if since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
-    names = [event["model"]] if event.get("model") else [m["name"] for m in bundle.list_champions(s3, BUCKET)]
+    names = [event["model"]] if event.get("model") else [m["name"] for m in bundles.list_champions(s3, BUCKET)]
     results = []
     for name in names:
         bundle.check_name(name)

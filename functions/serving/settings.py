@@ -11,7 +11,7 @@ import math
 import os
 from dataclasses import dataclass
 
-from serving.bundle import check_name
+from serving.model.bundle import check_name
 
 LAMBDA_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024  # Lambda's synchronous request limit
 

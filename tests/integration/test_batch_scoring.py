@@ -9,8 +9,9 @@ import time
 
 import numpy as np
 import pytest
-from serving import batch, bundle
-from serving.predictor import Predictor
+from serving.batch import lines as batch
+from serving.model.predictor import Predictor, served_predictions
+from serving.store import bundles
 
 from tests.conftest import client
 from tests.models import case
@@ -84,20 +85,20 @@ def pinned_model(stack, direct_only):
     first, second = case("bc-lightgbm"), case("bc-catboost")
     versions = []
     for model in (first, second):
-        manifest = bundle.publish(s3, stack["model_bucket"], "batch-pinned", model.arrays, model.manifest_fields())
+        manifest = bundles.publish(s3, stack["model_bucket"], "batch-pinned", model.arrays, model.manifest_fields())
         versions.append(manifest["version"])
-    bundle.set_champion(s3, stack["model_bucket"], "batch-pinned", versions[0], "batch tests")
+    bundles.set_champion(s3, stack["model_bucket"], "batch-pinned", versions[0], "batch tests")
     return {"name": "batch-pinned", "versions": versions, "cases": (first, second)}
 
 
 def predictor_of(stack, name: str, version: int) -> Predictor:
-    loaded = bundle.load(client("s3", stack["endpoint"]), stack["model_bucket"], name, version)
+    loaded = bundles.load(client("s3", stack["endpoint"]), stack["model_bucket"], name, version)
     return Predictor(loaded, unknown_category="reject")
 
 
 def test_a_dropped_csv_is_scored_with_errors_reported(stack, trained):
     s3 = client("s3", stack["endpoint"])
-    champion = bundle.load_champion(s3, stack["model_bucket"], "breast-cancer")
+    champion = bundles.load_champion(s3, stack["model_bucket"], "breast-cancer")
     data = D.load("breast_cancer")
     rows = data.X.iloc[:200].copy().astype(object)
     rows.iloc[7, 0] = "oops"  # row id 8: mean radius
@@ -115,7 +116,7 @@ def test_a_dropped_csv_is_scored_with_errors_reported(stack, trained):
     assert len(predictions) == 199
     assert [(e["row_id"], e["field"]) for e in errors] == [("8", "mean radius")]
     kept = [i for i in range(200) if i != 7]
-    expected = bundle.served_predictions(champion.arrays,
+    expected = served_predictions(champion.arrays,
         D.to_matrix(data.X.iloc[kept], champion.feature_schema))
     served = np.array([[float(r[f"probability_{c}"]) for c in champion.classes] for r in predictions])
     assert np.max(np.abs(served - expected)) <= 1e-12
@@ -190,12 +191,12 @@ def test_a_champion_promoted_mid_run_does_not_mix_versions_in_one_file(stack, pi
                   for e in sfn.get_execution_history(executionArn=execution, maxResults=100)["events"]):
         assert time.monotonic() < deadline, "the execution never got past planning"
         time.sleep(0.2)
-    bundle.set_champion(s3, stack["model_bucket"], "batch-pinned", new, "promoted mid-run")
+    bundles.set_champion(s3, stack["model_bucket"], "batch-pinned", new, "promoted mid-run")
     promoted = time.time()
     try:
         described = finish(stack, execution)
     finally:
-        bundle.set_champion(s3, stack["model_bucket"], "batch-pinned", old, "batch tests")
+        bundles.set_champion(s3, stack["model_bucket"], "batch-pinned", old, "batch tests")
     assert described["status"] == "SUCCEEDED", described.get("cause")
     manifest = json.loads(wait_for(s3, stack["data_bucket"], "batch/output/batch-pinned/pinned.manifest.json"))
     assert manifest["model_version"] == old

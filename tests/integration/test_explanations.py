@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
-from serving import bundle
+from serving.store import bundles
 
 from tests.conftest import client
 from tests.native import native_shap
@@ -45,7 +45,7 @@ def _served(answer: dict, classes: list[str]) -> np.ndarray:
 def test_explanations_equal_the_native_shap_values(api, stack, trained_regression, name):
     url, headers = api
     s3 = client("s3", stack["endpoint"])
-    champion = bundle.load_champion(s3, stack["model_bucket"], name)
+    champion = bundles.load_champion(s3, stack["model_bucket"], name)
     rows = _rows(name, trained_regression)
     with_missing = rows[rows.isna().any(axis=1)].iloc[:4]  # missing values included where the data has them
     rows = pd.concat([with_missing, rows.iloc[:10 - len(with_missing)]])
@@ -71,7 +71,7 @@ def test_explanations_equal_the_native_shap_values(api, stack, trained_regressio
 
 def test_the_families_served_are_both_covered(stack, api):
     s3 = client("s3", stack["endpoint"])
-    families = {name: bundle.load_champion(s3, stack["model_bucket"], name).manifest["framework"]["family"]
+    families = {name: bundles.load_champion(s3, stack["model_bucket"], name).manifest["framework"]["family"]
                 for name in ("penguins", "fares")}
     assert families == {"penguins": "lightgbm", "fares": "catboost"}
 

@@ -6,7 +6,8 @@ import time
 import numpy as np
 import pytest
 import requests
-from serving import bundle
+from serving.model import bundle
+from serving.store import bundles
 
 from tests.conftest import client
 from tests.native import native_predictions, republish
@@ -35,7 +36,7 @@ def test_both_models_are_listed_with_their_champion(api, trained, trained_pengui
 def test_each_model_answers_by_name_as_its_native_model_does(api, stack, name):
     url, headers = api
     s3 = client("s3", stack["endpoint"])
-    champion = bundle.load_champion(s3, stack["model_bucket"], name)
+    champion = bundles.load_champion(s3, stack["model_bucket"], name)
     data = D.load(name.replace("-", "_"))
     rows = data.X.iloc[:60]
     instances = D.to_instances(rows, champion.feature_schema)
@@ -65,17 +66,17 @@ def test_a_promotion_of_one_model_and_a_broken_bundle_of_another_stay_apart(api,
     url, headers = api
     s3 = client("s3", stack["endpoint"])
     bucket = stack["model_bucket"]
-    penguins = bundle.load_champion(s3, bucket, "penguins")
+    penguins = bundles.load_champion(s3, bucket, "penguins")
     rows = {"instances": D.to_instances(D.load("penguins").X.iloc[:3], penguins.feature_schema)}
     bc_rows = {"instances": D.to_instances(D.load("breast_cancer").X.iloc[:3],
-                                           bundle.load_champion(s3, bucket, "breast-cancer").feature_schema)}
+                                           bundles.load_champion(s3, bucket, "breast-cancer").feature_schema)}
     # breast cancer: a second version, promoted by hand
     promoted = republish(s3, bucket, "breast-cancer")
-    bundle.set_champion(s3, bucket, "breast-cancer", promoted, "integration test")
+    bundles.set_champion(s3, bucket, "breast-cancer", promoted, "integration test")
     # penguins: a broken version made champion
     broken = republish(s3, bucket, "penguins")
     s3.put_object(Bucket=bucket, Key=bundle.version_prefix("penguins", broken) + "model.npz", Body=b"x")
-    bundle.set_champion(s3, bucket, "penguins", broken, "a bad push")
+    bundles.set_champion(s3, bucket, "penguins", broken, "a bad push")
     # The stack re-checks pointers every 2 s, in every warm container (there may be several):
     # ask until a container has seen both changes.
     failure = None
@@ -92,8 +93,8 @@ def test_a_promotion_of_one_model_and_a_broken_bundle_of_another_stay_apart(api,
     assert failure is not None, "no container saw both the promotion and the broken bundle"
     assert failure["version"] == broken and "does not match its sha256" in failure["reason"]
     # put things back for the tests that follow, and wait until the API serves them again
-    bundle.set_champion(s3, bucket, "penguins", trained_penguins["version"], "restore")
-    bundle.set_champion(s3, bucket, "breast-cancer", trained["version"], "restore")
+    bundles.set_champion(s3, bucket, "penguins", trained_penguins["version"], "restore")
+    bundles.set_champion(s3, bucket, "breast-cancer", trained["version"], "restore")
     deadline, in_a_row = time.monotonic() + 60, 0
     while time.monotonic() < deadline and in_a_row < 6:  # six answers in a row: every warm container
         answer = requests.post(f"{url}/predict", headers=headers, data=json.dumps(bc_rows), timeout=30).json()

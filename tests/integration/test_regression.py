@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
-from serving import bundle
+from serving.model.predictor import served_predictions
+from serving.store import bundles
 
 from tests.conftest import client
 from tests.integration.test_batch_scoring import wait_for
@@ -31,7 +32,7 @@ def _held_rows(trained_regression, count: int) -> pd.DataFrame:
 def test_the_csv_trains_a_regression_model_without_its_id_column(stack, trained_regression):
     assert trained_regression["task"] == "regression" and trained_regression["metric"] == "rmse"
     assert trained_regression["promoted"] is True
-    champion = bundle.load_champion(client("s3", stack["endpoint"]), stack["model_bucket"], "fares")
+    champion = bundles.load_champion(client("s3", stack["endpoint"]), stack["model_bucket"], "fares")
     manifest = champion.manifest
     assert [d["name"] for d in manifest["dropped_columns"]] == ["ride_id"]
     assert "row counter" in manifest["dropped_columns"][0]["reason"]
@@ -51,7 +52,7 @@ def test_the_regression_model_is_listed_described_and_answers_its_native_values(
     described = requests.get(f"{url}/models/fares", timeout=30).json()
     assert described["task"] == "regression" and described["target"] == "fare"
     s3 = client("s3", stack["endpoint"])
-    champion = bundle.load_champion(s3, stack["model_bucket"], "fares")
+    champion = bundles.load_champion(s3, stack["model_bucket"], "fares")
     rows = _held_rows(trained_regression, 120)
     instances = [{"street": r.street, "km": None if pd.isna(r.km) else r.km, "start": r.start}
                  for r in rows.itertuples()]
@@ -86,7 +87,7 @@ def test_batch_scoring_of_a_regression_model_writes_a_prediction_column(stack, t
     out = list(csv.DictReader(io.StringIO(
         wait_for(s3, stack["data_bucket"], "batch/output/fares/week.predictions.csv"))))
     assert list(out[0]) == ["row_id", "prediction"] and [r["row_id"] for r in out] == [str(i) for i in rows["id"]]
-    champion = bundle.load_champion(s3, stack["model_bucket"], "fares")
+    champion = bundles.load_champion(s3, stack["model_bucket"], "fares")
     features = rows.drop(columns=["id"])
-    expected = bundle.served_predictions(champion.arrays, D.to_matrix(features, champion.feature_schema))[:, 0]
+    expected = served_predictions(champion.arrays, D.to_matrix(features, champion.feature_schema))[:, 0]
     assert np.max(np.abs(np.array([float(r["prediction"]) for r in out]) - expected)) <= 1e-12

@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 import requests
-from serving import bundle
+from serving.model.predictor import served_predictions
+from serving.store import bundles
 
 from tests.conftest import FORM_ORIGIN, client
 from tests.native import native_predictions
@@ -27,7 +28,7 @@ def held_out(stack, trained):
     config = load_config(None, ["tuning.cv_folds=3"])
     X_test = job.prepare(config).X_test
     s3 = client("s3", stack["endpoint"])
-    champion = bundle.load_champion(s3, stack["model_bucket"], "breast-cancer")
+    champion = bundles.load_champion(s3, stack["model_bucket"], "breast-cancer")
     return X_test, champion, s3, stack["model_bucket"]
 
 
@@ -59,7 +60,7 @@ def test_predictions_over_http_equal_the_models_own(api, held_out):
     served = np.array([[p["probabilities"][c] for c in classes] for p in body["predictions"]])
     assert np.allclose(served.sum(axis=1), 1.0, atol=1e-12)
     # in-process, the bundle's served form
-    in_process = bundle.served_predictions(champion.arrays, D.to_matrix(X_test, champion.feature_schema))
+    in_process = served_predictions(champion.arrays, D.to_matrix(X_test, champion.feature_schema))
     assert np.max(np.abs(served - in_process)) <= 1e-12
     # and the native library, loaded from the bundle's native file
     assert np.max(np.abs(served - native_predictions(champion, s3, bucket, X_test))) <= 1e-9

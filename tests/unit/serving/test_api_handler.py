@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from serving import bundle
+from serving.model import bundle
+from serving.store import bundles
 
 from tests.models import case
 from tests.unit.conftest import BUCKET
@@ -19,7 +20,7 @@ from tests.unit.conftest import BUCKET
 ROOT = Path(__file__).resolve().parents[3]
 EVENTS = ROOT / "events"
 # the folder the code under test is imported from (functions/, or the mutation tester's copy)
-FUNCTIONS = Path(bundle.__file__).resolve().parents[1]
+FUNCTIONS = Path(bundle.__file__).resolve().parents[2]
 ORIGIN = "http://127.0.0.1:8765"
 
 
@@ -95,9 +96,9 @@ def api(s3, monkeypatch, capsys):
 
 def publish(s3, name="bc-lightgbm", promote=True, model_name="breast-cancer"):
     model = case(name)
-    manifest = bundle.publish(s3, BUCKET, model_name, model.arrays, model.manifest_fields())
+    manifest = bundles.publish(s3, BUCKET, model_name, model.arrays, model.manifest_fields())
     if promote:
-        bundle.set_champion(s3, BUCKET, model_name, manifest["version"], "test")
+        bundles.set_champion(s3, BUCKET, model_name, manifest["version"], "test")
     return manifest
 
 
@@ -405,7 +406,7 @@ def test_a_broken_champion_is_refused_and_the_last_good_model_keeps_serving(api,
     broken = publish(s3, "bc-lightgbm-short", promote=False)
     key = bundle.version_prefix("breast-cancer", broken["version"]) + "model.npz"
     s3.put_object(Bucket=BUCKET, Key=key, Body=b"corrupted")
-    bundle.set_champion(s3, BUCKET, "breast-cancer", broken["version"], "bad push")
+    bundles.set_champion(s3, BUCKET, "breast-cancer", broken["version"], "bad push")
     status, body, _ = api(event("predict"))
     assert status == 200
     assert body["model"]["version"] == 1
@@ -465,8 +466,8 @@ def test_a_bundle_whose_model_and_schema_disagree_is_refused(api, s3):
     publish(s3)
     assert api(event("predict"))[0] == 200
     wrong = dict(model.manifest_fields(), feature_schema=model.schema[:-1])
-    manifest = bundle.publish(s3, BUCKET, "breast-cancer", model.arrays, wrong)
-    bundle.set_champion(s3, BUCKET, "breast-cancer", manifest["version"], "mismatched")
+    manifest = bundles.publish(s3, BUCKET, "breast-cancer", model.arrays, wrong)
+    bundles.set_champion(s3, BUCKET, "breast-cancer", manifest["version"], "mismatched")
     status, health, _ = api(event("health"))
     assert status == 200 and health["model"]["version"] == 1
     assert "reads 30 features but its schema gives 29" in health["last_load_failure"]["reason"]
@@ -573,7 +574,7 @@ def test_one_models_promotion_or_broken_bundle_leaves_the_other_serving(api, s3)
     assert api(event("predict", row, path=penguins_path))[1]["model"]["version"] == 1
     broken = publish(s3, "penguins-catboost", promote=False, model_name="penguins")
     s3.put_object(Bucket=BUCKET, Key=bundle.version_prefix("penguins", broken["version"]) + "model.npz", Body=b"x")
-    bundle.set_champion(s3, BUCKET, "penguins", broken["version"], "bad push")
+    bundles.set_champion(s3, BUCKET, "penguins", broken["version"], "bad push")
     assert api(event("predict", row, path=penguins_path))[1]["model"]["version"] == 1  # the last good one
     health = api(event("health"))[1]
     assert "does not match its sha256" in health["models"]["penguins"]["last_load_failure"]["reason"]
@@ -675,7 +676,7 @@ def test_captured_rows_keep_the_answer_a_drift_monitor_compares(api, s3, monkeyp
     # a binary model's captured prediction is P(the second class), as answered; not the label's code
     from datetime import UTC, datetime
 
-    from serving.capture import read_window
+    from serving.store.capture import read_window
 
     monkeypatch.setenv("CAPTURE_RATE", "1")
     monkeypatch.setenv("CAPTURE_FLUSH_ROWS", "1")

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from serving import batch, bundle
-from serving.predictor import Predictor
+from serving.batch import lines as batch
+from serving.model import bundle
+from serving.model.predictor import Predictor, served_predictions
 
 from tests.models import case
 
@@ -279,7 +280,7 @@ def test_a_regression_model_writes_the_predicted_value():
     result, predictions, _ = run(p, model.csv(5), "in.csv")
     assert result.predicted == 5
     assert list(predictions[0]) == ["row_id", "prediction"]
-    raw = bundle.served_predictions(arrays, model.matrix[:5])[:, 0]
+    raw = served_predictions(arrays, model.matrix[:5])[:, 0]
     assert [(r["row_id"], float(r["prediction"])) for r in predictions] == list(zip("12345", raw.tolist()))
 
 

@@ -3,8 +3,8 @@
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from serving import batch_parts
-from serving.batch_parts import MIN_PIECE, Piece, Source
+from serving.batch import parts as batch_parts
+from serving.batch.parts import MIN_PIECE, Piece, Source
 
 from tests.unit.conftest import BUCKET
 

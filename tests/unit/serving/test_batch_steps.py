@@ -14,7 +14,9 @@ import time
 
 import numpy as np
 import pytest
-from serving import batch, bundle
+from serving.batch import lines as batch
+from serving.model import bundle
+from serving.store import bundles
 
 from tests.models import case
 from tests.unit.conftest import BUCKET
@@ -28,8 +30,8 @@ class Context:
 @pytest.fixture
 def steps(s3, monkeypatch):
     model = case("bc-lightgbm")
-    manifest = bundle.publish(s3, BUCKET, "breast-cancer", model.arrays, model.manifest_fields())
-    bundle.set_champion(s3, BUCKET, "breast-cancer", manifest["version"], "test")
+    manifest = bundles.publish(s3, BUCKET, "breast-cancer", model.arrays, model.manifest_fields())
+    bundles.set_champion(s3, BUCKET, "breast-cancer", manifest["version"], "test")
     monkeypatch.setenv("MODEL_BUCKET", BUCKET)
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "Test")
     import handlers.batch
@@ -384,8 +386,8 @@ def test_the_champion_version_is_pinned_when_the_file_is_planned(s3, steps):
     s3.put_object(Bucket=BUCKET, Key="batch/input/v.csv", Body=messy_csv(model))
     plan = call(steps, step="plan", event=event_of("batch/input/v.csv"), execution="v")
     other = case("bc-catboost")
-    manifest = bundle.publish(s3, BUCKET, "breast-cancer", other.arrays, other.manifest_fields())
-    bundle.set_champion(s3, BUCKET, "breast-cancer", manifest["version"], "promoted mid-run")
+    manifest = bundles.publish(s3, BUCKET, "breast-cancer", other.arrays, other.manifest_fields())
+    bundles.set_champion(s3, BUCKET, "breast-cancer", manifest["version"], "promoted mid-run")
     for part in parts_of(s3, plan):
         score_part(steps, s3, plan, part)
     answer = call(steps, step="assemble", plan=plan)
@@ -533,8 +535,8 @@ def test_a_file_in_a_folder_that_names_no_model_gets_an_errors_file(s3, steps, k
 
 def test_a_file_in_a_models_folder_is_scored_by_that_model(s3, steps):
     penguins = case("penguins-catboost")
-    manifest = bundle.publish(s3, BUCKET, "penguins", penguins.arrays, penguins.manifest_fields())
-    bundle.set_champion(s3, BUCKET, "penguins", manifest["version"], "test")
+    manifest = bundles.publish(s3, BUCKET, "penguins", penguins.arrays, penguins.manifest_fields())
+    bundles.set_champion(s3, BUCKET, "penguins", manifest["version"], "test")
     s3.put_object(Bucket=BUCKET, Key="batch/input/penguins/day.csv", Body=penguins.csv(6).encode())
     answer = run_file(steps, s3, "batch/input/penguins/day.csv")
     assert (answer["predicted"], answer["manifest"]) == (6, "batch/output/penguins/day.manifest.json")
@@ -751,8 +753,8 @@ def test_a_worker_scores_each_file_with_the_version_pinned_for_it(s3, steps):
     first, second = case("bc-lightgbm"), case("bc-catboost")
     for key, model in (("batch/input/one.csv", first), ("batch/input/two.csv", second)):
         if model is second:
-            manifest = bundle.publish(s3, BUCKET, "breast-cancer", second.arrays, second.manifest_fields())
-            bundle.set_champion(s3, BUCKET, "breast-cancer", manifest["version"], "test")
+            manifest = bundles.publish(s3, BUCKET, "breast-cancer", second.arrays, second.manifest_fields())
+            bundles.set_champion(s3, BUCKET, "breast-cancer", manifest["version"], "test")
         s3.put_object(Bucket=BUCKET, Key=key, Body=first.csv(8).encode())
         run_file(steps, s3, key, execution=key)
     for name, model in (("one", first), ("two", second)):
@@ -764,11 +766,11 @@ def test_a_worker_scores_each_file_with_the_version_pinned_for_it(s3, steps):
 
 @pytest.mark.parametrize("policy", ["reject", "missing"])
 def test_an_unknown_category_follows_the_functions_setting(s3, steps, monkeypatch, policy):
-    from serving.predictor import Predictor
+    from serving.model.predictor import Predictor
 
     penguins = case("penguins-catboost")
-    manifest = bundle.publish(s3, BUCKET, "penguins", penguins.arrays, penguins.manifest_fields())
-    bundle.set_champion(s3, BUCKET, "penguins", manifest["version"], "test")
+    manifest = bundles.publish(s3, BUCKET, "penguins", penguins.arrays, penguins.manifest_fields())
+    bundles.set_champion(s3, BUCKET, "penguins", manifest["version"], "test")
     monkeypatch.setenv("UNKNOWN_CATEGORY", policy)
     module = importlib.reload(steps)
     lines = penguins.csv(4).splitlines()
@@ -782,7 +784,7 @@ def test_an_unknown_category_follows_the_functions_setting(s3, steps, monkeypatc
     assert (answer["predicted"], answer["invalid"]) == (4, 0)
     rows = list(csv.DictReader(io.StringIO(text(s3, "batch/output/penguins/u.predictions.csv"))))
     unseen = {**penguins.instances[1], "island": "Atlantis"}
-    expected = Predictor(bundle.load(module.S3Reader.from_env(), BUCKET, "penguins", 1), unknown_category="missing") \
+    expected = Predictor(bundles.load(module.S3Reader.from_env(), BUCKET, "penguins", 1), unknown_category="missing") \
         .predict({"instances": [unseen]}, max_rows=1)["predictions"][0]["probabilities"]
     assert {c: float(rows[1][f"probability_{c}"]) for c in penguins.classes} == pytest.approx(expected, abs=1e-12)
 

@@ -5,8 +5,10 @@ import json
 
 import numpy as np
 import pytest
-from serving import bundle
-from serving.s3 import S3Reader
+from serving.model import bundle
+from serving.model.predictor import served_explanations, served_predictions
+from serving.store import bundles
+from serving.store.s3 import S3Reader
 
 from tests.models import case
 from tests.unit.conftest import BUCKET
@@ -14,7 +16,7 @@ from tests.unit.conftest import BUCKET
 
 def publish(s3, model=None, name="bc", extra=None, **fields):
     model = model or case("bc-lightgbm")
-    return bundle.publish(s3, BUCKET, name, model.arrays, {**model.manifest_fields(), **fields},
+    return bundles.publish(s3, BUCKET, name, model.arrays, {**model.manifest_fields(), **fields},
                           {"model.txt": b"native"} if extra is None else extra)
 
 
@@ -27,7 +29,7 @@ def test_a_version_is_self_describing_and_checksummed(s3):
     assert manifest["version"] == 1
     assert manifest["format_version"] == bundle.FORMAT_VERSION == 2
     assert manifest["task"] == "binary" and manifest["name"] == "bc"
-    stored = bundle.read_manifest(s3, BUCKET, "bc", 1)
+    stored = bundles.read_manifest(s3, BUCKET, "bc", 1)
     assert stored == manifest
     for key in ("feature_schema", "classes", "metrics", "created_at", "framework"):
         assert key in stored
@@ -35,7 +37,7 @@ def test_a_version_is_self_describing_and_checksummed(s3):
     data = get(s3, "models/bc/versions/000001/model.npz")
     assert stored["files"]["model.npz"] == {"sha256": bundle.sha256(data), "size": len(data)}
     assert stored["files"]["model.txt"]["size"] == len(b"native")
-    loaded = bundle.load(s3, BUCKET, "bc", 1)
+    loaded = bundles.load(s3, BUCKET, "bc", 1)
     assert loaded.version == 1 and loaded.name == "bc" and loaded.task == "binary"
     assert loaded.classes == ["benign", "malignant"]
     assert set(loaded.arrays) == set(case("bc-lightgbm").arrays)
@@ -51,7 +53,7 @@ def test_the_manifest_is_strict_sorted_json_and_written_last(s3):
     with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
         publish(s3, metrics={"test": {"f1_macro": float("nan")}})
     # the failed publish left no manifest: version 2 does not exist
-    assert bundle.list_versions(s3, BUCKET, "bc") == [1]
+    assert bundles.list_versions(s3, BUCKET, "bc") == [1]
 
 
 def test_publishing_never_overwrites_a_version(s3):
@@ -62,15 +64,15 @@ def test_publishing_never_overwrites_a_version(s3):
     assert manifest["version"] == 3
     assert get(s3, "models/bc/versions/000002/model.npz") == b"theirs"
     with pytest.raises(bundle.VersionExists, match="models/bc/versions/000001/manifest.json already exists"):
-        bundle._put_new(s3, BUCKET, "models/bc/versions/000001/manifest.json", b"{}", "application/json")
-    assert bundle.list_versions(s3, BUCKET, "bc") == [1, 3]
+        bundles._put_new(s3, BUCKET, "models/bc/versions/000001/manifest.json", b"{}", "application/json")
+    assert bundles.list_versions(s3, BUCKET, "bc") == [1, 3]
 
 
 def test_publishing_gives_up_after_its_attempts(s3):
     for version in range(1, 4):  # three numbers taken by writers that never finished
         s3.put_object(Bucket=BUCKET, Key=f"models/bc/versions/{version:06d}/model.npz", Body=b"x")
     with pytest.raises(bundle.BundleError, match="could not find a free version number for bc in 3 tries"):
-        bundle.publish(s3, BUCKET, "bc", case("bc-lightgbm").arrays, case("bc-lightgbm").manifest_fields(),
+        bundles.publish(s3, BUCKET, "bc", case("bc-lightgbm").arrays, case("bc-lightgbm").manifest_fields(),
                        attempts=3)
     assert publish(s3)["version"] == 4
 
@@ -87,7 +89,7 @@ def test_other_errors_on_write_are_not_taken_for_a_taken_version(s3):
             raise Denied()
 
     with pytest.raises(Denied):
-        bundle.publish(DenyingS3(), BUCKET, "bc", case("bc-lightgbm").arrays, case("bc-lightgbm").manifest_fields())
+        bundles.publish(DenyingS3(), BUCKET, "bc", case("bc-lightgbm").arrays, case("bc-lightgbm").manifest_fields())
 
 
 def test_a_conflicting_conditional_write_also_means_taken(s3):
@@ -99,16 +101,16 @@ def test_a_conflicting_conditional_write_also_means_taken(s3):
             raise Conflict()
 
     with pytest.raises(bundle.VersionExists, match="s3://models/k already exists"):
-        bundle._put_new(Busy(), BUCKET, "k", b"x", "application/json")
+        bundles._put_new(Busy(), BUCKET, "k", b"x", "application/json")
 
 
 def test_versions_are_numbered_after_the_newest_whatever_the_number_of_attempts(s3):
     for expected in range(1, 8):  # more versions than attempts: the number comes from the listing
         assert publish(s3)["version"] == expected
     publish(s3, name="other")
-    assert bundle.list_versions(s3, BUCKET, "bc") == list(range(1, 8))
-    assert bundle.list_versions(s3, BUCKET, "other") == [1]
-    assert bundle.list_versions(s3, BUCKET, "none") == []
+    assert bundles.list_versions(s3, BUCKET, "bc") == list(range(1, 8))
+    assert bundles.list_versions(s3, BUCKET, "other") == [1]
+    assert bundles.list_versions(s3, BUCKET, "none") == []
 
 
 def test_by_default_publishing_tries_five_version_numbers(s3):
@@ -120,7 +122,7 @@ def test_by_default_publishing_tries_five_version_numbers(s3):
 
 def test_objects_are_stored_with_their_type_and_an_s3_checksum(s3):
     publish(s3)
-    bundle.set_champion(s3, BUCKET, "bc", 1, "first")
+    bundles.set_champion(s3, BUCKET, "bc", 1, "first")
     for key, kind in (("versions/000001/model.npz", "application/octet-stream"),
                       ("versions/000001/model.txt", "application/octet-stream"),
                       ("versions/000001/manifest.json", "application/json"),
@@ -140,7 +142,7 @@ def test_times_are_utc_whatever_the_machines_time_zone(s3, monkeypatch):
     time.tzset()
     try:
         manifest = publish(s3)
-        pointer = bundle.set_champion(s3, BUCKET, "bc", 1, "first")
+        pointer = bundles.set_champion(s3, BUCKET, "bc", 1, "first")
     finally:
         monkeypatch.delenv("TZ")
         time.tzset()
@@ -153,7 +155,7 @@ def test_times_are_utc_whatever_the_machines_time_zone(s3, monkeypatch):
 def test_progress_is_reported_per_file(s3):
     said = []
     model = case("bc-lightgbm")
-    bundle.publish(s3, BUCKET, "bc", model.arrays, model.manifest_fields(), {"model.txt": b"n"},
+    bundles.publish(s3, BUCKET, "bc", model.arrays, model.manifest_fields(), {"model.txt": b"n"},
                    progress=said.append)
     assert len(said) == 2
     size = len(bundle.encode_arrays(model.arrays))
@@ -165,22 +167,22 @@ def test_a_tampered_file_is_refused(s3):
     publish(s3)
     s3.put_object(Bucket=BUCKET, Key="models/bc/versions/000001/model.npz", Body=b"garbage")
     with pytest.raises(bundle.BundleError, match="model.npz of bc v1 does not match its sha256"):
-        bundle.load(s3, BUCKET, "bc", 1)
+        bundles.load(s3, BUCKET, "bc", 1)
 
 
 def test_a_file_the_manifest_does_not_list_is_not_read(s3):
     manifest = publish(s3)
     with pytest.raises(bundle.BundleError, match="model.cbm is not part of bc v1"):
-        bundle.read_file(s3, BUCKET, manifest, "model.cbm")
-    assert bundle.read_file(s3, BUCKET, manifest, "model.txt") == b"native"
+        bundles.read_file(s3, BUCKET, manifest, "model.cbm")
+    assert bundles.read_file(s3, BUCKET, manifest, "model.txt") == b"native"
     without_files = {k: v for k, v in manifest.items() if k != "files"}
     with pytest.raises(bundle.BundleError, match="model.npz is not part of bc v1"):
-        bundle.read_file(s3, BUCKET, without_files, "model.npz")
+        bundles.read_file(s3, BUCKET, without_files, "model.npz")
 
 
 def test_a_missing_object_is_a_bundle_error_that_names_it(s3):
     with pytest.raises(bundle.BundleError, match="s3://models/models/bc/versions/000009/manifest.json does not exist"):
-        bundle.load(s3, BUCKET, "bc", 9)
+        bundles.load(s3, BUCKET, "bc", 9)
 
 
 @pytest.mark.parametrize("error", [
@@ -193,7 +195,7 @@ def test_errors_other_than_not_found_are_raised_as_they_are(error):
             raise error
 
     with pytest.raises(type(error)):
-        bundle.read_champion(Failing(), BUCKET, "bc")
+        bundles.read_champion(Failing(), BUCKET, "bc")
 
 
 def test_the_model_arrays_are_never_unpickled(s3):
@@ -207,16 +209,16 @@ def test_the_model_arrays_are_never_unpickled(s3):
 
 def test_a_manifest_whose_checksum_differs_from_the_pointer_is_refused(s3):
     publish(s3)
-    bundle.set_champion(s3, BUCKET, "bc", 1, "first")
-    pointer = bundle.read_champion(s3, BUCKET, "bc")
-    assert bundle.load(s3, BUCKET, "bc", 1, pointer["manifest_sha256"]).version == 1
+    bundles.set_champion(s3, BUCKET, "bc", 1, "first")
+    pointer = bundles.read_champion(s3, BUCKET, "bc")
+    assert bundles.load(s3, BUCKET, "bc", 1, pointer["manifest_sha256"]).version == 1
     with pytest.raises(bundle.BundleError, match="manifest of bc v1 does not match the champion pointer"):
-        bundle.load(s3, BUCKET, "bc", 1, "0" * 64)
+        bundles.load(s3, BUCKET, "bc", 1, "0" * 64)
     # the champion loader checks it too
     pointer["manifest_sha256"] = "0" * 64
     s3.put_object(Bucket=BUCKET, Key=bundle.champion_key("bc"), Body=json.dumps(pointer).encode())
     with pytest.raises(bundle.BundleError, match="does not match the champion pointer"):
-        bundle.load_champion(s3, BUCKET, "bc")
+        bundles.load_champion(s3, BUCKET, "bc")
 
 
 @pytest.mark.parametrize(
@@ -229,7 +231,7 @@ def test_a_manifest_whose_checksum_differs_from_the_pointer_is_refused(s3):
 def test_a_manifest_that_is_not_a_readable_format_is_refused(s3, body, words):
     s3.put_object(Bucket=BUCKET, Key="models/bc/versions/000001/manifest.json", Body=body)
     with pytest.raises(bundle.BundleError, match=words.replace("(", r"\(").replace(")", r"\)")):
-        bundle.read_manifest(s3, BUCKET, "bc", 1)
+        bundles.read_manifest(s3, BUCKET, "bc", 1)
 
 
 def test_a_format_1_bundle_is_upgraded_when_read(s3):
@@ -243,12 +245,12 @@ def test_a_format_1_bundle_is_upgraded_when_read(s3):
         prefix = bundle.version_prefix(name, 1)
         s3.put_object(Bucket=BUCKET, Key=prefix + "model.npz", Body=data)
         s3.put_object(Bucket=BUCKET, Key=prefix + "manifest.json", Body=json.dumps(manifest).encode())
-        loaded = bundle.load(s3, BUCKET, name, 1)
+        loaded = bundles.load(s3, BUCKET, name, 1)
         assert loaded.task == task
-        assert np.array_equal(bundle.served_predictions(loaded.arrays, model.matrix),
-                              bundle.served_predictions(model.arrays, model.matrix))
+        assert np.array_equal(served_predictions(loaded.arrays, model.matrix),
+                              served_predictions(model.arrays, model.matrix))
     lgb = {k: v for k, v in case("bc-lightgbm").arrays.items() if k != "task"}
-    upgraded = bundle._upgrade_format_1(lgb)
+    upgraded = bundle.upgrade_format_1(lgb)
     assert str(upgraded["task"]) == "binary" and int(upgraded["n_outputs"]) == 1
 
 
@@ -310,22 +312,22 @@ def test_arrays_that_break_the_declaration_are_refused_at_load_naming_the_array(
     with pytest.raises(bundle.BundleError, match="model.npz: threshold: dtype float32, expected float64"):
         bundle.Bundle(manifest={"name": "bc", "version": 1, **model.manifest_fields()}, arrays=broken)
     with pytest.raises(bundle.BundleError, match="threshold: dtype float32"):
-        bundle.publish(s3, BUCKET, "bc", broken, model.manifest_fields())
-    assert bundle.list_versions(s3, BUCKET, "bc") == []  # nothing written
+        bundles.publish(s3, BUCKET, "bc", broken, model.manifest_fields())
+    assert bundles.list_versions(s3, BUCKET, "bc") == []  # nothing written
 
 
 def test_the_champion_pointer_names_a_version_and_its_manifest(s3):
     publish(s3)
     publish(s3)
-    assert bundle.load_champion(s3, BUCKET, "bc") is None
-    first = bundle.set_champion(s3, BUCKET, "bc", 1, "first")
+    assert bundles.load_champion(s3, BUCKET, "bc") is None
+    first = bundles.set_champion(s3, BUCKET, "bc", 1, "first")
     assert first["previous_version"] is None and first["reason"] == "first" and first["name"] == "bc"
-    assert bundle.load_champion(s3, BUCKET, "bc").version == 1
+    assert bundles.load_champion(s3, BUCKET, "bc").version == 1
     manifest_bytes = get(s3, "models/bc/versions/000001/manifest.json")
     assert first["manifest_sha256"] == bundle.sha256(manifest_bytes)
-    second = bundle.set_champion(s3, BUCKET, "bc", 2, "better")
+    second = bundles.set_champion(s3, BUCKET, "bc", 2, "better")
     assert second["previous_version"] == 1
-    assert bundle.read_champion(s3, BUCKET, "bc") == second
+    assert bundles.read_champion(s3, BUCKET, "bc") == second
     history = s3.list_objects_v2(Bucket=BUCKET, Prefix="models/bc/champion-history/")["Contents"]
     import re
 
@@ -337,8 +339,8 @@ def test_the_champion_pointer_names_a_version_and_its_manifest(s3):
 
 def test_the_serving_functions_own_reader_loads_what_boto3_wrote(s3):
     publish(s3)
-    bundle.set_champion(s3, BUCKET, "bc", 1, "first")
-    loaded = bundle.load_champion(S3Reader.from_env(), BUCKET, "bc")
+    bundles.set_champion(s3, BUCKET, "bc", 1, "first")
+    loaded = bundles.load_champion(S3Reader.from_env(), BUCKET, "bc")
     assert loaded.version == 1
 
 
@@ -364,24 +366,24 @@ def test_models_with_champions_are_listed_with_what_their_pointer_says(s3):
     publish(s3, case("penguins-catboost"), name="penguins", metrics={"test": {"f1_macro": 0.97, "rows": 69,
                                                                              "per_class": {"a": {}}}})
     s3.put_object(Bucket=BUCKET, Key="models/Not A Model/x", Body=b"")  # not a valid name: not a model
-    bundle.set_champion(s3, BUCKET, "penguins", 1, "first")
-    bundle.set_champion(s3, BUCKET, "digits", 1, "first")
-    assert bundle.list_models(s3, BUCKET) == ["bc", "digits", "penguins"]
-    listed = bundle.list_champions(s3, BUCKET)
+    bundles.set_champion(s3, BUCKET, "penguins", 1, "first")
+    bundles.set_champion(s3, BUCKET, "digits", 1, "first")
+    assert bundles.list_models(s3, BUCKET) == ["bc", "digits", "penguins"]
+    listed = bundles.list_champions(s3, BUCKET)
     assert [m["name"] for m in listed] == ["digits", "penguins"]  # bc has versions but no champion
     penguins = listed[1]
     assert penguins == {"name": "penguins", "version": 1, "promoted_at": penguins["promoted_at"],
                         "task": "multiclass", "classes": case("penguins-catboost").classes, "target": None,
                         "metrics": {"f1_macro": 0.97, "rows": 69}}
-    assert bundle.has_versions(s3, BUCKET, "bc") and not bundle.has_versions(s3, BUCKET, "none")
+    assert bundles.has_versions(s3, BUCKET, "bc") and not bundles.has_versions(s3, BUCKET, "none")
 
 
 def test_a_pointer_without_a_summary_is_listed_from_its_manifest(s3):
     publish(s3, name="bc")
-    pointer = bundle.set_champion(s3, BUCKET, "bc", 1, "first")
+    pointer = bundles.set_champion(s3, BUCKET, "bc", 1, "first")
     del pointer["summary"]  # as pointers were written before summaries
     s3.put_object(Bucket=BUCKET, Key=bundle.champion_key("bc"), Body=json.dumps(pointer).encode())
-    [listed] = bundle.list_champions(s3, BUCKET)
+    [listed] = bundles.list_champions(s3, BUCKET)
     assert (listed["task"], listed["classes"], listed["metrics"]) == ("binary", ["benign", "malignant"],
                                                                       {"f1_macro": 0.9})
 
@@ -396,17 +398,17 @@ def test_long_listings_are_followed_page_by_page(s3):
             pages.append(kwargs)
             return s3.list_objects_v2(**kwargs, MaxKeys=1) if "MaxKeys" not in kwargs else s3.list_objects_v2(**kwargs)
 
-    assert bundle.list_models(Paged(), BUCKET) == ["m0", "m1", "m2"]
+    assert bundles.list_models(Paged(), BUCKET) == ["m0", "m1", "m2"]
     assert [p.get("ContinuationToken") is None for p in pages] == [True, False, False]
-    assert bundle.list_versions(Paged(), BUCKET, "m1") == [1]
+    assert bundles.list_versions(Paged(), BUCKET, "m1") == [1]
 
 
 def test_the_functions_reader_lists_as_boto3_does(s3):
     publish(s3, name="bc")
     publish(s3, name="bc")
     reader = S3Reader.from_env()
-    assert bundle.list_versions(reader, BUCKET, "bc") == [1, 2]
-    assert bundle.list_models(reader, BUCKET) == ["bc"]
+    assert bundles.list_versions(reader, BUCKET, "bc") == [1, 2]
+    assert bundles.list_models(reader, BUCKET) == ["bc"]
     page = reader.list_objects_v2(Bucket=BUCKET, Prefix="models/bc/versions/", MaxKeys=2)
     assert page["IsTruncated"] is True and page["NextContinuationToken"]
     assert [item["Key"] for item in page["Contents"]] == ["models/bc/versions/000001/manifest.json",
@@ -434,7 +436,7 @@ def test_a_listing_reads_the_task_target_and_promotion_time_of_a_manifest_or_der
         put_json(s3, bundle.version_prefix(name, 1) + "manifest.json",
                  {"format_version": 1, "name": name, "version": 1, **fields})
         put_json(s3, bundle.champion_key(name), {"name": name, "version": 1, "promoted_at": f"{name}-time"})
-    listed = {m.pop("name"): m for m in bundle.list_champions(s3, BUCKET)}
+    listed = {m.pop("name"): m for m in bundles.list_champions(s3, BUCKET)}
     assert {name: m["task"] for name, m in listed.items()} == {
         "two": "binary", "three": "multiclass", "ten": "multiclass", "sugar": "regression"}
     assert listed["sugar"] == {"version": 1, "promoted_at": "sugar-time", "task": "regression", "classes": [],
@@ -447,19 +449,19 @@ def test_a_regression_champion_is_listed_with_its_target(s3):
     model = case("diabetes-catboost")
     publish(s3, model, name="diabetes", extra={}, classes=[], target="progression",
             metrics={"test": {"rmse": 50.5}})
-    pointer = bundle.set_champion(s3, BUCKET, "diabetes", 1, "first")
-    [listed] = bundle.list_champions(s3, BUCKET)
+    pointer = bundles.set_champion(s3, BUCKET, "diabetes", 1, "first")
+    [listed] = bundles.list_champions(s3, BUCKET)
     assert listed == {"name": "diabetes", "version": 1, "promoted_at": pointer["promoted_at"], "task": "regression",
                       "classes": [], "target": "progression", "metrics": {"rmse": 50.5}}
 
 
 def test_a_listing_shows_what_the_pointer_says_without_reading_the_manifest(s3):
     publish(s3, name="bc")
-    pointer = bundle.set_champion(s3, BUCKET, "bc", 1, "first")
+    pointer = bundles.set_champion(s3, BUCKET, "bc", 1, "first")
     summary = {"task": "binary", "classes": ["no", "yes"], "target": "outcome", "metrics": {"auc": 0.5}}
     put_json(s3, bundle.champion_key("bc"), {**pointer, "summary": summary, "promoted_at": "then"})
     s3.delete_object(Bucket=BUCKET, Key=bundle.version_prefix("bc", 1) + "manifest.json")
-    assert bundle.list_champions(s3, BUCKET) == [{"name": "bc", "version": 1, "promoted_at": "then", **summary}]
+    assert bundles.list_champions(s3, BUCKET) == [{"name": "bc", "version": 1, "promoted_at": "then", **summary}]
 
 
 def test_whether_a_model_has_versions_is_one_list_of_one_key(s3):
@@ -472,8 +474,8 @@ def test_whether_a_model_has_versions_is_one_list_of_one_key(s3):
             calls.append(kwargs)
             return s3.list_objects_v2(**kwargs)
 
-    assert bundle.has_versions(Recording(), BUCKET, "bc")
-    assert not bundle.has_versions(Recording(), BUCKET, "none")
+    assert bundles.has_versions(Recording(), BUCKET, "bc")
+    assert not bundles.has_versions(Recording(), BUCKET, "none")
     assert calls == [{"Bucket": BUCKET, "Prefix": "models/bc/versions/", "MaxKeys": 1},
                      {"Bucket": BUCKET, "Prefix": "models/none/versions/", "MaxKeys": 1}]
 
@@ -481,14 +483,14 @@ def test_whether_a_model_has_versions_is_one_list_of_one_key(s3):
 def test_an_empty_bucket_lists_no_models(s3):
     # boto3 leaves CommonPrefixes out of a listing that has none
     assert "CommonPrefixes" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="models/", Delimiter="/")
-    assert bundle.list_models(s3, BUCKET) == []
-    assert bundle.list_champions(s3, BUCKET) == []
+    assert bundles.list_models(s3, BUCKET) == []
+    assert bundles.list_champions(s3, BUCKET) == []
 
 
 def test_prefixes_that_are_not_valid_names_are_not_listed_as_models(s3):
     for prefix in ("abX", "a..b", "ok", "XX", "a.X"):
         s3.put_object(Bucket=BUCKET, Key=f"models/{prefix}/x", Body=b"")
-    assert bundle.list_models(s3, BUCKET) == ["ok"]
+    assert bundles.list_models(s3, BUCKET) == ["ok"]
 
 
 def test_a_format_1_lightgbm_bundle_gets_zero_leaf_counts(s3):
@@ -499,12 +501,12 @@ def test_a_format_1_lightgbm_bundle_gets_zero_leaf_counts(s3):
                 "files": {"model.npz": {"sha256": bundle.sha256(data), "size": len(data)}}}
     s3.put_object(Bucket=BUCKET, Key=bundle.version_prefix("old", 1) + "model.npz", Body=data)
     put_json(s3, bundle.version_prefix("old", 1) + "manifest.json", manifest)
-    loaded = bundle.load(s3, BUCKET, "old", 1)
+    loaded = bundles.load(s3, BUCKET, "old", 1)
     assert set(loaded.arrays) == set(model.arrays)
     assert loaded.arrays["count"].dtype == np.float64
     assert np.array_equal(loaded.arrays["count"], np.zeros(model.arrays["value"].shape))
-    assert np.array_equal(bundle.served_predictions(loaded.arrays, model.matrix),
-                          bundle.served_predictions(model.arrays, model.matrix))
+    assert np.array_equal(served_predictions(loaded.arrays, model.matrix),
+                          served_predictions(model.arrays, model.matrix))
 
 
 def test_rows_given_as_lists_with_none_are_explained_as_float_rows_with_nan():
@@ -513,5 +515,5 @@ def test_rows_given_as_lists_with_none_are_explained_as_float_rows_with_nan():
         X = model.matrix[:3].copy()
         X[:, 0] = np.nan
         rows = [[None if np.isnan(v) else float(v) for v in row] for row in X]
-        assert np.array_equal(bundle.served_explanations(model.arrays, rows),
-                              bundle.served_explanations(model.arrays, X))
+        assert np.array_equal(served_explanations(model.arrays, rows),
+                              served_explanations(model.arrays, X))

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import numpy as np
 import pytest
-from serving import capture
+from serving.store import capture
 
 from tests.unit.conftest import BUCKET
 

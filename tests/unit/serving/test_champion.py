@@ -4,9 +4,10 @@ swapped when the pointer moves, and a broken version refused while the last good
 import json
 
 import pytest
-from serving import bundle
-from serving.champion import ChampionCache
-from serving.s3 import S3Reader
+from serving.model import bundle
+from serving.store import bundles
+from serving.store.champion import ChampionCache
+from serving.store.s3 import S3Reader
 
 from tests.models import case
 from tests.unit.conftest import BUCKET
@@ -56,9 +57,9 @@ def cache(s3):
 
 def publish(s3, name="bc-lightgbm", promote=True):
     model = case(name)
-    manifest = bundle.publish(s3, BUCKET, NAME, model.arrays, model.manifest_fields())
+    manifest = bundles.publish(s3, BUCKET, NAME, model.arrays, model.manifest_fields())
     if promote:
-        bundle.set_champion(s3, BUCKET, NAME, manifest["version"], "test")
+        bundles.set_champion(s3, BUCKET, NAME, manifest["version"], "test")
     return manifest["version"]
 
 
@@ -114,7 +115,7 @@ def test_a_new_champion_is_swapped_in_at_the_next_check(cache, s3):
 def test_a_pointer_rewritten_to_the_same_version_is_not_reloaded(cache, s3):
     publish(s3)
     first = cache.current()
-    bundle.set_champion(s3, BUCKET, NAME, 1, "again")  # a new ETag, the same version
+    bundles.set_champion(s3, BUCKET, NAME, 1, "again")  # a new ETag, the same version
     cache.clock_.now += 60
     reads = len(cache.recording.calls)
     assert cache.current() is first
@@ -129,7 +130,7 @@ def test_a_broken_champion_is_refused_once_and_the_last_good_model_keeps_serving
     good = cache.current()
     broken = publish(s3, "bc-lightgbm-short", promote=False)
     s3.put_object(Bucket=BUCKET, Key=bundle.version_prefix(NAME, broken) + "model.npz", Body=b"corrupted")
-    bundle.set_champion(s3, BUCKET, NAME, broken, "bad push")
+    bundles.set_champion(s3, BUCKET, NAME, broken, "bad push")
     cache.clock_.now += 60
     assert cache.current() is good
     assert cache.last_failure.version == 2
@@ -157,7 +158,7 @@ def test_a_broken_champion_is_refused_once_and_the_last_good_model_keeps_serving
 def test_a_refused_first_champion_leaves_no_model_and_says_why(cache, s3):
     version = publish(s3, promote=False)
     s3.put_object(Bucket=BUCKET, Key=bundle.version_prefix(NAME, version) + "model.npz", Body=b"x")
-    bundle.set_champion(s3, BUCKET, NAME, version, "bad")
+    bundles.set_champion(s3, BUCKET, NAME, version, "bad")
     assert cache.current() is None
     status = cache.status()
     assert status["status"] == "no_model"
@@ -240,7 +241,7 @@ def test_unknown_categories_policy_reaches_the_predictor(s3):
 
 def test_a_pointer_whose_manifest_checksum_is_wrong_is_refused(cache, s3):
     publish(s3)
-    pointer = bundle.read_champion(s3, BUCKET, NAME)
+    pointer = bundles.read_champion(s3, BUCKET, NAME)
     pointer["manifest_sha256"] = "0" * 64
     s3.put_object(Bucket=BUCKET, Key=bundle.champion_key(NAME), Body=json.dumps(pointer).encode())
     assert cache.current() is None
@@ -250,7 +251,7 @@ def test_a_pointer_whose_manifest_checksum_is_wrong_is_refused(cache, s3):
 def test_once_the_pointer_is_gone_a_refusal_is_no_longer_the_reason(cache, s3):
     version = publish(s3, promote=False)
     s3.put_object(Bucket=BUCKET, Key=bundle.version_prefix(NAME, version) + "model.npz", Body=b"x")
-    bundle.set_champion(s3, BUCKET, NAME, version, "bad")
+    bundles.set_champion(s3, BUCKET, NAME, version, "bad")
     assert cache.current() is None and cache.last_failure is not None
     s3.delete_object(Bucket=BUCKET, Key=bundle.champion_key(NAME))
     cache.clock_.now += 60
@@ -262,7 +263,7 @@ def test_once_the_pointer_is_gone_a_refusal_is_no_longer_the_reason(cache, s3):
 def test_loads_and_refusals_are_logged_with_the_versions(cache, s3, caplog):
     import logging
 
-    caplog.set_level(logging.INFO, logger="serving.champion")
+    caplog.set_level(logging.INFO, logger="serving.store.champion")
     publish(s3)
     cache.current()
     publish(s3, "bc-lightgbm-short")

@@ -6,8 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from serving import bundle, capture, drift
-from serving.s3 import S3Reader
+from serving.model.predictor import served_predictions
+from serving.monitoring import drift
+from serving.store import bundles, capture
+from serving.store.s3 import S3Reader
 
 from tests.models import case
 from tests.unit.conftest import BUCKET
@@ -25,11 +27,11 @@ def publish_with_reference(s3, name="rides"):
     """The rides case (regression: a 300-value categorical, a number, a timestamp's parts) published with
     a reference profiled from its held-out rows."""
     model = case("rides-catboost")
-    served = bundle.served_predictions(model.arrays, model.matrix)
+    served = served_predictions(model.arrays, model.matrix)
     reference = drift.reference(model.matrix, drift.columns(model.schema), served, model.task, model.classes)
-    manifest = bundle.publish(s3, BUCKET, name, model.arrays, model.manifest_fields(),
+    manifest = bundles.publish(s3, BUCKET, name, model.arrays, model.manifest_fields(),
                               {drift.REFERENCE_FILE: json.dumps(reference).encode()})
-    bundle.set_champion(s3, BUCKET, name, manifest["version"], "test")
+    bundles.set_champion(s3, BUCKET, name, manifest["version"], "test")
     return model, manifest
 
 
@@ -88,7 +90,7 @@ def drift_function(s3, monkeypatch, capsys):
 def test_rows_like_the_reference_do_not_drift_and_shifted_ones_drift_on_exactly_those_columns(s3, drift_function):
     model, manifest = publish_with_reference(s3)
     columns = [c["name"] for c in drift.columns(model.schema)]
-    served = bundle.served_predictions(model.arrays, model.matrix)[:, 0]
+    served = served_predictions(model.arrays, model.matrix)[:, 0]
     kept = capture.Capture(S3Reader.from_env, BUCKET, rate=1.0, flush_rows=10**9)
     kept.add("rides", manifest["version"], model.matrix, served)
     kept.flush()
@@ -103,7 +105,7 @@ def test_rows_like_the_reference_do_not_drift_and_shifted_ones_drift_on_exactly_
     seen = model.matrix[:, street]
     busiest = float(np.argmax(np.bincount(seen[~np.isnan(seen)].astype(int))))
     shifted[: len(shifted) * 2 // 3, street] = busiest  # two thirds of the rides on the busiest street
-    kept.add("rides", manifest["version"], shifted, bundle.served_predictions(model.arrays, shifted)[:, 0])
+    kept.add("rides", manifest["version"], shifted, served_predictions(model.arrays, shifted)[:, 0])
     kept.flush()
     summary = drift_function({"model": "rides", "since": since})
     [result] = summary["models"]
@@ -127,9 +129,9 @@ def test_rows_like_the_reference_do_not_drift_and_shifted_ones_drift_on_exactly_
 
 def test_models_without_a_reference_or_a_champion_are_reported_not_failed(s3, drift_function):
     model = case("bc-lightgbm")
-    manifest = bundle.publish(s3, BUCKET, "old", model.arrays, model.manifest_fields())
-    bundle.set_champion(s3, BUCKET, "old", manifest["version"], "test")
-    bundle.publish(s3, BUCKET, "candidate", model.arrays, model.manifest_fields())
+    manifest = bundles.publish(s3, BUCKET, "old", model.arrays, model.manifest_fields())
+    bundles.set_champion(s3, BUCKET, "old", manifest["version"], "test")
+    bundles.publish(s3, BUCKET, "candidate", model.arrays, model.manifest_fields())
     result = drift_function({})
     assert [(m["model"], m["status"]) for m in result["models"]] == [("old", "no_reference")]
     assert drift_function({"model": "candidate"})["models"] == [{"model": "candidate", "status": "no_champion"}]
@@ -142,8 +144,8 @@ def test_the_api_captures_its_answered_rows_for_drift(s3, monkeypatch):
     from tests.unit.serving.test_api_handler import event
 
     model = case("penguins-lightgbm")
-    manifest = bundle.publish(s3, BUCKET, "penguins", model.arrays, model.manifest_fields())
-    bundle.set_champion(s3, BUCKET, "penguins", manifest["version"], "test")
+    manifest = bundles.publish(s3, BUCKET, "penguins", model.arrays, model.manifest_fields())
+    bundles.set_champion(s3, BUCKET, "penguins", manifest["version"], "test")
     for name, value in (("MODEL_BUCKET", BUCKET), ("DEFAULT_MODEL", "penguins"), ("CAPTURE_RATE", "1"),
                         ("CAPTURE_FLUSH_ROWS", "5"), ("POWERTOOLS_METRICS_NAMESPACE", "Test")):
         monkeypatch.setenv(name, value)

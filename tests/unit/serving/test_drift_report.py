@@ -6,8 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
-from serving import bundle, drift
-from serving.s3 import S3Reader
+from serving.model import bundle
+from serving.monitoring import drift
+from serving.store import bundles
+from serving.store.s3 import S3Reader
 
 from tests.models import case
 from tests.unit.conftest import BUCKET
@@ -34,9 +36,9 @@ def publish(s3, name="trips", reference=None):
         matrix, answers = training()
         reference = drift.reference(matrix, COLUMNS, answers, "regression", [])
     model = case("bc-lightgbm")
-    manifest = bundle.publish(s3, BUCKET, name, model.arrays, model.manifest_fields(),
+    manifest = bundles.publish(s3, BUCKET, name, model.arrays, model.manifest_fields(),
                               {drift.REFERENCE_FILE: json.dumps(reference).encode()})
-    bundle.set_champion(s3, BUCKET, name, manifest["version"], "test")
+    bundles.set_champion(s3, BUCKET, name, manifest["version"], "test")
     return manifest["version"], reference
 
 
@@ -172,13 +174,13 @@ def test_the_thresholds_come_from_the_environment_else_the_defaults(monkeypatch,
 
 def test_a_version_without_a_reference_is_named_with_the_reason(s3, function):
     model = case("bc-lightgbm")
-    version = bundle.publish(s3, BUCKET, "old", model.arrays, model.manifest_fields())["version"]
-    bundle.set_champion(s3, BUCKET, "old", version, "test")
+    version = bundles.publish(s3, BUCKET, "old", model.arrays, model.manifest_fields())["version"]
+    bundles.set_champion(s3, BUCKET, "old", version, "test")
     # a manifest that lists no files at all (hand-written): the same answer, not a crash
     s3.put_object(Bucket=BUCKET, Key=bundle.version_prefix("bare", 1) + bundle.MANIFEST_FILE,
                   Body=json.dumps({"format_version": 2, "name": "bare", "version": 1, "task": "binary",
                                    "classes": ["no", "yes"]}).encode())
-    bundle.set_champion(s3, BUCKET, "bare", 1, "test")
+    bundles.set_champion(s3, BUCKET, "bare", 1, "test")
     reader = S3Reader.from_env()
     reason = "this version was published without a reference profile"
     assert function.check_model(reader, BUCKET, "old", SINCE, NOW) == {

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 from scipy import special, stats
-from serving import drift
+from serving.monitoring import drift
 
 rng = np.random.default_rng(3)
 

@@ -2,8 +2,10 @@
 
 import numpy as np
 import pytest
-from serving import bundle, ensemble, model_format
-from serving.model_format import MISSING_NAN, MISSING_ZERO
+from serving.model import evaluator as evaluators
+from serving.model import format as model_format
+from serving.model.format import MISSING_NAN, MISSING_ZERO
+from serving.model.predictor import served_predictions
 
 from tests.models import CASES, case
 
@@ -19,7 +21,7 @@ def difference(served, native, task):
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_held_out_rows_are_answered_as_the_native_library_does(name):
     model = case(name)
-    served = bundle.served_predictions(model.arrays, model.matrix)
+    served = served_predictions(model.arrays, model.matrix)
     outputs = 1 if model.task == "regression" else len(model.classes)
     assert served.shape == model.native.shape == (len(model.matrix), outputs)
     assert difference(served, model.native, model.task) <= EXACT
@@ -32,7 +34,7 @@ def test_rows_on_thresholds_borders_nan_and_zero_follow_the_native_rules(name):
     # probes: a feature exactly on a LightGBM threshold, a value float32 rounds onto a
     # CatBoost border, NaN and zeros in many columns, missing categories
     model = case(name)
-    served = bundle.served_predictions(model.arrays, model.probes)
+    served = served_predictions(model.arrays, model.probes)
     assert difference(served, model.native_probes, model.task) <= EXACT
 
 
@@ -68,10 +70,10 @@ def test_the_probes_do_sit_on_the_edges():
 
 def test_lightgbm_models_without_missing_values_or_categories_take_the_plain_comparison_path(monkeypatch):
     # the plain x <= threshold pass is only for models and rows where it gives the same answer
-    plain = ensemble.from_arrays(case("bc-lightgbm").arrays)
-    careful = ensemble.from_arrays(case("penguins-lightgbm").arrays)
+    plain = evaluators.from_arrays(case("bc-lightgbm").arrays)
+    careful = evaluators.from_arrays(case("penguins-lightgbm").arrays)
     assert plain._simple is True and careful._simple is False
-    assert ensemble.from_arrays(case("bc-lightgbm-zero").arrays)._simple is False
+    assert evaluators.from_arrays(case("bc-lightgbm-zero").arrays)._simple is False
 
     def refuse(*args):
         raise AssertionError("the careful path ran")
@@ -90,7 +92,7 @@ def test_float32_rounding_decides_a_catboost_split():
     border = arrays["borders"][t, 0]
     row = model.matrix[:1].copy()
     row[0, arrays["features"][t, 0]] = np.nextafter(np.float64(border), np.inf)
-    evaluator = ensemble.from_arrays(arrays)
+    evaluator = evaluators.from_arrays(arrays)
     assert np.float32(row[0, arrays["features"][t, 0]]) == border
     on_border = evaluator.raw(row)
     row[0, arrays["features"][t, 0]] = np.float64(np.nextafter(border, np.float32(np.inf)))
@@ -101,10 +103,10 @@ def test_float32_rounding_decides_a_catboost_split():
 @pytest.mark.parametrize("name", ["bc-lightgbm", "penguins-catboost", "digits-catboost"])
 def test_many_rows_are_evaluated_in_chunks_with_the_same_answer(name):
     model = case(name)
-    chunk = ensemble.from_arrays(model.arrays).row_chunk
+    chunk = evaluators.from_arrays(model.arrays).row_chunk
     rows = np.concatenate([model.matrix] * (chunk * 3 // len(model.matrix) + 2))
-    many = bundle.served_predictions(model.arrays, rows)
-    one_by_one = np.concatenate([bundle.served_predictions(model.arrays, rows[i:i + 1])
+    many = served_predictions(model.arrays, rows)
+    one_by_one = np.concatenate([served_predictions(model.arrays, rows[i:i + 1])
                                  for i in range(0, len(rows), 97)])
     assert many.shape[0] == len(rows) > 3 * chunk
     assert np.array_equal(many[::97], one_by_one)
@@ -113,7 +115,7 @@ def test_many_rows_are_evaluated_in_chunks_with_the_same_answer(name):
 
 def test_softmax_is_stable_for_large_raw_scores():
     raw = np.array([[1000.0, 999.0, -1000.0], [5.0, 5.0, 5.0]])
-    p = ensemble._link(raw, "softmax")
+    p = evaluators._link(raw, "softmax")
     assert np.isfinite(p).all()
     assert np.allclose(p[0], [1 / (1 + np.exp(-1)), np.exp(-1) / (1 + np.exp(-1)), 0.0])
     assert np.allclose(p[1], [1 / 3] * 3)
@@ -121,13 +123,13 @@ def test_softmax_is_stable_for_large_raw_scores():
 
 def test_links():
     raw = np.array([[0.0], [2.0]])
-    assert np.allclose(ensemble._link(raw, "sigmoid"), [[0.5, 0.5], [1 / (1 + np.exp(2)), 1 / (1 + np.exp(-2))]])
-    assert ensemble._link(raw, "identity") is raw
+    assert np.allclose(evaluators._link(raw, "sigmoid"), [[0.5, 0.5], [1 / (1 + np.exp(2)), 1 / (1 + np.exp(-2))]])
+    assert evaluators._link(raw, "identity") is raw
 
 
 def test_a_lightgbm_multiclass_model_adds_tree_t_to_output_t_mod_k():
     model = case("digits-lightgbm")
-    evaluator = ensemble.from_arrays(model.arrays)
+    evaluator = evaluators.from_arrays(model.arrays)
     raw = evaluator.raw(model.matrix[:5])
     k = evaluator.header.n_outputs
     assert raw.shape == (5, k) == (5, 10)
@@ -139,24 +141,24 @@ def test_a_lightgbm_multiclass_model_adds_tree_t_to_output_t_mod_k():
         end = arrays["roots"][t + 1] if t + 1 < len(arrays["roots"]) else len(leaves)
         tree_of[root:end] = t
     arrays["value"] = np.where(leaves & (tree_of % k == 3), 1.0, 0.0)
-    only3 = ensemble.from_arrays(arrays).raw(model.matrix[:5])
+    only3 = evaluators.from_arrays(arrays).raw(model.matrix[:5])
     assert np.array_equal(only3[:, 3], np.full(5, len(arrays["roots"]) // k))
     assert not only3[:, [0, 1, 2, 4, 5, 6, 7, 8, 9]].any()
 
 
 def test_catboost_scale_and_bias_apply_to_the_leaf_sum():
     model = case("bc-catboost")
-    base = ensemble.from_arrays(model.arrays).raw(model.matrix[:3])
+    base = evaluators.from_arrays(model.arrays).raw(model.matrix[:3])
     scaled = dict(model.arrays, scale=np.array(2 * model.arrays["scale"]),
                   bias=model.arrays["bias"] + np.float64(1.5))
     total = (base - model.arrays["bias"]) / model.arrays["scale"]
-    assert np.allclose(ensemble.from_arrays(scaled).raw(model.matrix[:3]),
+    assert np.allclose(evaluators.from_arrays(scaled).raw(model.matrix[:3]),
                        2 * model.arrays["scale"] * total + model.arrays["bias"] + 1.5)
 
 
 def test_a_categorical_lightgbm_split_sends_listed_codes_left_and_others_right():
     model = case("penguins-lightgbm")
-    evaluator = ensemble.from_arrays(model.arrays)
+    evaluator = evaluators.from_arrays(model.arrays)
     nodes = np.flatnonzero(model.arrays["is_categorical"])
     node = nodes[0]
     width = model.arrays["category_sets"].shape[1]
@@ -169,7 +171,7 @@ def test_a_categorical_lightgbm_split_sends_listed_codes_left_and_others_right()
 
 def test_a_combination_not_seen_in_training_takes_the_ctrs_default():
     model = case("shops-catboost-combinations")
-    evaluator = ensemble.from_arrays(model.arrays)
+    evaluator = evaluators.from_arrays(model.arrays)
     ctrs = evaluator._ctrs
     found = (ctrs.values(model.matrix) != model.arrays["ctr_default"]).any(axis=1)
     row = model.matrix[np.flatnonzero(found)[:1]]  # a row with combinations seen in training
@@ -177,7 +179,7 @@ def test_a_combination_not_seen_in_training_takes_the_ctrs_default():
     # empty the tables: every combination is now unseen, every CTR its default
     emptied = dict(model.arrays, ctr_keys=model.arrays["ctr_keys"][:0], ctr_values=model.arrays["ctr_values"][:0],
                    ctr_offset=np.zeros_like(model.arrays["ctr_offset"]))
-    unseen = ensemble.from_arrays(emptied)._ctrs.values(row)[0]
+    unseen = evaluators.from_arrays(emptied)._ctrs.values(row)[0]
     assert unseen.tolist() == model.arrays["ctr_default"].tolist()
     assert unseen.dtype == np.float32 and not np.array_equal(seen, unseen)
 
@@ -190,7 +192,7 @@ def test_a_missing_category_hashes_as_catboosts_missing_category():
     rows = np.repeat(model.matrix[:1], 2, axis=0)
     rows[0, shop] = np.nan
     rows[1, shop] = len(schema[shop]["categories"])  # the code after the last category: the missing one
-    ctrs = ensemble.from_arrays(model.arrays)._ctrs
+    ctrs = evaluators.from_arrays(model.arrays)._ctrs
     values = ctrs.values(rows)
     assert np.array_equal(values[0], values[1])
     assert offsets[shop + 1] - offsets[shop] == len(schema[shop]["categories"]) + 1
@@ -248,7 +250,7 @@ def test_ctr_elements_hash_categories_float_splits_and_one_hot_tests_with_missin
         # column 1 is category 0: 1 or 0; a missing category is not category 0
         sorted_table([(catboost_hash([1]), 0.375), (catboost_hash([0]), 0.625)], 0.5),
     ]
-    evaluator = ensemble.from_arrays(hand_made_ctrs(tables))
+    evaluator = evaluators.from_arrays(hand_made_ctrs(tables))
     rows = np.array([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [np.nan, np.nan, np.nan]])
     values = evaluator._ctrs.values(rows)
     assert values.dtype == np.float32
@@ -262,9 +264,9 @@ def test_a_hash_beyond_every_key_of_a_table_takes_the_default():
     above = 1 if catboost_hash([1]) == high else 0  # the value of x0 > 0.5 whose hash is the larger
     rows = np.array([[1.0 if above else 0.0, 0, 0], [0.0 if above else 1.0, 0, 0]])  # the larger hash, the smaller
     tables = [([], [], 0.5), ([], [], 0.5), ([], [], 0.5)]
-    one_key = ensemble.from_arrays(hand_made_ctrs([*tables, ([low], [0.25], 0.125)]))._ctrs
+    one_key = evaluators.from_arrays(hand_made_ctrs([*tables, ([low], [0.25], 0.125)]))._ctrs
     assert one_key.values(rows)[:, 3].tolist() == [0.125, 0.25]
-    none = ensemble.from_arrays(hand_made_ctrs([*tables, ([], [], 0.875)]))._ctrs
+    none = evaluators.from_arrays(hand_made_ctrs([*tables, ([], [], 0.875)]))._ctrs
     assert none.values(rows).tolist() == [[0.5, 0.5, 0.5, 0.875]] * 2
 
 
@@ -280,7 +282,7 @@ def test_an_oblivious_trees_leaf_index_has_one_bit_per_level_at_any_catboost_dep
                 equal_code=np.zeros((1, depth), arrays["equal_code"].dtype),
                 leaf_values=np.arange(2.0**depth).reshape(1, -1, 1),
                 leaf_weights=np.ones((1, 2**depth), arrays["leaf_weights"].dtype))
-    evaluator = ensemble.from_arrays(deep)
+    evaluator = evaluators.from_arrays(deep)
     rng = np.random.default_rng(depth)
     X = rng.choice([-1.0, 1.0], size=(50, arrays["features"].max() + 1))
     expected = sum((X[:, features[0, level]] > 0).astype(int) << level for level in range(depth))
@@ -301,7 +303,7 @@ def test_oblivious_trees_sharing_tests_and_trees_of_one_leaf_are_evaluated_test_
     leaves = np.arange(16.0).reshape(4, 4, 1) * 10.0 ** np.arange(4)[:, None, None]
     arrays.update(features=features, borders=borders, nan_goes_right=nan_right, is_equal=is_equal,
                   equal_code=code, leaf_values=leaves, leaf_weights=np.ones((4, 4)))
-    evaluator = ensemble.from_arrays(arrays)
+    evaluator = evaluators.from_arrays(arrays)
     X = np.zeros((5, arrays["n_features"]))
     X[:, :2] = [[0.0, 0.0], [1.0, 0.0], [nan, 1.0], [2.0, nan], [0.5, 2.0]]
     assert evaluator.leaf_index(X).tolist() == [
@@ -312,7 +314,7 @@ def test_oblivious_trees_sharing_tests_and_trees_of_one_leaf_are_evaluated_test_
     stumps = dict(arrays, **{name: arrays[name][:, :0] for name in
                              ("features", "borders", "nan_goes_right", "is_equal", "equal_code")},
                   leaf_values=leaves[:, :1], leaf_weights=np.ones((4, 1)))
-    assert ensemble.from_arrays(stumps).raw(X)[:, 0].tolist() == [leaves[:, 0, 0].sum()] * 5
+    assert evaluators.from_arrays(stumps).raw(X)[:, 0].tolist() == [leaves[:, 0, 0].sum()] * 5
 
 
 def test_lightgbm_pairs_leave_the_walk_at_their_leaf_whatever_the_depth():
@@ -325,7 +327,7 @@ def test_lightgbm_pairs_leave_the_walk_at_their_leaf_whatever_the_depth():
     roots[::3] = leaves[: len(roots[::3])]  # every third tree is one leaf
     arrays["roots"] = roots
     X = case("bc-lightgbm").matrix[:150]
-    X = np.where(np.abs(X) <= ensemble.K_ZERO_THRESHOLD, 0.0, X)
+    X = np.where(np.abs(X) <= evaluators.K_ZERO_THRESHOLD, 0.0, X)
 
     def walked(row):
         total = 0.0
@@ -336,7 +338,7 @@ def test_lightgbm_pairs_leave_the_walk_at_their_leaf_whatever_the_depth():
             total += arrays["value"][node]
         return total
 
-    evaluator = ensemble.from_arrays(arrays)
+    evaluator = evaluators.from_arrays(arrays)
     assert evaluator._simple  # no missing values routed: the plain walk above is LightGBM's rule
     expected = np.array([walked(row) for row in X])
     assert np.allclose(evaluator.raw(X)[:, 0], expected, rtol=0, atol=1e-12)
@@ -346,4 +348,4 @@ def test_lightgbm_pairs_leave_the_walk_at_their_leaf_whatever_the_depth():
 @pytest.mark.parametrize("name", ["bc-catboost", "digits-catboost", "bc-lightgbm", "penguins-catboost"])
 def test_no_rows_give_no_answers_of_the_right_width(name):
     model = case(name)
-    assert ensemble.from_arrays(model.arrays).predict(model.matrix[:0]).shape == (0, model.native.shape[1])
+    assert evaluators.from_arrays(model.arrays).predict(model.matrix[:0]).shape == (0, model.native.shape[1])

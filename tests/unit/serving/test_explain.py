@@ -11,7 +11,9 @@ import warnings
 
 import numpy as np
 import pytest
-from serving import bundle, ensemble, explain
+from serving.model import evaluator as evaluators
+from serving.model import explain
+from serving.model.predictor import served_explanations
 
 from tests.models import CASES, case
 
@@ -28,17 +30,17 @@ def _difference(served: np.ndarray, native: np.ndarray, task: str) -> float:
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_contributions_equal_the_native_shap_values(name):
     model = case(name)
-    served = bundle.served_explanations(model.arrays, model.matrix)
+    served = served_explanations(model.arrays, model.matrix)
     assert served.shape == model.native_shap.shape
     assert _difference(served, model.native_shap, model.task) <= EXACT
-    probes = bundle.served_explanations(model.arrays, model.probes)
+    probes = served_explanations(model.arrays, model.probes)
     assert _difference(probes, model.native_probes_shap, model.task) <= EXACT
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_contributions_and_the_expected_value_add_up_to_the_raw_score(name):
     model = case(name)
-    evaluator = ensemble.from_arrays(model.arrays)
+    evaluator = evaluators.from_arrays(model.arrays)
     rows = np.vstack([model.matrix, model.probes])
     shap = explain.explainer(evaluator, model.arrays).contributions(rows)
     assert _difference(shap.sum(axis=2), evaluator.raw(rows), model.task) <= EXACT
@@ -82,7 +84,7 @@ def test_long_paths_use_the_libraries_own_recurrence_with_the_same_result(name, 
     # TreeSHAP's EXTEND/UNWIND recurrence instead of a 2**u table: forced here for every leaf
     model = case(name)
     monkeypatch.setattr(explain, "TABLE_MAX_U", 0)
-    shap = explain.explainer(ensemble.from_arrays(model.arrays), model.arrays)
+    shap = explain.explainer(evaluators.from_arrays(model.arrays), model.arrays)
     assert all(group.r_base is None for group in shap.groups)
     rows = np.vstack([model.matrix, model.probes])
     native = np.concatenate([model.native_shap, model.native_probes_shap])
@@ -132,7 +134,7 @@ def test_feature_classes_of_a_model_without_ctrs_are_its_columns_and_a_spare():
 
 
 def _check_catboost(arrays: dict, model) -> explain.CatBoostShap:
-    evaluator = ensemble.from_arrays(arrays)
+    evaluator = evaluators.from_arrays(arrays)
     shap = explain.explainer(evaluator, arrays)
     rows = np.vstack([model.matrix, model.probes])
     out = shap.contributions(rows)
@@ -179,7 +181,7 @@ def test_catboost_contributions_follow_the_models_scale():
     scaled = dict(model.arrays)
     scaled["scale"] = np.asarray(2.5)
     rows = np.vstack([model.matrix, model.probes])
-    plain = explain.explainer(ensemble.from_arrays(model.arrays), model.arrays).contributions(rows)
+    plain = explain.explainer(evaluators.from_arrays(model.arrays), model.arrays).contributions(rows)
     shap = _check_catboost(scaled, model).contributions(rows)
     assert np.abs(shap[:, :, :-1] - 2.5 * plain[:, :, :-1]).max() <= EXACT
 
@@ -203,7 +205,7 @@ def test_empty_catboost_branches_raise_no_numpy_warnings():
     assert (model.arrays["leaf_weights"] == 0).any()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        shap = explain.explainer(ensemble.from_arrays(model.arrays), model.arrays)
+        shap = explain.explainer(evaluators.from_arrays(model.arrays), model.arrays)
         shap.contributions(model.matrix)
 
 
@@ -214,11 +216,11 @@ def test_a_one_leaf_lightgbm_tree_adds_its_value_to_the_expected_value():
         root = int(arrays["roots"][t])
         arrays["left"][root] = arrays["right"][root] = root
         arrays["value"][root] = 0.25 * t
-    evaluator = ensemble.from_arrays(arrays)
+    evaluator = evaluators.from_arrays(arrays)
     rows = np.vstack([model.matrix, model.probes])
     shap = explain.explainer(evaluator, arrays).contributions(rows)
     assert _difference(shap.sum(axis=2), evaluator.raw(rows), model.task) <= EXACT
-    plain = explain.explainer(ensemble.from_arrays(model.arrays), model.arrays).contributions(rows)
+    plain = explain.explainer(evaluators.from_arrays(model.arrays), model.arrays).contributions(rows)
     assert np.abs(shap[:, :, :-1] - plain[:, :, :-1]).max() > 1e-3  # the two trees' credit is gone
 
 
@@ -226,7 +228,7 @@ def test_a_one_leaf_lightgbm_tree_adds_its_value_to_the_expected_value():
 def test_paths_longer_than_the_table_limit_and_only_those_use_the_recurrence(limit, monkeypatch):
     model = case("penguins-lightgbm")
     monkeypatch.setattr(explain, "TABLE_MAX_U", limit)
-    shap = explain.explainer(ensemble.from_arrays(model.arrays), model.arrays)
+    shap = explain.explainer(evaluators.from_arrays(model.arrays), model.arrays)
     assert {group.u for group in shap.groups} >= {limit, limit + 1} - {0}
     for group in shap.groups:
         assert (group.r_base is None) == (group.u > limit), group.u

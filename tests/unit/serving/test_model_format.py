@@ -2,8 +2,9 @@
 
 import numpy as np
 import pytest
-from serving import ensemble, model_format
-from serving.model_format import FormatError
+from serving.model import evaluator
+from serving.model import format as model_format
+from serving.model.format import FormatError
 
 from tests.models import case
 
@@ -178,9 +179,9 @@ def test_max_depth_must_bring_every_row_to_a_leaf():
 def test_the_evaluator_is_built_only_from_arrays_that_satisfy_the_declaration():
     arrays = nodes()
     with pytest.raises(FormatError, match="missing_type"):
-        ensemble.from_arrays({**arrays, "missing_type": arrays["missing_type"].astype(np.int64)})
-    assert isinstance(ensemble.from_arrays(arrays), ensemble.NodeEnsemble)
-    assert isinstance(ensemble.from_arrays(oblivious()), ensemble.ObliviousEnsemble)
+        evaluator.from_arrays({**arrays, "missing_type": arrays["missing_type"].astype(np.int64)})
+    assert isinstance(evaluator.from_arrays(arrays), evaluator.NodeEnsemble)
+    assert isinstance(evaluator.from_arrays(oblivious()), evaluator.ObliviousEnsemble)
 
 
 NO_CTRS = {"cat_hash_offset": [0, 0], "cat_hashes": [], "element_projection": [], "element_kind": [],
@@ -207,7 +208,7 @@ def test_the_smallest_model_one_tree_on_one_feature_is_valid_and_evaluated(layou
     arrays = tiny(layout)
     header = model_format.check(arrays)
     assert (header.n_features, header.n_outputs) == (1, 1)
-    raw = ensemble.from_arrays(arrays).raw(np.array([[0.0], [0.5], [1.0]]))
+    raw = evaluator.from_arrays(arrays).raw(np.array([[0.0], [0.5], [1.0]]))
     expected = [[-1.0], [-1.0], [1.0]] if layout == "oblivious" else [[-1.0], [-1.0], [1.0]]
     assert raw.tolist() == expected
 
@@ -255,7 +256,7 @@ def test_nodes_no_tree_reaches_are_never_evaluated_and_do_not_matter():
         grown[name] = np.concatenate([arrays[name], np.asarray(values, arrays[name].dtype)])
     assert model_format.check(grown).n_features == 1
     rows = np.array([[0.0], [1.0]])
-    assert ensemble.from_arrays(grown).raw(rows).tolist() == ensemble.from_arrays(arrays).raw(rows).tolist()
+    assert evaluator.from_arrays(grown).raw(rows).tolist() == evaluator.from_arrays(arrays).raw(rows).tolist()
 
 
 def test_lightgbm_reads_values_within_its_zero_threshold_as_zero():
@@ -264,10 +265,10 @@ def test_lightgbm_reads_values_within_its_zero_threshold_as_zero():
     kzero = float(np.float32(1e-35))
     arrays = {**tiny("nodes"), "threshold": np.array([-kzero, 0.0, 0.0])}
     rows = np.array([[-kzero], [kzero], [np.nextafter(-kzero, -1)], [-1.0], [0.0]])
-    assert ensemble.from_arrays(arrays).raw(rows)[:, 0].tolist() == [1.0, 1.0, -1.0, -1.0, 1.0]
+    assert evaluator.from_arrays(arrays).raw(rows)[:, 0].tolist() == [1.0, 1.0, -1.0, -1.0, 1.0]
     zero_missing = {**arrays, "missing_type": np.array([1, 0, 0], np.int8), "default_left": np.array([True, False, False])}
-    assert ensemble.from_arrays(zero_missing).raw(rows)[:, 0].tolist() == [-1.0, -1.0, -1.0, -1.0, -1.0]
-    assert ensemble.from_arrays(zero_missing).raw(np.array([[3.0]]))[:, 0].tolist() == [1.0]
+    assert evaluator.from_arrays(zero_missing).raw(rows)[:, 0].tolist() == [-1.0, -1.0, -1.0, -1.0, -1.0]
+    assert evaluator.from_arrays(zero_missing).raw(np.array([[3.0]]))[:, 0].tolist() == [1.0]
 
 
 def ctr_model():

@@ -2,7 +2,7 @@
 
 import pytest
 from openapi_spec_validator import validate
-from serving import openapi
+from serving.api import openapi
 
 from tests.models import case
 

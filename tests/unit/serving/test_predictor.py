@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-from serving import bundle
-from serving.predictor import Predictor
+from serving.model import bundle
+from serving.model.predictor import Predictor, served_predictions
 
 from tests.models import case
 
@@ -43,7 +43,7 @@ def test_a_regression_model_answers_the_value():
     arrays = {**model.arrays, "task": np.array("regression"), "link": np.array("identity")}
     p = predictor("bc-catboost", arrays=arrays, classes=[], target="y")
     answer = p.predict({"instances": model.instances[:3]}, max_rows=10)
-    raw = bundle.served_predictions(arrays, model.matrix[:3])[:, 0]
+    raw = served_predictions(arrays, model.matrix[:3])[:, 0]
     assert answer["predictions"] == [{"prediction": v} for v in raw.tolist()]
     assert p.describe()["task"] == "regression" and p.describe()["target"] == "y"
 

@@ -1,9 +1,10 @@
 """Many models behind one API: a champion cache per model, a bounded number kept, names checked first."""
 
 import pytest
-from serving import bundle
-from serving.registry import NEGATIVE_NAMES, ModelRegistry, UnknownModel
-from serving.s3 import S3Reader
+from serving.model import bundle
+from serving.store import bundles
+from serving.store.registry import NEGATIVE_NAMES, ModelRegistry, UnknownModel
+from serving.store.s3 import S3Reader
 
 from tests.models import case
 from tests.unit.conftest import BUCKET
@@ -47,9 +48,9 @@ def registry(s3):
 
 def publish(s3, name, case_name="bc-lightgbm", promote=True):
     model = case(case_name)
-    manifest = bundle.publish(s3, BUCKET, name, model.arrays, model.manifest_fields())
+    manifest = bundles.publish(s3, BUCKET, name, model.arrays, model.manifest_fields())
     if promote:
-        bundle.set_champion(s3, BUCKET, name, manifest["version"], "test")
+        bundles.set_champion(s3, BUCKET, name, manifest["version"], "test")
 
 
 @pytest.mark.parametrize("name", ["../models/x", "a/b", "A", "", "x" * 65, "a..b"])
@@ -137,7 +138,7 @@ def test_the_listing_is_read_once_per_interval(registry, s3):
 def test_load_failures_of_every_model_are_reported(registry, s3):
     publish(s3, "a", promote=False)
     s3.put_object(Bucket=BUCKET, Key=bundle.version_prefix("a", 1) + "model.npz", Body=b"x")
-    bundle.set_champion(s3, BUCKET, "a", 1, "bad")
+    bundles.set_champion(s3, BUCKET, "a", 1, "bad")
     assert registry.champion("a").current() is None
     assert [f.version for f in registry.failures] == [1]
 

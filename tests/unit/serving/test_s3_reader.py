@@ -9,8 +9,15 @@ import pytest
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from serving import bundle
-from serving.s3 import EMPTY_SHA256, ConfigurationError, S3Error, S3Reader, error_status, signing_headers
+from serving.store import bundles
+from serving.store.s3 import (
+    EMPTY_SHA256,
+    ConfigurationError,
+    S3Error,
+    S3Reader,
+    error_status,
+    signing_headers,
+)
 
 from tests.unit.conftest import BUCKET
 
@@ -202,7 +209,7 @@ def test_a_connection_the_server_dropped_is_reopened_and_the_call_made_once_more
 
 def test_a_connection_idle_longer_than_s3_keeps_one_is_not_tried_again(keep_alive_s3, monkeypatch):
     # S3 drops idle connections after ~20 s, sometimes without a word: waiting on one would hang
-    import serving.s3 as s3_module
+    import serving.store.s3 as s3_module
 
     endpoint, recorder = keep_alive_s3
     recorder.answers = [(200, {}, b"a"), (200, {}, b"b"), (200, {}, b"c")]
@@ -270,7 +277,7 @@ def test_a_missing_key_is_a_404_no_such_key(s3):
         S3Reader.from_env().get_object(Bucket=BUCKET, Key="models/none.json")
     assert caught.value.response["Error"]["Code"] == "NoSuchKey"
     assert error_status(caught.value) == 404
-    assert bundle.read_champion(S3Reader.from_env(), BUCKET, "none") is None
+    assert bundles.read_champion(S3Reader.from_env(), BUCKET, "none") is None
 
 
 def test_the_status_of_boto3_errors_and_of_others(s3):

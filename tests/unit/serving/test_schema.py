@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from serving import schema as S
-from serving.schema import FeatureSchema, RequestError
+from serving.model import features as S
+from serving.model.features import FeatureSchema, RequestError
 
 SCHEMA = [
     {"name": "size", "type": "numeric", "nullable": False, "min": 0, "max": 10},

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from serving import bundle
+from serving.model.predictor import served_predictions
 
 from training import data as D
 from training import families
@@ -116,7 +116,9 @@ def test_the_served_form_equals_the_native_model_on_any_small_table(table, model
     for column in unseen.columns[: max(1, len(unseen.columns) // 2)]:  # shuffle some columns apart
         unseen[column] = unseen[column].sample(frac=1.0, random_state=2).to_numpy()
     for rows in (X, unseen, on_split_points(arrays, X, schema)):
-        served = bundle.served_predictions(arrays, D.to_matrix(rows, schema))
+        if rows.empty:  # a model of constant trees has no split point to set a row on
+            continue
+        served = served_predictions(arrays, D.to_matrix(rows, schema))
         native = fitted.predict(rows, schema)
         gap = np.abs(served - native)
         if task == "regression":

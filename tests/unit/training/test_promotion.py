@@ -1,7 +1,8 @@
 """Promotion by hand, rollback and the history of champions."""
 
 import pytest
-from serving import bundle
+from serving.model import bundle
+from serving.store import bundles
 
 from tests.unit.conftest import BUCKET, trained
 from training import promotion
@@ -9,7 +10,7 @@ from training import promotion
 
 def publish(s3, name="bc"):
     model = trained()
-    return bundle.publish(s3, BUCKET, name, model.arrays, model.manifest_fields(), {"model.txt": b"native"})
+    return bundles.publish(s3, BUCKET, name, model.arrays, model.manifest_fields(), {"model.txt": b"native"})
 
 
 def test_promotion_history_is_kept_and_rollback_restores_the_previous_champion(s3):
@@ -17,10 +18,10 @@ def test_promotion_history_is_kept_and_rollback_restores_the_previous_champion(s
     publish(s3)
     promotion.promote(s3, BUCKET, "bc", 1, "first")
     promotion.promote(s3, BUCKET, "bc", 2, "better")
-    assert bundle.read_champion(s3, BUCKET, "bc")["version"] == 2
+    assert bundles.read_champion(s3, BUCKET, "bc")["version"] == 2
     pointer = promotion.rollback(s3, BUCKET, "bc")
     assert pointer["version"] == 1
-    assert bundle.read_champion(s3, BUCKET, "bc")["version"] == 1
+    assert bundles.read_champion(s3, BUCKET, "bc")["version"] == 1
     assert [h["version"] for h in promotion.history(s3, BUCKET, "bc")] == [1, 2, 1]
     # every earlier pointer is still in the versioned bucket
     versions = s3.list_object_versions(Bucket=BUCKET, Prefix=bundle.champion_key("bc"))["Versions"]

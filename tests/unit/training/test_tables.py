@@ -7,8 +7,8 @@ publish to moto's S3, gate); what is served is then compared with the native mod
 import numpy as np
 import pandas as pd
 import pytest
-from serving import bundle
-from serving.predictor import Predictor
+from serving.model.predictor import Predictor
+from serving.store import bundles
 
 from tests.native import native_predictions
 from tests.unit.conftest import BUCKET
@@ -48,7 +48,7 @@ def houses(n=400, seed=3):
 
 
 def served_against_native(s3, name, X):
-    champion = bundle.load_champion(s3, BUCKET, name)
+    champion = bundles.load_champion(s3, BUCKET, name)
     predictor = Predictor(champion, unknown_category="reject")
     served = predictor.predict_matrix(D.to_matrix(X, champion.feature_schema))
     native = native_predictions(champion, s3, BUCKET, X)
@@ -94,7 +94,7 @@ def test_a_categorical_of_more_than_1000_values_is_served_exactly_by_both_famili
         champion, served, native = served_against_native(s3, name, frame.drop(columns=["fraud"]).iloc[:300])
         assert len(champion.feature_schema[0]["categories"]) > 1000
         assert np.max(np.abs(served - native)) <= 1e-9
-    catboost = bundle.load_champion(s3, BUCKET, "merchants-catboost")
+    catboost = bundles.load_champion(s3, BUCKET, "merchants-catboost")
     assert catboost.arrays["ctr_projection"].size > 0  # served through CatBoost's target statistics
 
 

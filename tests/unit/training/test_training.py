@@ -2,7 +2,7 @@
 
 import pandas as pd
 import pytest
-from serving import bundle
+from serving.store import bundles
 
 from tests.unit.conftest import BUCKET, trained
 from training import config as C
@@ -85,8 +85,8 @@ def test_the_same_config_and_data_give_the_same_model(tmp_path):
 
 def test_a_worse_challenger_is_not_promoted_and_a_better_one_is(s3):
     good, bad = trained(rounds=60), trained(rounds=1)
-    manifest = bundle.publish(s3, BUCKET, "bc", good.arrays, good.manifest_fields())
-    bundle.set_champion(s3, BUCKET, "bc", manifest["version"], "first")
+    manifest = bundles.publish(s3, BUCKET, "bc", good.arrays, good.manifest_fields())
+    bundles.set_champion(s3, BUCKET, "bc", manifest["version"], "first")
     from training import evaluate
 
     def decide(challenger, margin=0.0):
@@ -100,14 +100,14 @@ def test_a_worse_challenger_is_not_promoted_and_a_better_one_is(s3):
     assert "does not beat" in worse.reason
     # the same model is not better than itself, and a margin makes the bar higher
     assert decide(good).promote is False
-    assert bundle.read_champion(s3, BUCKET, "bc")["version"] == 1
+    assert bundles.read_champion(s3, BUCKET, "bc")["version"] == 1
 
 
 def test_a_better_challenger_is_promoted_and_rollback_restores_the_old_champion(s3):
     weak, strong = trained(rounds=1), trained(rounds=60)
-    first = bundle.publish(s3, BUCKET, "bc", weak.arrays, weak.manifest_fields())
-    bundle.set_champion(s3, BUCKET, "bc", first["version"], "first")
-    second = bundle.publish(s3, BUCKET, "bc", strong.arrays, strong.manifest_fields())
+    first = bundles.publish(s3, BUCKET, "bc", weak.arrays, weak.manifest_fields())
+    bundles.set_champion(s3, BUCKET, "bc", first["version"], "first")
+    second = bundles.publish(s3, BUCKET, "bc", strong.arrays, strong.manifest_fields())
     from training import evaluate
 
     score = evaluate.score("log_loss", strong.y_test, strong.native, strong.classes)
@@ -115,15 +115,15 @@ def test_a_better_challenger_is_promoted_and_rollback_restores_the_old_champion(
     assert decision.promote is True
     assert decision.champion_score > decision.challenger_score + 0.01
     promotion.promote(s3, BUCKET, "bc", second["version"], decision.reason)
-    assert bundle.read_champion(s3, BUCKET, "bc")["version"] == 2
+    assert bundles.read_champion(s3, BUCKET, "bc")["version"] == 2
     promotion.rollback(s3, BUCKET, "bc")
-    assert bundle.read_champion(s3, BUCKET, "bc")["version"] == 1
+    assert bundles.read_champion(s3, BUCKET, "bc")["version"] == 1
 
 
 def test_a_champion_with_other_features_is_not_replaced_automatically(s3):
     champion = trained("breast_cancer")
-    manifest = bundle.publish(s3, BUCKET, "bc", champion.arrays, champion.manifest_fields())
-    bundle.set_champion(s3, BUCKET, "bc", manifest["version"], "first")
+    manifest = bundles.publish(s3, BUCKET, "bc", champion.arrays, champion.manifest_fields())
+    bundles.set_champion(s3, BUCKET, "bc", manifest["version"], "first")
     other = trained("digits")
     decision = promotion.decide(s3, BUCKET, "bc", "f1_macro", 0.0, 0.99, other.X_test, other.y_test, "multiclass")
     assert decision.promote is False
@@ -159,5 +159,5 @@ def test_published_bundles_are_registered_and_the_alias_follows_the_champion(s3,
     assert client.get_model_version_by_alias("bc", "champion").tags["bundle_version"] == "2"
     promotion.rollback(s3, BUCKET, "bc")
     tracking.mirror_champion("bc", 1)
-    assert bundle.read_champion(s3, BUCKET, "bc")["version"] == 1
+    assert bundles.read_champion(s3, BUCKET, "bc")["version"] == 1
     assert client.get_model_version_by_alias("bc", "champion").tags["bundle_version"] == "1"

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from serving import bundle
+from serving.model import bundle
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ MAX_ERRORS = 100
 TYPED_DECODE_BYTES = 16384
 SHOWN_CATEGORIES = 20  # an error lists this many of a feature's categories
 _EPOCH = datetime(1970, 1, 1)
+FEATURE_TYPES = ("numeric", "categorical", "boolean", "datetime")  # what a feature_schema entry may be
 # What a date or timestamp becomes, part by part (a timestamp with an offset is read in UTC).
 DATETIME_PARTS = {
     "year": lambda t: t.year,
@@ -90,10 +91,10 @@ class FeatureSchema:
     unknown_category: str = "reject"  # or "missing": treat as a missing value
 
     def __post_init__(self):
-        if not self.features:  # (a bundle with none is refused before this: see serving.bundle)
+        if not self.features:  # (a bundle with none is refused before this: see serving.model.bundle)
             raise ValueError("a schema needs at least one feature")
         for feature in self.features:
-            if feature.get("type") not in _TYPES:
+            if feature.get("type") not in FEATURE_TYPES:
                 raise ValueError(f"feature {feature.get('name')!r}: unsupported type {feature.get('type')!r}")
         lookups = {
             f["name"]: {value: code for code, value in enumerate(f.get("categories") or [])}
@@ -323,8 +324,6 @@ class _TypedDecoder:
                 return None
         return rows if 0 < len(rows) <= max_rows else None
 
-
-_TYPES = ("numeric", "categorical", "boolean", "datetime")
 
 
 class _Absent:

@@ -23,8 +23,9 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from serving import bundle
-from serving.champion import ChampionCache, LoadFailure
+from serving.model import bundle
+from serving.store import bundles
+from serving.store.champion import ChampionCache, LoadFailure
 
 NEGATIVE_NAMES = 256  # unknown names remembered between checks
 
@@ -97,8 +98,8 @@ class ModelRegistry:
         found_absent = self._unknown.get(name)
         if found_absent is not None and now - found_absent < self.refresh_seconds:
             raise UnknownModel(name)
-        pointer = bundle.read_champion_and_etag(self.s3, self.bucket, name)
-        if pointer[0] is None and not bundle.has_versions(self.s3, self.bucket, name):
+        pointer = bundles.read_champion_and_etag(self.s3, self.bucket, name)
+        if pointer[0] is None and not bundles.has_versions(self.s3, self.bucket, name):
             self._unknown[name] = now
             self._unknown.move_to_end(name)
             while len(self._unknown) > NEGATIVE_NAMES:
@@ -111,5 +112,5 @@ class ModelRegistry:
         """Every model with a champion: name, version, task, classes or target, held-out metrics."""
         now = self.clock()
         if self._listing is None or now - self._listing[0] >= self.refresh_seconds:
-            self._listing = (now, bundle.list_champions(self.s3, self.bucket))
+            self._listing = (now, bundles.list_champions(self.s3, self.bucket))
         return self._listing[1]

@@ -40,8 +40,8 @@ from typing import IO, Any
 import numpy as np
 import orjson
 
-from serving.predictor import Predictor
-from serving.schema import RequestError
+from serving.model.features import RequestError
+from serving.model.predictor import Predictor
 
 CHUNK_ROWS = 5000
 ID_FIELD = "id"

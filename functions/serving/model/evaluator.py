@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from serving import model_format
-from serving.model_format import (
+from serving.model import format as model_format
+from serving.model.format import (
     ELEMENT_CATEGORY,
     ELEMENT_FLOAT_SPLIT,
     MAGIC,

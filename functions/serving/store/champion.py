@@ -17,9 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from serving import bundle
-from serving.predictor import Predictor
-from serving.s3 import error_status
+from serving.model import bundle
+from serving.model.predictor import Predictor
+from serving.store import bundles
+from serving.store.s3 import error_status
 
 LOG = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ class ChampionCache:
         if etag is not None and etag == self.refused_pointer:
             return
         try:
-            loaded = bundle.load(self.s3, self.bucket, self.name, version, pointer.get("manifest_sha256"))
+            loaded = bundles.load(self.s3, self.bucket, self.name, version, pointer.get("manifest_sha256"))
             predictor = Predictor(loaded, unknown_category=self.unknown_category)
         except Exception as error:
             self.refused_pointer = etag

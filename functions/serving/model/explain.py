@@ -50,8 +50,8 @@ from math import factorial
 
 import numpy as np
 
-from serving.ensemble import Ensemble, NodeEnsemble, ObliviousEnsemble
-from serving.model_format import ELEMENT_CATEGORY
+from serving.model.evaluator import Ensemble, NodeEnsemble, ObliviousEnsemble
+from serving.model.format import ELEMENT_CATEGORY
 
 TABLE_MAX_U = 12  # leaves with more distinct features on their path use the recurrence (2**u tables)
 CHUNK_ELEMENTS = 1 << 22  # bounds the (trees, leaves, leaves) work arrays of a CatBoost precomputation

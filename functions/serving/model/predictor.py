@@ -7,15 +7,15 @@ from typing import Any
 
 import numpy as np
 
-from serving import ensemble, explain
-from serving.bundle import Bundle, BundleError
-from serving.schema import FeatureSchema
+from serving.model import evaluator, explain
+from serving.model.bundle import Bundle, BundleError
+from serving.model.features import FeatureSchema
 
 
 class Predictor:
     def __init__(self, bundle: Bundle, *, unknown_category: str) -> None:
         self.bundle = bundle
-        self.ensemble = ensemble.from_arrays(bundle.arrays)
+        self.ensemble = evaluator.from_arrays(bundle.arrays)
         self.schema = FeatureSchema(bundle.feature_schema, unknown_category=unknown_category)
         if self.schema.width != self.ensemble.n_features:
             raise BundleError(f"the model reads {self.ensemble.n_features} features but its schema "
@@ -101,3 +101,14 @@ class Predictor:
         keys = ("name", "version", "created_at", "framework", "feature_schema", "classes",
                 "target", "metrics", "hyperparameters", "lineage", "examples", "exactness")
         return {key: m[key] for key in keys if key in m} | {"task": self.task}
+
+
+def served_predictions(arrays: dict[str, np.ndarray], X: np.ndarray) -> np.ndarray:
+    """What the served form answers for rows X: class probabilities, or values (n, 1)."""
+    return evaluator.from_arrays(arrays).predict(np.asarray(X))
+
+
+def served_explanations(arrays: dict[str, np.ndarray], X: np.ndarray) -> np.ndarray:
+    """The served SHAP contributions for rows X: (n, outputs, n_features + 1), the expected value last."""
+    X = np.asarray(X, np.float64)
+    return explain.explainer(evaluator.from_arrays(arrays), arrays).contributions(X)
