@@ -1,17 +1,19 @@
 """The functions' configuration, read from the environment once per container.
 
-Checked when the container starts: a missing bucket or a value that is not a
-number fails the init with the variable's name, instead of a confusing error on
-the first request.
+This is the one module that reads the environment. Checked when the container
+starts: a missing bucket or a value that is not a number fails the init with
+the variable's name, instead of a confusing error on the first request.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from serving.model.bundle import check_name
+from serving.monitoring.drift import DEFAULT_THRESHOLDS
 
 LAMBDA_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024  # Lambda's synchronous request limit
 
@@ -36,9 +38,14 @@ class Settings:
     tracing: bool = False
     batch_part_megabytes: float = 64.0  # the size of a batch file's parts (each scored by one worker)
     batch_concurrency: int = 10  # parts of one file scored at once
+    drift_psi: float = DEFAULT_THRESHOLDS["psi"]  # a feature drifted when its PSI is at least this...
+    drift_p_value: float = DEFAULT_THRESHOLDS["p_value"]  # ...or its test's p-value is below this
+    drift_min_rows: int = DEFAULT_THRESHOLDS["min_rows"]  # fewer captured rows: too few to judge
+    drift_window_hours: float = 24.0  # a scheduled check reads the rows captured in this window
+    in_lambda: bool = False  # running in a Lambda container (not a test or a tool importing the code)
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         bucket = env.get("MODEL_BUCKET", "").strip()
         if not bucket:
@@ -72,6 +79,41 @@ class Settings:
             unknown_category=policy,
             allowed_origin=origin,
             tracing=env.get("POWERTOOLS_TRACE_DISABLED", "true").lower() == "false",
+            drift_psi=_number(env, "DRIFT_PSI", cls.drift_psi, float, minimum=0),
+            drift_p_value=_number(env, "DRIFT_P_VALUE", cls.drift_p_value, float, minimum=0, maximum=1),
+            drift_min_rows=_number(env, "DRIFT_MIN_ROWS", cls.drift_min_rows, int, minimum=1),
+            drift_window_hours=_number(env, "DRIFT_WINDOW_HOURS", cls.drift_window_hours, float, minimum=0),
+            in_lambda=bool(env.get("AWS_LAMBDA_FUNCTION_NAME")),
+        )
+
+    @property
+    def drift_thresholds(self) -> dict[str, float]:
+        return {"psi": self.drift_psi, "p_value": self.drift_p_value, "min_rows": self.drift_min_rows}
+
+
+@dataclass(frozen=True)
+class AwsAccess:
+    """Where and as whom the functions reach S3: Lambda sets these variables in every container
+    (LocalStack adds the endpoint)."""
+
+    region: str
+    access_key: str
+    secret_key: str
+    session_token: str | None = None
+    endpoint: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> AwsAccess:
+        env = os.environ if env is None else env
+        missing = [k for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY") if not env.get(k)]
+        if missing:
+            raise ConfigurationError(f"missing {' and '.join(missing)} in the environment")
+        return cls(
+            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+            access_key=env["AWS_ACCESS_KEY_ID"],
+            secret_key=env["AWS_SECRET_ACCESS_KEY"],
+            session_token=env.get("AWS_SESSION_TOKEN"),
+            endpoint=env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL"),
         )
 
 

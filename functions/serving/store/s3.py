@@ -19,9 +19,9 @@ pointer, manifest and arrays, and every later refresh check, share one TLS hands
 import also pulled in tempfile, shutil, bz2 and lzma: ~8 ms of the cold start).
 
 Credentials come from the environment, as Lambda provides them
-(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN). The endpoint is
-AWS_ENDPOINT_URL when set (LocalStack sets it for its functions), else the
-bucket's regional HTTPS endpoint.
+(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN: ``serving.settings.AwsAccess``
+reads them). The endpoint is AWS_ENDPOINT_URL when set (LocalStack sets it for its
+functions), else the bucket's regional HTTPS endpoint.
 """
 
 from __future__ import annotations
@@ -30,12 +30,14 @@ import hashlib
 import hmac
 import http.client
 import io
-import os
 import ssl
 import urllib.parse
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.message import Message
 from time import monotonic
+
+from serving.settings import AwsAccess, ConfigurationError
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 # what a kept-alive connection the server has since closed raises on its next use
@@ -51,10 +53,6 @@ class S3Error(Exception):
         super().__init__(f"{code} ({status}): {message}")
         self.response = {"Error": {"Code": code, "Message": message},
                          "ResponseMetadata": {"HTTPStatusCode": status}}
-
-
-class ConfigurationError(ValueError):
-    pass
 
 
 def error_status(error: BaseException) -> int | None:
@@ -123,18 +121,10 @@ class S3Reader:
         self._connections: dict[tuple[str, str], tuple[http.client.HTTPConnection, float]] = {}
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> S3Reader:
-        env = os.environ if env is None else env
-        missing = [k for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY") if not env.get(k)]
-        if missing:
-            raise ConfigurationError(f"missing {' and '.join(missing)} in the environment")
-        return cls(
-            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
-            access_key=env["AWS_ACCESS_KEY_ID"],
-            secret_key=env["AWS_SECRET_ACCESS_KEY"],
-            session_token=env.get("AWS_SESSION_TOKEN"),
-            endpoint=env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL"),
-        )
+    def from_env(cls, env: Mapping[str, str] | None = None) -> S3Reader:
+        access = AwsAccess.from_env(env)
+        return cls(region=access.region, access_key=access.access_key, secret_key=access.secret_key,
+                   session_token=access.session_token, endpoint=access.endpoint)
 
     def url(self, bucket: str, key: str) -> str:
         path = urllib.parse.quote(key)  # letters, digits, "/" and "-_.~" stay as they are

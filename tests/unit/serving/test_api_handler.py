@@ -1,7 +1,6 @@
 """The API handler, called with API Gateway events as `sam local generate-event` makes them."""
 
 import base64
-import importlib
 import json
 import subprocess
 import sys
@@ -11,7 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from serving.api import app as app_module
 from serving.model import bundle
+from serving.settings import Settings
 from serving.store import bundles
 
 from tests.models import case
@@ -80,9 +81,7 @@ def api(s3, monkeypatch, capsys):
     monkeypatch.setenv("MAX_BODY_BYTES", "300000")
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "Test")
     monkeypatch.setenv("ALLOWED_ORIGIN", ORIGIN)
-    import handlers.api
-
-    module = importlib.reload(handlers.api)
+    module = fresh_container()
 
     def call(e):
         capsys.readouterr()
@@ -92,6 +91,13 @@ def api(s3, monkeypatch, capsys):
 
     call.module = module
     return call
+
+
+def fresh_container():
+    """The API as a new container starts it, with the environment as it is now."""
+    import handlers.api
+
+    return handlers.api.init(Settings.from_env())
 
 
 def publish(s3, name="bc-lightgbm", promote=True, model_name="breast-cancer"):
@@ -150,7 +156,7 @@ def test_predict_answers_label_probabilities_and_version(api, s3):
 def test_the_latency_metric_is_the_evaluation_time_in_milliseconds(api, s3, monkeypatch):
     publish(s3)
     ticks = iter([10.0, 10.25])
-    monkeypatch.setattr(api.module.time, "perf_counter", lambda: next(ticks))
+    monkeypatch.setattr(app_module.time, "perf_counter", lambda: next(ticks))
     assert api(event("predict"))[0] == 200
     assert api.metrics["PredictLatency"] == [250.0]
 
@@ -163,7 +169,7 @@ def test_cors_is_granted_only_to_the_forms_origin(api, s3):
 
 def test_without_an_allowed_origin_no_cors_headers_are_sent(api, s3, monkeypatch):
     monkeypatch.delenv("ALLOWED_ORIGIN")
-    module = importlib.reload(api.module)
+    module = fresh_container()
     assert module.cors is None
     publish(s3)
     response = module.handler(event("predict", headers={"Origin": ORIGIN}), Context())
@@ -422,7 +428,7 @@ def test_in_a_lambda_function_the_default_model_is_loaded_during_init(api, s3, m
     publish(s3)
     assert api.module.registry.loaded() == {}  # outside Lambda nothing is read at import
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "PredictFunction")
-    module = importlib.reload(api.module)
+    module = fresh_container()
     assert not module._preload.is_alive()  # the init phase waited for it
     served = module.registry.loaded()["breast-cancer"].predictor
     assert (served.name, served.version) == ("breast-cancer", 1)
@@ -440,7 +446,7 @@ def test_a_default_model_refused_during_init_is_counted_and_the_first_request_sa
     key = bundle.version_prefix("breast-cancer", broken["version"]) + "model.npz"
     s3.put_object(Bucket=BUCKET, Key=key, Body=b"corrupted")
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "PredictFunction")
-    module = importlib.reload(api.module)
+    module = fresh_container()
     assert "does not match its sha256" in module.registry.loaded()["breast-cancer"].last_failure.reason
     module.registry.loaded()["breast-cancer"].refresh_seconds = 60  # the refused version is not read again
     capsys.readouterr()
@@ -454,7 +460,7 @@ def test_a_default_model_not_yet_published_at_init_is_served_once_published(api,
     uncaught = []  # what the init thread raised and did not handle (threading prints it to stderr)
     monkeypatch.setattr(threading, "excepthook", uncaught.append)
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "PredictFunction")
-    module = importlib.reload(api.module)  # (CHAMPION_REFRESH_SECONDS=0: every request checks again)
+    module = fresh_container()  # (CHAMPION_REFRESH_SECONDS=0: every request checks again)
     assert (module.registry.loaded(), uncaught) == ({}, [])
     assert module.handler(event("predict"), Context())["statusCode"] == 503
     publish(s3)
@@ -477,13 +483,13 @@ def test_the_openapi_document_describes_the_served_routes(api, s3):
     publish(s3)
     status, document, _ = api(event("health", path="/openapi.json"))
     assert status == 200
-    routes = {(r.method.lower(), r.path) for r in api.module.ROUTES}
+    routes = {(r.method.lower(), r.path) for r in api.module.routes}
     assert {(m, p) for p, ops in document["paths"].items() for m in ops} == routes
     assert document["info"]["title"] == "Predictions: breast-cancer v1"
     assert document["components"]["schemas"]["PredictRequest"]["oneOf"][0]["properties"]["instances"][
         "maxItems"] == 200
-    resolved = {(r.method, r.path): r.function for r in api.module.ROUTES}
-    assert resolved[("POST", "/predict")] is api.module.predict
+    resolved = {(r.method, r.path): r.function for r in api.module.routes}
+    assert resolved[("POST", "/predict")] == api.module.predict
 
 
 def test_the_openapi_document_is_served_without_a_model(api):
@@ -584,7 +590,7 @@ def test_one_models_promotion_or_broken_bundle_leaves_the_other_serving(api, s3)
 
 def test_a_container_keeps_at_most_max_models_in_memory(api, s3, monkeypatch):
     monkeypatch.setenv("MAX_MODELS_IN_MEMORY", "2")
-    module = importlib.reload(api.module)
+    module = fresh_container()
     for name in ("a", "b", "c"):
         publish(s3, model_name=name)
     for name in ("a", "b", "c", "a"):
@@ -658,7 +664,7 @@ def test_explain_by_name_for_multiclass_and_regression(api, s3, name):
 
 def test_explain_takes_at_most_max_explain_rows_and_refuses_bad_input_like_predict(api, s3, monkeypatch):
     monkeypatch.setenv("MAX_EXPLAIN_ROWS", "3")
-    module = importlib.reload(api.module)
+    module = fresh_container()
     publish(s3)
     rows = case("bc-lightgbm").instances
     response = module.handler(event("predict", {"instances": rows[:4]}, path="/explain"), Context())
@@ -680,7 +686,7 @@ def test_captured_rows_keep_the_answer_a_drift_monitor_compares(api, s3, monkeyp
 
     monkeypatch.setenv("CAPTURE_RATE", "1")
     monkeypatch.setenv("CAPTURE_FLUSH_ROWS", "1")
-    module = importlib.reload(api.module)
+    module = fresh_container()
     model = case("bc-lightgbm")
     publish(s3)
     days = [datetime.now(UTC).strftime("%Y-%m-%d")]
@@ -698,7 +704,7 @@ def test_without_capture_the_values_it_would_keep_are_not_worked_out(api, s3, mo
     publish(s3)
     assert api.module.capture.rate == 0  # the default
     worked_out = []
-    monkeypatch.setattr(api.module.drift, "prediction_values", lambda *args: worked_out.append(args))
+    monkeypatch.setattr(app_module.drift, "prediction_values", lambda *args: worked_out.append(args))
     status, _, _ = api(event("predict", {"instances": case("bc-lightgbm").instances[:3]}))
     assert status == 200 and worked_out == []
 
@@ -707,7 +713,7 @@ def test_a_capture_write_that_fails_is_logged_and_counted_and_the_answer_is_stil
         api, s3, monkeypatch, capsys, caplog):
     monkeypatch.setenv("CAPTURE_RATE", "1")
     monkeypatch.setenv("CAPTURE_FLUSH_ROWS", "1")
-    module = importlib.reload(api.module)
+    module = fresh_container()
     module.capture.bucket = "no-such-bucket"  # every write is refused by S3
     model = case("bc-lightgbm")
     publish(s3)
@@ -726,7 +732,7 @@ def test_a_capture_write_that_fails_is_logged_and_counted_and_the_answer_is_stil
 
 def test_the_served_openapi_document_names_the_published_models_and_the_explain_limit(api, s3, monkeypatch):
     monkeypatch.setenv("MAX_EXPLAIN_ROWS", "3")
-    module = importlib.reload(api.module)
+    module = fresh_container()
     publish(s3)
     publish(s3, "penguins-lightgbm", model_name="penguins")
     response = module.handler(event("health", path="/openapi.json"), Context())

@@ -1,6 +1,5 @@
 """Capture in the API and the drift function, on moto's S3: what is kept, what is compared, what is written."""
 
-import importlib
 import json
 from dataclasses import dataclass
 
@@ -8,6 +7,7 @@ import numpy as np
 import pytest
 from serving.model.predictor import served_predictions
 from serving.monitoring import drift
+from serving.settings import Settings
 from serving.store import bundles, capture
 from serving.store.s3 import S3Reader
 
@@ -76,11 +76,11 @@ def drift_function(s3, monkeypatch, capsys):
     monkeypatch.setenv("DRIFT_MIN_ROWS", "100")
     import handlers.drift
 
-    module = importlib.reload(handlers.drift)
+    handler = handlers.drift.init(Settings.from_env())
 
     def run(event):
         capsys.readouterr()
-        result = module.handler(event, Context())
+        result = handler(event, Context())
         run.output = capsys.readouterr().out
         return result
 
@@ -151,7 +151,7 @@ def test_the_api_captures_its_answered_rows_for_drift(s3, monkeypatch):
         monkeypatch.setenv(name, value)
     import handlers.api
 
-    api = importlib.reload(handlers.api)
+    api = handlers.api.init(Settings.from_env())
     response = api.handler(event("predict", {"instances": model.instances[:6]}), ApiContext())
     assert response["statusCode"] == 200
     records = capture.read_window(s3, BUCKET, "penguins", [__import__("datetime").date.today().isoformat()])
@@ -178,7 +178,7 @@ def test_a_window_too_small_to_judge_publishes_no_psi(s3, drift_function, monkey
 def test_the_picture_of_a_drifted_column_shows_both_distributions_per_bin():
     import re
 
-    from handlers.drift import picture
+    from serving.monitoring.pictures import picture
 
     result = {"psi": 0.4567, "test": "chi-squared", "p_value": 0.00123,
               "bins": {"labels": ["a<b", "c", "(other)"], "reference": [0.5, 0.25, 0.25],

@@ -2,12 +2,16 @@
 so that each number in the report, the summary and the metrics can be checked against the comparison."""
 
 import json
+import os
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+from aws_lambda_powertools import Metrics
 from serving.model import bundle
-from serving.monitoring import drift
+from serving.monitoring import drift, report
+from serving.monitoring.pictures import picture
+from serving.settings import Settings
 from serving.store import bundles
 from serving.store.s3 import S3Reader
 
@@ -61,14 +65,21 @@ def limits(monkeypatch):
     return {"psi": 0.15, "p_value": 0.02, "min_rows": 30}
 
 
+class Function:
+    """The drift function's work, called directly: its metrics are cleared after."""
+
+    metrics = Metrics(namespace="TabularServerless", service="drift")
+
+    def check_model(self, s3, bucket, name, since, now):
+        thresholds = Settings.from_env({**os.environ, "MODEL_BUCKET": bucket}).drift_thresholds
+        return report.check_model(s3, bucket, name, since, now, thresholds, self.metrics)
+
+
 @pytest.fixture
 def function():
-    """The drift function's module, called directly: the metrics it adds are cleared after."""
-    import handlers.drift as module
-
-    module.metrics.clear_metrics()
-    yield module
-    module.metrics.clear_metrics()  # Powertools keeps them across instances: not for the next test
+    Function.metrics.clear_metrics()
+    yield Function()
+    Function.metrics.clear_metrics()  # Powertools keeps them across instances: not for the next test
 
 
 def test_the_report_is_the_comparison_of_the_window_with_the_limits_of_the_environment(s3, limits, function):
@@ -116,7 +127,7 @@ def test_the_report_is_the_comparison_of_the_window_with_the_limits_of_the_envir
     assert latest["ContentType"] == "application/json" and latest["Body"].read() == body
     svg = s3.get_object(Bucket=BUCKET, Key=pictures["speed/limit"])
     assert svg["ContentType"] == "image/svg+xml"
-    drawn = function.picture("speed/limit", json.loads(body)["features"]["speed/limit"])
+    drawn = picture("speed/limit", json.loads(body)["features"]["speed/limit"])
     assert svg["Body"].read().decode() == drawn
     keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="drift/")["Contents"])
     assert keys == [f"{folder}report.json", f"{folder}speed_limit.svg", "drift/trips/latest.json"]
@@ -162,12 +173,13 @@ def test_the_metrics_are_in_the_project_namespace_with_their_units_and_dimension
 
 
 def test_the_thresholds_come_from_the_environment_else_the_defaults(monkeypatch, limits):
-    import handlers.drift as function
+    def thresholds():
+        return Settings.from_env({**os.environ, "MODEL_BUCKET": BUCKET}).drift_thresholds
 
-    assert function.thresholds() == limits
+    assert thresholds() == limits
     for variable in ("DRIFT_PSI", "DRIFT_P_VALUE", "DRIFT_MIN_ROWS"):
         monkeypatch.delenv(variable)
-    defaults = function.thresholds()
+    defaults = thresholds()
     assert defaults == drift.DEFAULT_THRESHOLDS == {"psi": 0.2, "p_value": 0.01, "min_rows": 100}
     assert [type(v) for v in defaults.values()] == [float, float, int]
 
@@ -210,7 +222,6 @@ def test_a_report_is_strict_json_or_is_not_written(s3, function):
 
 
 def test_the_picture_is_exactly_this_svg():
-    from handlers.drift import picture
 
     result = {"psi": 1.23456, "test": "kolmogorov-smirnov", "p_value": 3.2e-7,
               "bins": {"labels": ["<= 1", "> 1"], "reference": [0.5, 0.5], "current": [0.2, 0.8]}}
@@ -229,7 +240,6 @@ def test_the_picture_is_exactly_this_svg():
 
 
 def test_a_picture_of_many_bins_is_wider_and_one_of_unequal_bins_is_refused():
-    from handlers.drift import picture
 
     labels = [f"c{i}" for i in range(20)] + ["rare", "(other)"]
     shares = [1 / 22] * 22
