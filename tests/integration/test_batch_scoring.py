@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 import pytest
-from serving.batch import lines as batch
+from serving.batch import lines, parquet, rows
 from serving.model.predictor import Predictor, served_predictions
 from serving.store import bundles
 
@@ -47,9 +47,9 @@ def finish(stack, execution: str, timeout=180) -> dict:
     return described
 
 
-def one_process(predictor, data: bytes, name: str) -> tuple[batch.BatchResult, str, str]:
+def one_process(predictor, data: bytes, name: str) -> tuple[rows.BatchResult, str, str]:
     predictions, errors = io.StringIO(), io.StringIO()
-    result = batch.score_lines(io.BytesIO(data), name, predictor, predictions, errors)
+    result = lines.score_lines(io.BytesIO(data), name, predictor, predictions, errors)
     return result, predictions.getvalue(), errors.getvalue()
 
 
@@ -244,7 +244,7 @@ def test_a_parquet_file_is_scored_in_parts_of_row_groups_as_one_process_scores_i
     assert described["status"] == "SUCCEEDED", described.get("cause")
     manifest = json.loads(wait_for(s3, stack["data_bucket"], "batch/output/batch-pinned/rows.manifest.json"))
     predictions, errors = io.StringIO(), io.StringIO()
-    result = batch.score_parquet(io.BytesIO(data), predictor_of(stack, "batch-pinned", pinned_model["versions"][0]),
+    result = parquet.score_parquet(io.BytesIO(data), predictor_of(stack, "batch-pinned", pinned_model["versions"][0]),
                                  predictions, errors)
     assert len(manifest["parts"]) >= 4 and result.row_groups == pq.ParquetFile(io.BytesIO(data)).num_row_groups
     assert (manifest["rows"], manifest["predicted"], manifest["invalid"]) == (len(instances), len(instances) - 1, 1)

@@ -18,7 +18,7 @@ survivors nobody explained go to stderr.
 
     python tests/mutation/run.py               # everything, from a fresh workspace
     python tests/mutation/run.py --survivors   # only the last run's survivors, against the tests as they are now
-    python tests/mutation/run.py serving.batch handlers.batch   # only these modules' mutants, in the
+    python tests/mutation/run.py serving.batch.steps serving.batch.csvfile   # only these modules' mutants, in the
                                                 # last run's workspace (after changing them); the
                                                 # report keeps the other modules' last results
     python tests/mutation/run.py --resume      # only the mutants the workspace has not run yet (a

@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from serving.batch import lines as batch
+from serving.batch import csvfile, parquet
+from serving.batch import rows as rows_module
+from serving.batch import writer as writer_module
+from serving.batch.lines import score_lines
 from serving.model import bundle
 from serving.model.predictor import Predictor, served_predictions
 
@@ -26,12 +29,12 @@ def predictor_of(name="penguins-lightgbm"):
 def row_reader():
     """score_lines reading every CSV row as typed values, as it does a file with a text column:
     the reference the numeric fast path is checked against."""
-    return mock.patch.object(batch, "_numeric_columns", return_value=None)
+    return mock.patch("serving.batch.lines.numeric_columns", return_value=None)
 
 
 def csv_rows(data: bytes) -> list:
-    lines = batch.data_lines(io.BytesIO(data))
-    return list(batch._csv_rows(lines, batch.read_header(next(lines, None)), 1))
+    lines = rows_module.data_lines(io.BytesIO(data))
+    return list(csvfile.csv_rows(lines, csvfile.read_header(next(lines, None)), 1))
 
 
 def run(predictor, data: bytes | str, name: str, chunk_rows=3):
@@ -39,7 +42,7 @@ def run(predictor, data: bytes | str, name: str, chunk_rows=3):
         data = data.encode()
     predictions, errors = io.StringIO(), io.StringIO()
     with row_reader():
-        result = batch.score_lines(io.BytesIO(data), name, predictor, predictions, errors, chunk_rows=chunk_rows)
+        result = score_lines(io.BytesIO(data), name, predictor, predictions, errors, chunk_rows=chunk_rows)
     predictions.seek(0)
     errors.seek(0)
     assert "\r" not in predictions.getvalue() + errors.getvalue()  # plain \n line ends
@@ -107,7 +110,7 @@ def test_rows_are_read_and_scored_a_chunk_at_a_time():
     def rows():
         for i, instance in enumerate(model.instances * 5):
             consumed.append(i)
-            yield batch.Row(i + 1, dict(instance))
+            yield rows_module.Row(i + 1, dict(instance))
 
     class Watch(io.StringIO):
         def write(self, text):
@@ -116,8 +119,8 @@ def test_rows_are_read_and_scored_a_chunk_at_a_time():
             return super().write(text)
 
     written = []
-    writer = batch._Writer(p, Watch(), io.StringIO(), headers=True)
-    batch._score_rows(rows(), writer, csv_text=False, chunk_rows=7)
+    writer = writer_module.Writer(p, Watch(), io.StringIO(), headers=True)
+    rows_module.score_rows(rows(), writer, csv_text=False, chunk_rows=7)
     result = writer.result
     assert result.predicted == len(model.instances) * 5
     total = len(model.instances) * 5
@@ -150,7 +153,7 @@ def test_json_lines_with_ids_a_broken_line_and_a_line_that_is_not_an_object():
 def test_a_field_is_spelled_as_csv_writer_spells_it(value):
     out = io.StringIO()
     csv.writer(out).writerow([value, "end"])  # the excel dialect; not alone: alone, "" is quoted
-    assert batch.csv_field(value) + ",end\r\n" == out.getvalue()
+    assert writer_module.csv_field(value) + ",end\r\n" == out.getvalue()
 
 
 def test_ids_that_need_quoting_come_back_as_they_were_given():
@@ -158,7 +161,7 @@ def test_ids_that_need_quoting_come_back_as_they_were_given():
     ids = ['say "hi"', "two\nlines", "carriage\rreturn", "a,b", 1.5, True, [1, 2]]
     lines = [json.dumps({"id": i, **row}) for i, row in zip(ids, model.instances, strict=False)]
     predictions, errors = io.StringIO(), io.StringIO()  # not run(): an id's own \r is kept, quoted
-    result = batch.score_lines(io.BytesIO("\n".join(lines).encode()), "in.jsonl", p, predictions, errors)
+    result = score_lines(io.BytesIO("\n".join(lines).encode()), "in.jsonl", p, predictions, errors)
     assert (result.predicted, errors.getvalue()) == (len(ids), "row_id,field,message\n")
     assert predictions.getvalue().splitlines()[1].startswith('"say ""hi""",')  # as csv.writer quotes it
     predictions.seek(0)
@@ -169,7 +172,7 @@ def test_an_error_line_with_a_carriage_return_in_its_id_or_field_reads_back_as_o
     model, p = predictor_of()
     rows = [{"id": "cr\rid", **model.instances[0], "odd\rname": 1}, {"id": "ok", **model.instances[1]}]
     predictions, errors = io.StringIO(), io.StringIO()
-    batch.score_lines(io.BytesIO("\n".join(map(json.dumps, rows)).encode()), "in.jsonl", p, predictions, errors)
+    score_lines(io.BytesIO("\n".join(map(json.dumps, rows)).encode()), "in.jsonl", p, predictions, errors)
     errors.seek(0)
     assert [(e["row_id"], e["field"], e["message"]) for e in csv.DictReader(errors)] == [
         ("cr\rid", "odd\rname", "unknown feature")]
@@ -182,7 +185,7 @@ def test_a_byte_order_mark_starts_a_json_lines_file_without_breaking_its_first_l
     text = "\n".join(json.dumps(row) for row in model.instances[:3])
     result, predictions, errors = run(p, b"\xef\xbb\xbf" + text.encode(), "in.jsonl")
     assert (result.predicted, errors) == (3, [])
-    assert list(batch.data_lines([b"\xef\xbb\xbf{}\n", b"\xef\xbb\xbf{}\n"])) == [b"{}\n", b"\xef\xbb\xbf{}\n"]
+    assert list(rows_module.data_lines([b"\xef\xbb\xbf{}\n", b"\xef\xbb\xbf{}\n"])) == [b"{}\n", b"\xef\xbb\xbf{}\n"]
 
 
 def test_a_rows_problems_are_reported_in_the_schemas_order():
@@ -219,18 +222,18 @@ def test_lines_that_are_not_utf8_or_not_csv_are_reported_alone():
 def test_missing_value_words_and_booleans_in_csv_cells():
     features = [{"name": "x", "type": "numeric"}, {"name": "ok", "type": "boolean"},
                 {"name": "c", "type": "categorical"}]
-    assert batch._from_csv_text({"x": " NaN ", "ok": "TRUE", "c": "NA"}, features) == \
+    assert rows_module.from_csv_text({"x": " NaN ", "ok": "TRUE", "c": "NA"}, features) == \
         {"x": None, "ok": True, "c": None}
-    assert batch._from_csv_text({"x": "2.5", "ok": " 0 ", "c": "red"}, features) == \
+    assert rows_module.from_csv_text({"x": "2.5", "ok": " 0 ", "c": "red"}, features) == \
         {"x": 2.5, "ok": False, "c": "red"}
-    assert batch._from_csv_text({"x": "null", "ok": "yes", "c": ""}, features) == \
+    assert rows_module.from_csv_text({"x": "null", "ok": "yes", "c": ""}, features) == \
         {"x": None, "ok": "yes", "c": None}
     for word in ("", "nan", "NA", "n/a", "Null", "NONE"):
-        assert batch._from_csv_text({"x": word}, features) == {"x": None}
-    assert batch._from_csv_text({"x": "1,5"}, features) == {"x": "1,5"}
-    assert batch._from_csv_text({"other": "1"}, features) == {"other": "1"}
-    assert batch._from_csv_text({"ok": "false", "c": "blue"}, features) == {"ok": False, "c": "blue"}
-    assert batch._from_csv_text({"ok": "1"}, features) == {"ok": True}
+        assert rows_module.from_csv_text({"x": word}, features) == {"x": None}
+    assert rows_module.from_csv_text({"x": "1,5"}, features) == {"x": "1,5"}
+    assert rows_module.from_csv_text({"other": "1"}, features) == {"other": "1"}
+    assert rows_module.from_csv_text({"ok": "false", "c": "blue"}, features) == {"ok": False, "c": "blue"}
+    assert rows_module.from_csv_text({"ok": "1"}, features) == {"ok": True}
 
 
 @pytest.mark.parametrize(
@@ -240,8 +243,8 @@ def test_missing_value_words_and_booleans_in_csv_cells():
      (b"a,a\n1,2\n", "the header repeats a column name")],
 )
 def test_a_file_that_is_not_a_table_says_why(data, words):
-    with pytest.raises(batch.UnsupportedFile) as caught:
-        batch.score_lines(io.BytesIO(data), "in.csv", predictor_of()[1], io.StringIO(), io.StringIO())
+    with pytest.raises(rows_module.UnsupportedFile) as caught:
+        score_lines(io.BytesIO(data), "in.csv", predictor_of()[1], io.StringIO(), io.StringIO())
     assert str(caught.value).startswith(words)
     assert words != "the header repeats a column name" or str(caught.value) == words
 
@@ -257,8 +260,8 @@ def test_a_chunk_of_only_invalid_rows_does_not_stop_the_file():
 
 
 def test_an_unsupported_file_type_is_refused():
-    with pytest.raises(batch.UnsupportedFile, match="in.xlsx: use .csv, .jsonl, .ndjson, .parquet"):
-        batch.score_lines(io.BytesIO(b"x"), "in.xlsx", predictor_of()[1], io.StringIO(), io.StringIO())
+    with pytest.raises(rows_module.UnsupportedFile, match="in.xlsx: use .csv, .jsonl, .ndjson, .parquet"):
+        score_lines(io.BytesIO(b"x"), "in.xlsx", predictor_of()[1], io.StringIO(), io.StringIO())
 
 
 def test_the_header_names_are_trimmed_and_a_bom_is_not_part_of_the_first_name():
@@ -300,10 +303,10 @@ def test_a_chunk_of_valid_rows_is_validated_in_one_pass(monkeypatch):
 
 def test_the_csv_screen_finds_an_empty_cell_at_either_end_of_any_line():
     bodies = [b"1,2,3", b",2,3", b"1,,3", b"1,2,", b"-1,-2,-3", b"1,2,"]
-    plain = batch._plain_lines(b"\n".join(bodies), bodies, b",,")
+    plain = csvfile._plain_lines(b"\n".join(bodies), bodies, b",,")
     assert plain.tolist() == [True, False, False, False, True, False]
     bodies = [b"", b"1,,3", b"1,2,3"]  # a line of only an id leaves nothing for the screen
-    assert batch._plain_lines(b"\n".join(bodies), bodies, b",,").tolist() == [False, False, True]
+    assert csvfile._plain_lines(b"\n".join(bodies), bodies, b",,").tolist() == [False, False, True]
 
 
 SCREENED = st.sampled_from(["1", "-2.5", "1e5", "+.", "", "a", " ", '"3"', "nan"])
@@ -315,18 +318,18 @@ SCREENED = st.sampled_from(["1", "-2.5", "1e5", "+.", "", "a", " ", '"3"', "nan"
 def test_the_csv_screen_passes_exactly_the_lines_of_non_empty_number_cells_between_the_headers_commas(
         lines, width):
     bodies = [",".join(cells).encode() for cells in lines]
-    expected = [len(cells) == width and all(c and set(c.encode()) <= set(batch.NUMBER_BYTES) for c in cells)
+    expected = [len(cells) == width and all(c and set(c.encode()) <= set(csvfile.NUMBER_BYTES) for c in cells)
                 for cells in lines]
-    assert batch._plain_lines(b"\n".join(bodies), bodies, b"," * (width - 1)).tolist() == expected
+    assert csvfile._plain_lines(b"\n".join(bodies), bodies, b"," * (width - 1)).tolist() == expected
 
 
 def both_readers(predictor, data: bytes, chunk_rows=4):
     """The file through score_lines (the numeric fast path) and through the row-by-row reader."""
     fast = (io.StringIO(), io.StringIO())
-    result = batch.score_lines(io.BytesIO(data), "in.csv", predictor, *fast, chunk_rows=chunk_rows)
+    result = score_lines(io.BytesIO(data), "in.csv", predictor, *fast, chunk_rows=chunk_rows)
     slow = (io.StringIO(), io.StringIO())
     with row_reader():
-        expected = batch.score_lines(io.BytesIO(data), "in.csv", predictor, *slow, chunk_rows=chunk_rows)
+        expected = score_lines(io.BytesIO(data), "in.csv", predictor, *slow, chunk_rows=chunk_rows)
     return (result, fast[0].getvalue(), fast[1].getvalue()), (expected, slow[0].getvalue(), slow[1].getvalue())
 
 
@@ -368,18 +371,18 @@ def test_the_numeric_fast_path_gives_the_row_readers_numbers_on_real_rows():
 def test_a_file_is_read_by_the_fast_path_only_when_every_column_is_a_numeric_feature(monkeypatch):
     model, p = predictor_of("bc-lightgbm")
     used = []
-    real = batch._parse_numbers
-    monkeypatch.setattr(batch, "_parse_numbers", lambda text, rows, width: used.append(rows) or real(text, rows, width))
+    real = csvfile._parse_numbers
+    monkeypatch.setattr(csvfile, "_parse_numbers", lambda text, rows, width: used.append(rows) or real(text, rows, width))
     header, *rows = model.csv(5).splitlines()
     for text in (model.csv(5), f"id,{header}\n" + "\n".join(f"{i},{r}" for i, r in enumerate(rows))):
-        batch.score_lines(io.BytesIO(text.encode()), "in.csv", p, io.StringIO(), io.StringIO())
+        score_lines(io.BytesIO(text.encode()), "in.csv", p, io.StringIO(), io.StringIO())
     assert used == [5, 5]
     for text in (f"{header},extra\n" + "\n".join(f"{r},1" for r in rows),  # a column the model does not read
                  f"{header.split(',', 1)[1]},id\n" + "\n".join(f"{r.split(',', 1)[1]},1" for r in rows)):
-        batch.score_lines(io.BytesIO(text.encode()), "in.csv", p, io.StringIO(), io.StringIO())
+        score_lines(io.BytesIO(text.encode()), "in.csv", p, io.StringIO(), io.StringIO())
     assert used == [5, 5]
     penguins, q = predictor_of("penguins-lightgbm")  # categorical features: the row reader
-    batch.score_lines(io.BytesIO(penguins.csv(5).encode()), "in.csv", q, io.StringIO(), io.StringIO())
+    score_lines(io.BytesIO(penguins.csv(5).encode()), "in.csv", q, io.StringIO(), io.StringIO())
     assert used == [5, 5]
 
 
@@ -388,23 +391,23 @@ def test_a_part_is_scored_with_the_files_header_its_first_row_number_and_no_head
     header, *rows = model.csv(6).splitlines()
     part = ("\n".join(rows[3:]) + "\n").encode()
     predictions, errors = io.StringIO(), io.StringIO()
-    result = batch.score_lines(io.BytesIO(part), "in.csv", p, predictions, errors, header=header.split(","),
+    result = score_lines(io.BytesIO(part), "in.csv", p, predictions, errors, header=header.split(","),
                                first_row=4, at_file_start=False, headers=False)
     assert (result.rows, errors.getvalue()) == (3, "")
     assert [line.split(",")[0] for line in predictions.getvalue().splitlines()] == ["4", "5", "6"]
     # a byte-order mark is the file's start only: in a later part it is a bad value
     bom = b"\xef\xbb\xbf" + part
-    result = batch.score_lines(io.BytesIO(bom), "in.csv", p, io.StringIO(), errors := io.StringIO(),
+    result = score_lines(io.BytesIO(bom), "in.csv", p, io.StringIO(), errors := io.StringIO(),
                                header=header.split(","), at_file_start=False, headers=False)
     assert (result.invalid, errors.getvalue().split(",")[0]) == (1, "1")
 
 
 def test_rows_are_counted_as_the_scorer_numbers_them():
     data = b"\xef\xbb\xbf\n a,b\n1,2\n\n \t\n3,4\r\n5"
-    assert batch.count_rows(io.BytesIO(data)) == 4
-    assert batch.count_rows(io.BytesIO(b"\xef\xbb\xbf\n"), at_file_start=True) == 0
-    assert batch.count_rows(io.BytesIO(b"\xef\xbb\xbf\n"), at_file_start=False) == 1
-    assert batch.count_rows([]) == 0
+    assert rows_module.count_rows(io.BytesIO(data)) == 4
+    assert rows_module.count_rows(io.BytesIO(b"\xef\xbb\xbf\n"), at_file_start=True) == 0
+    assert rows_module.count_rows(io.BytesIO(b"\xef\xbb\xbf\n"), at_file_start=False) == 1
+    assert rows_module.count_rows([]) == 0
 
 
 @settings(max_examples=100, deadline=None)
@@ -415,7 +418,7 @@ def test_written_predictions_read_back_as_the_same_doubles_with_their_ids_quoted
     _, p = predictor_of("bc-catboost")
     output = np.array(values).reshape(-1, 2)
     row_ids = list(range(1, len(output) + 1)) if ids == "numbers" else [f'r,"{i}"' for i in range(len(output))]
-    text = batch._Writer(p, io.StringIO(), io.StringIO(), headers=False).lines(row_ids, output)
+    text = writer_module.Writer(p, io.StringIO(), io.StringIO(), headers=False).lines(row_ids, output)
     rows = list(csv.reader(io.StringIO(text)))
     assert [r[0] for r in rows] == [str(i) for i in row_ids]
     assert [r[1] for r in rows] == [str(p.classes[k]) for k in output.argmax(axis=1)]
@@ -424,7 +427,7 @@ def test_written_predictions_read_back_as_the_same_doubles_with_their_ids_quoted
 
 def test_a_prediction_that_is_not_finite_is_written_as_python_spells_it():
     _, p = predictor_of("bc-catboost")
-    text = batch._Writer(p, io.StringIO(), io.StringIO(), headers=False).lines([1, 2], np.array(
+    text = writer_module.Writer(p, io.StringIO(), io.StringIO(), headers=False).lines([1, 2], np.array(
         [[np.inf, 0.25], [0.5, np.nan]]))
     assert text.splitlines() == [f"1,{p.classes[0]},inf,0.25", f"2,{p.classes[1]},0.5,nan"]  # argmax of NaN
 
@@ -441,7 +444,7 @@ def parquet_of(columns: dict, row_group_size: int = 16) -> io.BytesIO:
 
 def score_parquet(predictor, file, **options):
     predictions, errors = io.StringIO(), io.StringIO()
-    result = batch.score_parquet(file, predictor, predictions, errors, **options)
+    result = parquet.score_parquet(file, predictor, predictions, errors, **options)
     return result, predictions.getvalue(), errors.getvalue()
 
 
@@ -460,7 +463,7 @@ def test_a_parquet_file_gives_what_the_same_rows_as_a_csv_give(name):
     rows = list(zip(*columns.values(), strict=True))
     text = ",".join(columns) + "\n" + "\n".join(
         ",".join("" if v is None or v != v else str(v) for v in row) for row in rows) + "\n"
-    from_csv = batch.score_lines(io.BytesIO(text.encode()), "x.csv", p, csv_out := io.StringIO(),
+    from_csv = score_lines(io.BytesIO(text.encode()), "x.csv", p, csv_out := io.StringIO(),
                                  csv_errors := io.StringIO(), chunk_rows=7)
     result, predictions, errors = score_parquet(p, parquet_of(columns), chunk_rows=7)
     assert (result.rows, result.predicted, result.invalid) == (from_csv.rows, from_csv.predicted,
@@ -474,7 +477,7 @@ def test_a_parquet_files_row_groups_are_scored_with_their_first_row_number_and_a
     model, p = predictor_of("bc-catboost")
     columns = columns_of(model, 40)
     file = parquet_of({"id": [f"r{i}" if i % 5 else None for i in range(40)], **columns}, row_group_size=10)
-    assert batch.parquet_row_groups(file) == [10, 10, 10, 10]
+    assert parquet.parquet_row_groups(file) == [10, 10, 10, 10]
     result, predictions, errors = score_parquet(p, file, row_groups=(1, 3), first_row=11, headers=False)
     assert (result.rows, result.predicted, result.row_groups) == (20, 20, 2)
     ids = [line.split(",")[0] for line in predictions.splitlines()]
@@ -503,12 +506,12 @@ def test_parquet_values_of_the_wrong_type_or_unknown_columns_are_reported_per_ro
 def test_a_file_that_is_not_parquet_is_refused_and_lines_of_one_are_not_read():
     _, p = predictor_of("bc-catboost")
     for data in (b"", b"PAR1 not really", b"a,b\n1,2\n"):
-        with pytest.raises(batch.UnsupportedFile, match="not a Parquet file"):
-            batch.parquet_row_groups(io.BytesIO(data))
-        with pytest.raises(batch.UnsupportedFile, match="not a Parquet file"):
+        with pytest.raises(rows_module.UnsupportedFile, match="not a Parquet file"):
+            parquet.parquet_row_groups(io.BytesIO(data))
+        with pytest.raises(rows_module.UnsupportedFile, match="not a Parquet file"):
             score_parquet(p, io.BytesIO(data))
-    with pytest.raises(batch.UnsupportedFile, match="row groups"):
-        batch.score_lines(io.BytesIO(b"PAR1"), "x.parquet", p, io.StringIO(), io.StringIO())
+    with pytest.raises(rows_module.UnsupportedFile, match="row groups"):
+        score_lines(io.BytesIO(b"PAR1"), "x.parquet", p, io.StringIO(), io.StringIO())
 
 
 @pytest.mark.parametrize("name", ["bc-catboost", "penguins-lightgbm"])  # all numeric; categoricals
@@ -537,10 +540,10 @@ def test_parquet_timestamps_in_nanoseconds_are_read_as_python_holds_them(monkeyp
     columns = columns_of(model, 3)
     stamps = pa.array([1_700_000_000_000_000_001, None, 5], pa.timestamp("ns", "UTC"))
     table = pa.table({**columns, "when": stamps})
-    chunk = batch._microseconds(table.to_batches()[0], pa)
+    chunk = parquet._microseconds(table.to_batches()[0], pa)
     assert chunk.schema.field("when").type == pa.timestamp("us", "UTC")
     monkeypatch.setitem(sys.modules, "pandas", None)  # as on Lambda: pyarrow cannot hand back pd.Timestamp
-    rows = batch._parquet_rows(chunk, [1, 2, 3], pa)
+    rows = parquet._parquet_rows(chunk, [1, 2, 3], pa)
     assert [r.values["when"] for r in rows] == [
         datetime.datetime(2023, 11, 14, 22, 13, 20, tzinfo=datetime.UTC).isoformat(), None,
         datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC).isoformat()]
@@ -556,7 +559,7 @@ def test_a_parquet_chunk_python_cannot_hold_has_every_row_reported():
         def to_pylist(self):
             raise ValueError("Nanosecond resolution temporal type 1 is not safely convertible")
 
-    rows = batch._parquet_rows(Unreadable(), [1, "r2"], pa)
+    rows = parquet._parquet_rows(Unreadable(), [1, "r2"], pa)
     assert [(r.id, r.problem) for r in rows] == [
         (i, "the row's values cannot be read: Nanosecond resolution temporal type 1 is not safely convertible")
         for i in (1, "r2")]
@@ -569,18 +572,18 @@ def test_parquet_times_in_nanoseconds_become_microseconds_and_a_chunk_without_an
 
     times = pa.array([1_000_001_999, None], pa.time64("ns"))  # 1 s, 1 µs and 999 ns: the ns are dropped
     chunk = pa.RecordBatch.from_arrays([times, pa.array([1.0, 2.0])], names=["at", "x"])
-    cast = batch._microseconds(chunk, pa)
+    cast = parquet._microseconds(chunk, pa)
     assert cast.schema.names == ["at", "x"] and cast.schema.field("at").type == pa.time64("us")
     assert cast.column("at").to_pylist() == [datetime.time(0, 0, 1, 1), None]
     plain = pa.RecordBatch.from_arrays([pa.array([1, 2]), pa.array(["a", "b"])], names=["n", "s"])
-    assert batch._microseconds(plain, pa) is plain  # nothing to change: not rebuilt
+    assert parquet._microseconds(plain, pa) is plain  # nothing to change: not rebuilt
 
 
 def counted_parquet_rows(monkeypatch) -> list[int]:
     """The rows the typed (row by row) Parquet reader is asked to check, chunk by chunk."""
     calls = []
-    real = batch._parquet_rows
-    monkeypatch.setattr(batch, "_parquet_rows", lambda chunk, ids, pa: calls.append(len(ids)) or real(chunk, ids, pa))
+    real = parquet._parquet_rows
+    monkeypatch.setattr(parquet, "_parquet_rows", lambda chunk, ids, pa: calls.append(len(ids)) or real(chunk, ids, pa))
     return calls
 
 
@@ -629,8 +632,8 @@ def test_a_numeric_model_with_a_text_column_in_the_parquet_file_is_checked_row_b
 def test_a_parquet_row_group_is_scored_a_chunk_at_a_time(monkeypatch):
     model, p = predictor_of("bc-lightgbm")
     sizes = []
-    real = batch._score_parquet_chunk
-    monkeypatch.setattr(batch, "_score_parquet_chunk",
+    real = parquet._score_parquet_chunk
+    monkeypatch.setattr(parquet, "_score_parquet_chunk",
                         lambda chunk, *args: sizes.append(chunk.num_rows) or real(chunk, *args))
     result, _, _ = score_parquet(p, parquet_of(columns_of(model, 10), row_group_size=10), chunk_rows=3)
     assert sizes == [3, 3, 3, 1] and result.predicted == 10  # memory bounded by the chunk, not the group
@@ -701,12 +704,12 @@ def test_parquet_ids_or_values_python_cannot_hold_give_row_numbers_or_reported_r
     columns[first][1] = None
     chunk = pa.table({"id": ["a", "b", "c", "d"], **columns}).to_batches()[0]
     numeric = name.startswith("bc")
-    writer = batch._Writer(p, predictions := io.StringIO(), errors := io.StringIO(), False)
-    assert batch._score_parquet_chunk(_Delegating(chunk, fail_ids=True), 11, writer, numeric, pa) == 15
+    writer = writer_module.Writer(p, predictions := io.StringIO(), errors := io.StringIO(), False)
+    assert parquet._score_parquet_chunk(_Delegating(chunk, fail_ids=True), 11, writer, numeric, pa) == 15
     assert [line.split(",")[0] for line in predictions.getvalue().splitlines()] == ["11", "13", "14"]
     assert errors.getvalue().startswith(f"12,{first},")
-    writer = batch._Writer(p, io.StringIO(), errors := io.StringIO(), False)
-    assert batch._score_parquet_chunk(_Delegating(chunk, fail_values=True), 1, writer, numeric, pa) == 5
+    writer = writer_module.Writer(p, io.StringIO(), errors := io.StringIO(), False)
+    assert parquet._score_parquet_chunk(_Delegating(chunk, fail_values=True), 1, writer, numeric, pa) == 5
     assert writer.result.invalid == (1 if numeric else 4)  # the rows checked one by one are reported
     assert "b,,the row's values cannot be read: not safely convertible" in errors.getvalue().splitlines()
 
@@ -731,17 +734,17 @@ def test_a_parquet_file_of_no_rows_gives_the_headers_only():
     empty = {f["name"]: pa.array([], pa.float64()) for f in model.schema}
     result, predictions, errors = score_parquet(p, parquet_of(empty))
     assert (result.rows, result.predicted, result.invalid) == (0, 0, 0)
-    assert predictions.splitlines() == [",".join(batch.output_header(p))] and errors.count("\n") == 1
-    writer = batch._Writer(p, out := io.StringIO(), io.StringIO(), False)  # a record batch of no rows
-    assert batch._score_parquet_chunk(pa.RecordBatch.from_pydict(empty), 7, writer, True, pa) == 7
+    assert predictions.splitlines() == [",".join(writer_module.output_header(p))] and errors.count("\n") == 1
+    writer = writer_module.Writer(p, out := io.StringIO(), io.StringIO(), False)  # a record batch of no rows
+    assert parquet._score_parquet_chunk(pa.RecordBatch.from_pydict(empty), 7, writer, True, pa) == 7
     assert out.getvalue() == "" and writer.result.rows == 0
 
 
 def rows_read_one_by_one(monkeypatch) -> list[int]:
     """The numbers of the CSV rows the row-by-row reader is asked to read (the fast path's fallback)."""
     numbers = []
-    real = batch._csv_row
-    monkeypatch.setattr(batch, "_csv_row", lambda number, line, header, id_column: (
+    real = csvfile._csv_row
+    monkeypatch.setattr(csvfile, "_csv_row", lambda number, line, header, id_column: (
         numbers.append(number) or real(number, line, header, id_column)))
     return numbers
 
@@ -758,7 +761,7 @@ def test_the_numeric_fast_path_leaves_only_the_rows_it_cannot_read_to_the_row_re
     outputs = []
     for text in plain:
         out = io.StringIO()
-        result = batch.score_lines(io.BytesIO(text.encode()), "in.csv", p, out, io.StringIO(), chunk_rows=4)
+        result = score_lines(io.BytesIO(text.encode()), "in.csv", p, out, io.StringIO(), chunk_rows=4)
         assert (result.predicted, slow) == (12, [])
         outputs.append([line.split(",", 1)[1] for line in out.getvalue().splitlines()[1:]])
     assert outputs[0] == outputs[1] == outputs[2]
@@ -773,7 +776,7 @@ def test_the_numeric_fast_path_leaves_only_the_rows_it_cannot_read_to_the_row_re
     lines[9] = b"r9,1e," + rows[9].split(",", 1)[1].encode()  # passes the screen, not a number
     data = f"id,{header}\n".encode() + b"\n".join(lines)
     out = io.StringIO()
-    result = batch.score_lines(io.BytesIO(data), "in.csv", p, out, io.StringIO(), chunk_rows=4)
+    result = score_lines(io.BytesIO(data), "in.csv", p, out, io.StringIO(), chunk_rows=4)
     # rows 1-4, 5-8 and 9-12 are chunks; "1e" sends its whole chunk to the row reader
     assert sorted(slow) == [1, 3, 5, 6, 7, 8, 9, 10, 11, 12] and (result.predicted, result.invalid) == (8, 4)
     written = list(csv.reader(io.StringIO(out.getvalue())))[1:]

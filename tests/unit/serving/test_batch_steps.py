@@ -6,7 +6,6 @@ The integration tests run the real state machine on LocalStack.
 """
 
 import csv
-import importlib
 import io
 import json
 import logging
@@ -14,8 +13,10 @@ import time
 
 import numpy as np
 import pytest
-from serving.batch import lines as batch
+from serving.batch import parquet, rows, s3file
+from serving.batch import steps as steps_module
 from serving.model import bundle
+from serving.settings import Settings
 from serving.store import bundles
 
 from tests.models import case
@@ -34,13 +35,16 @@ def steps(s3, monkeypatch):
     bundles.set_champion(s3, BUCKET, "breast-cancer", manifest["version"], "test")
     monkeypatch.setenv("MODEL_BUCKET", BUCKET)
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "Test")
-    import handlers.batch
 
-    return importlib.reload(handlers.batch)
+    steps_module.configure(Settings.from_env())
+    return steps_module
 
 
 def call(module, **event):
-    return module.handler(event, Context())
+    """One invocation of the batch function, as a state of the state machine makes it."""
+    import handlers.batch
+
+    return handlers.batch.handler(event, Context())
 
 
 def event_of(key: str, **options) -> dict:
@@ -174,19 +178,19 @@ def test_a_part_streamed_in_small_chunks_gives_what_one_chunk_gives(s3, steps, m
     s3.put_object(Bucket=BUCKET, Key="batch/input/big.csv", Body=data)
     s3.put_object(Bucket=BUCKET, Key="batch/input/small.csv", Body=data)
     run_file(steps, s3, "batch/input/big.csv", execution="a", part_megabytes=3000 / (1 << 20))
-    monkeypatch.setattr(steps, "READ_BYTES", 100)
+    monkeypatch.setattr(s3file, "READ_BYTES", 100)
     sizes, waits = [], []
-    real = steps.prefetched
+    real = s3file.prefetched
 
     def prefetched(chunks, read=None):  # what the read-ahead is given, and whether it counts waits
         waits.append(read)
         return real((sizes.append(len(c)) or c for c in chunks), read=read)
 
-    monkeypatch.setattr(steps, "prefetched", prefetched)
+    monkeypatch.setattr(s3file, "prefetched", prefetched)
     # (every part's bytes read are checked against its range when the file is assembled)
     answer = run_file(steps, s3, "batch/input/small.csv", execution="b", part_megabytes=3000 / (1 << 20))
     assert answer["rows"] == 59 and max(sizes) == 100 and len(sizes) >= len(data) // 100
-    assert all(isinstance(read, steps._Read) for read in waits)
+    assert all(isinstance(read, s3file.Read) for read in waits)
     for output in ("predictions", "errors"):
         assert text(s3, f"batch/output/small.{output}.csv") == text(s3, f"batch/output/big.{output}.csv")
     manifest = json.loads(text(s3, "batch/output/small.manifest.json"))
@@ -499,7 +503,7 @@ def test_the_header_is_the_first_line_that_is_not_blank(s3, steps, data, header,
 
 def test_an_empty_file_is_not_read_for_a_header(steps, monkeypatch):
     monkeypatch.setattr(steps, "_read", lambda *args: pytest.fail(f"read {args}"))
-    with pytest.raises(batch.UnsupportedFile, match="^the file is empty"):
+    with pytest.raises(rows.UnsupportedFile, match="^the file is empty"):
         steps._read_header(BUCKET, "batch/input/zero.csv", 0)
 
 
@@ -515,7 +519,7 @@ def test_the_header_is_looked_for_in_the_first_bytes_only(s3, steps, monkeypatch
         header, start = steps._read_header(BUCKET, "batch/input/h.csv", len(head))
         assert header == [head.strip().split(b"\n")[0].decode()] and head[start:start + 2] == b"1\n"
     else:
-        with pytest.raises(batch.UnsupportedFile, match="the header does not end within the first"):
+        with pytest.raises(rows.UnsupportedFile, match="the header does not end within the first"):
             steps._read_header(BUCKET, "batch/input/h.csv", len(head))
 
 
@@ -585,7 +589,7 @@ def test_a_parquet_file_is_scored_in_parts_of_whole_row_groups_as_one_process_sc
     assert (answer["rows"], answer["predicted"], answer["invalid"]) == (150, 149, 1)
     predictions, errors = io.StringIO(), io.StringIO()  # the same file scored in one go, in memory
     version = json.loads(text(s3, "batch/output/rows.manifest.json"))["model_version"]
-    batch.score_parquet(io.BytesIO(data), steps._predictor("breast-cancer", version, None), predictions, errors)
+    parquet.score_parquet(io.BytesIO(data), steps._predictor("breast-cancer", version, None), predictions, errors)
     assert text(s3, "batch/output/rows.predictions.csv") == predictions.getvalue()
     assert text(s3, "batch/output/rows.errors.csv") == errors.getvalue()
     assert errors.getvalue().splitlines()[1].startswith(f"p7,{names[2]},")
@@ -635,7 +639,7 @@ def test_a_download_is_read_ahead_in_order_a_bounded_number_of_chunks(steps):
             produced.append(i)
             yield bytes([i])
 
-    reader = steps.prefetched(chunks(), depth=2)
+    reader = s3file.prefetched(chunks(), depth=2)
     assert next(reader) == b"\x00"
     time.sleep(0.2)  # the reader runs ahead while the consumer works, but no further than the queue holds
     assert 2 <= len(produced) <= 4
@@ -651,12 +655,12 @@ def test_the_time_the_scoring_waits_for_the_download_is_counted(steps):
             time.sleep(0.05)
             yield bytes([i])
 
-    read = steps._Read()
-    assert b"".join(steps.prefetched(slow(), read=read)) == bytes(range(4))
+    read = s3file.Read()
+    assert b"".join(s3file.prefetched(slow(), read=read)) == bytes(range(4))
     assert 0.18 <= read.waited <= 1.0  # four chunks, each 50 ms behind the consumer
 
-    read = steps._Read()
-    assert list(steps.prefetched(iter([b"a"]), read=read)) == [b"a"]
+    read = s3file.Read()
+    assert list(s3file.prefetched(iter([b"a"]), read=read)) == [b"a"]
     assert read.waited < 0.05
 
 
@@ -668,7 +672,7 @@ def test_a_failed_download_fails_the_reader_and_a_reader_closed_early_stops_read
         raise ConnectionError("connection reset")
 
     with pytest.raises(ConnectionError, match="reset"):
-        list(steps.prefetched(broken()))
+        list(s3file.prefetched(broken()))
     produced = []
 
     def endless():
@@ -676,7 +680,7 @@ def test_a_failed_download_fails_the_reader_and_a_reader_closed_early_stops_read
             produced.append(1)
             yield b"x"
 
-    reader = steps.prefetched(endless(), depth=2)
+    reader = s3file.prefetched(endless(), depth=2)
     next(reader)
     reader.close()
     assert not [t for t in threading.enumerate() if t.name == "s3-read-ahead"]
@@ -692,7 +696,7 @@ def test_a_reader_closed_while_its_download_waits_on_the_network_stops_quietly(s
         time.sleep(0.3)  # the next chunk is late: the queue is empty when the consumer stops
         yield b"b"
 
-    reader = steps.prefetched(slow())
+    reader = s3file.prefetched(slow())
     assert next(reader) == b"a"
     [thread] = [t for t in threading.enumerate() if t.name == "s3-read-ahead"]
     assert thread.daemon  # a download that never ends cannot keep the function's process alive
@@ -705,7 +709,7 @@ def test_a_reader_that_dies_of_anything_fails_the_download_instead_of_hanging(st
         yield b"a"
         raise KeyboardInterrupt
 
-    reader = steps.prefetched(interrupted())
+    reader = s3file.prefetched(interrupted())
     assert next(reader) == b"a"
     with pytest.raises(KeyboardInterrupt):
         next(reader)
@@ -714,7 +718,7 @@ def test_a_reader_that_dies_of_anything_fails_the_download_instead_of_hanging(st
 def test_an_s3_object_reads_as_a_seekable_file(s3, steps):
     data = bytes(range(256)) * 4
     s3.put_object(Bucket=BUCKET, Key="batch/input/f.bin", Body=data)
-    file = steps._S3File(BUCKET, "batch/input/f.bin", len(data))
+    file = s3file.S3File(s3, BUCKET, "batch/input/f.bin", len(data))
     assert file.readable() and file.seekable()  # pyarrow asks both before it seeks
     assert file.tell() == 0 and file.read(3) == data[:3] and file.read(3) == data[3:6] and file.tell() == 6
     assert file.read(0) == b"" and file.tell() == 6
@@ -772,7 +776,8 @@ def test_an_unknown_category_follows_the_functions_setting(s3, steps, monkeypatc
     manifest = bundles.publish(s3, BUCKET, "penguins", penguins.arrays, penguins.manifest_fields())
     bundles.set_champion(s3, BUCKET, "penguins", manifest["version"], "test")
     monkeypatch.setenv("UNKNOWN_CATEGORY", policy)
-    module = importlib.reload(steps)
+    steps.configure(Settings.from_env())
+    module = steps
     lines = penguins.csv(4).splitlines()
     lines[2] = "Atlantis," + lines[2].split(",", 1)[1]  # the second row's island was never seen in training
     s3.put_object(Bucket=BUCKET, Key="batch/input/penguins/u.csv", Body="\n".join(lines).encode())

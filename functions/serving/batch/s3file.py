@@ -1,0 +1,129 @@
+"""An S3 object read as a batch worker reads it: a seekable file of ranged GETs (Parquet), or
+its lines streamed with a read-ahead thread (CSV, JSON lines)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+READ_BYTES = 1 << 20  # the input is streamed in chunks of this size
+PREFETCH_CHUNKS = 4  # read ahead of the scoring, at most
+
+
+def read_range(client, bucket: str, key: str, first: int, last: int) -> bytes:
+    """Bytes first..last (inclusive) of an object."""
+    return client.get_object(Bucket=bucket, Key=key, Range=f"bytes={first}-{last}")["Body"].read()
+
+
+class S3File(io.RawIOBase):
+    """An S3 object as a read-only, seekable file: each read is one ranged GET. pyarrow reads a
+    Parquet file's footer, then the column chunks of the row groups asked for (pre-buffered: a
+    few large reads), so a worker downloads its own row groups only.
+
+    Written here because boto3 has no seekable file object, and pyarrow's own S3 filesystem
+    would need the endpoint and credentials passed again in its own settings and its AWS SDK
+    initialised, for a few ranged reads.
+    """
+
+    def __init__(self, client, bucket: str, key: str, size: int) -> None:
+        super().__init__()
+        self.client = client
+        self.bucket, self.key, self.size, self.position = bucket, key, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.size}[whence]
+        self.position = max(0, base + offset)
+        return self.position
+
+    def read(self, size: int = -1) -> bytes:
+        end = self.size if size is None or size < 0 else min(self.size, self.position + size)
+        if end <= self.position:
+            return b""
+        data = read_range(self.client, self.bucket, self.key, self.position, end - 1)
+        self.position += len(data)
+        return data
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+@dataclass
+class Read:
+    """How much of its input a part read (bytes, or Parquet row groups), and how long the scoring
+    waited for the download."""
+
+    amount: int = 0
+    waited: float = 0.0
+
+
+def lines(client, bucket: str, key: str, start: int, end: int, read: Read):
+    """The lines of bytes [start, end) of an object, streamed; ``read`` counts the bytes."""
+    if end <= start:
+        return
+    asked = time.perf_counter()
+    body = client.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end - 1}")["Body"]
+    read.waited += time.perf_counter() - asked
+    pending = b""
+    with contextlib.closing(prefetched(body.iter_chunks(READ_BYTES), read=read)) as chunks:
+        for chunk in chunks:
+            read.amount += len(chunk)
+            split = (pending + chunk).split(b"\n")
+            pending = split.pop()
+            yield from split
+    if pending:
+        yield pending
+
+
+def prefetched(chunks: Iterator[bytes], depth: int = PREFETCH_CHUNKS, read: Read | None = None
+               ) -> Iterator[bytes]:
+    """The chunks of a download, read ahead by a thread: a worker scores one chunk while the next
+    ones arrive (the socket read releases the GIL). At most ``depth`` chunks wait, so memory
+    stays bounded; an error in the download is raised here; a consumer that stops early stops
+    the reader too. ``read.waited`` adds up the time the consumer waited for a chunk."""
+    waiting: queue.Queue = queue.Queue(maxsize=depth)
+    stop, done = threading.Event(), object()
+
+    def read_ahead() -> None:
+        try:
+            for chunk in chunks:
+                if stop.is_set():
+                    return
+                waiting.put(chunk)
+            waiting.put(done)
+        except BaseException as error:  # noqa: BLE001 - handed to the consumer, which raises it
+            waiting.put(error)
+
+    reader = threading.Thread(target=read_ahead, name="s3-read-ahead", daemon=True)
+    reader.start()
+    try:
+        while True:
+            asked = time.perf_counter()
+            item = waiting.get()
+            if read is not None:
+                read.waited += time.perf_counter() - asked
+            if item is done:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while reader.is_alive():  # let a reader blocked on a full queue see the stop
+            with contextlib.suppress(queue.Empty):
+                waiting.get(timeout=0.05)
