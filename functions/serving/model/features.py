@@ -287,7 +287,7 @@ class _TypedDecoder:
     number (an integer or a float; not a bool, a string or null).
 
     msgspec, not orjson and a pass in Python: it checks each value as it reads it and builds no
-    dict per row. Its floats are correctly rounded, as orjson's (tests/unit/serving/test_schema.py
+    dict per row. Its floats are correctly rounded, as orjson's (tests/unit/serving/model/test_typed_decoder.py
     compares them).
     """
 

@@ -11,16 +11,9 @@ from serving.store.s3 import S3Reader
 
 from tests.models import case
 from tests.unit.conftest import BUCKET
+from tests.unit.fakes import Clock
 
 NAME = "bc"
-
-
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
 
 
 class Recording:

@@ -140,8 +140,8 @@ def test_models_without_a_reference_or_a_champion_are_reported_not_failed(s3, dr
 
 
 def test_the_api_captures_its_answered_rows_for_drift(s3, monkeypatch):
-    from tests.unit.serving.test_api_handler import Context as ApiContext
-    from tests.unit.serving.test_api_handler import event
+    from tests.unit.fakes import Context as ApiContext
+    from tests.unit.fakes import event
 
     model = case("penguins-lightgbm")
     manifest = bundles.publish(s3, BUCKET, "penguins", model.arrays, model.manifest_fields())

@@ -17,7 +17,7 @@ from serving.store.s3 import S3Reader
 
 from tests.models import case
 from tests.unit.conftest import BUCKET
-from tests.unit.serving.test_drift_function import drift_function  # noqa: F401 - a fixture
+from tests.unit.handlers.test_drift import drift_function  # noqa: F401 - a fixture
 
 COLUMNS = [{"name": "speed/limit", "kind": "numeric"},
            {"name": "colour", "kind": "categorical", "categories": ["red", "green", "blue"]}]

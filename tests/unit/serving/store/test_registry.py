@@ -8,14 +8,7 @@ from serving.store.s3 import S3Reader
 
 from tests.models import case
 from tests.unit.conftest import BUCKET
-
-
-class Clock:
-    def __init__(self):
-        self.now = 50.0
-
-    def __call__(self):
-        return self.now
+from tests.unit.fakes import Clock
 
 
 class Recording:
@@ -34,7 +27,7 @@ class Recording:
 
 @pytest.fixture
 def registry(s3):
-    recording, clock, made, failures = Recording(), Clock(), [], []
+    recording, clock, made, failures = Recording(), Clock(50.0), [], []
 
     def factory():
         made.append(1)

@@ -1,0 +1,143 @@
+"""Reading S3 objects: streamed lines with a bounded read-ahead, and a seekable file of ranged GETs."""
+
+import io
+import json
+import time
+
+import pytest
+from serving.batch import s3file
+
+from tests.models import case
+from tests.unit.conftest import BUCKET
+from tests.unit.serving.batch.helpers import messy_csv, run_file, text
+
+
+def test_a_part_streamed_in_small_chunks_gives_what_one_chunk_gives(s3, steps, monkeypatch):
+    model = case("bc-lightgbm")
+    data = messy_csv(model).rstrip(b"\r\n")  # the last row without a line end
+    s3.put_object(Bucket=BUCKET, Key="batch/input/big.csv", Body=data)
+    s3.put_object(Bucket=BUCKET, Key="batch/input/small.csv", Body=data)
+    run_file(steps, s3, "batch/input/big.csv", execution="a", part_megabytes=3000 / (1 << 20))
+    monkeypatch.setattr(s3file, "READ_BYTES", 100)
+    sizes, waits = [], []
+    real = s3file.prefetched
+
+    def prefetched(chunks, read=None):  # what the read-ahead is given, and whether it counts waits
+        waits.append(read)
+        return real((sizes.append(len(c)) or c for c in chunks), read=read)
+
+    monkeypatch.setattr(s3file, "prefetched", prefetched)
+    # (every part's bytes read are checked against its range when the file is assembled)
+    answer = run_file(steps, s3, "batch/input/small.csv", execution="b", part_megabytes=3000 / (1 << 20))
+    assert answer["rows"] == 59 and max(sizes) == 100 and len(sizes) >= len(data) // 100
+    assert all(isinstance(read, s3file.Read) for read in waits)
+    for output in ("predictions", "errors"):
+        assert text(s3, f"batch/output/small.{output}.csv") == text(s3, f"batch/output/big.{output}.csv")
+    manifest = json.loads(text(s3, "batch/output/small.manifest.json"))
+    timings = manifest["timings"]
+    assert timings["seconds"] == round(timings["finished"] - timings["started"], 3)
+    assert timings["worker_seconds"] == round(sum(p["seconds"] for p in manifest["parts"]), 3)
+
+
+def test_a_download_is_read_ahead_in_order_a_bounded_number_of_chunks(steps):
+    import threading
+
+    produced = []
+
+    def chunks():
+        for i in range(10):
+            produced.append(i)
+            yield bytes([i])
+
+    reader = s3file.prefetched(chunks(), depth=2)
+    assert next(reader) == b"\x00"
+    time.sleep(0.2)  # the reader runs ahead while the consumer works, but no further than the queue holds
+    assert 2 <= len(produced) <= 4
+    assert b"".join(reader) == bytes(range(1, 10))
+    assert not [t for t in threading.enumerate() if t.name == "s3-read-ahead"]
+
+
+def test_the_time_the_scoring_waits_for_the_download_is_counted(steps):
+
+    def slow():
+        for i in range(4):
+            time.sleep(0.05)
+            yield bytes([i])
+
+    read = s3file.Read()
+    assert b"".join(s3file.prefetched(slow(), read=read)) == bytes(range(4))
+    assert 0.18 <= read.waited <= 1.0  # four chunks, each 50 ms behind the consumer
+
+    read = s3file.Read()
+    assert list(s3file.prefetched(iter([b"a"]), read=read)) == [b"a"]
+    assert read.waited < 0.05
+
+
+def test_a_failed_download_fails_the_reader_and_a_reader_closed_early_stops_reading(steps):
+    import threading
+
+    def broken():
+        yield b"a"
+        raise ConnectionError("connection reset")
+
+    with pytest.raises(ConnectionError, match="reset"):
+        list(s3file.prefetched(broken()))
+    produced = []
+
+    def endless():
+        while True:
+            produced.append(1)
+            yield b"x"
+
+    reader = s3file.prefetched(endless(), depth=2)
+    next(reader)
+    reader.close()
+    assert not [t for t in threading.enumerate() if t.name == "s3-read-ahead"]
+    assert len(produced) <= 5
+
+
+def test_a_reader_closed_while_its_download_waits_on_the_network_stops_quietly(steps):
+    import threading
+
+    def slow():
+        yield b"a"
+        time.sleep(0.3)  # the next chunk is late: the queue is empty when the consumer stops
+        yield b"b"
+
+    reader = s3file.prefetched(slow())
+    assert next(reader) == b"a"
+    [thread] = [t for t in threading.enumerate() if t.name == "s3-read-ahead"]
+    assert thread.daemon  # a download that never ends cannot keep the function's process alive
+    reader.close()  # waits for the reader, without an error, until it has seen the stop
+    assert not thread.is_alive()
+
+
+def test_a_reader_that_dies_of_anything_fails_the_download_instead_of_hanging(steps):
+    def interrupted():
+        yield b"a"
+        raise KeyboardInterrupt
+
+    reader = s3file.prefetched(interrupted())
+    assert next(reader) == b"a"
+    with pytest.raises(KeyboardInterrupt):
+        next(reader)
+
+
+def test_an_s3_object_reads_as_a_seekable_file(s3, steps):
+    data = bytes(range(256)) * 4
+    s3.put_object(Bucket=BUCKET, Key="batch/input/f.bin", Body=data)
+    file = s3file.S3File(s3, BUCKET, "batch/input/f.bin", len(data))
+    assert file.readable() and file.seekable()  # pyarrow asks both before it seeks
+    assert file.tell() == 0 and file.read(3) == data[:3] and file.read(3) == data[3:6] and file.tell() == 6
+    assert file.read(0) == b"" and file.tell() == 6
+    assert file.read() == data[6:] and file.read() == b"" and file.read(5) == b""
+    for size in (None, -1):
+        file.seek(1000)
+        assert file.read(size) == data[1000:]
+    assert file.seek(-10, io.SEEK_END) == len(data) - 10 and file.read(4) == data[-10:-6]
+    assert file.seek(2, io.SEEK_CUR) == len(data) - 4 and file.read(100) == data[-4:]
+    assert file.seek(-5, io.SEEK_SET) == 0 and file.read(2) == data[:2]  # never before the start
+    buffer = bytearray(8)
+    assert file.readinto(buffer) == 8 and bytes(buffer) == data[2:10]
+    file.seek(len(data) - 3)
+    assert file.readinto(buffer) == 3 and bytes(buffer[:3]) == data[-3:]
