@@ -287,8 +287,8 @@ class _TypedDecoder:
     number (an integer or a float; not a bool, a string or null).
 
     msgspec, not orjson and a pass in Python: it checks each value as it reads it and builds no
-    dict per row. Its floats are correctly rounded, as orjson's (tests/unit/serving/model/test_typed_decoder.py
-    compares them).
+    dict per row. Its floats are correctly rounded, as orjson's
+    (tests/unit/serving/model/test_typed_decoder.py compares them).
     """
 
     def __init__(self, names: list[str]) -> None:
