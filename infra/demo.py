@@ -1,8 +1,8 @@
 """The whole local stack in one command, and its removal.
 
-    python infra/demo.py up      # local cloud, deploy, train the demo models without a champion, form
-    python infra/demo.py down    # stop every process it started, delete the local state
-    python infra/demo.py train [training args...]   # the training job against the local stack
+    python -m infra.demo up      # local cloud, deploy, train the demo models without a champion, form
+    python -m infra.demo down    # stop every process it started, delete the local state
+    python -m infra.demo train [training args...]   # the training job against the local stack
 
 ``up`` is idempotent: a second run reuses the installs, skips a deploy whose
 template and code did not change, and skips training when a champion is serving.
@@ -23,13 +23,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(0, str(Path(__file__).parent.parent / "functions"))
-
-import deploy  # noqa: E402
-import local_cloud  # noqa: E402
-import ui  # noqa: E402
 from serving.store import bundles
+
+from infra import deploy, local_cloud, ui
+from infra.console import logger
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL = ROOT / ".local"
@@ -46,8 +43,7 @@ DEMO_MODELS = {
 }
 
 
-def log(message: str) -> None:
-    print(f"[demo] {message}", flush=True)
+log = logger("demo", "stdout")
 
 
 def _fingerprint() -> str:
@@ -160,7 +156,7 @@ def up() -> None:
     if outputs:
         log(f"stack {outputs['stack_name']} is deployed and current")
     else:
-        outputs = deploy.deploy_local(cloud.endpoint)
+        outputs = deploy.deploy_local(cloud.endpoint, quick=True)
         outputs["fingerprint"] = _fingerprint()
         deploy.STACK_FILE.write_text(json.dumps(outputs, indent=2))
     for name, args in DEMO_MODELS.items():

@@ -1,7 +1,7 @@
 """Build and deploy template.yaml with the SAM CLI, to LocalStack or to an account.
 
-    python infra/deploy.py local     # sam build + sam deploy to LocalStack, writes .local/stack.json
-    python infra/deploy.py outputs   # print the local stack's outputs
+    python -m infra.deploy local     # sam build + sam deploy to LocalStack, writes .local/stack.json
+    python -m infra.deploy outputs   # print the local stack's outputs
 
 The artifact ``sam build`` produces is the one deployed: the same template and
 the same package an account gets, with parameters for the local cloud. Against
@@ -19,9 +19,12 @@ import sys
 import time
 from pathlib import Path
 
+from infra.console import logger
+
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL = ROOT / ".local"
-BUILD_DIR = ROOT / ".aws-sam" / "build"
+BUILDS = ROOT / ".aws-sam"  # build/: what an account gets, and the package test reads; cache/: SAM's
+DEMO_BUILDS = BUILDS / "demo"  # the same for the demo, which does not wait for a numpy build
 STACK_FILE = LOCAL / "stack.json"
 STACK_NAME = os.environ.get("STACK_NAME", "tabular-serverless")
 REGION = "us-east-1"
@@ -29,8 +32,7 @@ ARTIFACTS_BUCKET = "sam-artifacts-local"
 FORM_ORIGIN = os.environ.get("FORM_ORIGIN", "http://127.0.0.1:8765")
 
 
-def log(message: str) -> None:
-    print(f"[deploy] {message}", file=sys.stderr, flush=True)
+log = logger("deploy")
 
 
 # LocalStack accepts any credentials; these are placeholders, not secrets.
@@ -58,21 +60,31 @@ def sam() -> str:
     return str(path)
 
 
-def build(env: dict[str, str]) -> None:
-    import local_cloud
+def build(env: dict[str, str], quick: bool = False) -> Path:
+    """``sam build`` of template.yaml; the folder of the built template.
 
+    ``quick``: the package takes the numpy built without BLAS only when it is cached already,
+    else numpy's own wheel (about 8 MB bigger zipped, the same answers): a first start does not
+    wait minutes for a compile. Its build has its own folder, so that the package an account
+    gets (and the package test reads) is never the quick one.
+    """
+    from infra import local_cloud
+
+    builds = DEMO_BUILDS if quick else BUILDS
     log("sam build (functions/Makefile: Linux wheels for python3.12, precompiled)")
     # the function build (functions/Makefile) needs uv and a Python 3.12: ours; it keeps the
     # numpy it builds without BLAS (functions/build_numpy.sh) with the project's other local files
     env = {**env, "UV": local_cloud.uv(), "PYTHON": sys.executable,
-           "NUMPY_WHEELS": str(Path(env.get("NUMPY_WHEELS") or LOCAL / "wheels").resolve())}
+           "NUMPY_WHEELS": str(Path(env.get("NUMPY_WHEELS") or LOCAL / "wheels").resolve()),
+           "NUMPY_BUILD": "cached" if quick else "always"}
     started = time.monotonic()
     subprocess.run(  # noqa: S603
         [sam(), "build", "--template-file", str(ROOT / "template.yaml"), "--build-dir",
-         str(BUILD_DIR), "--cached", "--cache-dir", str(ROOT / ".aws-sam" / "cache")],
+         str(builds / "build"), "--cached", "--cache-dir", str(builds / "cache")],
         check=True, cwd=ROOT, env=env, stdout=sys.stderr,
     )
     log(f"built in {time.monotonic() - started:.1f} s")
+    return builds / "build"
 
 
 def deploy_local(
@@ -80,11 +92,12 @@ def deploy_local(
     stack_file: Path = STACK_FILE,
     origin: str = FORM_ORIGIN,
     parameters: dict[str, str] | None = None,
+    quick: bool = False,
 ) -> dict[str, str]:
     import boto3
 
     env = local_env(endpoint)
-    build(env)
+    built = build(env, quick)
     session = boto3.Session(region_name=REGION,
                             aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
                             aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
@@ -95,7 +108,7 @@ def deploy_local(
     log(f"sam deploy → stack {STACK_NAME} on the local cloud (CloudFormation)")
     started = time.monotonic()
     result = subprocess.run(  # noqa: S603
-        [sam(), "deploy", "--template-file", str(BUILD_DIR / "template.yaml"),
+        [sam(), "deploy", "--template-file", str(built / "template.yaml"),
          "--stack-name", STACK_NAME, "--s3-bucket", ARTIFACTS_BUCKET, "--region", REGION,
          "--capabilities", "CAPABILITY_IAM", "--no-confirm-changeset",
          "--no-fail-on-empty-changeset", "--no-progressbar",
@@ -157,12 +170,11 @@ def batch_trigger_paused(endpoint: str, stack_name: str = STACK_NAME):
 
 
 def main() -> None:
-    sys.path.insert(0, str(Path(__file__).parent))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("target", choices=["local", "outputs"])
     args = parser.parse_args()
     if args.target == "local":
-        from local_cloud import Instance
+        from infra.local_cloud import Instance
 
         print(json.dumps(deploy_local(Instance().endpoint), indent=2))
     else:

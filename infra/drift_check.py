@@ -3,19 +3,15 @@
 It invokes the same function the schedule runs (template.yaml: DriftFunction), synchronously,
 with ``{"model": name, "since": ISO time}`` when given (every model, last 24 hours, otherwise).
 
-    python infra/drift_check.py [--model NAME] [--since 2026-11-26T10:00:00+00:00]
+    python -m infra.drift_check [--model NAME] [--since 2026-11-26T10:00:00+00:00]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-import deploy  # noqa: E402
+from infra import deploy
 
 
 def run(stack: dict, payload: dict) -> dict:

@@ -1,9 +1,9 @@
 """The local cloud: LocalStack (``localstack-core``) on the host, no Docker.
 
-    python infra/local_cloud.py install   # LocalStack's venv + the Lambda runtimes
-    python infra/local_cloud.py start     # start on 127.0.0.1:4566 (idempotent)
-    python infra/local_cloud.py stop      # stop it and every function process
-    python infra/local_cloud.py status
+    python -m infra.local_cloud install   # LocalStack's venv + the Lambda runtimes
+    python -m infra.local_cloud start     # start on 127.0.0.1:4566 (idempotent)
+    python -m infra.local_cloud stop      # stop it and every function process
+    python -m infra.local_cloud status
 
 LocalStack lives in its own virtual environment: its pins clash with the
 project's. Lambda functions run as local processes through the executor plugin
@@ -25,6 +25,8 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+
+from infra.console import logger
 
 ROOT = Path(__file__).resolve().parent.parent
 HOME = ROOT / ".local" / "localstack"  # installs, shared by every instance
@@ -88,8 +90,7 @@ LOCALSTACK_REQUIREMENTS = [
 RUNTIME_REQUIREMENTS = {"python3.12": ["awslambdaric==4.2.2", "boto3==1.40.61"]}
 
 
-def log(message: str) -> None:
-    print(f"[local-cloud] {message}", file=sys.stderr, flush=True)
+log = logger("local-cloud")
 
 
 def uv() -> str:

@@ -1,7 +1,7 @@
 """Publish the form in an account: frontend/ plus its config.json (the API's URL and
 key) to the private bucket that CloudFront serves (infra/frontend.yaml).
 
-    python infra/publish_frontend.py API_STACK FRONTEND_STACK
+    python -m infra.publish_frontend API_STACK FRONTEND_STACK
 
 The API key in config.json identifies and throttles the form's callers through
 the usage plan; it is not a secret (anyone can read a web page's config).

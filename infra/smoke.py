@@ -1,6 +1,6 @@
 """Smoke-test a deployed stack: health, model, OpenAPI, one prediction with the key.
 
-    python infra/smoke.py STACK_NAME [--require-model]
+    python -m infra.smoke STACK_NAME [--require-model]
 
 Reads the stack's outputs (API URL, API key id) and the key's value; uses the
 environment's AWS credentials (AWS_ENDPOINT_URL for LocalStack). Without a

@@ -1,6 +1,6 @@
 """Render template.yaml for an account: the same template plus gradual deployment.
 
-    python infra/templates.py gradual     # writes template.gradual.yaml next to template.yaml
+    python -m infra.templates gradual     # writes template.gradual.yaml next to template.yaml
 
 In an account, the predict function's new versions reach traffic through
 CodeDeploy (SAM DeploymentPreference: canary, rolled back by the error and

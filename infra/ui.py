@@ -1,7 +1,7 @@
 """`make ui`: the MLflow UI on the local tracking store and the Optuna dashboard on the local studies.
 
-    python infra/ui.py up     # start both (idempotent) and print their URLs
-    python infra/ui.py down   # stop them (`make down` does it too)
+    python -m infra.ui up     # start both (idempotent) and print their URLs
+    python -m infra.ui down   # stop them (`make down` does it too)
 
 `make train` and `make demo` keep MLflow runs in .local/mlflow and Optuna studies in
 .local/optuna/studies.db; both servers listen on 127.0.0.1 only.
@@ -18,6 +18,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from infra.console import logger
+
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL = ROOT / ".local"
 MLFLOW_STORE = LOCAL / "mlflow"
@@ -33,8 +35,7 @@ SERVERS = {
 }
 
 
-def log(message: str) -> None:
-    print(f"[ui] {message}", flush=True)
+log = logger("ui", "stdout")
 
 
 def _pidfile(name: str) -> Path:
@@ -82,7 +83,7 @@ def up() -> dict[str, str]:
             time.sleep(0.5)
     log(f"MLflow UI:        {urls['mlflow']}   (runs of every training job, with their pictures)")
     log(f"Optuna dashboard: {urls['optuna']}   (every study: trials, history, parameter importance)")
-    log("stop them with `make down` (or python infra/ui.py down)")
+    log("stop them with `make down` (or python -m infra.ui down)")
     return urls
 
 

@@ -44,7 +44,7 @@ ARTIFACTS = ROOT / "test-artifacts"
 @pytest.fixture(scope="session")
 def cloud():
     """A LocalStack of the tests' own; fails loudly when it cannot start."""
-    import local_cloud
+    from infra import local_cloud
 
     local_cloud.install()
     instance = local_cloud.Instance(port=TEST_PORT, state_dir=TEST_CLOUD_DIR)
@@ -55,7 +55,7 @@ def cloud():
 
 
 def aws_env(endpoint: str) -> dict[str, str]:
-    import deploy
+    from infra import deploy
 
     return deploy.local_env(endpoint)
 
@@ -72,7 +72,7 @@ def client(service: str, endpoint: str):
 @pytest.fixture(scope="session")
 def stack(cloud):
     """template.yaml deployed to the test cloud with sam build + sam deploy."""
-    import deploy
+    from infra import deploy
 
     return deploy.deploy_local(
         cloud.endpoint, stack_file=TEST_CLOUD_DIR / "stack.json", origin=FORM_ORIGIN,

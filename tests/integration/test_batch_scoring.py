@@ -72,7 +72,7 @@ def direct_only(stack):
     """The tests below start executions themselves, with options (parts, workers, faults), as an
     operator would: the S3 → EventBridge trigger (the test above) is paused meanwhile, or dropping
     their files would start a second execution of each."""
-    import deploy
+    from infra import deploy
 
     with deploy.batch_trigger_paused(stack["endpoint"], stack["stack_name"]):
         yield

@@ -30,7 +30,7 @@ def steps(job: str) -> tuple[dict, dict[str, str]]:
 def test_the_staging_job_builds_deploys_and_smoke_tests(cloud):
     job_env, scripts = steps("staging")
     assert {"form_stack", "render", "build", "deploy", "smoke", "frontend", "image"} <= set(scripts)
-    import deploy
+    from infra import deploy
 
     env = {**deploy.local_env(cloud.endpoint), **job_env}
     env.update(

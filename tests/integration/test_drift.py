@@ -7,7 +7,6 @@ on exactly those two, in `make drift`'s JSON, the S3 report and the function's E
 """
 
 import json
-import sys
 import time
 from datetime import UTC, datetime
 
@@ -15,10 +14,9 @@ import pandas as pd
 import pytest
 import requests
 
-from tests.conftest import ROOT, client
+from tests.conftest import client
 
 pytestmark = pytest.mark.integration
-sys.path.insert(0, str(ROOT / "infra"))
 
 
 def send(stack, rows: pd.DataFrame) -> None:
@@ -33,7 +31,7 @@ def send(stack, rows: pd.DataFrame) -> None:
 
 
 def drift_now(stack, since: str) -> dict:
-    import drift_check
+    from infra import drift_check
 
     return drift_check.run(stack, {"model": "fares", "since": since})
 
