@@ -28,7 +28,7 @@ class Settings:
     default_model: str = "breast-cancer"  # what /model, /predict and batch/input/<file> use
     max_models: int = 8  # champion caches kept in one container (least recently used dropped)
     max_rows: int = 1000
-    max_explain_rows: int = 10  # explanations cost more per row than predictions (see README)
+    max_explain_rows: int = 10  # explanations cost more per row than predictions (docs/api.md)
     capture_rate: float = 0.0  # share of /predict requests kept for drift monitoring (the template sets it)
     capture_flush_rows: int = 1000  # rows buffered before they are written to S3
     max_body_bytes: int = LAMBDA_SYNC_PAYLOAD_BYTES

@@ -1,7 +1,7 @@
 """The prediction function's package, as `sam build` makes it: what its import pulls in, and how long it takes.
 
 Like Powertools' own import-time tests: a budget checked as code. The budget is
-about twice the median measured on a 2-core machine (see the README), so it
+about twice the median measured on a 2-core machine (docs/benchmarks.md), so it
 fails when an import is added to the cold path, not when the machine is busy.
 """
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 PACKAGE = ROOT / ".aws-sam" / "build" / "PredictFunction"
 RUNTIME = ROOT / ".local" / "localstack" / "runtimes" / "python3.12" / "bin" / "python"
 IMPORT_BUDGET_MS = 250
-PACKAGE_BUDGET_MB = 12  # the serving target (README, Serving speed)
+PACKAGE_BUDGET_MB = 12  # the serving target (docs/serving.md, the package)
 FORBIDDEN = ("boto3", "botocore.client", "botocore.session", "pandas", "sklearn", "mlflow", "catboost",
              "lightgbm", "optuna", "aws_xray_sdk", "pydantic", "scipy",
              # Powertools' resolvers (the API routes by a dict: handlers/api.py says why) and what they pull in
