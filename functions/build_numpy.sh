@@ -9,10 +9,10 @@
 #
 # The build runs once per numpy version and version of this recipe (about 5 minutes
 # on 2 cores; one at a time, as sam build makes the functions in parallel), cached in
-# $NUMPY_WHEELS/<recipe hash> (an absolute path; infra/deploy.py gives .local/wheels,
-# else ~/.cache/tabular-serverless/wheels). Lambda's python3.12 runtime is Amazon
-# Linux 2023 with glibc 2.34, and a build links the symbol versions of the glibc it
-# is built on:
+# $NUMPY_WHEELS/<recipe hash> (an absolute path), else ~/.cache/tabular-serverless/wheels
+# (under $XDG_CACHE_HOME when set), which every clone on the machine shares. Lambda's
+# python3.12 runtime is Amazon Linux 2023 with glibc 2.34, and a build links the symbol
+# versions of the glibc it is built on:
 # glibc_compat.h pins the two maths functions glibc 2.35 re-versioned, and
 # auditwheel then refuses the wheel if anything else needs a glibc newer than
 # 2.34 (and tags it manylinux_2_34, which is what the package installs for).

@@ -26,6 +26,9 @@ LOCAL = ROOT / ".local"
 BUILDS = ROOT / ".aws-sam"  # build/: what an account gets, and the package test reads; cache/: SAM's
 DEMO_BUILDS = BUILDS / "demo"  # the same for the demo, which does not wait for a numpy build
 STACK_FILE = LOCAL / "stack.json"
+# numpy built without BLAS (functions/build_numpy.sh), kept with the user's caches: every clone of
+# the project on this machine, and a demo after a test run, reuse it
+WHEELS = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tabular-serverless" / "wheels"
 STACK_NAME = os.environ.get("STACK_NAME", "tabular-serverless")
 REGION = "us-east-1"
 ARTIFACTS_BUCKET = "sam-artifacts-local"
@@ -72,10 +75,9 @@ def build(env: dict[str, str], quick: bool = False) -> Path:
 
     builds = DEMO_BUILDS if quick else BUILDS
     log("sam build (functions/Makefile: Linux wheels for python3.12, precompiled)")
-    # the function build (functions/Makefile) needs uv and a Python 3.12: ours; it keeps the
-    # numpy it builds without BLAS (functions/build_numpy.sh) with the project's other local files
+    # the function build (functions/Makefile) needs uv and a Python 3.12: ours
     env = {**env, "UV": local_cloud.uv(), "PYTHON": sys.executable,
-           "NUMPY_WHEELS": str(Path(env.get("NUMPY_WHEELS") or LOCAL / "wheels").resolve()),
+           "NUMPY_WHEELS": str(Path(env.get("NUMPY_WHEELS") or WHEELS).resolve()),
            "NUMPY_BUILD": "cached" if quick else "always"}
     started = time.monotonic()
     subprocess.run(  # noqa: S603
