@@ -4,7 +4,7 @@
 
 ``--floors`` (the project's handler only) also times each part of a warm answer alone.
 
-Run by benchmarks/serving.py with the function's own interpreter and package;
+Run by benchmarks/serving_benchmark.py with the function's own interpreter and package;
 prints one JSON line. Times exclude the interpreter's own start (the same for
 every handler); ``process_ms`` in the caller includes it.
 """
@@ -52,14 +52,15 @@ def floor_parts(module, event: dict, calls: int) -> dict:
     """Where a warm single-row answer's time goes: each part of the path timed alone (p50, µs)."""
     import orjson
 
-    predictor = module.serving_model(module.settings.default_model)
+    app = module.app  # handlers.api's PredictionApi
+    predictor = app.serving_model(app.settings.default_model)
     body = orjson.loads(event["body"])
-    X = predictor.schema.matrix(body, max_rows=module.settings.max_rows)
+    X = predictor.schema.matrix(body, max_rows=app.settings.max_rows)
     answer = predictor.answer(predictor.predict_matrix(X))
 
     def respond():  # routing, validation, evaluation, answer; no logging, metrics left unflushed
-        module.respond(event, Context())
-        module.metrics.clear_metrics()
+        app.respond(event, Context())
+        app.metrics.clear_metrics()
 
     def json_alone():  # the request's body parsed, the answer written
         orjson.loads(event["body"])
