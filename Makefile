@@ -89,13 +89,13 @@ lint: install $(CHECKOV) infra/lint/node_modules/.package-lock.json ## ruff, ban
 	@echo "[lint] mkdocs build --strict" && NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict \
 		--site-dir .local/site >.local/mkdocs.log 2>&1 || { cat .local/mkdocs.log; exit 1; }
 
-bench: install ## serving benchmark: cold start, warm latency, package size, memory (prints JSON)
+bench: install ## serving benchmark, ratios to native baselines; writes benchmarks/results/, renders the docs' page
 	@$(PY) -m benchmarks.serving_benchmark
 
 mutation: install ## mutation score of the serving code's tests, per module (prints JSON; ~5 h on 2 cores)
 	@$(PY) tests/mutation/run.py
 
-bench-train: install ## training benchmark: tuned model vs scikit-learn baselines, trials/minute (prints JSON)
+bench-train: install ## training benchmark, tuned model / default models and FLAML; writes and renders likewise
 	@$(PY) -m benchmarks.training_benchmark
 
 .PHONY: help install browser compiler demo down train ui drift test lint bench bench-train mutation docs
