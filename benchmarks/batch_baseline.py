@@ -6,7 +6,8 @@ One process on one core (a batch worker has one vCPU: template.yaml gives it 176
 libraries sized to it: read the CSV (pandas' C reader, or pyarrow's), turn every column into
 numbers (a value that is not one becomes missing: nothing is rejected), then native CatBoost's
 ``predict_proba`` on all rows. It neither validates the rows nor writes the outputs; the batch
-function does both. Prints one JSON line: the rows, each step's seconds and the rows per second.
+function does both. Prints one JSON line: the rows, each step's seconds, the rows per second and
+the process's peak memory.
 """
 
 from __future__ import annotations
@@ -64,7 +65,15 @@ def main() -> None:
     print(json.dumps({"reader": reader, "rows": len(frame), "missing_values": int(np.isnan(X).sum()),
                       "model_s": round(loaded - started, 3), "read_s": round(read - loaded, 3),
                       "predict_s": round(predicted - read, 3), "seconds": round(total, 3),
-                      "rows_per_s": round(len(frame) / total)}))
+                      "rows_per_s": round(len(frame) / total), "peak_rss_mb": peak_rss_mb()}))
+
+
+def peak_rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
 
 
 if __name__ == "__main__":
