@@ -26,10 +26,10 @@ INTRO = """\
 <!-- Written by `python -m benchmarks.render` from benchmarks/results/: edit the renderer, not this page. -->
 
 Rendered from the newest result files in `benchmarks/results/`; `make bench` and `make bench-train`
-write a file and render this page. Every target is a ratio, ours / a baseline measured in the same
-run and on the same machine, so it means the same on any machine; the absolute figures are those of
-the machine below, and its calibration figures say how fast it is. [Benchmarks](benchmarks.md)
-explains what each figure measures and how to run them.
+write a file and render this page. Every target is a ratio, ours / a baseline measured alongside
+ours (the two alternating) on the same machine, so it means the same on any machine; the absolute
+figures are those of the machine below, and its calibration figures say how fast it is.
+[Benchmarks](benchmarks.md) explains what each figure measures and how to run them.
 """
 
 
@@ -169,7 +169,7 @@ def machine_section(documents: dict[str, dict]) -> list[str]:
             for label, value in rows.items():
                 merged.setdefault(label, value)
         kinds = " and ".join(f"`make {'bench' if k == 'serving' else 'bench-train'}`" for k in documents)
-        lines += [f"Both files come from this machine ({kinds})." if len(documents) > 1 else "", ""]
+        lines += [f"Both result files ({kinds}) come from one machine." if len(documents) > 1 else "", ""]
         lines += table(["", ""], [[k, v] for k, v in merged.items()], "ll")
     else:
         kinds = list(described)
