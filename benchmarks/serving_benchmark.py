@@ -470,7 +470,7 @@ def cost_curve(env: dict, s3) -> dict:
         "memory": {"rss_mb_after_each_load": memory,
                    "mb_per_model": [round(b - a, 1) for a, b in zip(memory, memory[1:], strict=False)],
                    f"rss_mb_with_{default_max}_models": memory[min(default_max, len(memory)) - 1]},
-        "picture": str(BENCH / "serving-scaling.png"),
+        "picture": str((BENCH / "serving-scaling.png").relative_to(ROOT)),
     }
     draw_curve(curve, BENCH / "serving-scaling.png")
     return curve
