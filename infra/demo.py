@@ -96,7 +96,9 @@ def train(outputs: dict, args: list[str]) -> None:
     ui.OPTUNA_STORE.parent.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "training", "train", *keep, *args]
     log("training: " + " ".join(command[1:]))
-    subprocess.run(command, check=True, cwd=ROOT, env=training_env(outputs))  # noqa: S603
+    finished = subprocess.run(command, cwd=ROOT, env=training_env(outputs))  # noqa: S603
+    if finished.returncode:  # the job has said why (a refused table, a bad setting): no traceback here
+        raise SystemExit(finished.returncode)
 
 
 def serve_form(outputs: dict) -> None:

@@ -73,7 +73,7 @@ def _check(config: dict) -> None:
         raise ConfigError(f"tuning.families {tuning['families']}: choose from catboost, lightgbm")
     if int(tuning["cv_folds"]) < 2:
         raise ConfigError("tuning.cv_folds must be at least 2")
-    if config["constant_columns"] not in ("error", "keep"):
-        raise ConfigError("constant_columns must be error or keep")
+    if config["constant_columns"] not in ("drop", "error", "keep"):
+        raise ConfigError("constant_columns must be drop, error or keep")
     if not 0 < float(config["test_size"]) < 1:
         raise ConfigError("test_size must be between 0 and 1")

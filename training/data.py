@@ -66,13 +66,14 @@ class Dataset:
         return digest.hexdigest()
 
 
-def load(source: str, target: str | None = None, s3_client=None, task: str | None = None) -> Dataset:
+def load(source: str, target: str | None = None, s3_client=None, task: str | None = None,
+         sheet: str | int | None = None) -> Dataset:
     if source in BUILT_IN:
         name, X, y, origin, default_target = _built_in(source)
     else:
         if target is None:
             raise DataError(f"{source}: give the target column (--set target=NAME) for a file data set")
-        X = _read_table(source, s3_client)
+        X = _read_table(source, s3_client, sheet)
         if target not in X.columns:
             raise DataError(f"{source}: no target column {target!r}; columns are: "
                             f"{', '.join(map(str, X.columns))}")
@@ -128,7 +129,40 @@ def _built_in(name: str) -> tuple[str, pd.DataFrame, pd.Series, str, str]:
     return name.replace("_", "-"), bunch.data, y, f"sklearn.{loader.__name__}", "target"
 
 
-def _read_table(source: str, s3_client) -> pd.DataFrame:
+DELIMITERS = ",;\t|"
+
+
+def _read_delimited(source: str, handle) -> pd.DataFrame:
+    """A delimited text file as spreadsheets write it: the delimiter (comma, semicolon, tab or pipe)
+    is the one that splits the first lines into the same number of fields, most of them; where it
+    is a semicolon, a decimal comma is read as a decimal point."""
+    import gzip
+
+    data = Path(handle).read_bytes() if isinstance(handle, str) else handle.getvalue()
+    compressed = source.endswith(".gz")
+    head = gzip.decompress(data)[: 1 << 16] if compressed else data[: 1 << 16]
+    delimiter = _delimiter(head.decode("utf-8", "replace"))
+    return pd.read_csv(io.BytesIO(data), sep=delimiter, decimal="," if delimiter == ";" else ".",
+                       compression="gzip" if compressed else None)
+
+
+def _delimiter(text: str) -> str:
+    """The delimiter that gives the first lines (up to 20) the same number of fields, the most;
+    a comma when none does."""
+    import csv
+
+    lines = [line for line in text.splitlines()[:21] if line.strip()]
+    if len(lines) > 1 and not text.endswith("\n"):
+        lines = lines[:-1]  # the head may end inside a line
+    best, fields = ",", 1
+    for delimiter in DELIMITERS:
+        counts = {len(row) for row in csv.reader(lines, delimiter=delimiter)}
+        if len(counts) == 1 and (count := counts.pop()) > fields:
+            best, fields = delimiter, count
+    return best
+
+
+def _read_table(source: str, s3_client, sheet: str | int | None = None) -> pd.DataFrame:
     try:
         if source.startswith("s3://"):
             bucket, _, key = source[5:].partition("/")
@@ -144,17 +178,24 @@ def _read_table(source: str, s3_client) -> pd.DataFrame:
             handle = source
         if source.endswith((".parquet", ".pq")):
             return pd.read_parquet(handle)
-        if source.endswith((".csv", ".csv.gz", ".txt")):
-            return pd.read_csv(handle)
-        raise DataError(f"{source}: unknown file type; use .csv or .parquet")
+        if source.endswith((".xlsx", ".xlsm")):
+            return pd.read_excel(handle, sheet_name=sheet if sheet is not None else 0, engine="openpyxl")
+        if source.endswith((".csv", ".csv.gz", ".txt", ".tsv")):
+            return _read_delimited(source, handle)
+        raise DataError(f"{source}: unknown file type; use .csv (or .tsv, .txt), .parquet or .xlsx")
     except DataError:
         raise
     except Exception as error:  # the parsers' errors, told as what they mean to the user
         raise DataError(f"{source}: could not be read as a table: {error}") from error
 
 
-def screen(data: Dataset, drop_columns: list[str] | None = None, id_column: str | None = None) -> Dataset:
-    """Leave out the columns that must not be features, read dates, refuse free text; before tuning."""
+def screen(data: Dataset, drop_columns: list[str] | None = None, id_column: str | None = None,
+           constant_columns: str = "keep") -> Dataset:
+    """Leave out the columns that must not be features, read dates, refuse free text; before tuning.
+
+    ``constant_columns="drop"`` leaves out a column of one value too (unless every column is one:
+    ``validate`` refuses that table), recorded as the others are.
+    """
     X = data.X.copy()
     dropped = []
     asked = [*(drop_columns or []), *([id_column] if id_column else [])]
@@ -163,7 +204,8 @@ def screen(data: Dataset, drop_columns: list[str] | None = None, id_column: str 
         raise DataError(f"{data.name}: drop_columns/id_column name columns the data does not have: "
                         f"{', '.join(map(str, unknown))}")
     for column in asked:
-        dropped.append({"name": str(column), "reason": "dropped by the configuration"})
+        reason = "the row id" if column == id_column else "dropped by the configuration"
+        dropped.append({"name": str(column), "reason": reason})
     X = X.drop(columns=asked)
     for column in list(X.columns):
         reason = _id_like(X[column])
@@ -179,11 +221,31 @@ def screen(data: Dataset, drop_columns: list[str] | None = None, id_column: str 
             dates = _as_datetime(X[column])
             if dates is not None:
                 X[column] = dates
-    automatic = [d for d in dropped if d["reason"] != "dropped by the configuration"]
+    constant = [c for c in X.columns if X[c].nunique(dropna=False) == 1]
+    if constant_columns == "drop" and 0 < len(constant) < X.shape[1]:
+        for column in constant:
+            dropped.append({"name": str(column), "reason": f"constant: {X[column].iloc[0]!r} in every row"})
+        X = X.drop(columns=constant)
+    automatic = [d for d in dropped if d["reason"] not in ("dropped by the configuration", "the row id")
+                 and not d["reason"].startswith("constant")]
     if automatic:
         LOG.warning("%s: left out %d ID-like columns (they identify rows, they do not describe them): %s",
                     data.name, len(automatic), "; ".join(f"{d['name']} ({d['reason']})" for d in automatic))
     return Dataset(data.name, X, data.y, data.source, data.task, data.target, data.dropped + dropped)
+
+
+ROW_ID_REASONS = ("the row id", "a different value in every row",
+                  "a row counter: consecutive integers, one per row")
+
+
+def id_column(dropped: list[dict[str, str]]) -> str | None:
+    """The column that names a row: the one declared as ``id_column``, else the first found ID-like
+    (row names before a row counter), else None. Batch outputs take their row ids from it."""
+    for reason in ROW_ID_REASONS:
+        for column in dropped:
+            if column["reason"] == reason:
+                return column["name"]
+    return None
 
 
 def _id_like(values: pd.Series) -> str | None:
@@ -262,7 +324,8 @@ def validate(data: Dataset, folds: int, constant_columns: str = "error") -> None
                     data.name, len(constant), "; ".join(constant))
     elif constant:
         problems += constant
-        problems.append("to train with them anyway: --set constant_columns=keep")
+        problems.append("to leave them out: --set constant_columns=drop; to train with them: "
+                        "--set constant_columns=keep")
     if problems:
         raise DataError(f"{data.name}: " + "; ".join(problems))
     if data.task == "regression":

@@ -88,8 +88,9 @@ def s3_client():
 
 def prepare(config: dict[str, Any], s3=None) -> Prepared:
     """Load, screen, validate and split the data; infer the schema; settle the metrics for the task."""
-    dataset = D.load(config["dataset"], config["target"], s3_client=s3, task=config["task"])
-    dataset = D.screen(dataset, config["drop_columns"], config["id_column"])
+    dataset = D.load(config["dataset"], config["target"], s3_client=s3, task=config["task"],
+                     sheet=config["sheet"])
+    dataset = D.screen(dataset, config["drop_columns"], config["id_column"], config["constant_columns"])
     D.validate(dataset, config["tuning"]["cv_folds"], config["constant_columns"])
     metric, gate_metric = metrics_for(config, dataset.task)
     X_train, X_test, y_train, y_test = train_test_split(
@@ -195,6 +196,7 @@ def build_manifest(config: dict[str, Any], prepared: Prepared, model: Refit, eva
         "classes": prepared.classes,
         "target": dataset.target,
         "dropped_columns": dataset.dropped,
+        "id_column": D.id_column(dataset.dropped),
         "metrics": {"test": evaluation.metrics,
                     "cv": {"metric": prepared.metric, "score": model.cv_score, "folds": model.cv_folds}},
         "hyperparameters": {**model.params, "rounds": model.rounds},
