@@ -185,7 +185,11 @@ _SCHEMAS: dict[str, Any] = {
         "name": {"type": "string"}, "version": {"type": "integer"},
         "task": {"type": "string", "enum": ["binary", "multiclass", "regression"]},
         "feature_schema": {"type": "array", "items": {"type": "object", "required": ["name", "type"]}},
-        "classes": {"type": "array"}}},
+        "classes": {"type": "array"},
+        "ignored_columns": {"type": "array", "items": {"type": "string"},
+                            "description": "columns a row may carry that the model does not read"},
+        "id_column": {"type": ["string", "null"],
+                      "description": "the column that names a row in a batch file"}}},
     "Document": {"type": "object", "required": ["openapi", "paths"]},
     "Models": {"type": "object", "required": ["default_model", "models"], "properties": {
         "default_model": {"type": "string"},
@@ -197,6 +201,8 @@ _SCHEMAS: dict[str, Any] = {
                                                              "metrics": {"type": "object"}}}}}},
 }
 
+
+IGNORED = "accepted and ignored: the model does not read it (the target, or a column left out at training)"
 
 
 def document(routes: list[Route], model: dict[str, Any] | None, max_rows: int,
@@ -236,7 +242,9 @@ def document(routes: list[Route], model: dict[str, Any] | None, max_rows: int,
                 **_SCHEMAS,
                 "Instance": {
                     "type": "object",
-                    "properties": {f["name"]: _feature_schema(f) for f in features},
+                    "properties": {**{f["name"]: _feature_schema(f) for f in features},
+                                   **{name: {"description": IGNORED}
+                                      for name in (model or {}).get("ignored_columns") or []}},
                     "required": [f["name"] for f in features],
                     "additionalProperties": False,
                 },

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from serving.batch.rows import BOM, ID_FIELD, Row, UnsupportedFile, check_rows, chunks
+from serving.batch.rows import BOM, ID_FIELD, Row, UnsupportedFile, check_rows, chunks, id_field
 from serving.batch.writer import Writer
 
 NUMBER_BYTES = b"0123456789.eE+-"  # what a plain number is written with
@@ -39,8 +39,9 @@ def read_header(line: bytes | None) -> list[str]:
     return header
 
 
-def csv_rows(lines: Iterable[bytes], header: list[str], first_row: int) -> Iterator[Row]:
-    id_column = header.index(ID_FIELD) if ID_FIELD in header else None
+def csv_rows(lines: Iterable[bytes], header: list[str], first_row: int, id_name: str = ID_FIELD
+             ) -> Iterator[Row]:
+    id_column = header.index(id_name) if id_name in header else None
     for number, line in enumerate(lines, start=first_row):
         yield _csv_row(number, line, header, id_column)
 
@@ -57,14 +58,15 @@ def _csv_row(number: int, line: bytes, header: list[str], id_column: int | None)
     if len(values) != len(header):
         return Row(row_id, problem=f"{len(values)} values, but the header has {len(header)} columns")
     record = dict(zip(header, values, strict=True))
-    record.pop(ID_FIELD, None)
+    if id_column is not None:
+        del record[header[id_column]]
     return Row(row_id, record)
 
 
-def numeric_columns(header: list[str], schema) -> list[int] | None:
+def numeric_columns(header: list[str], schema, id_name: str = ID_FIELD) -> list[int] | None:
     """Where each feature sits in a CSV whose columns are all numeric features (and maybe an id
     first): the files the fast path reads. None for any other header."""
-    names = header[1:] if header[:1] == [ID_FIELD] else header
+    names = header[1:] if header[:1] == [id_name] else header
     if not schema.all_numeric or sorted(names) != sorted(schema.names):
         return None
     return [names.index(name) for name in schema.names]
@@ -80,10 +82,10 @@ def score_numeric_csv(lines: Iterable[bytes], header: list[str], first_row: int,
     reader, which reads it as a spreadsheet means it or says what is wrong. The screen works
     on a chunk's lines joined, so that Python does a few steps per chunk, not per line.
     """
-    schema = writer.predictor.schema
-    columns = numeric_columns(header, schema)
+    schema, id_name = writer.predictor.schema, id_field(writer.predictor, header)
+    columns = numeric_columns(header, schema, id_name)
     in_order = columns == list(range(len(columns)))
-    with_id = header[0] == ID_FIELD
+    with_id = header[0] == id_name
     commas = b"," * (len(columns) - 1)
     number = first_row
     for chunk in chunks(lines, chunk_rows):

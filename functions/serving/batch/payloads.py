@@ -38,6 +38,7 @@ class Plan(TypedDict):
     concurrency: int  # parts scored at once
     fault: dict[str, Any] | None  # a failure asked for by a test: {"part": i, "attempts": n}
     started: float
+    labelled: bool  # the file carries the model's target: actual values are written and evaluated
 
 
 class Timings(TypedDict):
@@ -64,6 +65,9 @@ class PartRecord(TypedDict):
     peak_rss_mb: float
     timings: Timings
     finished: float
+    labelled: NotRequired[int]  # a labelled file's rows predicted, kept with their answers to evaluate
+    unknown_labels: NotRequired[list[str]]  # some labels the model does not know
+    unknown_label_rows: NotRequired[int]
 
 
 class Totals(TypedDict):

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 CHUNK_ROWS = 5000
 
 
-ID_FIELD = "id"
+ID_FIELD = "id"  # the row ids' column, unless the model names one (id_field)
 
 
 MISSING_TEXT = frozenset({"", "nan", "na", "n/a", "null", "none"})  # a missing cell, in any case
@@ -46,6 +46,7 @@ class BatchResult:
     predicted: int = 0
     invalid: int = 0
     row_groups: int = 0  # of a Parquet file: read to their end
+    evaluated: tuple | None = None  # a labelled file's (actual values, answers) of the rows predicted
 
 
 @dataclass
@@ -59,6 +60,13 @@ class Row:
 
 class UnsupportedFile(ValueError):
     """The file cannot be read as a table at all (its type, or its header)."""
+
+
+def id_field(predictor, names: Iterable[str] | None = None) -> str:
+    """The column that gives a file's row ids: the one that named the rows the model was trained
+    on (declared, or found ID-like) when the file has it (``names``: its columns), else ``id``."""
+    own = predictor.bundle.id_column
+    return own if own is not None and (names is None or own in names) else ID_FIELD
 
 
 def check_format(name: str) -> None:
@@ -109,10 +117,11 @@ def chunks(items: Iterable, size: int) -> Iterator[tuple]:
 
 
 def score_rows(rows: Iterable[Row], writer: Writer, csv_text: bool, chunk_rows: int) -> None:
-    schema = writer.predictor.schema
+    schema, target = writer.predictor.schema, writer.target
     for chunk in chunks(rows, chunk_rows):
         kept, X, errors = check_rows(schema, chunk, csv_text)
-        writer.chunk(len(chunk), [chunk[i].id for i in kept], X, errors)
+        actuals = [chunk[i].values.get(target) for i in kept] if target is not None else None
+        writer.chunk(len(chunk), [chunk[i].id for i in kept], X, errors, actuals)
 
 
 def check_rows(schema, rows: list[Row], csv_text: bool) -> tuple[list[int], np.ndarray, list[list]]:

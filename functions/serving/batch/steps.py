@@ -42,16 +42,18 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import PurePosixPath
 from typing import Any
 
+import numpy as np
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
+from serving.batch import evaluation, s3file
 from serving.batch import parts as batch_parts
-from serving.batch import s3file
 from serving.batch.csvfile import read_header
+from serving.batch.jsonl import has_field
 from serving.batch.lines import score_lines
-from serving.batch.parquet import parquet_row_groups, score_parquet
+from serving.batch.parquet import parquet_columns, parquet_row_groups, score_parquet
 from serving.batch.payloads import Part, PartRecord, Plan, Totals
-from serving.batch.rows import BOM, PARQUET, UnsupportedFile, check_format, count_rows
+from serving.batch.rows import BOM, PARQUET, UnsupportedFile, check_format, count_rows, data_lines
 from serving.batch.writer import ERRORS_HEADER, csv_line, output_header
 from serving.model import bundle
 from serving.model.predictor import Predictor
@@ -125,6 +127,7 @@ def plan(event: dict[str, Any]) -> Plan | dict[str, Any]:
         header, start = _read_header(bucket, key, size) if csv_file else (None, 0)
         if parquet:  # parts are runs of row groups, whose rows the footer gives: no count pass
             parts, units = _parquet_parts(bucket, key, size, part_bytes)
+        labelled = _labelled(bucket, key, size, where, header, pointer)
     except UnsupportedFile as problem:
         return {"done": True, **_unreadable(bucket, key, where["stem"], str(problem), summary)}
     if not parquet:
@@ -140,7 +143,7 @@ def plan(event: dict[str, Any]) -> Plan | dict[str, Any]:
         "model_version": int(pointer["version"]), "manifest_sha256": pointer.get("manifest_sha256"),
         "work": work, "parts": len(parts), "count": len(parts) > 1 and not parquet,
         "concurrency": int(options.get("concurrency", settings.batch_concurrency)),
-        "fault": options.get("fault"), "started": time.time(),
+        "fault": options.get("fault"), "started": time.time(), "labelled": labelled,
     }
     logger.info("planned", extra={k: planned[k] for k in ("key", "model", "model_version", "size", "parts")})
     return planned
@@ -258,7 +261,8 @@ def score(event: dict[str, Any]) -> dict[str, Any]:
             source = s3file.S3File(s3(), bucket, planned["key"], planned["bytes"])
             result = score_parquet(
                 source, predictor, predictions_text, errors_text,
-                row_groups=(part["start"], part["end"]), first_row=part["first_row"], headers=False)
+                row_groups=(part["start"], part["end"]), first_row=part["first_row"], headers=False,
+                labelled=planned.get("labelled", False))
             read.amount = result.row_groups
         else:
             download = s3file.lines(s3(), bucket, planned["key"], part["start"], part["end"], read)
@@ -266,7 +270,7 @@ def score(event: dict[str, Any]) -> dict[str, Any]:
                 result = score_lines(
                     lines, planned["name"], predictor, predictions_text, errors_text,
                     header=planned["header"], first_row=part["first_row"], at_file_start=part["start"] == 0,
-                    headers=False)
+                    headers=False, labelled=planned.get("labelled", False))
         if failing:  # half of this part's output written, then a crash: the retry must replace it
             predictions.truncate(predictions.tell() // 2)
             _upload(predictions, bucket, f"{prefix}.predictions.csv")
@@ -274,11 +278,12 @@ def score(event: dict[str, Any]) -> dict[str, Any]:
         scored = time.perf_counter()
         sizes = {"predictions_bytes": _upload(predictions, bucket, f"{prefix}.predictions.csv"),
                  "errors_bytes": _upload(errors, bucket, f"{prefix}.errors.csv")}
+        labels = _save_evaluated(result, predictor, bucket, prefix)
     record: PartRecord = {
         "index": part["index"], "start": part["start"], "end": part["end"], "bytes_read": read.amount,
         "first_row": part["first_row"], "rows": result.rows, "predicted": result.predicted,
         "invalid": result.invalid, "model_version": predictor.version, "attempt": attempt, **sizes,
-        "output_header": output_header(predictor),
+        "output_header": output_header(predictor, planned.get("labelled", False)), **labels,
         "seconds": round(time.perf_counter() - started, 3), "peak_rss_mb": round(_peak_rss_mb(), 1),
         # where the seconds went: loading the model (once per container), the scoring's waits for
         # the download (the read-ahead fell behind), the uploads of the part's outputs
@@ -323,10 +328,11 @@ def assemble(event: dict[str, Any]) -> dict[str, Any]:
             for r in records if r["errors_bytes"]]
         batch_parts.assemble(s3(), bucket, f"{stem}.errors.csv", errors)
         outputs.append(f"{stem}.errors.csv")
+    evaluated = _evaluation(planned, records) if planned.get("labelled") else None
     finished = time.time()
     manifest = {
         "input": planned["key"], "model": planned["model"], "model_version": planned["model_version"],
-        **totals, "outputs": outputs,
+        **totals, "outputs": outputs, **({"evaluation": evaluated} if evaluated is not None else {}),
         "parts": [{k: r[k] for k in ("index", "start", "end", "first_row", "rows", "predicted", "invalid",
                                      "attempt", "seconds", "timings", "peak_rss_mb", "finished")}
                   for r in records],
@@ -338,6 +344,55 @@ def assemble(event: dict[str, Any]) -> dict[str, Any]:
     _remove_work(bucket, work)
     logger.info("scored a file", extra={"input": planned["key"], **totals, "parts": len(records)})
     return {"input": planned["key"], **totals, "parts": len(records), "manifest": f"{stem}.manifest.json"}
+
+
+def _labelled(bucket: str, key: str, size: int, where: dict, header: list[str] | None, pointer: dict) -> bool:
+    """Whether the file carries the model's target column: its CSV header, its Parquet schema, or
+    its first JSON line says so. Every part is told, so that they all write the same columns."""
+    manifest = bundles.read_manifest(S3Reader.from_env(), settings.model_bucket, where["model"],
+                                     int(pointer["version"]), pointer.get("manifest_sha256"))
+    target = manifest.get("target")
+    if target is None:
+        return False
+    if header is not None:
+        return target in header
+    if where["name"].endswith(PARQUET):
+        return target in parquet_columns(s3file.S3File(s3(), bucket, key, size))
+    head = _read(bucket, key, 0, min(size, HEADER_BYTES) - 1) if size else b""
+    first = next(data_lines(head.split(b"\n")), None)
+    return first is not None and has_field(first, target)
+
+
+def _save_evaluated(result, predictor: Predictor, bucket: str, prefix: str) -> dict[str, Any]:
+    """A labelled part's actual values (as class codes, or numbers) and answers, kept beside its
+    outputs for ``assemble`` to evaluate the whole file; what the record says of them."""
+    if result.evaluated is None:
+        return {}
+    actuals, output = result.evaluated
+    labels, unknown = evaluation.codes(actuals, predictor.classes)
+    buffer = io.BytesIO()
+    np.savez(buffer, labels=labels, output=output)
+    s3().put_object(Bucket=bucket, Key=f"{prefix}.evaluation.npz", Body=buffer.getvalue())
+    return {"labelled": len(actuals), "unknown_labels": sorted(set(unknown))[:evaluation.SHOWN_UNKNOWN],
+            "unknown_label_rows": len(unknown)}
+
+
+def _evaluation(planned: Plan, records: list[PartRecord]) -> dict[str, Any]:
+    """The model's metrics on the file's labelled rows, from every part's kept answers."""
+    rows = sum(r.get("labelled", 0) for r in records)
+    if rows > evaluation.MAX_ROWS:
+        return {"skipped": f"{rows} labelled rows: more than the {evaluation.MAX_ROWS} evaluated at once"}
+    bucket, work = planned["bucket"], planned["work"]
+    labels, outputs = [], []
+    for record in records:
+        key = f"{work}part-{record['index']:05d}.evaluation.npz"
+        with np.load(io.BytesIO(s3().get_object(Bucket=bucket, Key=key)["Body"].read())) as saved:
+            labels.append(saved["labels"])
+            outputs.append(saved["output"])
+    predictor = _predictor(planned["model"], planned["model_version"], planned.get("manifest_sha256"))
+    unknown = [name for r in records for name in r.get("unknown_labels", [])]
+    return evaluation.evaluate(np.concatenate(labels), np.concatenate(outputs), predictor.classes,
+                               sum(r.get("unknown_label_rows", 0) for r in records), unknown)
 
 
 def _record(bucket: str, key: str, planned: Plan) -> PartRecord:

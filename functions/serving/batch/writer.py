@@ -1,5 +1,6 @@
 """The outputs of a batch file: one predictions CSV (row id, then the label and one probability
-column per class, or the predicted value) and an errors CSV (row id, field, message)."""
+column per class, or the predicted value; then the actual value when the file carries the model's
+target) and an errors CSV (row id, field, message)."""
 
 from __future__ import annotations
 
@@ -15,36 +16,64 @@ from serving.model.predictor import Predictor
 ERRORS_HEADER = ["row_id", "field", "message"]
 
 
-def output_header(predictor: Predictor) -> list[str]:
-    """row_id, then the label and a probability per class, or the predicted value."""
+def output_header(predictor: Predictor, labelled: bool = False) -> list[str]:
+    """row_id, then the label and a probability per class, or the predicted value; then ``actual``
+    for a file that carries the model's target."""
+    actual = ["actual"] if labelled else []
     if predictor.task == "regression":
-        return ["row_id", "prediction"]
-    return ["row_id", "label", *[f"probability_{c}" for c in predictor.classes]]
+        return ["row_id", "prediction", *actual]
+    return ["row_id", "label", *[f"probability_{c}" for c in predictor.classes], *actual]
+
+
+def target(predictor: Predictor) -> str | None:
+    """The model's target column (None for a bundle published without one)."""
+    return predictor.bundle.manifest.get("target")
 
 
 class Writer:
     """The two outputs and the counts: what scoring a file, or a part of one, adds up to."""
 
-    def __init__(self, predictor: Predictor, predictions_out: IO[str], errors_out: IO[str], headers: bool):
+    def __init__(self, predictor: Predictor, predictions_out: IO[str], errors_out: IO[str], headers: bool,
+                 labelled: bool = False):
         self.predictor = predictor
         self.predictions_out = predictions_out
         self.errors_out = errors_out
+        # a labelled file: each row's actual value is written, and kept with the answer to evaluate
+        self.target = target(predictor) if labelled else None
         if headers:
-            predictions_out.write(csv_line(output_header(predictor)))
+            predictions_out.write(csv_line(output_header(predictor, self.target is not None)))
             errors_out.write(csv_line(ERRORS_HEADER))
         self.labels = [csv_field(str(c)) for c in predictor.classes]
         self.result = BatchResult()
+        self.actuals: list = []
+        self.outputs: list[np.ndarray] = []
 
-    def chunk(self, rows: int, ids: list, X: np.ndarray, errors: list[list]) -> None:
-        """One chunk's valid rows (ids, matrix, in input order) and its invalid rows' error lines."""
+    def chunk(self, rows: int, ids: list, X: np.ndarray, errors: list[list], actuals: list | None = None
+              ) -> None:
+        """One chunk's valid rows (ids, matrix, in input order; their actual values in a labelled
+        file) and its invalid rows' error lines."""
         self.result.rows += rows
         self.result.predicted += len(ids)
         self.result.invalid += rows - len(ids)
         self.errors_out.write("".join(map(csv_line, errors)))
         if ids:
-            self.predictions_out.write(self.lines(ids, self.predictor.predict_matrix(X)))
+            output = self.predictor.predict_matrix(X)
+            if self.target is not None:
+                actuals = actuals if actuals is not None else [None] * len(ids)
+                self.actuals += actuals
+                self.outputs.append(output)
+            self.predictions_out.write(self.lines(ids, output, actuals if self.target is not None else None))
 
-    def lines(self, ids: list, output: np.ndarray) -> str:
+    def finish(self) -> BatchResult:
+        """The counts; for a labelled file, with the actual values of the rows predicted and the
+        model's answers for them."""
+        if self.target is not None:
+            width = len(self.predictor.classes) or 1
+            self.result.evaluated = (self.actuals, np.concatenate(self.outputs) if self.outputs
+                                     else np.empty((0, width)))
+        return self.result
+
+    def lines(self, ids: list, output: np.ndarray, actuals: list | None = None) -> str:
         """The predictions' CSV lines: fields quoted as csv.writer does, floats as shortest round-trip text.
 
         Written here rather than by csv.writer because formatting the floats is most of a worker's
@@ -59,6 +88,8 @@ class Writer:
             values = repr(output.tolist())[2:-2].replace(", ", ",").split("],[")
         if set(map(type, ids)) != {int}:  # (row numbers need no quoting)
             ids = [str(i) if type(i) is int else csv_field(i) for i in ids]
+        if actuals is not None:  # a labelled file: each line ends with the row's actual value
+            values = [f"{v},{csv_field(a)}" for v, a in zip(values, actuals, strict=True)]
         if self.predictor.task == "regression":
             return "".join([f"{i},{v}\n" for i, v in zip(ids, values, strict=True)])
         labels = self.labels

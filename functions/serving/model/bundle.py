@@ -157,6 +157,21 @@ class Bundle:
     def classes(self) -> list:
         return self.manifest.get("classes") or []
 
+    @property
+    def ignored_columns(self) -> list[str]:
+        """Columns of the training table the model does not read (those training left out, and the
+        target): a request or a batch file may carry them, and they are ignored."""
+        features = {f["name"] for f in self.feature_schema}
+        names = [d["name"] for d in self.manifest.get("dropped_columns") or []]
+        if self.manifest.get("target") is not None:
+            names.append(self.manifest["target"])
+        return [name for name in dict.fromkeys(names) if name not in features]
+
+    @property
+    def id_column(self) -> str | None:
+        """The column that names a row (declared, or found ID-like at training), or None."""
+        return self.manifest.get("id_column")
+
 
 def _check_manifest(manifest: dict[str, Any], header: model_format.Header) -> None:
     """The manifest fields serving relies on, and their agreement with the arrays."""
@@ -179,6 +194,13 @@ def _check_manifest(manifest: dict[str, Any], header: model_format.Header) -> No
         names.append(feature["name"])
     if len(set(names)) != len(names):
         refuse("feature names are not unique")
+    dropped = manifest.get("dropped_columns") or []
+    if not isinstance(dropped, list) or not all(isinstance(d, dict) and isinstance(d.get("name"), str)
+                                                for d in dropped):
+        refuse("dropped_columns must be a list of objects with a name")
+    for key in ("target", "id_column"):
+        if manifest.get(key) is not None and not isinstance(manifest[key], str):
+            refuse(f"{key} must be a column name")
     task = manifest.get("task", header.task)
     if task != header.task:
         refuse(f"task {task!r} but {MODEL_FILE} holds a {header.task} model")

@@ -16,7 +16,8 @@ class Predictor:
     def __init__(self, bundle: Bundle, *, unknown_category: str) -> None:
         self.bundle = bundle
         self.ensemble = evaluator.from_arrays(bundle.arrays)
-        self.schema = FeatureSchema(bundle.feature_schema, unknown_category=unknown_category)
+        self.schema = FeatureSchema(bundle.feature_schema, unknown_category=unknown_category,
+                                    ignored=frozenset(bundle.ignored_columns))
         if self.schema.width != self.ensemble.n_features:
             raise BundleError(f"the model reads {self.ensemble.n_features} features but its schema "
                               f"gives {self.schema.width}")
@@ -100,7 +101,9 @@ class Predictor:
         m = self.bundle.manifest
         keys = ("name", "version", "created_at", "framework", "feature_schema", "classes",
                 "target", "metrics", "hyperparameters", "lineage", "examples", "exactness")
-        return {key: m[key] for key in keys if key in m} | {"task": self.task}
+        return {key: m[key] for key in keys if key in m} | {
+            "task": self.task, "ignored_columns": self.bundle.ignored_columns,
+            "id_column": self.bundle.id_column}
 
 
 def served_predictions(arrays: dict[str, np.ndarray], X: np.ndarray) -> np.ndarray:

@@ -168,7 +168,7 @@ SNAPSHOTS = __import__("pathlib").Path(__file__).with_name("snapshots")
 
 
 @pytest.mark.parametrize(("name", "model"), [
-    ("openapi-penguins.json", lambda: described()),
+    ("openapi-penguins.json", lambda: described(ignored_columns=["rownames", "species"], id_column="rownames")),
     ("openapi-regression.json", lambda: described("bc-catboost", task="regression", classes=[])),
     ("openapi-no-model.json", lambda: None),
 ])
@@ -208,3 +208,12 @@ def test_without_a_limit_explanations_are_described_with_the_apis_default_limit(
     limit = Settings(model_bucket="b").max_explain_rows
     assert schemas["ExplainRequest"]["oneOf"][0]["properties"]["instances"]["maxItems"] == limit == 10
     assert schemas["AnyExplainRequest"]["oneOf"][0]["properties"]["instances"]["maxItems"] == limit
+
+
+def test_the_columns_a_model_ignores_are_declared_so_that_a_row_of_the_training_table_conforms():
+    document = openapi.document(ROUTES, described(ignored_columns=["rownames", "species"]), 5)
+    validate(document)
+    instance = document["components"]["schemas"]["Instance"]
+    assert instance["properties"]["rownames"] == instance["properties"]["species"] == {
+        "description": openapi.IGNORED}
+    assert "rownames" not in instance["required"] and instance["additionalProperties"] is False

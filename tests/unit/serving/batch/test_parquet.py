@@ -164,7 +164,7 @@ def counted_parquet_rows(monkeypatch) -> list[int]:
     """The rows the typed (row by row) Parquet reader is asked to check, chunk by chunk."""
     calls = []
     real = parquet._parquet_rows
-    monkeypatch.setattr(parquet, "_parquet_rows", lambda chunk, ids, pa: calls.append(len(ids)) or real(chunk, ids, pa))
+    monkeypatch.setattr(parquet, "_parquet_rows", lambda chunk, ids, pa, *rest: calls.append(len(ids)) or real(chunk, ids, pa, *rest))
     return calls
 
 

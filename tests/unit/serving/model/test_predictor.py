@@ -53,7 +53,8 @@ def test_describe_shows_what_a_client_needs_and_nothing_internal():
                   created_at="2026-11-26T00:00:00+00:00", hyperparameters={"depth": 4}, format_version=2)
     described = p.describe()
     assert set(described) == {"name", "version", "task", "framework", "feature_schema", "classes", "metrics",
-                              "examples", "lineage", "exactness", "created_at", "hyperparameters"}
+                              "examples", "lineage", "exactness", "created_at", "hyperparameters",
+                              "ignored_columns", "id_column"}
     assert described["hyperparameters"] == {"depth": 4}
     assert described["task"] == "multiclass"
 

@@ -1,0 +1,123 @@
+"""A labelled file scored is the model evaluated: the actual value beside each prediction, and the
+metrics training reports (scikit-learn's, in training/evaluate.py) on those rows in the manifest."""
+
+import csv
+import io
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from serving.batch import evaluation
+from serving.store import bundles
+
+from tests.models import case
+from tests.unit.conftest import BUCKET
+from tests.unit.serving.batch.helpers import run_file, text
+from training import evaluate as training_metrics
+
+
+def close(ours, theirs, path=""):
+    """Every number of training's metrics equal to ours within 1e-12 (relative), key for key."""
+    assert set(ours) == set(theirs), path
+    for key, value in theirs.items():
+        if isinstance(value, dict):
+            close(ours[key], value, f"{path}.{key}")
+        else:
+            assert ours[key] == pytest.approx(value, rel=1e-12, abs=1e-12), f"{path}.{key}"
+
+
+@pytest.mark.parametrize("classes", [["no", "yes"], ["a", "b", "c", "d"]])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_classification_metrics_equal_trainings(classes, seed):
+    rng = np.random.default_rng(seed)
+    n = 300
+    proba = rng.dirichlet(np.ones(len(classes)), n)
+    proba[:40] = proba[0]  # ties in every score
+    proba[5] = np.eye(len(classes))[0]  # probabilities of 0 and 1: scikit-learn clips them
+    y = np.asarray(classes)[rng.integers(0, len(classes), n)]
+    codes, unknown = evaluation.codes(list(y), classes)
+    assert unknown == [] and (codes >= 0).all()
+    found = evaluation.evaluate(codes, proba, classes, 0, [])
+    assert (found["rows"], found["missing_label"], found["unknown_label"]) == (n, 0, 0)
+    close(found["metrics"], training_metrics.metrics(y, proba, classes))
+
+
+def test_regression_metrics_equal_trainings():
+    rng = np.random.default_rng(4)
+    actual = rng.normal(10, 3, 200)
+    predicted = actual + rng.normal(0, 1, 200)
+    values, unknown = evaluation.codes([*actual.tolist(), None, "", "NA", "n/a", "abc"], [])
+    assert unknown == ["abc"]
+    output = np.concatenate([predicted, np.zeros(5)])[:, None]
+    found = evaluation.evaluate(values, output, [], 1, unknown)
+    assert (found["rows"], found["missing_label"], found["unknown_label"], found["unknown_labels"]) == (
+        200, 4, 1, ["abc"])
+    close(found["metrics"], training_metrics.metrics(actual, predicted[:, None], []))
+
+
+def test_a_class_with_no_row_has_no_auc_and_labels_are_read_as_training_wrote_them():
+    codes, unknown = evaluation.codes(["a", " b ", 1.0, True, None, float("nan"), "zz"], ["a", "b", "1", "True"])
+    assert codes.tolist() == [0, 1, 2, 3, evaluation.MISSING, evaluation.MISSING, evaluation.UNKNOWN]
+    assert unknown == ["zz"]
+    proba = np.array([[0.7, 0.1, 0.1, 0.1], [0.1, 0.7, 0.1, 0.1]])
+    assert evaluation.evaluate(np.array([0, 1]), proba, ["a", "b", "1", "True"], 0, [])["metrics"]["roc_auc"] is None
+
+
+def labelled_csv(model, rows, target):
+    names = [f["name"] for f in model.schema]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["rownames", *names, target])
+    for i in range(rows):
+        label = model.labels[i] if i not in (3, 9) else ("" if i == 3 else "not-a-class")
+        writer.writerow([f"r{i}", *["" if model.instances[i][n] is None else model.instances[i][n] for n in names],
+                         label])
+    return out.getvalue().encode()
+
+
+@pytest.mark.parametrize(("name", "form"), [("bc-lightgbm", "csv"), ("penguins-catboost", "csv"),
+                                            ("penguins-catboost", "parquet")])
+def test_a_labelled_file_in_parts_gives_the_actual_values_and_trainings_metrics_on_its_rows(
+        s3, steps, name, form):
+    model = case(name)
+    fields = {**model.manifest_fields(), "target": "species", "id_column": "rownames",
+              "dropped_columns": [{"name": "rownames", "reason": "a different value in every row"}]}
+    version = bundles.publish(s3, BUCKET, "labelled", model.arrays, fields)["version"]
+    bundles.set_champion(s3, BUCKET, "labelled", version, "test")
+    rows = min(60, len(model.instances))
+    data = labelled_csv(model, rows, "species")
+    if form == "parquet":
+        frame = pd.read_csv(io.BytesIO(data), keep_default_na=False, na_values=[""], dtype={"species": str})
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False, row_group_size=20)
+        data = buffer.getvalue()
+    key = f"batch/input/labelled/l.{form}"
+    s3.put_object(Bucket=BUCKET, Key=key, Body=data)
+    answer = run_file(steps, s3, key, part_megabytes=0.4 * len(data) / (1 << 20))
+    assert answer["parts"] >= 2 and (answer["predicted"], answer["invalid"]) == (rows, 0)
+    predictions = list(csv.DictReader(io.StringIO(text(s3, "batch/output/labelled/l.predictions.csv"))))
+    assert list(predictions[0])[-1] == "actual"
+    assert [p["row_id"] for p in predictions] == [f"r{i}" for i in range(rows)]
+    expected_actual = ["" if i == 3 else "not-a-class" if i == 9 else model.labels[i] for i in range(rows)]
+    assert [p["actual"] for p in predictions] == expected_actual
+    manifest = json.loads(text(s3, "batch/output/labelled/l.manifest.json"))
+    found = manifest["evaluation"]
+    assert (found["rows"], found["missing_label"], found["unknown_label"], found["unknown_labels"]) == (
+        rows - 2, 1, 1, ["not-a-class"])
+    scored = [i for i in range(rows) if i not in (3, 9)]
+    proba = np.array([[float(predictions[i][f"probability_{c}"]) for c in model.classes] for i in scored])
+    assert np.max(np.abs(proba - model.native[scored])) <= 1e-12
+    close(found["metrics"], training_metrics.metrics(np.asarray(model.labels)[scored], proba, model.classes))
+
+
+def test_a_file_without_the_target_is_scored_as_before(s3, steps):
+    model = case("bc-lightgbm")
+    fields = {**model.manifest_fields(), "target": "diagnosis"}
+    version = bundles.publish(s3, BUCKET, "plain", model.arrays, fields)["version"]
+    bundles.set_champion(s3, BUCKET, "plain", version, "test")
+    s3.put_object(Bucket=BUCKET, Key="batch/input/plain/p.csv", Body=model.csv(10).encode())
+    run_file(steps, s3, "batch/input/plain/p.csv")
+    header = text(s3, "batch/output/plain/p.predictions.csv").splitlines()[0]
+    assert header == "row_id,label," + ",".join(f"probability_{c}" for c in model.classes)
+    assert "evaluation" not in json.loads(text(s3, "batch/output/plain/p.manifest.json"))
