@@ -305,10 +305,84 @@ function fillExample() {
   $("example-note").textContent = `Held-out row ${state.exampleIndex} of ${examples.length}; ${truth}.`;
 }
 
+function splitRow(line, delimiter) {  // one CSV line: quoted fields may hold the delimiter
+  const cells = [];
+  let cell = "", quoted = false;
+  for (let i = 0; i < line.length; i += 1) {
+    const c = line[i];
+    if (quoted) {
+      if (c === '"' && line[i + 1] === '"') { cell += '"'; i += 1; }
+      else if (c === '"') quoted = false;
+      else cell += c;
+    } else if (c === '"') quoted = true;
+    else if (c === delimiter) { cells.push(cell); cell = ""; }
+    else cell += c;
+  }
+  cells.push(cell);
+  return cells.map((value) => value.trim());
+}
+
+function parsePasted(text) {  // → {name: value}, from a JSON object or a CSV header and row
+  const trimmed = text.trim();
+  if (trimmed.startsWith("{")) {
+    const row = JSON.parse(trimmed);
+    if (row === null || typeof row !== "object" || Array.isArray(row)) throw new Error("not a JSON object");
+    return row;
+  }
+  const lines = trimmed.split(/\r?\n/).filter((line) => line.trim() !== "");
+  if (lines.length !== 2) throw new Error("give a header line and one row");
+  // the delimiter that splits the header and the row into the same number of fields, the most
+  let best = null;
+  for (const delimiter of [",", ";", "\t", "|"]) {
+    const names = splitRow(lines[0], delimiter), values = splitRow(lines[1], delimiter);
+    if (names.length === values.length && names.length > 1 && (!best || names.length > best[0].length)) {
+      best = [names, values, delimiter];
+    }
+  }
+  if (!best) throw new Error("the header and the row do not have the same number of fields");
+  const [names, values, delimiter] = best;
+  const row = {};
+  names.forEach((name, i) => {
+    // a semicolon-separated row written with decimal commas: 3,5 is 3.5
+    row[name] = delimiter === ";" && /^-?\d+,\d+([eE][-+]?\d+)?$/.test(values[i]) ? values[i].replace(",", ".") : values[i];
+  });
+  return row;
+}
+
+function fillPasted() {
+  clearErrors();
+  let row;
+  try {
+    row = parsePasted($("paste-text").value);
+  } catch (error) {
+    $("paste-note").textContent = `The row could not be read: ${error.message}.`;
+    return;
+  }
+  const features = new Set(state.model.feature_schema.map((f) => f.name));
+  const ignored = new Set(state.model.ignored_columns || []);
+  let filled = 0;
+  for (const f of state.model.feature_schema) {
+    if (!(f.name in row)) continue;
+    const value = row[f.name];
+    document.getElementById(fieldId(f.name)).value = value === null || value === undefined ? "" : String(value);
+    filled += 1;
+  }
+  const names = Object.keys(row);
+  const skipped = names.filter((name) => ignored.has(name));
+  const unknown = names.filter((name) => !features.has(name) && !ignored.has(name));
+  const missing = [...features].filter((name) => !(name in row));
+  const parts = [`${filled} of ${features.size} features filled`];
+  if (skipped.length) parts.push(`ignored (the model does not read them): ${skipped.join(", ")}`);
+  if (unknown.length) parts.push(`unknown to this model: ${unknown.join(", ")}`);
+  if (missing.length) parts.push(`not in the row: ${missing.join(", ")}`);
+  $("paste-note").textContent = `${parts.join("; ")}.`;
+}
+
 function reset() {
   $("predict-form").reset();
   clearErrors();
   $("example-note").textContent = "";
+  $("paste-note").textContent = "";
   $("answer").hidden = true;
   $("placeholder").hidden = false;
 }
@@ -345,6 +419,7 @@ async function chooseModel(name) {
 async function start() {
   $("predict-form").addEventListener("submit", submit);
   $("fill-example").addEventListener("click", fillExample);
+  $("paste-fill").addEventListener("click", fillPasted);
   $("clear-form").addEventListener("click", reset);
   $("model-picker").addEventListener("change", (event) => chooseModel(event.target.value));
   try {

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import threading
 from functools import partial
@@ -186,3 +187,31 @@ def test_the_picker_switches_models_and_rebuilds_the_fields(page, stack, artifac
     page.select_option("#model-picker", "breast-cancer")
     page.wait_for_function("document.querySelectorAll('.field').length === 30")
     assert page.is_hidden("#answer")
+
+
+def test_a_pasted_row_as_the_table_has_it_fills_the_form_and_predicts_as_the_api(page, stack, artifacts):
+    model = requests.get(f"{stack['api_url']}/model", timeout=30).json()
+    assert model["target"] in model["ignored_columns"]  # a row of the training table carries it
+    instance = model["examples"][1]["instance"]
+    names = ["row name", *instance, model["target"]]  # as a spreadsheet writes the table: ids, target
+    values = ["patient 7", *[str(instance[n]) for n in instance], model["examples"][1]["label"]]
+    page.click("#paste-box summary")
+    decimal_commas = [re.sub(r"^(-?\d+)\.(\d+)$", r"\1,\2", v) for v in values]  # 3.5 written 3,5
+    page.fill("#paste-text", ";".join(names) + "\n" + ";".join(decimal_commas))
+    page.click("#paste-fill")
+    note = page.inner_text("#paste-note")
+    assert f"{len(instance)} of {len(instance)} features filled" in note
+    assert f"ignored (the model does not read them): {model['target']}" in note
+    assert "unknown to this model: row name" in note
+    page.click("#submit")
+    page.wait_for_selector("#answer:not([hidden])")
+    page.screenshot(path=str(artifacts / "form-pasted-row.png"), full_page=True)
+    api = requests.post(f"{stack['api_url']}/predict", timeout=30,
+                        headers={"x-api-key": stack["api_key"], "content-type": "application/json"},
+                        data=json.dumps({"instances": [instance]})).json()["predictions"][0]
+    shown = {row.get_attribute("data-label"): float(row.get_attribute("data-probability"))
+             for row in page.query_selector_all(".bar")}
+    assert shown == api["probabilities"]
+    page.fill("#paste-text", "a,b\n1")
+    page.click("#paste-fill")
+    assert "could not be read" in page.inner_text("#paste-note")
