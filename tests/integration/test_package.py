@@ -1,7 +1,8 @@
 """The prediction function's package, as `sam build` makes it: what its import pulls in, and how long it takes.
 
 Like Powertools' own import-time tests: a budget checked as code. The budget is
-about twice the median measured on a 2-core machine (docs/benchmarks.md), so it
+about twice the median import measured on a 2-core machine (`cold_import_ms_median` in
+benchmarks/results/), so it
 fails when an import is added to the cold path, not when the machine is busy.
 """
 
