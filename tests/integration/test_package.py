@@ -2,8 +2,8 @@
 
 Like Powertools' own import-time tests: a budget checked as code. The budget is
 about twice the median import measured on a 2-core machine (`cold_import_ms_median` in
-benchmarks/results/), so it
-fails when an import is added to the cold path, not when the machine is busy.
+benchmarks/results/), so it fails when an import is added to the cold path, not when the
+machine is busy.
 """
 
 import json
