@@ -45,7 +45,7 @@ def bound_target(name: str, figure: float, unit: str, bar: str) -> dict:
 
 
 def _git(*args: str) -> str:
-    result = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)  # noqa: S603, S607
+    result = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)  # noqa: S603, S607  # nosec B607
     return result.stdout if result.returncode == 0 else ""
 
 
