@@ -137,12 +137,14 @@ def _read_delimited(source: str, handle) -> pd.DataFrame:
     found in its first 64 KiB; where it is a semicolon, a decimal comma is read as a decimal point."""
     import gzip
 
-    data = Path(handle).read_bytes() if isinstance(handle, str) else handle.getvalue()
     compressed = source.endswith(".gz")
-    head = gzip.decompress(data)[: 1 << 16] if compressed else data[: 1 << 16]
+    raw = open(handle, "rb") if isinstance(handle, str) else io.BytesIO(handle.getvalue())  # noqa: SIM115
+    with gzip.GzipFile(fileobj=raw) if compressed else raw as file:  # only the head is read here
+        head = file.read(1 << 16)
+    raw.close()
     delimiter = _delimiter(head.decode("utf-8", "replace"))
-    return pd.read_csv(io.BytesIO(data), sep=delimiter, decimal="," if delimiter == ";" else ".",
-                       compression="gzip" if compressed else None)
+    return pd.read_csv(handle, sep=delimiter, decimal="," if delimiter == ";" else ".",
+                       compression="gzip" if compressed else "infer")
 
 
 def _delimiter(text: str) -> str:

@@ -389,9 +389,11 @@ def _evaluation(planned: Plan, records: list[PartRecord]) -> dict[str, Any]:
         with np.load(io.BytesIO(s3().get_object(Bucket=bucket, Key=key)["Body"].read())) as saved:
             labels.append(saved["labels"])
             outputs.append(saved["output"])
-    predictor = _predictor(planned["model"], planned["model_version"], planned.get("manifest_sha256"))
+    # the classes from the pinned version's manifest: assemble never loads the model itself
+    manifest = bundles.read_manifest(S3Reader.from_env(), settings.model_bucket, planned["model"],
+                                     planned["model_version"], planned.get("manifest_sha256"))
     unknown = [name for r in records for name in r.get("unknown_labels", [])]
-    return evaluation.evaluate(np.concatenate(labels), np.concatenate(outputs), predictor.classes,
+    return evaluation.evaluate(np.concatenate(labels), np.concatenate(outputs), manifest.get("classes") or [],
                                sum(r.get("unknown_label_rows", 0) for r in records), unknown)
 
 

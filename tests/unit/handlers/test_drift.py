@@ -1,7 +1,6 @@
 """Capture in the API and the drift function, on moto's S3: what is kept, what is compared, what is written."""
 
 import json
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -13,14 +12,12 @@ from serving.store.s3 import S3Reader
 
 from tests.models import case
 from tests.unit.conftest import BUCKET
+from tests.unit.fakes import Context as ApiContext
 
 
-@dataclass
-class Context:
-    function_name: str = "DriftFunction"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:000000000000:function:DriftFunction"
-    aws_request_id: str = "req-1"
+def Context():  # noqa: N802 - the drift function's Lambda context
+    return ApiContext(function_name="DriftFunction", memory_limit_in_mb=512,
+                      invoked_function_arn="arn:aws:lambda:us-east-1:000000000000:function:DriftFunction")
 
 
 def publish_with_reference(s3, name="rides"):
@@ -140,7 +137,6 @@ def test_models_without_a_reference_or_a_champion_are_reported_not_failed(s3, dr
 
 
 def test_the_api_captures_its_answered_rows_for_drift(s3, monkeypatch):
-    from tests.unit.fakes import Context as ApiContext
     from tests.unit.fakes import event
 
     model = case("penguins-lightgbm")
