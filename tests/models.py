@@ -116,6 +116,8 @@ class Case:
     native: np.ndarray  # the native library's probabilities on them
     probes: np.ndarray  # rows made to sit on the evaluators' edges
     native_probes: np.ndarray
+    native_raw: np.ndarray  # its raw scores before the link (n, outputs)
+    native_probes_raw: np.ndarray
     native_shap: np.ndarray  # the native library's SHAP values on the held-out rows (n, outputs, columns + 1)
     native_probes_shap: np.ndarray
 
@@ -204,6 +206,8 @@ def _build(name: str, folder: Path) -> None:
         "native": fitted.predict(X_test, schema),
         "probes": D.to_matrix(probes, schema),
         "native_probes": fitted.predict(probes, schema),
+        "native_raw": fitted.raw(X_test, schema),
+        "native_probes_raw": fitted.raw(probes, schema),
         "native_shap": fitted.shap(X_test, schema),
         "native_probes_shap": fitted.shap(probes, schema),
     }

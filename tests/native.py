@@ -7,18 +7,27 @@ from pathlib import Path
 
 import numpy as np
 from serving.model import bundle
+from serving.model import format as model_format
+from serving.model.evaluator import apply_link
 from serving.store import bundles
 
 from training import data as D
 
 
-def native_model(champion: bundle.Bundle, s3, bucket: str):
-    """The bundle's native model file, loaded: a CatBoost model or a LightGBM Booster."""
-    name = champion.manifest["framework"]["native_file"]
+def _members(champion: bundle.Bundle) -> list[tuple[str, str, float]]:
+    """(family, native file, weight) of each model the bundle adds up: one, or an ensemble's members."""
+    framework = champion.manifest["framework"]
+    if framework["family"] != "ensemble":
+        return [(framework["family"], framework["native_file"], 1.0)]
+    return [(m["family"], m["native_file"], m["weight"]) for m in champion.manifest["ensemble"]["members"]]
+
+
+def native_model(family: str, name: str, champion: bundle.Bundle, s3, bucket: str):
+    """A native model file of the bundle, loaded: a CatBoost model or a LightGBM Booster."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / name
         path.write_bytes(bundles.read_file(s3, bucket, champion.manifest, name))
-        if champion.manifest["framework"]["family"] == "catboost":
+        if family == "catboost":
             from catboost import CatBoost
 
             model = CatBoost()
@@ -29,38 +38,41 @@ def native_model(champion: bundle.Bundle, s3, bucket: str):
         return lgb.Booster(model_file=str(path))
 
 
-def _catboost(champion: bundle.Bundle) -> bool:
-    return champion.manifest["framework"]["family"] == "catboost"
+def native_raw(champion: bundle.Bundle, s3, bucket: str, X) -> np.ndarray:
+    """The native raw scores (n, outputs) of the bundle's model files on rows X, weighted and added up."""
+    schema, total = champion.manifest["feature_schema"], 0.0
+    for family, name, weight in _members(champion):
+        model = native_model(family, name, champion, s3, bucket)
+        if family == "catboost":
+            raw = model.predict(D.for_catboost(X, schema), prediction_type="RawFormulaVal")
+        else:
+            raw = model.predict(D.for_lightgbm(X, schema), raw_score=True)
+        total = total + weight * np.asarray(raw, np.float64).reshape(len(X), -1)
+    return total
 
 
 def native_predictions(champion: bundle.Bundle, s3, bucket: str, X) -> np.ndarray:
-    """Class probabilities (or values, (n, 1)) of the bundle's native model file on the rows X."""
-    model, schema = native_model(champion, s3, bucket), champion.manifest["feature_schema"]
-    if _catboost(champion):
-        frame = D.for_catboost(X, schema)
-        if champion.task == "regression":
-            return model.predict(frame).reshape(-1, 1)
-        return model.predict(frame, prediction_type="Probability")
-    raw = model.predict(D.for_lightgbm(X, schema))
-    if champion.task == "binary":
-        return np.column_stack([1 - raw, raw])
-    return raw.reshape(-1, 1) if champion.task == "regression" else raw
+    """Class probabilities (or values, (n, 1)) of the bundle's native model files on the rows X."""
+    return apply_link(native_raw(champion, s3, bucket, X), model_format.TASK_LINKS[champion.task])
 
 
 def native_shap(champion: bundle.Bundle, s3, bucket: str, X) -> np.ndarray:
-    """The bundle's native model file's SHAP values on the rows X: (n, outputs, columns + 1), the expected
-    value last (CatBoost's ShapValues, LightGBM's pred_contrib)."""
-    model, schema = native_model(champion, s3, bucket), champion.manifest["feature_schema"]
-    if _catboost(champion):
-        from catboost import Pool
+    """The bundle's native model files' SHAP values on the rows X, weighted and added up: (n, outputs,
+    columns + 1), the expected value last (CatBoost's ShapValues, LightGBM's pred_contrib)."""
+    schema, total = champion.manifest["feature_schema"], 0.0
+    for family, name, weight in _members(champion):
+        model = native_model(family, name, champion, s3, bucket)
+        if family == "catboost":
+            from catboost import Pool
 
-        frame = D.for_catboost(X, schema)
-        values = model.get_feature_importance(Pool(frame, cat_features=D.categorical_columns(schema)),
-                                              type="ShapValues")
-    else:
-        frame = D.for_lightgbm(X, schema)
-        values = model.predict(frame, pred_contrib=True)
-    return np.asarray(values, np.float64).reshape(len(frame), -1, frame.shape[1] + 1)
+            frame = D.for_catboost(X, schema)
+            values = model.get_feature_importance(Pool(frame, cat_features=D.categorical_columns(schema)),
+                                                  type="ShapValues")
+        else:
+            frame = D.for_lightgbm(X, schema)
+            values = model.predict(frame, pred_contrib=True)
+        total = total + weight * np.asarray(values, np.float64).reshape(len(frame), -1, frame.shape[1] + 1)
+    return total
 
 
 def republish(s3, bucket: str, name: str) -> int:

@@ -73,6 +73,16 @@ def _check(config: dict) -> None:
         raise ConfigError(f"tuning.families {tuning['families']}: choose from catboost, lightgbm")
     if int(tuning["cv_folds"]) < 2:
         raise ConfigError("tuning.cv_folds must be at least 2")
+    repeats = tuning["cv_repeats"]
+    if repeats != "auto" and not (isinstance(repeats, int) and repeats >= 1):
+        raise ConfigError(f"tuning.cv_repeats {repeats!r}: use auto or a whole number from 1")
+    if config["ensemble"] is False:  # YAML reads a bare off as false
+        config["ensemble"] = "off"
+    if config["ensemble"] not in ("auto", "off"):
+        raise ConfigError(f"ensemble {config['ensemble']!r}: use auto or off")
+    threshold = config["decision_threshold"]
+    if threshold != "auto" and not (isinstance(threshold, int | float) and 0 < threshold < 1):
+        raise ConfigError(f"decision_threshold {threshold!r}: use auto or a number between 0 and 1")
     if config["constant_columns"] not in ("drop", "error", "keep"):
         raise ConfigError("constant_columns must be drop, error or keep")
     if not 0 < float(config["test_size"]) < 1:

@@ -11,6 +11,7 @@ probabilities, or the value as a column).
 from __future__ import annotations
 
 import tempfile
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,10 @@ OBJECTIVES = {"squared_error": ("RMSE", "regression"), "absolute_error": ("MAE",
               "huber": ("Huber:delta={delta}", "huber")}
 
 
+class OutOfTime(Exception):
+    """A fit stopped at its deadline: the model is not what its parameters ask for."""
+
+
 @dataclass
 class Fitted:
     family: str
@@ -41,6 +46,18 @@ class Fitted:
         if self.task == "regression":
             return np.asarray(self.model.predict(frame_), np.float64).reshape(-1, 1)
         return self.model.predict_proba(frame_)
+
+    def raw(self, X: pd.DataFrame, schema) -> np.ndarray:
+        """The native raw scores (n, outputs) before the link: log-odds, per-class scores or values."""
+        frame_ = frame(self.family, X, schema)
+        if self.family == "catboost":
+            values = self.model.predict(frame_, prediction_type="RawFormulaVal")
+        else:
+            values = self.model.predict(frame_, raw_score=True)
+        return np.asarray(values, np.float64).reshape(len(frame_), -1)
+
+    def native_files(self) -> list[tuple[str, bytes]]:
+        return [self.native_file()]
 
     def shap(self, X: pd.DataFrame, schema) -> np.ndarray:
         """The native library's SHAP values in raw score space: (n, outputs, columns + 1), the expected
@@ -161,7 +178,9 @@ def fit(
     huber_delta: float = 1.0,
     eval_set: tuple[pd.DataFrame, pd.Series] | None = None,
     early_stopping_rounds: int | None = None,
+    deadline: float | None = None,
 ) -> Fitted:
+    """Fit one model; past ``deadline`` (time.monotonic()) the library stops and OutOfTime is raised."""
     params = dict(params)
     weight = params.pop("class_weight", "none")
     categorical = D.categorical_columns(schema)
@@ -181,7 +200,11 @@ def fit(
         if eval_set is not None:
             fit_kwargs.update(eval_set=(frame(family, eval_set[0], schema), eval_set[1]),
                               early_stopping_rounds=early_stopping_rounds)
+        if deadline is not None:
+            fit_kwargs["callbacks"] = [_CatBoostDeadline(deadline)]
         model.fit(train, y, **fit_kwargs)
+        if deadline is not None and time.monotonic() > deadline:
+            raise OutOfTime(f"catboost stopped at its deadline after {model.tree_count_} trees")
         best = model.get_best_iteration() if eval_set is not None else None
         return Fitted(family, model, (best + 1) if best is not None else rounds, task)
 
@@ -200,8 +223,29 @@ def fit(
         # wrapper's label encoding, which string class labels need
         fit_kwargs["eval_set"] = [(frame(family, eval_set[0], schema), eval_set[1])]
         callbacks.append(lgb.early_stopping(early_stopping_rounds, verbose=False))
+    if deadline is not None:
+        callbacks.append(_lightgbm_deadline(deadline))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*eval_set.*deprecated", category=Warning)
         model.fit(train, y, callbacks=callbacks, **fit_kwargs)
     best = model.best_iteration_ if eval_set is not None else None
     return Fitted(family, model, int(best) if best else rounds, task)
+
+
+class _CatBoostDeadline:
+    """CatBoost's callback protocol: training goes on while after_iteration answers True."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+
+    def after_iteration(self, info) -> bool:
+        return time.monotonic() <= self.deadline
+
+
+def _lightgbm_deadline(deadline: float):
+    def check(env) -> None:
+        if time.monotonic() > deadline:
+            raise OutOfTime(f"lightgbm stopped at its deadline after {env.iteration + 1} rounds")
+
+    check.order = 40  # after early stopping's bookkeeping (30)
+    return check

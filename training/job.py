@@ -28,8 +28,8 @@ from serving.store import bundles
 from sklearn.model_selection import train_test_split
 
 from training import data as D
+from training import ensemble, families, promotion, tracking, tune
 from training import evaluate as E
-from training import families, promotion, tracking, tune
 from training.export import MAX_ABS_DIFFERENCE, check_exactness, check_explanations
 
 LOG = logging.getLogger("training")
@@ -61,15 +61,17 @@ class Prepared:
 
 @dataclass
 class Refit:
-    """The study's best configuration, fitted on all the training rows."""
+    """The study's best configuration, or the ensemble of its trials, fitted on all the training rows."""
 
-    family: str
+    family: str  # catboost | lightgbm | ensemble
     params: dict[str, Any]
     rounds: int
-    fitted: families.Fitted
+    fitted: families.Fitted | ensemble.Weighted
     cv_score: float
     cv_folds: list[float] | None
     best_trial: int
+    members: list[dict[str, Any]] | None = None  # an ensemble's: family, trial, weight, rounds, params
+    selection: dict[str, Any] | None = None  # what the ensemble selection saw out of fold
 
 
 @dataclass
@@ -127,29 +129,69 @@ def study_name(config: dict[str, Any], prepared: Prepared) -> str:
     return f"{prepared.name}-{config['seed']}"
 
 
-def tune_study(config: dict[str, Any], prepared: Prepared, on_trial=None, show_progress: bool = True):
-    """The Optuna study over both families, run for this job's share of trials."""
+def tune_study(config: dict[str, Any], prepared: Prepared, on_trial=None,
+               show_progress: bool = True) -> tuple[Any, dict[int, np.ndarray]]:
+    """The Optuna study over both families, run for this job's share of trials, and the out-of-fold
+    raw scores of the trials it ran."""
     study = tune.create_study(config, study_name(config, prepared), prepared.metric)
-    tune.optimize(study, config, prepared.X_train, prepared.y_train, prepared.schema, prepared.classes,
-                  prepared.task, prepared.metric, on_trial=on_trial, show_progress=show_progress)
-    return study
+    oof = tune.optimize(study, config, prepared.X_train, prepared.y_train, prepared.schema, prepared.classes,
+                        prepared.task, prepared.metric, on_trial=on_trial, show_progress=show_progress)
+    return study, oof
 
 
-def refit(config: dict[str, Any], prepared: Prepared, study) -> Refit:
-    """The best trial's family and parameters, fitted on every training row."""
-    best = study.best_trial
-    family, params = families.params_from_trial(best.params)
-    rounds = int(best.user_attrs.get("rounds", config["tuning"]["max_rounds"]))
-    LOG.info("best trial %d: %s cv %s=%.4f, refit with %d rounds",
-             best.number, family, prepared.metric, best.value, rounds)
+def _fit_trial(config: dict[str, Any], prepared: Prepared, trial) -> tuple[str, dict, int, families.Fitted]:
+    family, params = families.params_from_trial(trial.params)
+    rounds = int(trial.user_attrs.get("rounds", config["tuning"]["max_rounds"]))
     fitted = families.fit(family, params, prepared.X_train, prepared.y_train, prepared.schema,
                           task=prepared.task, seed=config["seed"], threads=config["tuning"]["threads"],
                           rounds=rounds, objective=config["regression"]["objective"],
                           huber_delta=config["regression"]["huber_delta"])
     if fitted.classes != prepared.classes:  # the served probability columns follow `classes`
         raise RuntimeError(f"model classes {fitted.classes} differ from the data's {prepared.classes}")
-    return Refit(family, params, rounds, fitted, float(best.value), best.user_attrs.get("fold_scores"),
-                 best.number)
+    return family, params, rounds, fitted
+
+
+def select_ensemble(config: dict[str, Any], prepared: Prepared, study,
+                    oof: dict[int, np.ndarray]) -> ensemble.Selection | None:
+    """The ensemble of the study's trials, when ``ensemble: auto`` and it beats the best trial out of fold."""
+    if config["ensemble"] != "auto":
+        return None
+    values = {t.number: t.value for t in study.trials if t.number in oof and t.value is not None}
+    if len(values) < 2:
+        return None
+    selection = ensemble.select(oof, values, prepared.y_train, prepared.metric, prepared.classes,
+                                prepared.task)
+    used = len(selection.counts) > 1 and E.better(prepared.metric, selection.score, selection.best_single,
+                                                  0.0)
+    LOG.info("ensemble selection: %d trials, weights %s; out of fold %s=%.4f against the best trial's "
+             "%.4f: %s",
+             len(selection.counts), {t: round(w, 3) for t, w in selection.weights.items()}, prepared.metric,
+             selection.score, selection.best_single, "ensemble" if used else "the best trial alone")
+    return selection if used else None
+
+
+def refit(config: dict[str, Any], prepared: Prepared, study,
+          oof: dict[int, np.ndarray] | None = None) -> Refit:
+    """The best trial, or the ensemble of trials the selection chose, fitted on every training row."""
+    best = study.best_trial
+    selection = select_ensemble(config, prepared, study, oof or {})
+    if selection is None:
+        family, params, rounds, fitted = _fit_trial(config, prepared, best)
+        LOG.info("best trial %d: %s cv %s=%.4f, refit with %d rounds",
+                 best.number, family, prepared.metric, best.value, rounds)
+        return Refit(family, params, rounds, fitted, float(best.value), best.user_attrs.get("fold_scores"),
+                     best.number)
+    trials = {t.number: t for t in study.trials}
+    chosen = sorted(selection.weights)
+    fits = [_fit_trial(config, prepared, trials[number]) for number in chosen]
+    weighted = ensemble.Weighted([f[3] for f in fits], [selection.weights[n] for n in chosen], chosen,
+                                 prepared.task)
+    members = weighted.describe(params=[f[1] for f in fits], rounds=[f[2] for f in fits])
+    return Refit("ensemble", {}, sum(f[2] for f in fits), weighted, selection.score, None, best.number,
+                 members=members,
+                 selection={"score": selection.score, "best_single": selection.best_single,
+                            "best_trial": selection.best_trial, "history": selection.history,
+                            "pool": ensemble.POOL, "size": ensemble.SIZE})
 
 
 def evaluate(prepared: Prepared, model: Refit) -> Evaluation:
@@ -186,12 +228,23 @@ def build_manifest(config: dict[str, Any], prepared: Prepared, model: Refit, eva
     import catboost
     import lightgbm
 
-    library = catboost if model.family == "catboost" else lightgbm
     dataset, X_test = prepared.dataset, prepared.X_test
+    versions = {"catboost": catboost.__version__, "lightgbm": lightgbm.__version__}
+    if model.members is None:
+        framework = {"family": model.family, "library_version": versions[model.family],
+                     "served_as": "serving.model.evaluator (numpy)",
+                     "native_file": model.fitted.native_file()[0]}
+    else:
+        framework = {"family": "ensemble", "library_versions": versions,
+                     "served_as": "serving.model.evaluator (numpy): the weighted sum of the members' raw "
+                                  "scores, then the link",
+                     "native_files": [m["native_file"] for m in model.members]}
+    native = ("CatBoost's ShapValues" if model.family == "catboost" else "LightGBM's pred_contrib"
+              if model.family == "lightgbm" else "the weighted sum of the members' CatBoost ShapValues "
+              "and LightGBM pred_contrib")
     return {
-        "framework": {"family": model.family, "library_version": library.__version__,
-                      "served_as": "serving.model.evaluator (numpy)",
-                      "native_file": model.fitted.native_file()[0]},
+        "framework": framework,
+        **({"ensemble": {"members": model.members, "selection": model.selection}} if model.members else {}),
         "feature_schema": prepared.schema,
         "classes": prepared.classes,
         "target": dataset.target,
@@ -208,8 +261,7 @@ def build_manifest(config: dict[str, Any], prepared: Prepared, model: Refit, eva
                           "max_abs_difference": exactness.explanations, "limit": MAX_ABS_DIFFERENCE,
                           "rows": len(X_test),
                           "measured_as": "each SHAP contribution and the expected value against "
-                                         + ("CatBoost's ShapValues" if model.family == "catboost"
-                                            else "LightGBM's pred_contrib")
+                                         + native
                                          + (", relative to max(1, |native|)" if prepared.task == "regression"
                                             else "")}},
         "lineage": {
@@ -237,8 +289,8 @@ def publish_version(s3, bucket: str, prepared: Prepared, model: Refit, arrays: d
                     manifest_fields: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:
     """A new immutable version in the bucket, with the native model and the drift reference beside
     the served one."""
-    native_name, native_bytes = model.fitted.native_file()
-    files = {native_name: native_bytes, drift.REFERENCE_FILE: json.dumps(reference, allow_nan=False).encode()}
+    files = dict(model.fitted.native_files())
+    files[drift.REFERENCE_FILE] = json.dumps(reference, allow_nan=False).encode()
     manifest = bundles.publish(s3, bucket, prepared.name, arrays, manifest_fields, files, progress=LOG.info)
     LOG.info("published %s v%d at s3://%s/%s", prepared.name, manifest["version"], bucket,
              bundle.version_prefix(prepared.name, manifest["version"]))
@@ -269,9 +321,11 @@ def run(config: dict[str, Any], publish: bool = True, show_progress: bool = True
     prepared = prepare(config, s3)
     experiment_id = tracking.setup(config)
     with tracking.job_run(experiment_id, config, prepared) as run_id:
-        study = tune_study(config, prepared, show_progress=show_progress,
-                           on_trial=lambda _study, trial: tracking.log_trial(run_id, experiment_id, trial))
-        model = refit(config, prepared, study)
+        def on_trial(_study, trial):
+            tracking.log_trial(run_id, experiment_id, trial)
+
+        study, oof = tune_study(config, prepared, show_progress=show_progress, on_trial=on_trial)
+        model = refit(config, prepared, study, oof)
         evaluation = evaluate(prepared, model)
         tracking.log_evaluation(prepared, model, evaluation, study)
         arrays, exactness = export_and_check(prepared, model, evaluation)
@@ -291,7 +345,9 @@ def run(config: dict[str, Any], publish: bool = True, show_progress: bool = True
             version = manifest["version"]
             bundle_uri = f"s3://{bucket}/{bundle.version_prefix(prepared.name, version)}"
             registered = tracking.register(prepared.name, run_id, bundle_uri, version,
-                                           {"family": model.family})
+                                           {"family": model.family,
+                                            **({"members": ensemble.members_tag(model.members)}
+                                               if model.members else {})})
             decision = gate(config, s3, bucket, prepared, evaluation, version)
             summary.update(version=version, bundle_uri=bundle_uri, registered_version=registered,
                            promoted=decision.promote, promotion_reason=decision.reason)

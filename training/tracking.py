@@ -61,6 +61,9 @@ def log_evaluation(prepared, model, evaluation, study) -> None:
                        **{f"best_{k}": v for k, v in model.params.items()}})
     mlflow.log_metrics({f"test_{k}": v for k, v in evaluation.metrics.items() if isinstance(v, float)})
     mlflow.log_metric("cv_best", model.cv_score)
+    if model.members:  # an ensemble: what it is made of, and what the selection saw
+        mlflow.log_params({"members": len(model.members)})
+        mlflow.log_dict({"members": model.members, "selection": model.selection}, "ensemble.json")
     mlflow.log_dict(evaluation.metrics, "test_metrics.json")
     importance = model.fitted.feature_importance(prepared.schema)
     with tempfile.TemporaryDirectory() as tmp:

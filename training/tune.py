@@ -4,8 +4,12 @@ The family is itself a parameter, so TPE learns which family to spend trials on;
 the first trials are each family's library defaults, so tuning starts from them.
 Each fold fits with early stopping on that fold's validation part; the mean of
 the folds so far is reported after each fold, so the pruner can stop a poor
-trial early. The study lives in an Optuna storage when one is given, so several
-workers (processes or AWS Batch array jobs) can share it.
+trial early. Small tables repeat the K folds with new shuffles, and every
+completed trial leaves its out-of-fold raw scores for the ensemble selection
+(``training.ensemble``). ``tuning.timeout_seconds`` is the whole study's
+budget: a fit still running when it ends is stopped. The study lives in an
+Optuna storage when one is given, so several workers (processes or AWS Batch
+array jobs) can share it.
 """
 
 from __future__ import annotations
@@ -19,9 +23,10 @@ from typing import Any
 import numpy as np
 import optuna
 import pandas as pd
-from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.model_selection import RepeatedKFold, RepeatedStratifiedKFold
 
 from training import evaluate, families
+from training.ensemble import POOL
 
 LOG = logging.getLogger(__name__)
 
@@ -69,35 +74,86 @@ def create_study(config: dict[str, Any], study_name: str, metric: str, worker: b
     )
 
 
-def objective(config: dict[str, Any], X: pd.DataFrame, y: pd.Series, schema, classes: list[str], task: str,
-              metric: str):
-    tuning = config["tuning"]
-    kind = KFold if task == "regression" else StratifiedKFold
-    folds = list(kind(n_splits=tuning["cv_folds"], shuffle=True, random_state=config["seed"]).split(X, y))
+def repeats_for(config: dict[str, Any], rows: int) -> int:
+    """K-fold repeats: on small tables one split's luck decides which trial wins, so it is reshuffled."""
+    repeats = config["tuning"]["cv_repeats"]
+    if repeats != "auto":
+        return int(repeats)
+    return 3 if rows < 1_000 else 2 if rows < 5_000 else 1
 
-    def run(trial: optuna.Trial) -> float:
+
+def splits(config: dict[str, Any], X: pd.DataFrame, y: pd.Series,
+           task: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The folds every trial is scored on: K-fold (stratified for classes), repeated with new shuffles."""
+    tuning = config["tuning"]
+    kind = RepeatedKFold if task == "regression" else RepeatedStratifiedKFold
+    splitter = kind(n_splits=tuning["cv_folds"], n_repeats=repeats_for(config, len(X)),
+                    random_state=config["seed"])
+    return list(splitter.split(X, y))
+
+
+class Objective:
+    """One trial: fit and score every fold; keep the trial's out-of-fold raw scores for the ensemble.
+
+    A row's out-of-fold score is the mean over the repeats of the raw scores of the folds that held
+    it out. Past ``deadline`` (time.monotonic()) a trial stops, in a fold or between folds, and is
+    pruned: the budget bounds the fits too, not only the start of trials.
+    """
+
+    def __init__(self, config: dict[str, Any], X: pd.DataFrame, y: pd.Series, schema, classes: list[str],
+                 task: str, metric: str, deadline: float | None = None) -> None:
+        self.config, self.X, self.y, self.schema = config, X, y, schema
+        self.classes, self.task, self.metric, self.deadline = classes, task, metric, deadline
+        self.folds = splits(config, X, y, task)
+        self.oof: dict[int, np.ndarray] = {}  # trial number → (rows, outputs) raw scores
+        self._values: dict[int, float] = {}
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        tuning, config = self.config["tuning"], self.config
         family = trial.suggest_categorical("family", tuning["families"])
-        params = families.suggest(trial, family, task, config["class_weight"])
+        params = families.suggest(trial, family, self.task, config["class_weight"])
         scores, rounds = [], []
-        for k, (train_idx, valid_idx) in enumerate(folds):
-            fitted = families.fit(
-                family, params, X.iloc[train_idx], y.iloc[train_idx], schema, task=task,
-                seed=config["seed"], threads=tuning["threads"], rounds=tuning["max_rounds"],
-                objective=config["regression"]["objective"], huber_delta=config["regression"]["huber_delta"],
-                eval_set=(X.iloc[valid_idx], y.iloc[valid_idx]),
-                early_stopping_rounds=tuning["early_stopping_rounds"],
-            )
-            output = fitted.predict(X.iloc[valid_idx], schema)
-            scores.append(evaluate.score(metric, y.iloc[valid_idx], output, classes))
+        raw_sum, seen = None, np.zeros(len(self.X))
+        for k, (train_idx, valid_idx) in enumerate(self.folds):
+            if self.deadline is not None and time.monotonic() > self.deadline:
+                raise optuna.TrialPruned("the tuning budget ended between folds")
+            try:
+                fitted = families.fit(
+                    family, params, self.X.iloc[train_idx], self.y.iloc[train_idx], self.schema,
+                    task=self.task, seed=config["seed"], threads=tuning["threads"],
+                    rounds=tuning["max_rounds"],
+                    objective=config["regression"]["objective"],
+                    huber_delta=config["regression"]["huber_delta"],
+                    eval_set=(self.X.iloc[valid_idx], self.y.iloc[valid_idx]),
+                    early_stopping_rounds=tuning["early_stopping_rounds"], deadline=self.deadline,
+                )
+            except families.OutOfTime:
+                raise optuna.TrialPruned("the tuning budget ended in a fit") from None
+            raw = fitted.raw(self.X.iloc[valid_idx], self.schema)
+            if raw_sum is None:
+                raw_sum = np.zeros((len(self.X), raw.shape[1]))
+            raw_sum[valid_idx] += raw
+            seen[valid_idx] += 1
+            output = fitted.predict(self.X.iloc[valid_idx], self.schema)
+            scores.append(evaluate.score(self.metric, self.y.iloc[valid_idx], output, self.classes))
             rounds.append(fitted.best_rounds)
             trial.report(float(np.mean(scores)), step=k)
             if trial.should_prune():
                 raise optuna.TrialPruned()
         trial.set_user_attr("rounds", int(np.median(rounds)))
         trial.set_user_attr("fold_scores", [float(s) for s in scores])
-        return float(np.mean(scores))
+        value = float(np.mean(scores))
+        self.oof[trial.number] = raw_sum / seen[:, None]
+        self._keep_best(trial.number, value)
+        return value
 
-    return run
+    def _keep_best(self, number: int, value: float) -> None:
+        """Only the ``ensemble.POOL`` best trials' scores are kept: memory stays bounded on big tables."""
+        self._values[number] = value
+        if len(self.oof) > POOL:
+            sign = -1 if evaluate.DIRECTION[self.metric] == "maximize" else 1
+            worst = max(self.oof, key=lambda t: sign * self._values[t])
+            del self.oof[worst]
 
 
 def optimize(
@@ -112,8 +168,9 @@ def optimize(
     on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
     show_progress: bool = True,
     worker: bool = False,
-) -> None:
-    """Run this worker's share of trials, with a progress bar showing the best score.
+) -> dict[int, np.ndarray]:
+    """Run this worker's share of trials, with a progress bar showing the best score; the trials'
+    out-of-fold raw scores (trial number → (rows, outputs)) for the ensemble selection.
 
     The study starts from each library's defaults: the training job's own study always, a
     shared study only from worker 0 (TUNING_WORKER_INDEX or AWS_BATCH_JOB_ARRAY_INDEX):
@@ -124,7 +181,7 @@ def optimize(
     tuning = config["tuning"]
     n_trials = tuning["n_trials"]
     if not n_trials:
-        return
+        return {}
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     bar = tqdm(total=n_trials, desc=f"tuning ({metric})", unit="trial",
                disable=not show_progress, dynamic_ncols=True)
@@ -146,9 +203,12 @@ def optimize(
             start = families.starting_point(family, task, config["class_weight"])
             study.enqueue_trial(start, skip_if_exists=True)
     started = time.monotonic()
+    budget = tuning["timeout_seconds"]
+    objective = Objective(config, X, y, schema, classes, task, metric,
+                          deadline=started + budget if budget else None)
     try:
         study.optimize(
-            objective(config, X, y, schema, classes, task, metric),
+            objective,
             n_trials=n_trials,
             timeout=tuning["timeout_seconds"],
             callbacks=[callback],
@@ -156,4 +216,5 @@ def optimize(
         )
     finally:
         bar.close()
-    LOG.info("tuned %d trials in %.1f s", n_trials, time.monotonic() - started)
+    LOG.info("tuned %d trials in %.1f s", len(objective.oof), time.monotonic() - started)
+    return objective.oof

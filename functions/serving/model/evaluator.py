@@ -13,7 +13,7 @@ probabilities match the native ones to ~1e-16. The arrays, their dtypes and
 shapes are declared in ``serving.model_format`` (training writes through it) and
 checked there before an evaluator is built; the publish step checks the match.
 
-Two layouts:
+Two layouts, and their weighted sums:
 * ``oblivious`` (CatBoost): every tree of depth D tests one feature per level,
   either ``x > border`` (float32) or, for a one-hot categorical split,
   ``code == category code``; the leaf index is the bits of those tests.
@@ -42,7 +42,7 @@ K_ZERO_THRESHOLD = float(np.float32(1e-35))  # LightGBM: `const double kZeroThre
 ROW_CHUNK = 64  # LightGBM's rows evaluated together: the (rows, trees) arrays stay in cache (64-128 best)
 
 
-def _link(raw: np.ndarray, link: str) -> np.ndarray:
+def apply_link(raw: np.ndarray, link: str) -> np.ndarray:
     """Raw scores (n, K) → the answer: class probabilities (n, classes) or values (n, 1)."""
     if link == "sigmoid":
         out = np.empty((raw.shape[0], 2))
@@ -70,12 +70,14 @@ class _Ensemble:
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Class probabilities (n, classes) or regression values (n, 1) for rows X (n, n_features)."""
+        return apply_link(self.raw_scores(X), self.header.link)
+
+    def raw_scores(self, X: np.ndarray) -> np.ndarray:
+        """Raw scores (n, K) before the link, evaluated ``row_chunk`` rows at a time."""
         chunk = self.row_chunk
         if X.shape[0] <= chunk:
-            raw = self.raw(X)
-        else:
-            raw = np.concatenate([self.raw(X[i : i + chunk]) for i in range(0, X.shape[0], chunk)])
-        return _link(raw, self.header.link)
+            return self.raw(X)
+        return np.concatenate([self.raw(X[i : i + chunk]) for i in range(0, X.shape[0], chunk)])
 
 
 class ObliviousEnsemble(_Ensemble):
@@ -310,12 +312,37 @@ class NodeEnsemble(_Ensemble):
         return valid & self.category_sets[self.category_index[node], codes]
 
 
-Ensemble = ObliviousEnsemble | NodeEnsemble
+class WeightedEnsemble(_Ensemble):
+    """Members of either layout: raw = sum of weight * member's raw scores, in the members' order."""
+
+    def __init__(self, header: Header, arrays: dict[str, np.ndarray]) -> None:
+        super().__init__(header)
+        self.weights = arrays["weights"].tolist()
+        self.member_arrays = model_format.members(arrays)
+        self.members = [_single(model_format.check(a), a) for a in self.member_arrays]
+
+    def raw_scores(self, X: np.ndarray) -> np.ndarray:
+        total = self.weights[0] * self.members[0].raw_scores(X)
+        for weight, member in zip(self.weights[1:], self.members[1:], strict=True):
+            total += weight * member.raw_scores(X)
+        return total
+
+    def raw(self, X: np.ndarray) -> np.ndarray:
+        return self.raw_scores(X)
+
+
+Ensemble = ObliviousEnsemble | NodeEnsemble | WeightedEnsemble
+
+
+def _single(header: Header, arrays: dict[str, np.ndarray]) -> ObliviousEnsemble | NodeEnsemble:
+    if header.layout == "oblivious":
+        return ObliviousEnsemble(header, arrays)
+    return NodeEnsemble(header, arrays)
 
 
 def from_arrays(arrays: dict[str, np.ndarray]) -> Ensemble:
     """An evaluator for the arrays of a ``model.npz``; FormatError when they break the declaration."""
     header = model_format.check(arrays)
-    if header.layout == "oblivious":
-        return ObliviousEnsemble(header, arrays)
-    return NodeEnsemble(header, arrays)
+    if header.layout == model_format.WEIGHTED:
+        return WeightedEnsemble(header, arrays)
+    return _single(header, arrays)

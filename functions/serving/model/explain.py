@@ -50,20 +50,38 @@ from math import factorial
 
 import numpy as np
 
-from serving.model.evaluator import Ensemble, NodeEnsemble, ObliviousEnsemble
+from serving.model.evaluator import Ensemble, NodeEnsemble, ObliviousEnsemble, WeightedEnsemble
 from serving.model.format import ELEMENT_CATEGORY
 
 TABLE_MAX_U = 12  # leaves with more distinct features on their path use the recurrence (2**u tables)
 CHUNK_ELEMENTS = 1 << 22  # bounds the (trees, leaves, leaves) work arrays of a CatBoost precomputation
 
 
-def explainer(model: Ensemble, arrays: dict[str, np.ndarray]) -> CatBoostShap | LightGBMShap:
+def explainer(model: Ensemble, arrays: dict[str, np.ndarray]) -> CatBoostShap | LightGBMShap | WeightedShap:
     """The SHAP calculator of a model: ``contributions(X)`` → (n, outputs, n_features + 1)."""
+    if isinstance(model, WeightedEnsemble):
+        members = zip(model.members, model.member_arrays, strict=True)
+        return WeightedShap([explainer(m, a) for m, a in members], model.weights)
     if isinstance(model, ObliviousEnsemble):
         return _prepare_catboost(model, arrays)
     if isinstance(model, NodeEnsemble):
         return _prepare_lightgbm(model, arrays)
     raise TypeError(f"no explanations for {type(model).__name__}")
+
+
+@dataclass
+class WeightedShap:
+    """An ensemble's SHAP values: Shapley values are linear in the model, so the weighted sum of its
+    members' (the expected value likewise), in the members' order as the raw scores are summed."""
+
+    members: list
+    weights: list[float]
+
+    def contributions(self, X: np.ndarray) -> np.ndarray:
+        total = self.weights[0] * self.members[0].contributions(X)
+        for weight, member in zip(self.weights[1:], self.members[1:], strict=True):
+            total += weight * member.contributions(X)
+        return total
 
 
 # --------------------------------------------------------------------------- the shared algebra

@@ -8,8 +8,9 @@ index that points outside its table).
 
 Every model has a header of scalars:
 
-* ``layout``: ``oblivious`` (CatBoost's symmetric trees) or ``nodes`` (LightGBM's
-  binary trees flattened into one node table);
+* ``layout``: ``oblivious`` (CatBoost's symmetric trees), ``nodes`` (LightGBM's
+  binary trees flattened into one node table) or ``weighted`` (an ensemble: a
+  weighted sum of member models, below);
 * ``task``: ``binary``, ``multiclass`` or ``regression``;
 * ``link``: how raw scores become the answer: ``sigmoid`` (binary: one raw score,
   the probability of the second class), ``softmax`` (multiclass: one raw score
@@ -31,11 +32,19 @@ is hashed the way CatBoost hashes it (``MAGIC`` below), and the hash is found
 among the CTR's keys; a hash not there takes the CTR's default (its prior).
 The CTR values of a row are appended to it as extra columns: a CTR split tests
 column ``n_features + r`` like a float split (``float32(x) > border``).
+A ``weighted`` model is M members, each a whole ``oblivious`` or ``nodes`` model
+whose arrays are stored under the prefix ``m<i>.`` (``m0.roots``, ``m1.borders``...)
+and share the ensemble's task, link, ``n_features`` and ``n_outputs``. Its raw
+score is ``sum(weights[i] * raw_i)`` and the link applies after the sum, so the
+ensemble is still a sum of trees and its SHAP values are the weighted sum of its
+members'.
+
 Only numpy and the standard library are used: serving imports this module.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,7 +75,7 @@ class Spec:
 
 
 HEADER = {
-    "layout": Spec("str", (), "oblivious | nodes"),
+    "layout": Spec("str", (), "oblivious | nodes | weighted"),
     "task": Spec("str", (), "binary | multiclass | regression"),
     "link": Spec("str", (), "sigmoid | softmax | identity, fixed by the task"),
     "n_features": Spec("int32", (), "columns in a row the model reads"),
@@ -116,6 +125,18 @@ LAYOUTS: dict[str, dict[str, Spec]] = {
 }
 
 
+WEIGHTED = "weighted"
+MEMBER_LAYOUTS = tuple(LAYOUTS)  # a member is a single model: ensembles do not nest
+LAYOUTS[WEIGHTED] = {
+    "weights": Spec("float64", ("M",), "raw = sum of weights[i] * member i's raw score"),
+    "member_layouts": Spec("str", ("M",), "each member's layout: oblivious | nodes"),
+}
+
+
+def member_prefix(i: int) -> str:
+    return f"m{i}."
+
+
 @dataclass(frozen=True)
 class Header:
     layout: str
@@ -127,9 +148,9 @@ class Header:
 
 def pack(layout: str, task: str, n_features: int, n_outputs: int, **arrays: Any) -> dict[str, np.ndarray]:
     """The arrays of a model in the declared dtypes, checked: what training writes."""
-    specs = LAYOUTS.get(layout)
-    if specs is None:
-        raise FormatError(f"layout {layout!r}: expected one of {', '.join(LAYOUTS)}")
+    specs = LAYOUTS.get(layout) if layout in MEMBER_LAYOUTS else None
+    if specs is None:  # an ensemble is packed from its packed members: pack_weighted
+        raise FormatError(f"layout {layout!r}: expected one of {', '.join(MEMBER_LAYOUTS)}")
     unknown = sorted(set(arrays) - set(specs))
     if unknown:
         raise FormatError(f"{', '.join(unknown)}: not part of the {layout} layout")
@@ -146,6 +167,32 @@ def pack(layout: str, task: str, n_features: int, n_outputs: int, **arrays: Any)
         out[name] = np.asarray(arrays[name], dtype=spec.dtype)
     check(out)
     return out
+
+
+def pack_weighted(members: list[dict[str, np.ndarray]], weights: list[float]) -> dict[str, np.ndarray]:
+    """One model from packed members and their weights: what training writes for an ensemble."""
+    if not members or len(members) != len(weights):
+        raise FormatError(f"weights: {len(weights)} weights for {len(members)} members")
+    first = members[0]
+    out = {name: first[name] for name in HEADER}
+    out["layout"] = np.array(WEIGHTED)
+    out["weights"] = np.asarray(weights, np.float64)
+    out["member_layouts"] = np.array([str(m["layout"]) for m in members])
+    for i, member in enumerate(members):
+        out.update({member_prefix(i) + name: value for name, value in member.items() if name not in HEADER})
+    check(out)
+    return out
+
+
+def members(arrays: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """A weighted model's members, each a whole model's arrays (the ensemble's header, its own layout)."""
+    shared = {name: arrays[name] for name in HEADER if name != "layout"}
+    found = []
+    for i, layout in enumerate(arrays["member_layouts"].tolist()):
+        prefix = member_prefix(i)
+        own = {name[len(prefix):]: value for name, value in arrays.items() if name.startswith(prefix)}
+        found.append({**shared, "layout": np.array(layout), **own})
+    return found
 
 
 def check(arrays: dict[str, np.ndarray]) -> Header:
@@ -171,14 +218,39 @@ def check(arrays: dict[str, np.ndarray]) -> Header:
     expected_outputs = "at least 3" if header.task == "multiclass" else "1"
     if (header.n_outputs < 3) if header.task == "multiclass" else (header.n_outputs != 1):
         raise FormatError(f"n_outputs: {header.n_outputs}, a {header.task} model has {expected_outputs}")
-    unknown = sorted(set(arrays) - set(HEADER) - set(specs))
+    unknown = sorted(name for name in set(arrays) - set(HEADER) - set(specs)
+                     if not (header.layout == WEIGHTED and re.fullmatch(r"m\d+\..+", name)))
     if unknown:
         raise FormatError(f"{', '.join(unknown)}: not part of the {header.layout} layout")
     dims: dict[str, int] = {"K": header.n_outputs}
     for name, spec in specs.items():
         _check_array(arrays, name, spec, dims)
-    (_check_oblivious if header.layout == "oblivious" else _check_nodes)(arrays, header, dims)
+    if header.layout == WEIGHTED:
+        _check_weighted(arrays, dims)
+    else:
+        (_check_oblivious if header.layout == "oblivious" else _check_nodes)(arrays, header, dims)
     return header
+
+
+def _check_weighted(arrays: dict[str, np.ndarray], dims: dict[str, int]) -> None:
+    weights, layouts = arrays["weights"], arrays["member_layouts"]
+    if dims["M"] < 1:
+        raise FormatError("weights: no members")
+    if not (np.isfinite(weights).all() and (weights > 0).all()):
+        raise FormatError("weights: must be finite and positive")
+    for i, layout in enumerate(layouts.tolist()):
+        if layout not in MEMBER_LAYOUTS:
+            raise FormatError(f"member_layouts: member {i} is {layout!r}, expected one of "
+                              f"{', '.join(MEMBER_LAYOUTS)}")
+    stray = sorted(name for name in arrays if re.fullmatch(r"m\d+\..+", name)
+                   and int(name[1:name.index(".")]) >= dims["M"])
+    if stray:
+        raise FormatError(f"{stray[0]}: belongs to no member (there are {dims['M']})")
+    for i, member in enumerate(members(arrays)):
+        try:
+            check(member)
+        except FormatError as error:
+            raise FormatError(f"member {i} ({member_prefix(i)}*): {error}") from None
 
 
 def _check_array(arrays: dict[str, np.ndarray], name: str, spec: Spec, dims: dict[str, int]) -> None:

@@ -100,7 +100,7 @@ class Predictor:
         """What /model shows: everything a client needs to build a request."""
         m = self.bundle.manifest
         keys = ("name", "version", "created_at", "framework", "feature_schema", "classes",
-                "target", "metrics", "hyperparameters", "lineage", "examples", "exactness")
+                "target", "metrics", "hyperparameters", "ensemble", "lineage", "examples", "exactness")
         return {key: m[key] for key in keys if key in m} | {
             "task": self.task, "ignored_columns": self.bundle.ignored_columns,
             "id_column": self.bundle.id_column}

@@ -115,7 +115,7 @@ def test_many_rows_are_evaluated_in_chunks_with_the_same_answer(name):
 
 def test_softmax_is_stable_for_large_raw_scores():
     raw = np.array([[1000.0, 999.0, -1000.0], [5.0, 5.0, 5.0]])
-    p = evaluators._link(raw, "softmax")
+    p = evaluators.apply_link(raw, "softmax")
     assert np.isfinite(p).all()
     assert np.allclose(p[0], [1 / (1 + np.exp(-1)), np.exp(-1) / (1 + np.exp(-1)), 0.0])
     assert np.allclose(p[1], [1 / 3] * 3)
@@ -123,8 +123,8 @@ def test_softmax_is_stable_for_large_raw_scores():
 
 def test_links():
     raw = np.array([[0.0], [2.0]])
-    assert np.allclose(evaluators._link(raw, "sigmoid"), [[0.5, 0.5], [1 / (1 + np.exp(2)), 1 / (1 + np.exp(-2))]])
-    assert evaluators._link(raw, "identity") is raw
+    assert np.allclose(evaluators.apply_link(raw, "sigmoid"), [[0.5, 0.5], [1 / (1 + np.exp(2)), 1 / (1 + np.exp(-2))]])
+    assert evaluators.apply_link(raw, "identity") is raw
 
 
 def test_a_lightgbm_multiclass_model_adds_tree_t_to_output_t_mod_k():

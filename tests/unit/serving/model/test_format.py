@@ -62,7 +62,7 @@ def test_pack_refuses_unknown_layouts_unknown_and_missing_arrays():
 @pytest.mark.parametrize(
     ("change", "words"),
     [
-        ({"layout": np.array("forest")}, "layout: 'forest' is not one of oblivious, nodes"),
+        ({"layout": np.array("forest")}, "layout: 'forest' is not one of oblivious, nodes, weighted"),
         ({"task": np.array("ranking")}, "task: 'ranking' is not one of binary, multiclass, regression"),
         ({"link": np.array("softmax")}, "link: a binary model uses sigmoid, not 'softmax'"),
         ({"n_features": np.array(0, np.int32)}, "n_features: 0, expected at least 1"),

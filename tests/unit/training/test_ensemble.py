@@ -1,0 +1,111 @@
+"""Ensemble selection over the study's trials, the budget that bounds the fits, repeated folds."""
+
+import time
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+
+from tests.unit.training.test_training import small_config
+from training import config as C
+from training import data as D
+from training import ensemble, families, job, tune
+
+Y = pd.Series(["a", "b"] * 50)
+TRUTH = np.where(Y == "b", 1.0, -1.0)[:, None]  # log-odds that are right on every row
+
+
+def test_selection_mixes_trials_whose_errors_differ():
+    # two trials each right on a different half of the rows, a third worse everywhere
+    half = np.arange(100) < 50
+    left, right = np.where(half[:, None], TRUTH, -0.5 * TRUTH), np.where(half[:, None], -0.5 * TRUTH, TRUTH)
+    oof = {0: left, 1: right, 2: -0.1 * TRUTH}
+    values = {0: 0.80, 1: 0.79, 2: 0.3}
+    selection = ensemble.select(oof, values, Y, "f1_macro", ["a", "b"], "binary")
+    assert set(selection.counts) == {0, 1}
+    assert selection.weights == {0: 0.5, 1: 0.5}
+    assert selection.score == 1.0
+    assert selection.best_trial == 0
+    assert selection.best_single == 0.5  # right on one half, wrong on the other
+    assert len(selection.history) == ensemble.SIZE
+
+
+def test_selection_keeps_the_best_prefix_and_the_best_trial_alone_when_nothing_helps():
+    oof = {0: TRUTH, 1: -TRUTH}
+    selection = ensemble.select(oof, {0: 0.3, 1: 1.3}, Y, "log_loss", ["a", "b"], "binary")
+    assert selection.counts == {0: 1}
+    assert selection.score == selection.best_single
+
+
+def test_selection_chooses_only_among_the_best_trials_of_the_pool():
+    oof = {k: TRUTH * (1 + k) for k in range(5)}  # the larger the surer, the lower the log loss
+    values = {k: 1.0 + k for k in range(5)}  # ... but the study ranked them the other way
+    selection = ensemble.select(oof, values, Y, "log_loss", ["a", "b"], "binary", pool=2)
+    assert set(selection.counts) <= {0, 1}
+    with pytest.raises(ValueError, match="no completed trial"):
+        ensemble.select({}, {0: 1.0}, Y, "log_loss", ["a", "b"], "binary")
+
+
+def test_regression_selection_averages_values():
+    y = pd.Series(np.arange(10.0))
+    oof = {0: (y.to_numpy() + 1)[:, None], 1: (y.to_numpy() - 1)[:, None]}
+    selection = ensemble.select(oof, {0: 1.0, 1: 1.0}, y, "rmse", [], "regression")
+    assert selection.weights == {0: 0.5, 1: 0.5}
+    assert selection.score == 0.0
+
+
+def test_the_job_publishes_an_ensemble_and_off_means_the_best_trial(tmp_path, s3):
+    config = small_config(tmp_path, **{"tuning.n_trials": 6, "bucket": "models", "model_name": "bc"})
+    summary = job.run(config, publish=True, show_progress=False)
+    assert summary["family"] == "ensemble"
+    from serving.store import bundles
+
+    manifest = bundles.read_manifest(s3, "models", "bc", summary["version"])
+    members = manifest["ensemble"]["members"]
+    assert len(members) >= 2 and sum(m["weight"] for m in members) == pytest.approx(1.0)
+    assert manifest["framework"]["native_files"] == [m["native_file"] for m in members]
+    assert manifest["exactness"]["max_abs_difference"] <= 1e-12
+    assert manifest["ensemble"]["selection"]["score"] == manifest["metrics"]["cv"]["score"]
+    off = job.run(small_config(tmp_path, **{"tuning.n_trials": 6, "ensemble": "off"}), publish=False,
+                  show_progress=False)
+    assert off["family"] in ("catboost", "lightgbm")
+    with pytest.raises(C.ConfigError, match="ensemble 'always': use auto or off"):
+        small_config(tmp_path, ensemble="always")
+
+
+def test_a_fit_past_its_deadline_stops_and_says_so():
+    data = D.load("breast_cancer")
+    schema = D.infer_schema(data.X)
+    for family in ("catboost", "lightgbm"):
+        started = time.monotonic()
+        with pytest.raises(families.OutOfTime, match=f"{family} stopped at its deadline"):
+            families.fit(family, {}, data.X, data.y, schema, task="binary", seed=0, threads=1, rounds=100_000,
+                         deadline=time.monotonic() + 0.5)
+        assert time.monotonic() - started < 3
+
+
+def test_the_budget_bounds_the_whole_study_fits_included(tmp_path):
+    config = small_config(tmp_path, **{"tuning.n_trials": 1000, "tuning.timeout_seconds": 3,
+                                       "tuning.max_rounds": 100_000, "tuning.early_stopping_rounds": 100_000})
+    prepared = job.prepare(config)
+    study = tune.create_study(config, "budget", prepared.metric)
+    started = time.monotonic()
+    tune.optimize(study, config, prepared.X_train, prepared.y_train, prepared.schema, prepared.classes,
+                  prepared.task, prepared.metric, show_progress=False)
+    assert time.monotonic() - started < 6  # without the deadline, one fit of 100,000 rounds takes minutes
+    assert study.trials[0].state == optuna.trial.TrialState.PRUNED
+
+
+@pytest.mark.parametrize(("rows", "setting", "repeats"), [(400, "auto", 3), (4000, "auto", 2),
+                                                          (9000, "auto", 1), (400, 1, 1), (9000, 4, 4)])
+def test_small_tables_repeat_their_folds(tmp_path, rows, setting, repeats):
+    config = small_config(tmp_path, **{"tuning.cv_repeats": setting})
+    assert tune.repeats_for(config, rows) == repeats
+    X = pd.DataFrame({"x": np.arange(rows)})
+    y = pd.Series(["a", "b"] * (rows // 2))
+    folds = tune.splits(config, X, y, "binary")
+    assert len(folds) == 3 * repeats
+    for r in range(repeats):  # each repeat holds out every row once
+        held = np.sort(np.concatenate([valid for _, valid in folds[3 * r:3 * r + 3]]))
+        assert np.array_equal(held, np.arange(rows))
