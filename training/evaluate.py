@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from serving.model.predictor import label_indices
 
 DIRECTION = {"f1_macro": "maximize", "roc_auc": "maximize", "log_loss": "minimize",
              "rmse": "minimize", "mae": "minimize", "r2": "maximize"}
@@ -18,7 +19,22 @@ REGRESSION_METRICS = ("rmse", "mae", "r2")
 DEFAULT_METRIC = {"binary": "f1_macro", "multiclass": "f1_macro", "regression": "rmse"}
 
 
-def score(metric: str, y_true, proba: np.ndarray, classes: list[str]) -> float:
+def predicted_labels(proba: np.ndarray, classes: list[str], threshold: float | None = None) -> np.ndarray:
+    """Each row's label as serving gives it: the likelier class, or above a binary model's threshold."""
+    return np.asarray(classes)[label_indices(proba, threshold)]
+
+
+def best_threshold(y_true, proba: np.ndarray, classes: list[str]) -> float:
+    """The binary label threshold that maximises F1 macro on these (out-of-fold) rows; of equals, the
+    nearest to 0.5 (as AutoGluon's calibrate_decision_threshold)."""
+    candidates = np.round(np.linspace(0.02, 0.98, 97), 2)
+    candidates = candidates[np.argsort(np.abs(candidates - 0.5), kind="stable")]
+    scores = [score("f1_macro", y_true, proba, classes, threshold=t) for t in candidates]
+    return float(candidates[int(np.argmax(scores))])
+
+
+def score(metric: str, y_true, proba: np.ndarray, classes: list[str],
+          threshold: float | None = None) -> float:
     from sklearn.metrics import f1_score, log_loss, mean_absolute_error, r2_score, roc_auc_score
 
     if metric in REGRESSION_METRICS:
@@ -30,7 +46,7 @@ def score(metric: str, y_true, proba: np.ndarray, classes: list[str]) -> float:
         return float(r2_score(values, predicted))
     y_true = np.asarray(y_true).astype(str)
     if metric == "f1_macro":
-        predicted = np.asarray(classes)[proba.argmax(axis=1)]
+        predicted = predicted_labels(proba, classes, threshold)
         return float(f1_score(y_true, predicted, average="macro"))
     if metric == "roc_auc":
         if len(classes) == 2:
@@ -47,17 +63,18 @@ def better(metric: str, challenger: float, champion: float, margin: float) -> bo
     return challenger < champion - margin
 
 
-def metrics(y_true, proba: np.ndarray, classes: list[str]) -> dict[str, Any]:
+def metrics(y_true, proba: np.ndarray, classes: list[str], threshold: float | None = None) -> dict[str, Any]:
+    """The held-out metrics; labels as serving gives them (a binary model's threshold applied)."""
     from sklearn.metrics import accuracy_score, classification_report
 
     if not classes:  # regression
         return {**{m: score(m, y_true, proba, classes) for m in REGRESSION_METRICS}, "rows": int(len(y_true))}
     y_true = np.asarray(y_true).astype(str)
-    predicted = np.asarray(classes)[proba.argmax(axis=1)]
+    predicted = predicted_labels(proba, classes, threshold)
     report = classification_report(y_true, predicted, labels=classes, output_dict=True, zero_division=0)
     return {
         "accuracy": float(accuracy_score(y_true, predicted)),
-        "f1_macro": score("f1_macro", y_true, proba, classes),
+        "f1_macro": score("f1_macro", y_true, proba, classes, threshold),
         "roc_auc": score("roc_auc", y_true, proba, classes),
         "log_loss": score("log_loss", y_true, proba, classes),
         "per_class": {
@@ -70,7 +87,7 @@ def metrics(y_true, proba: np.ndarray, classes: list[str]) -> dict[str, Any]:
 
 def pictures(
     out_dir: Path, y_true, proba: np.ndarray, classes: list[str],
-    importance: dict[str, float], study=None,
+    importance: dict[str, float], study=None, threshold: float | None = None,
 ) -> list[Path]:
     """Confusion matrix, ROC and precision-recall curves (or, for regression, predicted against
     actual and the residuals), feature importance, tuning history."""
@@ -90,7 +107,7 @@ def pictures(
         paths.append(path)
 
     if classes:
-        _classification_pictures(save, plt, y_true, proba, classes)
+        _classification_pictures(save, plt, y_true, proba, classes, threshold)
     else:
         _regression_pictures(save, plt, np.asarray(y_true, np.float64), proba[:, 0])
     _importance_and_history(save, plt, importance, study)
@@ -120,11 +137,12 @@ def _regression_pictures(save, plt, actual: np.ndarray, predicted: np.ndarray) -
     save(fig, "residuals.png")
 
 
-def _classification_pictures(save, plt, y_true, proba: np.ndarray, classes: list[str]) -> None:
+def _classification_pictures(save, plt, y_true, proba: np.ndarray, classes: list[str],
+                             threshold: float | None) -> None:
     from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
 
     y_true = np.asarray(y_true).astype(str)
-    predicted = np.asarray(classes)[proba.argmax(axis=1)]
+    predicted = predicted_labels(proba, classes, threshold)
     fig, ax = plt.subplots(figsize=(5 + 0.3 * len(classes), 4 + 0.3 * len(classes)))
     ConfusionMatrixDisplay.from_predictions(y_true, predicted, labels=classes, ax=ax, colorbar=False)
     ax.set_title("Confusion matrix (held-out)")

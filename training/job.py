@@ -72,6 +72,7 @@ class Refit:
     best_trial: int
     members: list[dict[str, Any]] | None = None  # an ensemble's: family, trial, weight, rounds, params
     selection: dict[str, Any] | None = None  # what the ensemble selection saw out of fold
+    threshold: float | None = None  # a binary model's label threshold (None: the likelier class)
 
 
 @dataclass
@@ -80,6 +81,7 @@ class Evaluation:
 
     output: np.ndarray  # class probabilities, or values (n, 1), from the native library
     metrics: dict[str, Any]
+    threshold: float | None = None  # the labels' decision threshold the metrics used
 
 
 def s3_client():
@@ -170,25 +172,43 @@ def select_ensemble(config: dict[str, Any], prepared: Prepared, study,
     return selection if used else None
 
 
+def decision_threshold(config: dict[str, Any], prepared: Prepared,
+                       oof_raw: np.ndarray | None) -> float | None:
+    """A binary model's label threshold: the configured one, or with ``auto`` and F1 as the tuning
+    metric, the one that maximises it out of fold (probabilities stay as they are; only labels move)."""
+    setting = config["decision_threshold"]
+    if prepared.task != "binary":
+        return None
+    if setting != "auto":
+        return float(setting)
+    if prepared.metric != "f1_macro" or oof_raw is None:
+        return None
+    threshold = E.best_threshold(prepared.y_train, ensemble.oof_output(oof_raw, "binary"), prepared.classes)
+    LOG.info("decision threshold %.2f on P(%s), tuned out of fold for f1_macro", threshold,
+             prepared.classes[1])
+    return threshold
+
+
 def refit(config: dict[str, Any], prepared: Prepared, study,
           oof: dict[int, np.ndarray] | None = None) -> Refit:
     """The best trial, or the ensemble of trials the selection chose, fitted on every training row."""
-    best = study.best_trial
-    selection = select_ensemble(config, prepared, study, oof or {})
+    best, oof = study.best_trial, oof or {}
+    selection = select_ensemble(config, prepared, study, oof)
     if selection is None:
         family, params, rounds, fitted = _fit_trial(config, prepared, best)
         LOG.info("best trial %d: %s cv %s=%.4f, refit with %d rounds",
                  best.number, family, prepared.metric, best.value, rounds)
         return Refit(family, params, rounds, fitted, float(best.value), best.user_attrs.get("fold_scores"),
-                     best.number)
+                     best.number, threshold=decision_threshold(config, prepared, oof.get(best.number)))
     trials = {t.number: t for t in study.trials}
     chosen = sorted(selection.weights)
     fits = [_fit_trial(config, prepared, trials[number]) for number in chosen]
     weighted = ensemble.Weighted([f[3] for f in fits], [selection.weights[n] for n in chosen], chosen,
                                  prepared.task)
     members = weighted.describe(params=[f[1] for f in fits], rounds=[f[2] for f in fits])
+    oof_raw = sum(w * oof[n] for n, w in selection.weights.items())
     return Refit("ensemble", {}, sum(f[2] for f in fits), weighted, selection.score, None, best.number,
-                 members=members,
+                 members=members, threshold=decision_threshold(config, prepared, oof_raw),
                  selection={"score": selection.score, "best_single": selection.best_single,
                             "best_trial": selection.best_trial, "history": selection.history,
                             "pool": ensemble.POOL, "size": ensemble.SIZE})
@@ -197,7 +217,8 @@ def refit(config: dict[str, Any], prepared: Prepared, study,
 def evaluate(prepared: Prepared, model: Refit) -> Evaluation:
     """The native model's answers on the held-out rows, and their metrics."""
     output = model.fitted.predict(prepared.X_test, prepared.schema)
-    return Evaluation(output, E.metrics(prepared.y_test, output, prepared.classes))
+    return Evaluation(output, E.metrics(prepared.y_test, output, prepared.classes, model.threshold),
+                      model.threshold)
 
 
 @dataclass(frozen=True)
@@ -245,6 +266,7 @@ def build_manifest(config: dict[str, Any], prepared: Prepared, model: Refit, eva
     return {
         "framework": framework,
         **({"ensemble": {"members": model.members, "selection": model.selection}} if model.members else {}),
+        **({"decision_threshold": model.threshold} if model.threshold is not None else {}),
         "feature_schema": prepared.schema,
         "classes": prepared.classes,
         "target": dataset.target,
@@ -301,7 +323,8 @@ def gate(config: dict[str, Any], s3, bucket: str, prepared: Prepared, evaluation
          version: int) -> promotion.Decision:
     """Promote the new version only if it beats the champion on the same held-out rows."""
     settings = config["promotion"]
-    score = E.score(prepared.gate_metric, prepared.y_test, evaluation.output, prepared.classes)
+    score = E.score(prepared.gate_metric, prepared.y_test, evaluation.output, prepared.classes,
+                    evaluation.threshold)
     decision = promotion.decide(s3, bucket, prepared.name, prepared.gate_metric,
                                 float(settings["min_improvement"]), score, prepared.X_test, prepared.y_test,
                                 prepared.task)

@@ -48,7 +48,8 @@ def decide(
             "promote by hand if intended", challenger_score, champion.version,
         )
     proba = served_predictions(champion.arrays, D.to_matrix(X_test, schema))
-    champion_score = evaluate.score(metric, y_test, proba, [str(c) for c in champion.classes])
+    champion_score = evaluate.score(metric, y_test, proba, [str(c) for c in champion.classes],
+                                    champion.decision_threshold)
     wins = evaluate.better(metric, challenger_score, champion_score, margin)
     verdict = "beats" if wins else "does not beat"
     reason = (

@@ -68,7 +68,7 @@ def log_evaluation(prepared, model, evaluation, study) -> None:
     importance = model.fitted.feature_importance(prepared.schema)
     with tempfile.TemporaryDirectory() as tmp:
         for path in evaluate.pictures(Path(tmp), prepared.y_test, evaluation.output, prepared.classes,
-                                      importance, study):
+                                      importance, study, model.threshold):
             mlflow.log_artifact(str(path), "plots")
 
 

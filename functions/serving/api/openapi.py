@@ -189,7 +189,12 @@ _SCHEMAS: dict[str, Any] = {
         "ignored_columns": {"type": "array", "items": {"type": "string"},
                             "description": "columns a row may carry that the model does not read"},
         "id_column": {"type": ["string", "null"],
-                      "description": "the column that names a row in a batch file"}}},
+                      "description": "the column that names a row in a batch file"},
+        "decision_threshold": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1,
+                               "description": "a binary model's label is its second class when that "
+                                              "class's probability is above this (else the likelier class)"},
+        "ensemble": {"type": "object", "description": "an ensemble's members (family, trial, weight) and the "
+                                                      "selection's out-of-fold scores"}}},
     "Document": {"type": "object", "required": ["openapi", "paths"]},
     "Models": {"type": "object", "required": ["default_model", "models"], "properties": {
         "default_model": {"type": "string"},

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from serving.batch.rows import MISSING_TEXT
+from serving.model.predictor import label_indices
 
 MISSING, UNKNOWN = -1, -2  # codes of a row without a usable label
 SHOWN_UNKNOWN = 20  # unknown labels named in the manifest, at most
@@ -65,7 +66,7 @@ def _label_text(value: Any) -> str:
 
 
 def evaluate(labels: np.ndarray, output: np.ndarray, classes: list, unknown_rows: int,
-             unknown: list[str]) -> dict[str, Any]:
+             unknown: list[str], threshold: float | None = None) -> dict[str, Any]:
     """The model's metrics on the labelled rows, with the rows left out counted and named:
     ``unknown_rows`` had a label the model does not know (some of them: ``unknown``)."""
     usable = ~np.isnan(labels) if not classes else labels >= 0
@@ -77,7 +78,7 @@ def evaluate(labels: np.ndarray, output: np.ndarray, classes: list, unknown_rows
         return {**summary, "metrics": {}}
     if not classes:
         return {**summary, "metrics": _regression(labels[usable], output[usable, 0])}
-    return {**summary, "metrics": _classification(labels[usable], output[usable], classes)}
+    return {**summary, "metrics": _classification(labels[usable], output[usable], classes, threshold)}
 
 
 def _regression(actual: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
@@ -90,9 +91,10 @@ def _regression(actual: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
             "rows": int(len(actual))}
 
 
-def _classification(codes: np.ndarray, proba: np.ndarray, classes: list) -> dict[str, Any]:
+def _classification(codes: np.ndarray, proba: np.ndarray, classes: list,
+                    threshold: float | None) -> dict[str, Any]:
     k = len(classes)
-    predicted = proba.argmax(axis=1)
+    predicted = label_indices(proba, threshold)
     confusion = np.zeros((k, k), np.int64)
     np.add.at(confusion, (codes, predicted), 1)
     hits = np.diag(confusion).astype(np.float64)

@@ -394,7 +394,8 @@ def _evaluation(planned: Plan, records: list[PartRecord]) -> dict[str, Any]:
                                      planned["model_version"], planned.get("manifest_sha256"))
     unknown = [name for r in records for name in r.get("unknown_labels", [])]
     return evaluation.evaluate(np.concatenate(labels), np.concatenate(outputs), manifest.get("classes") or [],
-                               sum(r.get("unknown_label_rows", 0) for r in records), unknown)
+                               sum(r.get("unknown_label_rows", 0) for r in records), unknown,
+                               manifest.get("decision_threshold"))
 
 
 def _record(bucket: str, key: str, planned: Plan) -> PartRecord:

@@ -11,7 +11,7 @@ import numpy as np
 import orjson
 
 from serving.batch.rows import BatchResult
-from serving.model.predictor import Predictor
+from serving.model.predictor import Predictor, label_indices
 
 ERRORS_HEADER = ["row_id", "field", "message"]
 
@@ -92,9 +92,8 @@ class Writer:
             values = [f"{v},{csv_field(a)}" for v, a in zip(values, actuals, strict=True)]
         if self.predictor.task == "regression":
             return "".join([f"{i},{v}\n" for i, v in zip(ids, values, strict=True)])
-        labels = self.labels
-        return "".join([f"{i},{labels[k]},{v}\n"
-                        for i, k, v in zip(ids, output.argmax(axis=1).tolist(), values, strict=True)])
+        labels, chosen = self.labels, label_indices(output, self.predictor.threshold).tolist()
+        return "".join([f"{i},{labels[k]},{v}\n" for i, k, v in zip(ids, chosen, values, strict=True)])
 
 
 def csv_line(values: Iterable[Any]) -> str:

@@ -168,6 +168,11 @@ class Bundle:
         return [name for name in dict.fromkeys(names) if name not in features]
 
     @property
+    def decision_threshold(self) -> float | None:
+        """A binary model's label threshold on the second class's probability (None: the likelier class)."""
+        return self.manifest.get("decision_threshold")
+
+    @property
     def id_column(self) -> str | None:
         """The column that names a row (declared, or found ID-like at training), or None."""
         return self.manifest.get("id_column")
@@ -201,6 +206,10 @@ def _check_manifest(manifest: dict[str, Any], header: model_format.Header) -> No
     for key in ("target", "id_column"):
         if manifest.get(key) is not None and not isinstance(manifest[key], str):
             refuse(f"{key} must be a column name")
+    threshold = manifest.get("decision_threshold")
+    if threshold is not None and (header.task != "binary" or isinstance(threshold, bool)
+                                  or not isinstance(threshold, int | float) or not 0 < threshold < 1):
+        refuse(f"decision_threshold {threshold!r}: a binary model's is a number between 0 and 1")
     task = manifest.get("task", header.task)
     if task != header.task:
         refuse(f"task {task!r} but {MODEL_FILE} holds a {header.task} model")

@@ -22,6 +22,7 @@ class Predictor:
             raise BundleError(f"the model reads {self.ensemble.n_features} features but its schema "
                               f"gives {self.schema.width}")
         self.classes = list(bundle.classes)
+        self.threshold = bundle.decision_threshold
         self._labels = [str(c) for c in self.classes]
         self._explainer = None  # built on the first explanation: predictions never pay for it
 
@@ -59,6 +60,10 @@ class Predictor:
         labels, classes = self._labels, self.classes
         if len(labels) == 2:  # binary, spelled out: 2-4x faster than the general form on 1000 rows
             (first, second), (no, yes) = labels, classes
+            if self.threshold is not None:  # tuned for the model's metric: applies to the label only
+                t = self.threshold
+                return [{"label": yes if p1 > t else no, "probabilities": {first: p0, second: p1}}
+                        for p0, p1 in output.tolist()]
             return [{"label": yes if p1 > p0 else no, "probabilities": {first: p0, second: p1}}
                     for p0, p1 in output.tolist()]
         # each row's probabilities by label, built in C (a row has one value per label)
@@ -100,10 +105,19 @@ class Predictor:
         """What /model shows: everything a client needs to build a request."""
         m = self.bundle.manifest
         keys = ("name", "version", "created_at", "framework", "feature_schema", "classes",
-                "target", "metrics", "hyperparameters", "ensemble", "lineage", "examples", "exactness")
+                "target", "metrics", "hyperparameters", "ensemble", "decision_threshold", "lineage",
+                "examples", "exactness")
         return {key: m[key] for key in keys if key in m} | {
             "task": self.task, "ignored_columns": self.bundle.ignored_columns,
             "id_column": self.bundle.id_column}
+
+
+def label_indices(output: np.ndarray, threshold: float | None = None) -> np.ndarray:
+    """Each row's class index: the likelier class, or for a binary model with a decision threshold,
+    the second class when its probability is above the threshold (as ``Predictor.answers``)."""
+    if threshold is not None and output.shape[1] == 2:
+        return (output[:, 1] > threshold).astype(np.intp)
+    return output.argmax(axis=1)
 
 
 def served_predictions(arrays: dict[str, np.ndarray], X: np.ndarray) -> np.ndarray:

@@ -11,6 +11,7 @@ from tests.unit.training.test_training import small_config
 from training import config as C
 from training import data as D
 from training import ensemble, families, job, tune
+from training import evaluate as E
 
 Y = pd.Series(["a", "b"] * 50)
 TRUTH = np.where(Y == "b", 1.0, -1.0)[:, None]  # log-odds that are right on every row
@@ -109,3 +110,40 @@ def test_small_tables_repeat_their_folds(tmp_path, rows, setting, repeats):
     for r in range(repeats):  # each repeat holds out every row once
         held = np.sort(np.concatenate([valid for _, valid in folds[3 * r:3 * r + 3]]))
         assert np.array_equal(held, np.arange(rows))
+
+
+def test_the_threshold_is_tuned_for_f1_out_of_fold_and_applies_to_labels_only():
+    rng = np.random.default_rng(0)
+    y = pd.Series(np.where(rng.random(2000) < 0.1, "rare", "common"))
+    # scores that rank the rare class high but never make it the likelier one
+    p1 = np.clip(np.where(y == "rare", 0.35, 0.1) + rng.normal(0, 0.08, len(y)), 0.01, 0.99)
+    proba = np.column_stack([1 - p1, p1])
+    threshold = E.best_threshold(y, proba, ["common", "rare"])
+    assert 0.15 < threshold < 0.35
+    tuned = E.score("f1_macro", y, proba, ["common", "rare"], threshold)
+    assert tuned > E.score("f1_macro", y, proba, ["common", "rare"]) + 0.2
+    assert E.score("roc_auc", y, proba, ["common", "rare"], threshold) == E.score("roc_auc", y, proba,
+                                                                                  ["common", "rare"])
+
+
+def test_the_job_keeps_the_threshold_in_the_bundle_and_scores_with_it(tmp_path, s3):
+    fixed = job.run(small_config(tmp_path, **{"decision_threshold": 0.9, "bucket": "models", "model_name": "bc"}),
+                    publish=True, show_progress=False)
+    from serving.store import bundles
+
+    manifest = bundles.read_manifest(s3, "models", "bc", fixed["version"])
+    assert manifest["decision_threshold"] == 0.9
+    prepared = job.prepare(small_config(tmp_path))
+    champion = bundles.load(s3, "models", "bc", fixed["version"])
+    output = champion_output(champion, prepared)
+    assert manifest["metrics"]["test"]["f1_macro"] == pytest.approx(
+        E.score("f1_macro", prepared.y_test, output, prepared.classes, 0.9), abs=1e-12)
+    regression = job.run(small_config(tmp_path, dataset="diabetes", decision_threshold=0.9), publish=False,
+                         show_progress=False)
+    assert regression["task"] == "regression"  # a threshold is a binary model's: ignored elsewhere
+
+
+def champion_output(champion, prepared):
+    from serving.model.predictor import served_predictions
+
+    return served_predictions(champion.arrays, D.to_matrix(prepared.X_test, champion.feature_schema))

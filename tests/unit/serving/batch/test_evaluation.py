@@ -43,6 +43,22 @@ def test_classification_metrics_equal_trainings(classes, seed):
     close(found["metrics"], training_metrics.metrics(y, proba, classes))
 
 
+@pytest.mark.parametrize("threshold", [None, 0.2, 0.8])
+def test_a_binary_models_threshold_moves_the_labels_as_in_training(threshold):
+    rng = np.random.default_rng(7)
+    classes = ["no", "yes"]
+    p1 = rng.random(400)
+    proba = np.column_stack([1 - p1, p1])
+    y = np.asarray(classes)[(rng.random(400) < p1).astype(int)]
+    codes, _ = evaluation.codes(list(y), classes)
+    found = evaluation.evaluate(codes, proba, classes, 0, [], threshold)
+    close(found["metrics"], training_metrics.metrics(y, proba, classes, threshold))
+    claimed = found["metrics"]["per_class"]["yes"]
+    expected = (p1 > (0.5 if threshold is None else threshold)).sum()
+    assert round(claimed["support"]) == (y == "yes").sum()
+    assert claimed["precision"] == pytest.approx(((p1 > (threshold or 0.5)) & (y == "yes")).sum() / expected)
+
+
 def test_regression_metrics_equal_trainings():
     rng = np.random.default_rng(4)
     actual = rng.normal(10, 3, 200)
