@@ -15,7 +15,7 @@ import logging
 import os
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from serving.store import bundles
 from sklearn.model_selection import train_test_split
 
 from training import data as D
-from training import ensemble, families, promotion, tracking, tune
+from training import ensemble, families, leakage, promotion, tracking, tune
 from training import evaluate as E
 from training.export import MAX_ABS_DIFFERENCE, check_exactness, check_explanations
 
@@ -49,6 +49,7 @@ class Prepared:
     name: str  # the model's name in the bucket
     metric: str  # what tuning optimises
     gate_metric: str  # what promotion compares
+    leaks: list[dict[str, Any]] = field(default_factory=list)  # columns that alone predict the target
 
     @property
     def classes(self) -> list[str]:
@@ -107,7 +108,8 @@ def prepare(config: dict[str, Any], s3=None) -> Prepared:
              dataset.name, len(dataset.X), len(X_train), len(X_test), len(schema), dataset.task, target)
     return Prepared(dataset, schema, X_train, X_test, y_train, y_test,
                     name=bundle.check_name(config["model_name"] or dataset.name), metric=metric,
-                    gate_metric=gate_metric)
+                    gate_metric=gate_metric,
+                    leaks=leakage.suspects(X_train, y_train, dataset.task, config["seed"]))
 
 
 def metrics_for(config: dict[str, Any], task: str) -> tuple[str, str]:
@@ -267,6 +269,7 @@ def build_manifest(config: dict[str, Any], prepared: Prepared, model: Refit, eva
         "framework": framework,
         **({"ensemble": {"members": model.members, "selection": model.selection}} if model.members else {}),
         **({"decision_threshold": model.threshold} if model.threshold is not None else {}),
+        **({"leakage": prepared.leaks} if prepared.leaks else {}),
         "feature_schema": prepared.schema,
         "classes": prepared.classes,
         "target": dataset.target,
@@ -360,6 +363,8 @@ def run(config: dict[str, Any], publish: bool = True, show_progress: bool = True
             "test_metrics": {k: v for k, v in evaluation.metrics.items() if k != "per_class"},
             "trials": len(study.trials),
         }
+        if prepared.leaks:
+            summary["leakage"] = [leak["message"] for leak in prepared.leaks]
         if publish:
             fields = build_manifest(config, prepared, model, evaluation, exactness,
                                     {"mlflow_run_id": run_id, "optuna_study": study.study_name})

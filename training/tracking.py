@@ -50,6 +50,12 @@ def job_run(experiment_id: str, config: dict[str, Any], prepared) -> Iterator[st
                            "n_trials": tuning["n_trials"], "cv_folds": tuning["cv_folds"],
                            "rows_train": len(prepared.X_train), "rows_test": len(prepared.X_test)})
         mlflow.log_text(yaml.safe_dump(config, sort_keys=False), "config.yaml")
+        if prepared.leaks:  # columns that alone predict the target: said where the runs are read
+            mlflow.set_tag("possible_leaks", ", ".join(leak["column"] for leak in prepared.leaks))
+            mlflow.log_dict(prepared.leaks, "possible_leaks.json")
+        if "decision_threshold" in config:
+            mlflow.log_params({"cv_repeats": tuning["cv_repeats"], "ensemble": config["ensemble"],
+                               "decision_threshold": config["decision_threshold"]})
         yield parent.info.run_id
 
 
@@ -61,6 +67,8 @@ def log_evaluation(prepared, model, evaluation, study) -> None:
                        **{f"best_{k}": v for k, v in model.params.items()}})
     mlflow.log_metrics({f"test_{k}": v for k, v in evaluation.metrics.items() if isinstance(v, float)})
     mlflow.log_metric("cv_best", model.cv_score)
+    if model.threshold is not None:
+        mlflow.log_metric("decision_threshold", model.threshold)
     if model.members:  # an ensemble: what it is made of, and what the selection saw
         mlflow.log_params({"members": len(model.members)})
         mlflow.log_dict({"members": model.members, "selection": model.selection}, "ensemble.json")

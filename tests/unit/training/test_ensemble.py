@@ -10,7 +10,7 @@ import pytest
 from tests.unit.training.test_training import small_config
 from training import config as C
 from training import data as D
-from training import ensemble, families, job, tune
+from training import ensemble, families, job, leakage, tune
 from training import evaluate as E
 
 Y = pd.Series(["a", "b"] * 50)
@@ -147,3 +147,19 @@ def champion_output(champion, prepared):
     from serving.model.predictor import served_predictions
 
     return served_predictions(champion.arrays, D.to_matrix(prepared.X_test, champion.feature_schema))
+
+
+def test_a_column_that_encodes_the_target_is_named_and_honest_ones_are_not():
+    rng = np.random.default_rng(1)
+    n = 3000
+    grade = rng.choice(list("ABCDEFG"), n)
+    X = pd.DataFrame({"sub_grade": [f"{g}{rng.integers(1, 6)}" for g in grade],  # encodes the grade
+                      "income": rng.lognormal(10, 1, n),
+                      "term": rng.choice(["36", "60"], n)})
+    found = leakage.suspects(X, pd.Series(grade), "multiclass")
+    assert [s["column"] for s in found] == ["sub_grade"]
+    assert found[0]["score"] == 1.0 and "drop_columns=[sub_grade]" in found[0]["message"]
+    value = X["income"] * 2 + 1
+    found = leakage.suspects(X.assign(after=value.round(-2)), value, "regression")
+    assert [s["column"] for s in found] == ["income", "after"]
+    assert leakage.suspects(X, pd.Series(rng.choice(["a", "b"], n)), "binary") == []
