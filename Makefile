@@ -95,7 +95,17 @@ bench: install ## serving benchmark, ratios to native baselines; writes benchmar
 mutation: install ## mutation score of the serving code's tests, per module (prints JSON; ~5 h on 2 cores)
 	@$(PY) tests/mutation/run.py
 
-bench-train: install ## training benchmark, tuned model / default models and FLAML; writes and renders likewise
+AUTOGLUON_VERSION := 1.6.3
+AUTOGLUON := .local/tools/autogluon/bin/python
+
+# AutoGluon is a contender of the training benchmark only: an environment of its own (its pins
+# are not the project's, and neither training nor the functions ever import it)
+$(AUTOGLUON): | $(UV)
+	@echo "[install] AutoGluon-Tabular $(AUTOGLUON_VERSION) into .local/tools/autogluon (the benchmark's contender)" >&2
+	@$(UV) venv --quiet --allow-existing --python 3.12 .local/tools/autogluon
+	@$(UV) pip install --quiet --python $(AUTOGLUON) "autogluon.tabular[lightgbm,catboost,xgboost]==$(AUTOGLUON_VERSION)"
+
+bench-train: install $(AUTOGLUON) ## training benchmark: ours / default models, FLAML, AutoGluon (BENCH_SETS=a,b; ~2.5 h whole)
 	@$(PY) -m benchmarks.training_benchmark
 
 .PHONY: help install browser compiler demo down train ui drift test lint bench bench-train mutation docs

@@ -312,21 +312,41 @@ def training_section(path: Path, d: dict) -> list[str]:
     spread = ("scores are means ± their standard error" if len(seeds) > 1
               else "one split and one study per data set, so no standard error")
     lines = ["## Training: `make bench-train`", "", source(path, d), "",
-             f"A budget of {num(d.get('budget_seconds'))} s for ours and for FLAML, {d.get('threads')} "
-             f"threads, seeds {', '.join(map(str, seeds))}: {spread}. F1 macro: higher is better; "
-             "RMSE: lower is better.", "", "### Targets", "", *targets_table(d.get("targets", []))]
+             f"A budget of {num(d.get('budget_seconds'))} s for ours, FLAML and AutoGluon, "
+             f"{d.get('threads')} threads, seeds {', '.join(map(str, seeds))}: {spread}. F1 macro: higher "
+             "is better; RMSE: lower is better.", "", "### Targets", "", *targets_table(d.get("targets", []))]
+    summary = d.get("summary", {})
+    if "mean_normalised" in summary:
+        normalised = ", ".join(f"{k} {num(v, 4)}" for k, v in summary["mean_normalised"].items())
+        lines += [f"Over {summary['sets']} sets, ours is at least the best default model on "
+                  f"{summary['ge_best_default']}, at least FLAML on {summary['ge_flaml']}"
+                  + (f" and at least AutoGluon on {summary['ge_autogluon']}" if summary.get("ge_autogluon")
+                     is not None else "")
+                  + f" (a tie within one standard error counts); mean normalised score (0 a set's worst "
+                  f"contender, 1 its best): {normalised}. AutoGluon: {summary.get('autogluon')}.", ""]
     datasets = d.get("datasets", {})
     if datasets:
         rows = []
         for name, e in datasets.items():
             c = e["contenders"]
+            members = c["ours"].get("members")
             rows.append([name, e["about"], f"{num(e['rows_train'])} / {num(e['rows_test'])}", e["metric"],
-                         score(c["ours"]), num(c["ours"].get("trials_mean")), num(c["ours"]["seconds_mean"]),
+                         score(c["ours"]), num(c["ours"].get("trials_mean")),
+                         "–" if members is None else " ".join(map(str, members)),
                          f"{score(c[e['best_default']])} ({e['best_default']})", score(c["flaml"]),
-                         num(c["flaml"].get("trials_mean"))])
+                         score(c["autogluon"]) if "autogluon" in c else "–"])
         lines += ["### Per data set", ""]
         lines += table(["data set", "what", "rows train / test", "metric", "ours", "ours: trials",
-                        "ours: s", "best default model", "FLAML", "FLAML: trials"], rows, "lllrrrrrrr")
+                        "ours: members per seed", "best default model", "FLAML", "AutoGluon"], rows,
+                       "lllrrrrrrr")
+        rows = [[name, *(num(e["serving"][side][k], 3) for side in ("ours", "best_trial")
+                         for k in ("bundle_bytes", "warm_p50_ms", "cold_ms"))]
+                for name, e in datasets.items() if "serving" in e]
+        if rows:
+            lines += ["What our model costs to serve, beside the study's best trial alone (means over the "
+                      "seeds; one row, in-process):", ""]
+            lines += table(["data set", "ours: bytes", "ours: warm ms", "ours: cold ms", "best trial: bytes",
+                            "best trial: warm ms", "best trial: cold ms"], rows, "lrrrrrr")
         defaults = ("random_forest", "hist_gradient_boosting", "catboost_defaults", "lightgbm_defaults")
         rows = [[name, *(score(e["contenders"][k]) for k in defaults)] for name, e in datasets.items()]
         lines += ["Every default model:", ""]

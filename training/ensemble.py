@@ -122,7 +122,8 @@ class Weighted:
         return self.members[0].classes
 
     def export(self, schema) -> dict[str, np.ndarray]:
-        return model_format.pack_weighted([m.export(schema) for m in self.members], self.weights)
+        """One weighted model; members of one layout folded together (``fold``)."""
+        return model_format.pack_weighted(*fold([m.export(schema) for m in self.members], self.weights))
 
     def native_files(self) -> list[tuple[str, bytes]]:
         """Each member's native model file, named by its place: model-0.cbm, model-1.txt..."""
@@ -150,3 +151,79 @@ def native_name(member: families.Fitted, i: int) -> str:
 def members_tag(members: list[dict[str, Any]]) -> str:
     """The members in a line, for a registry tag: ``catboost#12:0.40, lightgbm#3:0.60``."""
     return ", ".join(f"{m['family']}#{m['trial']}:{m['weight']:.2f}" for m in members)
+
+
+# --- members of one layout folded into one model ----------------------------------------------------
+# Each member is an evaluator call of its own when served; members of one layout are folded into one
+# model (their trees side by side, each leaf times its member's weight), so that an ensemble costs at
+# most an oblivious and a nodes evaluation. The sum is the same up to the order of the additions.
+
+def fold(members: list[dict[str, np.ndarray]], weights: list[float]) -> tuple[list[dict], list[float]]:
+    """Members of one layout merged where that is exact (LightGBM's always; CatBoost's of one depth,
+    without target statistics, with the same category hashes); the weights are then in the leaves."""
+    nodes = [(m, w) for m, w in zip(members, weights, strict=True) if str(m["layout"]) == "nodes"]
+    groups: dict[tuple, list[tuple[dict, float]]] = {}
+    kept: list[tuple[dict, float]] = []
+    for member, weight in zip(members, weights, strict=True):
+        if str(member["layout"]) != "oblivious":
+            continue
+        if member["ctr_projection"].size or member["element_kind"].size:
+            kept.append((member, weight))  # target statistics: tables of its own
+        else:
+            # one depth: a shallower member padded to a deeper one's 2**depth leaves would grow the bundle
+            key = (member["features"].shape[1], member["cat_hash_offset"].tobytes(),
+                   member["cat_hashes"].tobytes())
+            groups.setdefault(key, []).append((member, weight))
+    out = [(_fold_nodes(nodes), 1.0)] if len(nodes) > 1 else nodes
+    for group in groups.values():
+        out += [(_fold_oblivious(group), 1.0)] if len(group) > 1 else group
+    out += kept
+    return [m for m, _ in out], [w for _, w in out]
+
+
+def _fold_nodes(pairs: list[tuple[dict, float]]) -> dict[str, np.ndarray]:
+    first = pairs[0][0]
+    width = max(m["category_sets"].shape[1] for m, _ in pairs)
+    columns: dict[str, list[np.ndarray]] = {name: [] for name in (
+        "roots", "feature", "threshold", "default_left", "missing_type", "is_categorical", "category_index",
+        "category_sets", "left", "right", "value", "count")}
+    nodes = sets = 0
+    for member, weight in pairs:
+        for name in ("feature", "threshold", "default_left", "missing_type", "is_categorical", "count"):
+            columns[name].append(member[name])
+        for name in ("roots", "left", "right"):
+            columns[name].append(member[name] + nodes)
+        index = member["category_index"]
+        columns["category_index"].append(np.where(member["is_categorical"], index + sets, index))
+        own = member["category_sets"]
+        columns["category_sets"].append(np.pad(own, ((0, 0), (0, width - own.shape[1]))))
+        columns["value"].append(member["value"] * weight)
+        nodes += member["left"].shape[0]
+        sets += own.shape[0]
+    return model_format.pack("nodes", str(first["task"]), int(first["n_features"]), int(first["n_outputs"]),
+                             max_depth=max(int(m["max_depth"]) for m, _ in pairs),
+                             **{name: np.concatenate(parts) for name, parts in columns.items()})
+
+
+def _fold_oblivious(pairs: list[tuple[dict, float]]) -> dict[str, np.ndarray]:
+    first = pairs[0][0]
+    depth = max(m["features"].shape[1] for m, _ in pairs)
+    pads = {"features": 0, "borders": np.inf, "nan_goes_right": False, "is_equal": False,
+            "equal_code": np.nan}
+    columns: dict[str, list[np.ndarray]] = {name: [] for name in (*pads, "leaf_values", "leaf_weights")}
+    for member, weight in pairs:
+        extra = depth - member["features"].shape[1]  # trailing levels that never fire, as training.export
+        for name, value in pads.items():
+            columns[name].append(np.pad(member[name], ((0, 0), (0, extra)), constant_values=value))
+        leaves = 2 ** depth - member["leaf_values"].shape[1]
+        columns["leaf_values"].append(np.pad(member["leaf_values"] * (float(member["scale"]) * weight),
+                                             ((0, 0), (0, leaves), (0, 0))))
+        columns["leaf_weights"].append(np.pad(member["leaf_weights"], ((0, 0), (0, leaves))))
+    bias = sum(weight * m["bias"] for m, weight in pairs)
+    shared = ("cat_hash_offset", "cat_hashes", "element_projection", "element_kind", "element_column",
+              "element_border", "element_nan_true", "element_code", "ctr_projection", "ctr_offset",
+              "ctr_keys", "ctr_values", "ctr_default")  # no target statistics; the members' hashes
+    return model_format.pack("oblivious", str(first["task"]), int(first["n_features"]),
+                             int(first["n_outputs"]), scale=1.0, bias=bias,
+                             **{n: np.concatenate(p) for n, p in columns.items()},
+                             **{name: first[name] for name in shared})

@@ -143,7 +143,7 @@ def tune_study(config: dict[str, Any], prepared: Prepared, on_trial=None,
     return study, oof
 
 
-def _fit_trial(config: dict[str, Any], prepared: Prepared, trial) -> tuple[str, dict, int, families.Fitted]:
+def fit_trial(config: dict[str, Any], prepared: Prepared, trial) -> tuple[str, dict, int, families.Fitted]:
     family, params = families.params_from_trial(trial.params)
     rounds = int(trial.user_attrs.get("rounds", config["tuning"]["max_rounds"]))
     fitted = families.fit(family, params, prepared.X_train, prepared.y_train, prepared.schema,
@@ -197,14 +197,14 @@ def refit(config: dict[str, Any], prepared: Prepared, study,
     best, oof = study.best_trial, oof or {}
     selection = select_ensemble(config, prepared, study, oof)
     if selection is None:
-        family, params, rounds, fitted = _fit_trial(config, prepared, best)
+        family, params, rounds, fitted = fit_trial(config, prepared, best)
         LOG.info("best trial %d: %s cv %s=%.4f, refit with %d rounds",
                  best.number, family, prepared.metric, best.value, rounds)
         return Refit(family, params, rounds, fitted, float(best.value), best.user_attrs.get("fold_scores"),
                      best.number, threshold=decision_threshold(config, prepared, oof.get(best.number)))
     trials = {t.number: t for t in study.trials}
     chosen = sorted(selection.weights)
-    fits = [_fit_trial(config, prepared, trials[number]) for number in chosen]
+    fits = [fit_trial(config, prepared, trials[number]) for number in chosen]
     weighted = ensemble.Weighted([f[3] for f in fits], [selection.weights[n] for n in chosen], chosen,
                                  prepared.task)
     members = weighted.describe(params=[f[1] for f in fits], rounds=[f[2] for f in fits])
@@ -338,7 +338,10 @@ def gate(config: dict[str, Any], s3, bucket: str, prepared: Prepared, evaluation
     return decision
 
 
-def run(config: dict[str, Any], publish: bool = True, show_progress: bool = True) -> dict[str, Any]:
+def run(config: dict[str, Any], publish: bool = True, show_progress: bool = True,
+        keep: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The whole job; its summary. ``keep``, when given, receives the job's objects (prepared, study,
+    model, arrays) for a caller that measures them (the training benchmark)."""
     started = time.monotonic()
     bucket = config["bucket"] or os.environ.get("MODEL_BUCKET")
     if publish and not bucket:
@@ -380,6 +383,8 @@ def run(config: dict[str, Any], publish: bool = True, show_progress: bool = True
             summary.update(version=version, bundle_uri=bundle_uri, registered_version=registered,
                            promoted=decision.promote, promotion_reason=decision.reason)
         summary["seconds"] = round(time.monotonic() - started, 1)
+        if keep is not None:
+            keep.update(prepared=prepared, study=study, model=model, arrays=arrays)
         tracking.log_summary(summary)
     return summary
 

@@ -126,3 +126,20 @@ def test_members_must_agree_and_ensembles_do_not_nest():
         model_format.pack("weighted", "binary", 3, 1)
     with pytest.raises(model_format.FormatError, match="member 0 is 'weighted'"):
         model_format.pack_weighted([_weighted(), case("bc-lightgbm").arrays], [0.5, 0.5])
+
+
+def test_catboost_members_of_different_depths_are_not_padded_into_one():
+    from training import ensemble
+
+    member = case("bc-catboost")
+    deeper = dict(member.arrays)  # the same trees with a trailing level that never fires
+    for name, value in {"features": 0, "borders": np.inf, "nan_goes_right": False, "is_equal": False,
+                        "equal_code": np.nan}.items():
+        deeper[name] = np.pad(member.arrays[name], ((0, 0), (0, 1)), constant_values=value)
+    deeper["leaf_values"] = np.pad(member.arrays["leaf_values"], ((0, 0), (0, 16), (0, 0)))
+    deeper["leaf_weights"] = np.pad(member.arrays["leaf_weights"], ((0, 0), (0, 16)))
+    folded, weights = ensemble.fold([member.arrays, model_format.pack("oblivious", "binary", 30, 1, **{
+        k: v for k, v in deeper.items() if k not in model_format.HEADER})], [0.5, 0.5])
+    assert len(folded) == 2 and weights == [0.5, 0.5]
+    served = served_predictions(model_format.pack_weighted(folded, weights), member.matrix)
+    assert _difference(served, member.native, "binary") <= EXACT_PREDICTIONS
