@@ -407,6 +407,28 @@ def targets(datasets: dict) -> list[dict]:
     return found
 
 
+def summarise(datasets: dict, found: list[dict], autogluon: bool) -> dict:
+    """The run in a few numbers: on how many sets ours is at least each baseline (ties within one
+    standard error count), and each AutoML contender's mean normalised score; appends the target
+    on the normalised scores to ``found``."""
+    sets = datasets.values()
+    automl = ("ours", "flaml", *(("autogluon",) if autogluon else ()))
+    summary = {
+        "sets": len(datasets),
+        "ge_best_default": sum(t["holds"] for t in found if t.get("versus") == "best_default"),
+        "ge_flaml": sum(t["holds"] for t in found if t.get("versus") == "flaml"),
+        "ge_autogluon": (sum(t["holds"] for t in found if t.get("versus") == "autogluon") if autogluon
+                         else None),
+        "mean_normalised": {c: round(statistics.fmean(e["contenders"][c]["normalised"] for e in sets), 4)
+                            for c in automl},
+        "autogluon": "default preset, its own environment" if autogluon else "left out (BENCH_AUTOGLUON=0)",
+    }
+    normalised = summary["mean_normalised"]
+    found.append(bound_target("mean normalised score over the sets, ours minus FLAML's",
+                              round(normalised["ours"] - normalised["flaml"], 4), "", ">= 0"))
+    return summary
+
+
 def calibrate_fit() -> float:
     """A fixed LightGBM fit (10,000 x 20 synthetic rows, 200 rounds, THREADS threads), median of 3, s."""
     from lightgbm import LGBMClassifier
@@ -468,20 +490,7 @@ def main() -> None:
             speedup = round(two["trials_per_minute"] / one["trials_per_minute"], 2)
             results["tuning_throughput"] = {"one_worker": one, "two_workers": two, "speedup": speedup}
     found = targets(results["datasets"])
-    sets = results["datasets"].values()
-    results["summary"] = {
-        "sets": len(names),
-        "ge_best_default": sum(t["holds"] for t in found if t.get("versus") == "best_default"),
-        "ge_flaml": sum(t["holds"] for t in found if t.get("versus") == "flaml"),
-        "ge_autogluon": (sum(t["holds"] for t in found if t.get("versus") == "autogluon") if AUTOGLUON
-                         else None),
-        "mean_normalised": {c: round(statistics.fmean(e["contenders"][c]["normalised"] for e in sets), 4)
-                            for c in ("ours", "flaml", *(("autogluon",) if AUTOGLUON else ()))},
-        "autogluon": "default preset, its own environment" if AUTOGLUON else "left out (BENCH_AUTOGLUON=0)",
-    }
-    normalised = results["summary"]["mean_normalised"]
-    found.append(bound_target("mean normalised score over the sets, ours minus FLAML's",
-                              round(normalised["ours"] - normalised["flaml"], 4), "", ">= 0"))
+    results["summary"] = summarise(results["datasets"], found, AUTOGLUON)
     document = {"kind": "training", "run": run_info(settings),
                 "machine": {**machine.describe(), "calibration": calibration}, "targets": found, **results}
     sys.exit(finish(document))

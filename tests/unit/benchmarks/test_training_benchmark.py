@@ -1,0 +1,55 @@
+"""`make bench-train`'s verdicts: the per-set comparisons, the serving targets and the summary."""
+
+import pytest
+
+from benchmarks import training_benchmark as T
+
+SERVING = {"bundle_bytes": 1000, "warm_p50_ms": 0.1, "cold_ms": 2.0}
+
+
+def run(seed, ours, flaml, autogluon, defaults=0.80, members=1, warm=0.1, cold=2.0):
+    scores = lambda value: {"f1_macro": value, "seconds": 60.0}  # noqa: E731
+    return {"seed": seed, "about": "", "task": "binary", "metric": "f1_macro", "rows_train": 100,
+            "rows_test": 30, "features": 3, "dropped_columns": [],
+            "ours": {**scores(ours), "trials": 10, "family": "ensemble", "members": members},
+            **{d: scores(defaults) for d in T.DEFAULTS},
+            "flaml": {**scores(flaml), "trials": 5, "best_estimator": "lgbm"},
+            "autogluon": {**scores(autogluon), "best_model": "WeightedEnsemble_L2"},
+            "serving": {"ours": {**SERVING, "warm_p50_ms": warm, "cold_ms": cold}, "best_trial": SERVING,
+                        "members": members}}
+
+
+def test_a_loss_within_one_standard_error_is_a_tie_and_a_clear_loss_is_not():
+    close = T.aggregate([run(1, 0.90, 0.91, 0.95), run(2, 0.92, 0.90, 0.96), run(3, 0.91, 0.93, 0.97)])
+    found = {t["versus"]: t for t in T.targets({"close": close}) if "versus" in t}
+    assert found["flaml"]["holds"] and found["flaml"]["tie_within_one_standard_error"]
+    assert not found["autogluon"]["holds"]  # behind on every seed
+    assert found["best_default"]["holds"] and "tie_within_one_standard_error" not in found["best_default"]
+
+
+def test_normalised_scores_run_from_the_sets_worst_contender_to_its_best():
+    entry = T.aggregate([run(1, 0.90, 0.85, 0.95), run(2, 0.90, 0.85, 0.95)])
+    contenders = entry["contenders"]
+    assert contenders["autogluon"]["normalised"] == 1.0
+    assert contenders["random_forest"]["normalised"] == 0.0
+    assert contenders["ours"]["normalised"] == pytest.approx((0.90 - 0.80) / (0.95 - 0.80), abs=1e-4)
+
+
+def test_an_ensembles_serving_cost_is_a_target_and_a_single_models_is_not():
+    slow = T.aggregate([run(1, 0.9, 0.9, 0.9, members=3, warm=0.25, cold=60.0), run(2, 0.9, 0.9, 0.9)])
+    found = [t for t in T.targets({"slow": slow}) if t.get("kind") == "serving"]
+    assert [t["holds"] for t in found] == [True, False]  # means: warm 0.175 ms <= 2 x 0.1; cold +29 ms
+    single = T.aggregate([run(1, 0.9, 0.9, 0.9), run(2, 0.9, 0.9, 0.9)])
+    assert not [t for t in T.targets({"single": single}) if t.get("kind") == "serving"]
+
+
+def test_the_summary_counts_the_sets_where_ours_holds():
+    datasets = {"a": T.aggregate([run(1, 0.95, 0.90, 0.99), run(2, 0.96, 0.90, 0.99)]),
+                "b": T.aggregate([run(1, 0.70, 0.90, 0.99), run(2, 0.71, 0.90, 0.99)])}
+    found = T.targets(datasets)
+    summary = T.summarise(datasets, found, autogluon=True)
+    assert (summary["sets"], summary["ge_flaml"], summary["ge_autogluon"], summary["ge_best_default"]) == (
+        2, 1, 0, 1)
+    assert set(summary["mean_normalised"]) == {"ours", "flaml", "autogluon"}
+    assert found[-1]["target"].startswith("mean normalised score") and found[-1]["holds"] is False
+    assert T.summarise(datasets, [], autogluon=False)["ge_autogluon"] is None
