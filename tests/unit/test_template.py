@@ -94,6 +94,7 @@ def test_the_gateways_own_errors_carry_the_forms_cors_headers(template):
     for kind in ("DEFAULT_4XX", "DEFAULT_5XX"):
         headers = responses[kind]["ResponseParameters"]["Headers"]
         assert headers["Access-Control-Allow-Origin"] == {"Sub": "'${AllowedOrigin}'"}
+        assert headers["X-Content-Type-Options"] == "'nosniff'"  # as the function's own answers
 
 
 def test_drift_runs_on_a_schedule_and_may_touch_only_its_prefixes(template):

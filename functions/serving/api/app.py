@@ -43,7 +43,9 @@ COUNT, MILLISECONDS = "Count", "Milliseconds"  # Powertools' MetricUnit values, 
 
 
 def _json(status: int, body: dict) -> Response:
-    return {"statusCode": status, "multiValueHeaders": {"Content-Type": ["application/json"]},
+    """Every answer of the API: JSON, which a browser must not sniff into anything else."""
+    return {"statusCode": status,
+            "multiValueHeaders": {"Content-Type": ["application/json"], "X-Content-Type-Options": ["nosniff"]},
             "body": orjson.dumps(body).decode(), "isBase64Encoded": False}
 
 

@@ -407,3 +407,17 @@ def test_the_openapi_document_is_served_without_a_model(api):
     assert document["components"]["schemas"]["Instance"]["required"] == []
 
 
+
+
+@pytest.mark.parametrize(("name", "overrides"), [
+    ("health", {}), ("model", {}), ("predict", {}), ("predict-invalid", {}),
+    ("predict", {"body": "{not json"}), ("predict", {"headers": {"Content-Type": "text/plain"}}),
+])
+def test_every_answer_tells_browsers_not_to_sniff_it_and_names_no_server(api, s3, name, overrides):
+    publish(s3)
+    _, _, response = api(event(name, **overrides))
+    headers = {k.lower(): v for k, v in response["multiValueHeaders"].items()}
+    assert headers["x-content-type-options"] == ["nosniff"]
+    assert "server" not in headers and "x-powered-by" not in headers
+    _, _, missing = api({**event("health"), "resource": "/nowhere", "path": "/nowhere"})
+    assert missing["statusCode"] == 404 and missing["multiValueHeaders"]["X-Content-Type-Options"] == ["nosniff"]
