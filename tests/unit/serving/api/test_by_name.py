@@ -233,3 +233,24 @@ def test_the_served_openapi_document_names_the_published_models_and_the_explain_
     assert schemas["ExplainRequest"]["oneOf"][0]["properties"]["instances"]["maxItems"] == 3
     assert schemas["AnyExplainRequest"]["oneOf"][1]["properties"]["features"]["maxItems"] == 3
     assert schemas["PredictRequest"]["oneOf"][0]["properties"]["instances"]["maxItems"] == 200
+
+
+BAD_NAMES = ["..", "..%2Fbreast-cancer", "a%2F..%2Fb", "%2e%2e", "a%252Fb", "breast-cancer%00",
+             "\u0440enguins",  # a Cyrillic "р": looks like penguins
+             "\uff50enguins",  # a fullwidth "ｐ"
+             "penguins\u200b",  # a zero-width space
+             "Penguins", "x" * 65, "-penguins", "penguins."]
+
+
+@pytest.mark.parametrize("route", ["/models/{}", "/models/{}/predict", "/models/{}/explain"])
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_a_name_that_could_leave_its_prefix_or_pass_for_another_is_400_on_every_route(api, s3, route, name):
+    publish(s3, "penguins-lightgbm", model_name="penguins")
+    path = route.format(name)
+    kind = "health" if route == "/models/{}" else "predict"
+    e = event(kind, path=path)
+    if route.endswith("/explain"):
+        e["resource"] = "/models/{name}/explain"
+    code, body, _ = api(e)
+    assert code == 400, (path, body)
+    assert body["error"].startswith(f"model name {name!r} is not valid")
