@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import optuna
 import pandas as pd
 from serving.model import bundle
 from serving.monitoring import drift
@@ -194,6 +195,10 @@ def decision_threshold(config: dict[str, Any], prepared: Prepared,
 def refit(config: dict[str, Any], prepared: Prepared, study,
           oof: dict[int, np.ndarray] | None = None) -> Refit:
     """The best trial, or the ensemble of trials the selection chose, fitted on every training row."""
+    if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
+        budget = config["tuning"]["timeout_seconds"]
+        raise D.DataError(f"the tuning budget ({budget} s) ended before a trial finished one fold: give "
+                          "tuning.timeout_seconds more, or lower tuning.max_rounds")
     best, oof = study.best_trial, oof or {}
     selection = select_ensemble(config, prepared, study, oof)
     if selection is None:

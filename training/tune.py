@@ -97,7 +97,9 @@ class Objective:
 
     A row's out-of-fold score is the mean over the repeats of the raw scores of the folds that held
     it out. Past ``deadline`` (time.monotonic()) a trial stops, in a fold or between folds, and is
-    pruned: the budget bounds the fits too, not only the start of trials.
+    pruned: the budget bounds the fits too, not only the start of trials. When no trial has finished
+    yet, the stopped one is scored on the folds it finished (without out-of-fold scores), so that a
+    short budget still gives a model.
     """
 
     def __init__(self, config: dict[str, Any], X: pd.DataFrame, y: pd.Series, schema, classes: list[str],
@@ -107,6 +109,7 @@ class Objective:
         self.folds = splits(config, X, y, task)
         self.oof: dict[int, np.ndarray] = {}  # trial number → (rows, outputs) raw scores
         self._values: dict[int, float] = {}
+        self.completed = False  # a trial of this process has finished (a partial one counts)
 
     def __call__(self, trial: optuna.Trial) -> float:
         tuning, config = self.config["tuning"], self.config
@@ -128,6 +131,12 @@ class Objective:
                     early_stopping_rounds=tuning["early_stopping_rounds"], deadline=self.deadline,
                 )
             except families.OutOfTime:
+                if scores and not self.completed:  # the study's only trial: its finished folds decide
+                    trial.set_user_attr("rounds", int(np.median(rounds)))
+                    trial.set_user_attr("fold_scores", [float(s) for s in scores])
+                    trial.set_user_attr("partial", f"{len(scores)} of {len(self.folds)} folds: budget ended")
+                    self.completed = True
+                    return float(np.mean(scores))
                 raise optuna.TrialPruned("the tuning budget ended in a fit") from None
             raw = fitted.raw(self.X.iloc[valid_idx], self.schema)
             if raw_sum is None:
@@ -143,6 +152,7 @@ class Objective:
         trial.set_user_attr("rounds", int(np.median(rounds)))
         trial.set_user_attr("fold_scores", [float(s) for s in scores])
         value = float(np.mean(scores))
+        self.completed = True
         self.oof[trial.number] = raw_sum / seen[:, None]
         self._keep_best(trial.number, value)
         return value

@@ -163,3 +163,43 @@ def test_a_column_that_encodes_the_target_is_named_and_honest_ones_are_not():
     found = leakage.suspects(X.assign(after=value.round(-2)), value, "regression")
     assert [s["column"] for s in found] == ["income", "after"]
     assert leakage.suspects(X, pd.Series(rng.choice(["a", "b"], n)), "binary") == []
+
+
+def test_a_budget_too_short_for_one_trial_scores_it_on_its_finished_folds(tmp_path, monkeypatch):
+    config = small_config(tmp_path, **{"tuning.n_trials": 5, "tuning.timeout_seconds": 1000})
+    prepared = job.prepare(config)
+    fits = []
+    real_fit = families.fit
+
+    def fit(*args, **kwargs):  # the third fit of the study is the one the budget ends in
+        fits.append(1)
+        if len(fits) == 3:
+            raise families.OutOfTime("stopped")
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(families, "fit", fit)
+    study = tune.create_study(config, "short", prepared.metric)
+    oof = tune.optimize(study, config, prepared.X_train, prepared.y_train, prepared.schema, prepared.classes,
+                        prepared.task, prepared.metric, show_progress=False)
+    first = study.trials[0]
+    assert first.state == optuna.trial.TrialState.COMPLETE and len(first.user_attrs["fold_scores"]) == 2
+    assert first.user_attrs["partial"].startswith("2 of ")
+    assert first.number not in oof  # no out-of-fold scores for rows it never held out
+    monkeypatch.setattr(families, "fit", real_fit)
+    model = job.refit(config, prepared, study, oof)
+    assert first.number not in [m["trial"] for m in model.members or []]  # no out-of-fold scores to weigh
+
+
+def test_a_budget_that_ends_before_any_fold_says_what_to_change(tmp_path, monkeypatch):
+    config = small_config(tmp_path, **{"tuning.n_trials": 2, "tuning.timeout_seconds": 1000})
+    prepared = job.prepare(config)
+
+    def fit(*args, **kwargs):
+        raise families.OutOfTime("stopped")
+
+    monkeypatch.setattr(families, "fit", fit)
+    study = tune.create_study(config, "none", prepared.metric)
+    tune.optimize(study, config, prepared.X_train, prepared.y_train, prepared.schema, prepared.classes,
+                  prepared.task, prepared.metric, show_progress=False)
+    with pytest.raises(D.DataError, match=r"budget \(1000 s\) ended before a trial finished one fold"):
+        job.refit(config, prepared, study, {})
