@@ -67,7 +67,9 @@ BATCH_ROWS = int(os.environ.get("BENCH_BATCH_ROWS", "1000000"))
 BATCH_PARTS = int(os.environ.get("BENCH_BATCH_PARTS", "8"))
 BATCH_ROUNDS = int(os.environ.get("BENCH_BATCH_ROUNDS", "3"))
 BATCH_READERS = ("pandas", "pyarrow")
-SECTIONS = set(os.environ.get("BENCH_ONLY", "serving,curve,batch").split(","))
+SECTIONS = set(os.environ.get("BENCH_ONLY", "serving,curve,batch,memory").split(","))
+SOAK_REQUESTS = int(os.environ.get("BENCH_SOAK_REQUESTS", "100000"))
+SOAK_BAR = 5.0  # MB a warm container's memory may grow over the soak, after its warm-up
 CURVE_ROWS = (1, 10, 100, 1000)
 CURVE_TREES = (100, 500, 2000)
 CURVE_DEPTHS = (4, 6, 8)
@@ -430,6 +432,32 @@ def run_container(env: dict, events: list[Path], calls: int) -> list[dict]:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def memory_soak(env: dict, models: dict[str, dict]) -> dict:
+    """One warm container answering SOAK_REQUESTS requests across both models, predict and explain,
+    bad bodies and bad names among them (benchmarks/soak.py): how much its memory grows."""
+    events = [BENCH / f"event-{d}-{label}.json" for d in DATASETS for label in ("named", "explain-1")]
+    for dataset in DATASETS[1:]:  # /explain is the default model's: the others are explained by name
+        event = json.loads((BENCH / f"event-{dataset}-named.json").read_text())
+        for where in (event, event["requestContext"]):
+            for key in ("path", "resource", "resourcePath"):
+                if key in where:
+                    where[key] = where[key].replace("/predict", "/explain")
+        named = BENCH / f"event-{dataset}-named-explain.json"
+        named.write_text(json.dumps(event))
+        events[events.index(BENCH / f"event-{dataset}-explain-1.json")] = named
+    function_env = {**env, "MODEL_BUCKET": BUCKET, "DEFAULT_MODEL": models[DATASETS[0]]["name"],
+                    "MAX_ROWS": "1000", "POWERTOOLS_METRICS_NAMESPACE": "Bench",
+                    "AWS_LAMBDA_FUNCTION_NAME": "bench"}
+    log(f"memory: {SOAK_REQUESTS:,} requests to one warm container")
+    args = [str(RUNTIME_PYTHON), str(ROOT / "benchmarks" / "soak.py"), str(SOAK_REQUESTS), *map(str, events)]
+    result = subprocess.run(args, env={**function_env, **template_tunables(), "PYTHONPATH": str(PACKAGE),
+                                       "PYTHONDONTWRITEBYTECODE": "1"},
+                            cwd=BENCH, capture_output=True, text=True, timeout=3600)
+    if result.returncode != 0:
+        raise SystemExit(f"soak.py failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 def cost_curve(env: dict, s3) -> dict:
     """How latency, cold start and memory grow with rows per request and model size, for both layouts."""
     models = curve_models(s3)
@@ -540,6 +568,10 @@ def targets(results: dict) -> list[dict]:
         worst = max(e["exactness_max_abs_diff"] for e in results["curve"]["by_model_size"])
         found.append(bound_target("cost-curve models: served = native (largest difference)", worst, "",
                                   f"<= {EXACT}"))
+    soak = results.get("memory_soak")
+    if soak:
+        found.append(bound_target(f"memory: a warm container's growth over {soak['requests']:,} requests",
+                                  soak["growth_mb"], "MB", f"<= {SOAK_BAR:g}"))
     found.append(bound_target("package, zipped", results["package"]["zipped_mb"], "MB", PACKAGE_BAR))
     return found
 
@@ -590,7 +622,7 @@ def main() -> None:
         s3.create_bucket(Bucket=BUCKET)
         results: dict = {"package": package_size(), "datasets": {}}
         models: dict[str, dict] = {}
-        if SECTIONS & {"serving", "batch"}:
+        if SECTIONS & {"serving", "batch", "memory"}:
             for dataset in DATASETS:
                 log(f"{dataset}: training a {ROUNDS}-tree CatBoost champion and publishing it")
                 models[dataset] = train_and_publish(s3, dataset)
@@ -606,6 +638,8 @@ def main() -> None:
             native = results["datasets"][DATASETS[0]]["baseline"]
             calibration.update(native_handler_cold_start_ms=native["cold_first_response_ms_median"],
                                native_handler_warm_single_p50_us=native["warm_single_p50_us"])
+        if "memory" in SECTIONS:
+            results["memory_soak"] = memory_soak(env, models)
         if "curve" in SECTIONS:
             results["curve"] = cost_curve(env, s3)
         if "batch" in SECTIONS:
