@@ -411,7 +411,12 @@ async function chooseModel(name) {
   const score = test.f1_macro !== undefined ? ` · held-out F1 ${test.f1_macro.toFixed(3)}`
     : test.rmse !== undefined ? ` · held-out RMSE ${test.rmse.toPrecision(4)}` : "";
   const what = m.task === "regression" ? `predicts ${m.target || "a value"}` : `classes: ${m.classes.join(", ")}`;
-  $("model-line").textContent = `${m.name} v${m.version} (${m.framework.family}) · ${m.feature_schema.length} features · ${what}${score}`;
+  // an ensemble says what it is made of: "ensemble of 3: catboost, lightgbm"
+  const members = m.ensemble ? m.ensemble.members : null;
+  const family = members
+    ? `ensemble of ${members.length}: ${[...new Set(members.map((x) => x.family))].join(", ")}`
+    : m.framework.family;
+  $("model-line").textContent = `${m.name} v${m.version} (${family}) · ${m.feature_schema.length} features · ${what}${score}`;
   buildFields(m.feature_schema);
   $("submit").disabled = false;
 }
