@@ -339,7 +339,10 @@ def training_section(path: Path, d: dict) -> list[str]:
         lines += table(["data set", "what", "rows train / test", "metric", "ours", "ours: trials",
                         "ours: members per seed", "best default model", "FLAML", "AutoGluon"], rows,
                        "lllrrrrrrr")
-        rows = [[name, *(num(e["serving"][side][k], 3) for side in ("ours", "best_trial")
+        def cost(serving: dict, key: str) -> str:
+            return num(round(serving[key]) if key == "bundle_bytes" else serving[key], 3)
+
+        rows = [[name, *(cost(e["serving"][side], k) for side in ("ours", "best_trial")
                          for k in ("bundle_bytes", "warm_p50_ms", "cold_ms"))]
                 for name, e in datasets.items() if "serving" in e]
         if rows:
