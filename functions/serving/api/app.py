@@ -44,9 +44,9 @@ COUNT, MILLISECONDS = "Count", "Milliseconds"  # Powertools' MetricUnit values, 
 
 def _json(status: int, body: dict) -> Response:
     """Every answer of the API: JSON, which a browser must not sniff into anything else."""
-    return {"statusCode": status,
-            "multiValueHeaders": {"Content-Type": ["application/json"], "X-Content-Type-Options": ["nosniff"]},
-            "body": orjson.dumps(body).decode(), "isBase64Encoded": False}
+    headers = {"Content-Type": ["application/json"], "X-Content-Type-Options": ["nosniff"]}
+    return {"statusCode": status, "multiValueHeaders": headers, "body": orjson.dumps(body).decode(),
+            "isBase64Encoded": False}
 
 
 def header(event: dict, name: str, usual: str) -> str | None:
