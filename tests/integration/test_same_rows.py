@@ -105,7 +105,9 @@ def test_a_labelled_batch_file_of_the_tables_rows_is_an_evaluation(stack, traine
     s3.delete_object(Bucket=stack["data_bucket"], Key="batch/output/plants/check.manifest.json")
     found = manifest["evaluation"]
     assert (found["rows"], found["missing_label"], found["unknown_label"]) == (len(table), 0, 0)
-    expected = training_metrics.metrics(table["label"].to_numpy(), served, classes)
+    # labels as served: by the model's decision threshold when it has one
+    expected = training_metrics.metrics(table["label"].to_numpy(), served, classes,
+                                        trained_sheet["champion"].decision_threshold)
     for key in ("accuracy", "f1_macro", "roc_auc", "log_loss"):
         assert found["metrics"][key] == pytest.approx(expected[key], rel=1e-12, abs=1e-12), key
     for label, scores in expected["per_class"].items():
