@@ -150,6 +150,8 @@ def start(cloud: Instance, timeout: float = 60) -> None:
     }
     env.update(
         GATEWAY_LISTEN=f"{HOST}:{cloud.port}",
+        # twisted, the default server, binds every interface whatever GATEWAY_LISTEN says
+        GATEWAY_SERVER="hypercorn",
         FILESYSTEM_ROOT=str(cloud.state),
         TMPDIR=str(cloud.tmp),
         SKIP_SSL_CERT_DOWNLOAD="1",
