@@ -421,14 +421,15 @@ def curve_models(s3) -> list[dict]:
     return models
 
 
-def run_container(env: dict, events: list[Path], calls: int) -> list[dict]:
-    """One function process loading the events' models in turn (benchmarks/container.py)."""
-    args = [str(RUNTIME_PYTHON), str(ROOT / "benchmarks" / "container.py"), str(calls), *map(str, events)]
+def run_container(env: dict, events: list[Path], calls: int, script: str = "container.py"):
+    """One function process answering the events (benchmarks/container.py: the models loaded in turn;
+    soak.py: a long run), with the function's interpreter and package; its last line of JSON."""
+    args = [str(RUNTIME_PYTHON), str(ROOT / "benchmarks" / script), str(calls), *map(str, events)]
     result = subprocess.run(args, env={**env, **template_tunables(), "PYTHONPATH": str(PACKAGE),
                                        "PYTHONDONTWRITEBYTECODE": "1"},
                             cwd=BENCH, capture_output=True, text=True, timeout=3600)
     if result.returncode != 0:
-        raise SystemExit(f"container.py failed:\n{result.stderr[-3000:]}")
+        raise SystemExit(f"{script} failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -449,13 +450,7 @@ def memory_soak(env: dict, models: dict[str, dict]) -> dict:
                     "MAX_ROWS": "1000", "POWERTOOLS_METRICS_NAMESPACE": "Bench",
                     "AWS_LAMBDA_FUNCTION_NAME": "bench"}
     log(f"memory: {SOAK_REQUESTS:,} requests to one warm container")
-    args = [str(RUNTIME_PYTHON), str(ROOT / "benchmarks" / "soak.py"), str(SOAK_REQUESTS), *map(str, events)]
-    result = subprocess.run(args, env={**function_env, **template_tunables(), "PYTHONPATH": str(PACKAGE),
-                                       "PYTHONDONTWRITEBYTECODE": "1"},
-                            cwd=BENCH, capture_output=True, text=True, timeout=3600)
-    if result.returncode != 0:
-        raise SystemExit(f"soak.py failed:\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return run_container(function_env, events, SOAK_REQUESTS, script="soak.py")
 
 
 def cost_curve(env: dict, s3) -> dict:

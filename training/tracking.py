@@ -53,9 +53,8 @@ def job_run(experiment_id: str, config: dict[str, Any], prepared) -> Iterator[st
         if prepared.leaks:  # columns that alone predict the target: said where the runs are read
             mlflow.set_tag("possible_leaks", ", ".join(leak["column"] for leak in prepared.leaks))
             mlflow.log_dict(prepared.leaks, "possible_leaks.json")
-        if "decision_threshold" in config:
-            mlflow.log_params({"cv_repeats": tuning["cv_repeats"], "ensemble": config["ensemble"],
-                               "decision_threshold": config["decision_threshold"]})
+        mlflow.log_params({"cv_repeats": tuning["cv_repeats"], "ensemble": config["ensemble"],
+                           "decision_threshold": config["decision_threshold"]})
         yield parent.info.run_id
 
 
