@@ -31,7 +31,7 @@ def moto_endpoint():
 
 
 @pytest.fixture
-def s3(moto_endpoint, monkeypatch):
+def moto_s3(moto_endpoint, monkeypatch):
     """A fresh mocked S3 with a versioned model bucket."""
     requests.post(f"{moto_endpoint}/moto-api/reset", timeout=10).raise_for_status()
     monkeypatch.delenv("AWS_PROFILE", raising=False)
@@ -43,6 +43,12 @@ def s3(moto_endpoint, monkeypatch):
     client.create_bucket(Bucket=BUCKET)
     client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
     return client
+
+
+@pytest.fixture
+def s3(moto_s3):
+    """The tests' S3: moto, unless a folder's conftest gives an in-process fake (tests/unit/fake_s3.py)."""
+    return moto_s3
 
 
 class Trained:

@@ -9,6 +9,12 @@ from serving.batch.parts import MIN_PIECE, Piece, Source
 from tests.unit.conftest import BUCKET
 
 
+@pytest.fixture
+def s3(moto_s3):
+    """Multipart uploads and part copies as an S3 server answers them: moto, not the batch tests' fake."""
+    return moto_s3
+
+
 def reader(data: bytes, calls: list | None = None):
     def read(first, last):
         if calls is not None:
