@@ -60,6 +60,19 @@ ui: install ## the MLflow UI and the Optuna dashboard on the local runs and stud
 docs: install ## the documentation site on http://127.0.0.1:8000 (MkDocs)
 	@NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs serve -a 127.0.0.1:8000
 
+FUNCTION ?= PredictFunction
+EVENT ?= events/predict.json
+PORT ?= 3000
+
+sam-image: install ## the Lambda python3.12 base image sam local runs on, built here (starts Docker; no registry)
+	@$(PY) -m infra.lambda_image
+
+invoke: install ## one event through one function of the demo on Docker (FUNCTION=PredictFunction EVENT=events/predict.json)
+	@$(PY) -m infra.sam_local invoke $(FUNCTION) $(EVENT)
+
+start-api: install ## every route through sam local on http://127.0.0.1:3000, the demo's bucket (PORT=3000; no API key)
+	@$(PY) -m infra.sam_local start-api --port $(PORT)
+
 test: lint browser compiler ## lint, then every test (unit, LocalStack integration, browser); starts its own LocalStack
 	@$(PY) -m pytest $(ARGS)
 
@@ -108,4 +121,5 @@ $(AUTOGLUON): | $(UV)
 bench-train: install $(AUTOGLUON) ## training benchmark: ours / default models, FLAML, AutoGluon (BENCH_SETS=a,b; ~2.5 h whole)
 	@$(PY) -m benchmarks.training_benchmark
 
-.PHONY: help install browser compiler demo down train ui drift test lint bench bench-train mutation docs
+.PHONY: help install browser compiler demo down train ui drift test lint bench bench-train mutation docs \
+	sam-image invoke start-api

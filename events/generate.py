@@ -4,8 +4,9 @@
 
 Each event is the SAM CLI's own aws-proxy event (base64 body included), with
 the route, method and body of one call to this API. The unit tests feed these
-files to the handler; with Docker, `sam local invoke PredictFunction -e
-events/predict.json --env-vars env.json` runs the same events.
+files to the handler; `make invoke FUNCTION=PredictFunction EVENT=events/predict.json` runs
+them through `sam local invoke` on Docker (infra/sam_local.py). The batch and drift events
+(batch-plan.json, drift-schedule.json) are written by hand.
 """
 
 import base64

@@ -146,3 +146,15 @@ def test_a_dropped_file_starts_the_batch_state_machine_whose_workers_write_only_
     assert env["BATCH_CONCURRENCY"] == {"Ref": "BatchConcurrency"}
     alarm = resources["BatchFailuresAlarm"]["Properties"]
     assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/States", "ExecutionsFailed")
+
+
+def test_the_aws_endpoint_is_set_only_for_sam_local(template):
+    """In an account and on LocalStack no AWS_ENDPOINT_URL is set (LocalStack sets its own); `make
+    invoke` and `make start-api` pass LocalEndpoint to point the containers at the local cloud."""
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["AWS_ENDPOINT_URL"] == {"If": ["LocalEndpointSet", {"Ref": "LocalEndpoint"}, {"Ref": "AWS::NoValue"}]}
+    assert template["Parameters"]["LocalEndpoint"]["Default"] == ""
+    assert template["Conditions"]["LocalEndpointSet"] == {"Not": [{"Equals": [{"Ref": "LocalEndpoint"}, ""]}]}
+    for name, resource in template["Resources"].items():
+        own = resource.get("Properties", {}).get("Environment", {}).get("Variables", {})
+        assert "AWS_ENDPOINT_URL" not in own, name
