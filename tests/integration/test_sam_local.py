@@ -114,7 +114,7 @@ def test_start_api_serves_every_route_as_the_api_does_and_listens_on_loopback_an
         for name in ("breast-cancer", "penguins"):
             described = requests.get(f"{url}/models/{name}", timeout=30)
             assert described.content == through_the_api(stack, "GET", f"/models/{name}").content
-            body = json.dumps({"instances": [e["instance"] for e in described.json()["examples"]]}).encode()
+            body = json.dumps({"instances": [e["instance"] for e in described.json()["examples"][:5]]}).encode()
             for route in ("predict", "explain"):
                 answer = requests.post(f"{url}/models/{name}/{route}", data=body, timeout=60,
                                        headers={"content-type": "application/json"})
@@ -122,8 +122,8 @@ def test_start_api_serves_every_route_as_the_api_does_and_listens_on_loopback_an
                 assert answer.content == through_the_api(stack, "POST", f"/models/{name}/{route}", body).content
         bad = requests.post(f"{url}/models/penguins/predict", data=b'{"instances": [{"island": 3}]}', timeout=60,
                             headers={"content-type": "application/json"})
-        assert bad.status_code == 400 and bad.content == through_the_api(
-            stack, "POST", "/models/penguins/predict", b'{"instances": [{"island": 3}]}').content
+        refused = through_the_api(stack, "POST", "/models/penguins/predict", b'{"instances": [{"island": 3}]}')
+        assert (bad.status_code, bad.content) == (refused.status_code, refused.content) and bad.status_code == 422
         assert requests.get(f"{url}/openapi.json", timeout=30).json()["paths"].keys() >= {"/models/{name}/predict"}
     finally:
         server.send_signal(signal.SIGTERM)
