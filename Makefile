@@ -73,6 +73,12 @@ invoke: install ## one event through one function of the demo on Docker (FUNCTIO
 start-api: install ## every route through sam local on http://127.0.0.1:3000, the demo's bucket (PORT=3000; no API key)
 	@$(PY) -m infra.sam_local start-api --port $(PORT)
 
+training-image: install ## the training image (training/Dockerfile), built here: its bases made from packages (Docker)
+	@$(PY) -m infra.training_image
+
+train-batch: install ## the training job as AWS Batch runs it: 2 tune workers on PostgreSQL, then train, to the demo
+	@$(PY) -m infra.train_batch $(ARGS)
+
 test: lint browser compiler ## lint, then every test (unit, LocalStack integration, browser); starts its own LocalStack
 	@$(PY) -m pytest $(ARGS)
 
@@ -122,4 +128,4 @@ bench-train: install $(AUTOGLUON) ## training benchmark: ours / default models, 
 	@$(PY) -m benchmarks.training_benchmark
 
 .PHONY: help install browser compiler demo down train ui drift test lint bench bench-train mutation docs \
-	sam-image invoke start-api
+	sam-image invoke start-api training-image train-batch

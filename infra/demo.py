@@ -25,7 +25,7 @@ from pathlib import Path
 
 from serving.store import bundles
 
-from infra import deploy, local_cloud, ui
+from infra import deploy, local_cloud, postgres, ui
 from infra.console import logger
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -213,6 +213,7 @@ def down() -> None:
         log("stopped the form server")
     SITE_PID.unlink(missing_ok=True)
     local_cloud.Instance().stop(remove_state=True)
+    postgres.stop()  # the study `make train-batch` kept
     for path in (DEMO_FILE, deploy.STACK_FILE, EXAMPLE_REQUEST):
         path.unlink(missing_ok=True)
     # the local MLflow store describes bundles of the cloud just deleted

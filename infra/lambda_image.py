@@ -117,7 +117,7 @@ def build(wanted: str) -> None:
     for command in COMMANDS:
         _copy(Path(command), rootfs)
         binaries.append(Path(command))
-    for library in sorted(_libraries(binaries, rootfs)):
+    for library in sorted(libraries(binaries, rootfs)):
         _copy(library, rootfs)
     certificates = Path("/etc/ssl/certs/ca-certificates.crt")
     if certificates.exists():  # boto3 to a real endpoint checks TLS against these
@@ -132,7 +132,7 @@ def build(wanted: str) -> None:
     changes += ["WORKDIR /var/task", 'ENTRYPOINT ["/var/runtime/bootstrap"]']
     archive = WORK / "rootfs.tar"
     with tarfile.open(archive, "w") as tar:
-        tar.add(rootfs, arcname=".", filter=_as_root)
+        tar.add(rootfs, arcname=".", filter=as_root)
     subprocess.run([docker_engine.docker(), "import", *[a for c in changes for a in ("--change", c)],  # noqa: S603
                     str(archive), TAG], check=True, stdout=subprocess.DEVNULL)
     # SAM reuses its emulator image made from an older base unless it is removed
@@ -145,7 +145,7 @@ def build(wanted: str) -> None:
     log(f"built {TAG} ({int(size) / 1e6:.0f} MB, inputs {wanted})")
 
 
-def _as_root(info: tarfile.TarInfo) -> tarfile.TarInfo:
+def as_root(info: tarfile.TarInfo) -> tarfile.TarInfo:
     info.uid = info.gid = 0
     info.uname = info.gname = "root"
     return info
@@ -159,7 +159,7 @@ def _copy(path: Path, rootfs: Path) -> None:
         shutil.copy2(path.resolve(), target)
 
 
-def _libraries(binaries: list[Path], rootfs: Path) -> set[Path]:
+def libraries(binaries: list[Path], rootfs: Path) -> set[Path]:
     """The shared libraries outside the image's own folders that ``binaries`` load (ldd's answer)."""
     found: set[Path] = set()
     inside = (str(rootfs),)

@@ -52,12 +52,17 @@ def storage_for(url: str | None):
             time.sleep(0.2 * (attempt + 1))
 
 
+def worker_index() -> str | None:
+    """This worker's number in a shared study: TUNING_WORKER_INDEX, or the AWS Batch array index."""
+    return os.environ.get("TUNING_WORKER_INDEX") or os.environ.get("AWS_BATCH_JOB_ARRAY_INDEX")
+
+
 def worker_seed(seed: int) -> int:
     """A sampler seed of this worker's own: workers with one seed would sample the same trials.
 
     The AWS Batch array index when there is one (stable across retries), else the process id.
     """
-    index = os.environ.get("TUNING_WORKER_INDEX") or os.environ.get("AWS_BATCH_JOB_ARRAY_INDEX")
+    index = worker_index()
     return seed + 1 + (int(index) if index is not None else os.getpid())
 
 
@@ -113,6 +118,9 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         tuning, config = self.config["tuning"], self.config
+        worker = worker_index()
+        if worker is not None:  # which worker of a shared study ran it (the dashboard shows it)
+            trial.set_user_attr("worker", int(worker))
         family = trial.suggest_categorical("family", tuning["families"])
         params = families.suggest(trial, family, self.task, config["class_weight"])
         scores, rounds = [], []
@@ -207,8 +215,7 @@ def optimize(
         if on_trial:
             on_trial(study, trial)
 
-    index = os.environ.get("TUNING_WORKER_INDEX") or os.environ.get("AWS_BATCH_JOB_ARRAY_INDEX")
-    if not worker or index == "0":
+    if not worker or worker_index() == "0":
         for family in tuning["families"]:
             start = families.starting_point(family, task, config["class_weight"])
             study.enqueue_trial(start, skip_if_exists=True)

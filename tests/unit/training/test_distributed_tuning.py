@@ -38,6 +38,7 @@ def test_two_workers_share_one_study(tmp_path, kind):
     assert all(t.state in finished for t in trials)
     # the trials' parameters were not all sampled by one worker: both added to the study
     assert len({json.dumps(t.params, sort_keys=True) for t in trials}) == 6
+    assert sorted(t.user_attrs["worker"] for t in trials) == [0, 0, 0, 1, 1, 1]  # each says who ran it
     defaults = [t for t in trials if t.params.get("cb_depth") == 6 and t.params.get("cb_learning_rate") == 0.08]
     assert len(defaults) == 1
 
