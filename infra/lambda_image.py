@@ -164,7 +164,8 @@ def libraries(binaries: list[Path], rootfs: Path) -> set[Path]:
     found: set[Path] = set()
     inside = (str(rootfs),)
     for binary in binaries:
-        result = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, check=False)  # noqa: S603, S607
+        result = subprocess.run([shutil.which("ldd") or "/usr/bin/ldd", str(binary)],  # noqa: S603
+                                capture_output=True, text=True, check=False)
         for line in result.stdout.splitlines():
             words = line.split()
             path = words[2] if len(words) >= 3 and words[1] == "=>" else words[0] if words else ""

@@ -53,7 +53,7 @@ _Loader.add_multi_constructor("!", lambda loader, tag, node: {
 def job_definitions(values: dict[str, str]) -> dict[str, dict]:
     """The tune worker's and the train job's container command, environment and parameters,
     read from infra/training-batch.yaml with ``!Ref``s to its parameters resolved from ``values``."""
-    template = yaml.load(TEMPLATE.read_text(), Loader=_Loader)  # noqa: S506 - a SafeLoader
+    template = yaml.load(TEMPLATE.read_text(), Loader=_Loader)  # noqa: S506  # nosec B506 - a SafeLoader
 
     def resolve(value):
         if isinstance(value, dict) and set(value) == {"Ref"}:

@@ -90,14 +90,15 @@ def base() -> str:
             raise SystemExit("debootstrap is needed to make the image's Debian base: install it")
         log("[install] debootstrap (apt-get)")
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "debootstrap"],  # noqa: S607
+        subprocess.run([shutil.which("apt-get") or "apt-get", "install", "-y", "-qq",  # noqa: S603
+                        "--no-install-recommends", "debootstrap"],
                        check=True, env=env, stdout=subprocess.DEVNULL)
     rootfs = WORK / "rootfs"
     shutil.rmtree(rootfs, ignore_errors=True)
     rootfs.parent.mkdir(parents=True, exist_ok=True)
     log(f"Debian bookworm (minbase) from {mirror()} into {rootfs.relative_to(ROOT)}")
-    subprocess.run(["debootstrap", "--variant=minbase", "bookworm", str(rootfs), mirror()],  # noqa: S603, S607
-                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([shutil.which("debootstrap") or "/usr/sbin/debootstrap", "--variant=minbase", "bookworm",  # noqa: S603
+                    str(rootfs), mirror()], check=True, stdout=subprocess.DEVNULL)
     log(f"CPython {sys.version.split()[0]} from {PREFIX} into /usr/local")
     local = rootfs / "usr" / "local"
     shutil.copy2(PREFIX / "bin" / "python3.12", local / "bin" / "python3.12")
@@ -117,7 +118,8 @@ def base() -> str:
     if certificates.exists():  # uv (rustls) and Python read SSL_CERT_FILE, as they do on this machine
         (rootfs / "etc" / "ssl" / "certs").mkdir(parents=True, exist_ok=True)
         shutil.copy2(certificates, rootfs / "etc" / "ssl" / "certs" / "ca-certificates.crt")
-    subprocess.run(["ldconfig", "-r", str(rootfs)], check=True)  # noqa: S603, S607 - libpython in /usr/local/lib
+    # libpython in /usr/local/lib, in the image's loader cache as in the official image
+    subprocess.run([shutil.which("ldconfig") or "/usr/sbin/ldconfig", "-r", str(rootfs)], check=True)  # noqa: S603
     shutil.rmtree(rootfs / "var" / "cache" / "apt" / "archives", ignore_errors=True)
     log(f"importing {BASE_TAG}")
     env = {"PATH": "/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8",
