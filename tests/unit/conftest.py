@@ -46,9 +46,13 @@ def moto_s3(moto_endpoint, monkeypatch):
 
 
 @pytest.fixture
-def s3(moto_s3):
-    """The tests' S3: moto, unless a folder's conftest gives an in-process fake (tests/unit/fake_s3.py)."""
-    return moto_s3
+def s3(monkeypatch):
+    """The serving tests' S3: the in-process fake of tests/unit/fake_s3.py, behind both the functions'
+    reader and boto3's client. Tests of S3 itself over HTTP (the reader, the bundle store, multipart
+    assembly) and of the training job (its own boto3 clients) take ``moto_s3``."""
+    from tests.unit.fake_s3 import for_the_functions
+
+    return for_the_functions(monkeypatch, BUCKET)
 
 
 class Trained:

@@ -248,6 +248,16 @@ class FakeS3:
         return {}
 
 
+def for_the_functions(monkeypatch, bucket: str) -> FakeS3:
+    """A fake S3 with ``bucket``, behind the functions' own reader (``S3Reader.from_env``)."""
+    from serving.store.s3 import S3Reader
+
+    fake = FakeS3()
+    fake.create_bucket(Bucket=bucket)
+    monkeypatch.setattr(S3Reader, "from_env", classmethod(lambda cls, env=None: fake))
+    return fake
+
+
 class Paginator:
     def __init__(self, s3: FakeS3) -> None:
         self.s3 = s3

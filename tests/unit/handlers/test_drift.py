@@ -228,12 +228,12 @@ def test_a_window_spans_pages_of_keys(s3):
     for i in range(3):
         s3.put_object(Bucket=BUCKET, Key=f"capture/m/date=2026-01-02/{i}.jsonl",
                       Body=json.dumps({"version": 1, "row": [i], "prediction": i, "time": "t"}).encode() + b"\n\n")
-    original = S3Reader.list_objects_v2
+    reader = S3Reader.from_env()
+    original = type(reader).list_objects_v2
 
     def small_pages(self, **kwargs):
         return original(self, **kwargs, MaxKeys=1)
 
-    reader = S3Reader.from_env()
     reader.list_objects_v2 = small_pages.__get__(reader)
     records = capture.read_window(reader, BUCKET, "m", ["2026-01-01", "2026-01-02"])
     assert [r["row"] for r in records] == [[0], [1], [2]]

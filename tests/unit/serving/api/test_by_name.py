@@ -214,7 +214,7 @@ def test_a_capture_write_that_fails_is_logged_and_counted_and_the_answer_is_stil
     [logged] = [r for r in caplog.records if r.levelname == "WARNING"]
     assert logged.getMessage() == "captured rows not written"
     assert (logged.model, logged.rows) == ("breast-cancer", 3)
-    assert logged.error.startswith("NoSuchBucket (404)")
+    assert "NoSuchBucket" in logged.error  # what S3 said (its exact wording: tests/unit/serving/store/test_s3.py)
 
 
 def test_the_served_openapi_document_names_the_published_models_and_the_explain_limit(api, s3, monkeypatch):

@@ -1,25 +1,14 @@
 """The batch tests' fixtures: the steps as a new container runs them, with a champion published, on
-the in-process S3 of tests/unit/fake_s3.py (a file's run makes a hundred S3 calls; the steps run on
-moto's server in tests/unit/handlers/ and on LocalStack's S3 in tests/integration/)."""
+the in-process S3 of tests/unit/fake_s3.py (a file's run makes a hundred S3 calls); the state
+machine runs them on LocalStack's S3 in tests/integration/."""
 
 import pytest
 from serving.batch import steps as steps_module
 from serving.settings import Settings
 from serving.store import bundles
-from serving.store.s3 import S3Reader
 
 from tests.models import case
 from tests.unit.conftest import BUCKET
-from tests.unit.fake_s3 import FakeS3
-
-
-@pytest.fixture
-def s3(monkeypatch):
-    """One fake S3 behind both of the function's clients: boto3's and its own reader."""
-    fake = FakeS3()
-    fake.create_bucket(Bucket=BUCKET)
-    monkeypatch.setattr(S3Reader, "from_env", classmethod(lambda cls, env=None: fake))
-    return fake
 
 
 @pytest.fixture

@@ -13,6 +13,12 @@ from tests.models import case
 from tests.unit.conftest import BUCKET
 
 
+@pytest.fixture
+def s3(moto_s3):
+    """What the bucket's HTTP answers are (boto3 writes, the functions' reader reads): moto's server."""
+    return moto_s3
+
+
 def publish(s3, model=None, name="bc", extra=None, **fields):
     model = model or case("bc-lightgbm")
     return bundles.publish(s3, BUCKET, name, model.arrays, {**model.manifest_fields(), **fields},

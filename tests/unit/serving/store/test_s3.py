@@ -22,6 +22,12 @@ from serving.store.s3 import (
 from tests.unit.conftest import BUCKET
 
 
+@pytest.fixture
+def s3(moto_s3):
+    """What the bucket's HTTP answers are (boto3 writes, the functions' reader reads): moto's server."""
+    return moto_s3
+
+
 @pytest.mark.parametrize(
     ("url", "extra"),
     [
