@@ -11,6 +11,7 @@ arguments (BASE, UV_IMAGE); here they are images made the same way from packages
   and the machine's certificate bundle (``SSL_CERT_FILE``: a network that inspects TLS adds its CA);
 - uv: the uv binary `make install` put in .local/tools, alone in an image.
 
+Making the base needs root (debootstrap); without it, the Dockerfile's own images are pulled.
 Each carries the digest of its inputs in its environment and is rebuilt only when they change;
 ``docker build`` (its own layer cache) then installs the locked dependencies from PyPI as in an
 account. The ``.dockerignore`` keeps the build context to what the Dockerfile copies.
@@ -145,7 +146,11 @@ def uv_image() -> str:
 
 def build() -> str:
     docker_engine.ensure()
-    arguments = ["--build-arg", f"BASE={base()}", "--build-arg", f"UV_IMAGE={uv_image()}"]
+    if os.geteuid() == 0:
+        arguments = ["--build-arg", f"BASE={base()}", "--build-arg", f"UV_IMAGE={uv_image()}"]
+    else:  # debootstrap needs root; where it is not, the registries usually are (a CI runner)
+        log("not root: the Dockerfile's own base images, pulled from their registries")
+        arguments = []
     log(f"docker build -f training/Dockerfile -t {TAG} (the locked dependencies from PyPI)")
     # the classic builder: BuildKit would ask a registry for its Dockerfile frontend
     subprocess.run([docker_engine.docker(), "build", *arguments, "-f", "training/Dockerfile",  # noqa: S603
