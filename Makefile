@@ -111,7 +111,7 @@ lint: install $(CHECKOV) infra/lint/node_modules/.package-lock.json ## ruff, ban
 bench: install ## serving benchmark, ratios to native baselines; writes benchmarks/results/, renders the docs' page
 	@$(PY) -m benchmarks.serving_benchmark
 
-mutation: install ## mutation score of the serving code's tests, per module (prints JSON; ~5 h on 2 cores)
+mutation: install ## mutation score of the serving code's tests, per module (prints JSON; under an hour on 2 cores)
 	@$(PY) tests/mutation/run.py
 
 AUTOGLUON_VERSION := 1.6.3
