@@ -40,3 +40,30 @@ def test_the_events_are_in_the_sam_cli_shape():
     assert e["isBase64Encoded"] is True
     assert json.loads(base64.b64decode(e["body"]))["instances"]
     assert e["requestContext"]["resourcePath"] == "/predict"
+
+
+def test_the_functions_handler_answers_through_its_app_with_its_logger_and_metrics(s3, monkeypatch, capsys):
+    """handlers.api.handler, what Lambda calls: the module's app, logging as the predict service and
+    sending its metrics to the project's namespace (not the environment's)."""
+    from tests.unit.conftest import BUCKET
+
+    monkeypatch.setenv("MODEL_BUCKET", BUCKET)
+    monkeypatch.setenv("DEFAULT_MODEL", "breast-cancer")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "Test")
+    import handlers.api  # its import makes the app the module serves with: the environment first
+
+    from tests.models import case
+    from tests.unit.fakes import Context, metrics_of
+    from tests.unit.serving.api.conftest import fresh_container, publish
+
+    publish(s3)
+    monkeypatch.setattr(handlers.api, "app", fresh_container())
+    model = case("bc-lightgbm")
+    capsys.readouterr()
+    response = handlers.api.handler(event("predict", {"instances": model.instances[:2]}), Context())
+    assert response["statusCode"] == 200 and len(json.loads(response["body"])["predictions"]) == 2
+    output = capsys.readouterr().out
+    emf = [json.loads(line) for line in output.splitlines() if line.startswith("{") and '"_aws"' in line]
+    assert {d["_aws"]["CloudWatchMetrics"][0]["Namespace"] for d in emf} == {"TabularServerless"}
+    assert metrics_of(output)["_dims"]["service"] == "predict"
+    assert handlers.api.app.logger.service == "predict"  # what every log line of the function names
