@@ -93,7 +93,7 @@ def labelled_csv(model, rows, target):
 
 
 @pytest.mark.parametrize(("name", "form"), [("bc-lightgbm", "csv"), ("penguins-catboost", "csv"),
-                                            ("penguins-catboost", "parquet")])
+                                            ("penguins-catboost", "parquet"), ("penguins-catboost", "jsonl")])
 def test_a_labelled_file_in_parts_gives_the_actual_values_and_trainings_metrics_on_its_rows(
         s3, steps, name, form):
     model = case(name)
@@ -108,6 +108,9 @@ def test_a_labelled_file_in_parts_gives_the_actual_values_and_trainings_metrics_
         buffer = io.BytesIO()
         frame.to_parquet(buffer, index=False, row_group_size=20)
         data = buffer.getvalue()
+    if form == "jsonl":  # the label found in the first JSON line's fields
+        frame = pd.read_csv(io.BytesIO(data), keep_default_na=False, na_values=[""], dtype={"species": str})
+        data = frame.to_json(orient="records", lines=True).encode()
     key = f"batch/input/labelled/l.{form}"
     s3.put_object(Bucket=BUCKET, Key=key, Body=data)
     answer = run_file(steps, s3, key, part_megabytes=0.4 * len(data) / (1 << 20))
