@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from infra import packages
 from infra.console import logger
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,15 +66,9 @@ def ensure(timeout: float = 60) -> None:
 
 
 def _install() -> None:
-    if not shutil.which("apt-get"):
-        raise SystemExit("no Docker engine: install Docker Engine (https://docs.docker.com/engine/install/) "
+    packages.apt_install("docker.io", "the Docker engine for sam local and the training image",
+                         "no Docker engine: install Docker Engine (https://docs.docker.com/engine/install/) "
                          "or, on macOS, Docker Desktop, then run this again")
-    sudo = [] if os.geteuid() == 0 else ["sudo"]
-    log("[install] docker.io (apt-get): the Docker engine for sam local and the training image")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run([*sudo, "apt-get", "update", "-qq"], check=True, env=env)  # noqa: S603, S607
-    subprocess.run([*sudo, "apt-get", "install", "-y", "-qq", "--no-install-recommends", "docker.io"],  # noqa: S603, S607
-                   check=True, env=env, stdout=subprocess.DEVNULL)
 
 
 def bridge_address() -> str:

@@ -88,24 +88,11 @@ def ensure() -> str:
 
 
 def build(wanted: str) -> None:
-    if sys.version_info[:2] != (3, 12):
-        raise SystemExit(f"the image needs a CPython 3.12 to copy; this is {sys.version.split()[0]}")
     rootfs = WORK / "rootfs"
     shutil.rmtree(WORK, ignore_errors=True)
     rootfs.mkdir(parents=True)
-    log(f"copying CPython {sys.version.split()[0]} from {PREFIX} to /var/lang")
     lang = rootfs / "var" / "lang"
-    (lang / "bin").mkdir(parents=True)
-    shutil.copy2(PREFIX / "bin" / "python3.12", lang / "bin" / "python3.12")
-    for alias in ("python3", "python"):
-        (lang / "bin" / alias).symlink_to("python3.12")
-    libdir = Path(sysconfig.get_config_var("LIBDIR") or PREFIX / "lib")
-    (lang / "lib").mkdir()
-    for library in libdir.glob("libpython3*.so*"):
-        shutil.copy2(library, lang / "lib" / library.name, follow_symlinks=True)
-    shutil.copytree(PREFIX / "lib" / "python3.12", lang / "lib" / "python3.12",
-                    ignore=lambda folder, names: [n for n in names if n in SKIPPED])
-    (lang / "lib" / "python3.12" / "site-packages").mkdir()
+    copy_python(lang)
     runtime = rootfs / "var" / "runtime"
     log(f"installing {', '.join(RUNTIME_REQUIREMENTS['python3.12'])} into /var/runtime")
     subprocess.run([uv(), "pip", "install", "--quiet", "--python", sys.executable, "--target", str(runtime),  # noqa: S603
@@ -115,13 +102,13 @@ def build(wanted: str) -> None:
     (runtime / "bootstrap.py").write_text(BOOTSTRAP_PY)
     binaries = [lang / "bin" / "python3.12", *lang.rglob("*.so*"), *runtime.rglob("*.so")]
     for command in COMMANDS:
-        _copy(Path(command), rootfs)
+        copy_into(Path(command), rootfs)
         binaries.append(Path(command))
     for library in sorted(libraries(binaries, rootfs)):
-        _copy(library, rootfs)
+        copy_into(library, rootfs)
     certificates = Path("/etc/ssl/certs/ca-certificates.crt")
     if certificates.exists():  # boto3 to a real endpoint checks TLS against these
-        _copy(certificates, rootfs)
+        copy_into(certificates, rootfs)
     for folder in ("tmp", "var/task", "opt", "etc"):
         (rootfs / folder).mkdir(parents=True, exist_ok=True)
     (rootfs / "tmp").chmod(0o1777)
@@ -145,13 +132,32 @@ def build(wanted: str) -> None:
     log(f"built {TAG} ({int(size) / 1e6:.0f} MB, inputs {wanted})")
 
 
+def copy_python(prefix: Path) -> None:
+    """This CPython 3.12 (the project's) under ``prefix`` of an image: the interpreter, libpython
+    and the standard library without its tests and GUI, with an empty site-packages."""
+    if sys.version_info[:2] != (3, 12):
+        raise SystemExit(f"the image needs a CPython 3.12 to copy; this is {sys.version.split()[0]}")
+    log(f"copying CPython {sys.version.split()[0]} from {PREFIX} to /{prefix.name}")
+    for folder in ("bin", "lib"):
+        (prefix / folder).mkdir(parents=True, exist_ok=True)
+    shutil.copy2(PREFIX / "bin" / "python3.12", prefix / "bin" / "python3.12")
+    for alias in ("python3", "python"):
+        (prefix / "bin" / alias).symlink_to("python3.12")
+    libdir = Path(sysconfig.get_config_var("LIBDIR") or PREFIX / "lib")
+    for library in libdir.glob("libpython3*.so*"):
+        shutil.copy2(library, prefix / "lib" / library.name, follow_symlinks=True)
+    shutil.copytree(PREFIX / "lib" / "python3.12", prefix / "lib" / "python3.12",
+                    ignore=lambda folder, names: [n for n in names if n in SKIPPED])
+    (prefix / "lib" / "python3.12" / "site-packages").mkdir()
+
+
 def as_root(info: tarfile.TarInfo) -> tarfile.TarInfo:
     info.uid = info.gid = 0
     info.uname = info.gname = "root"
     return info
 
 
-def _copy(path: Path, rootfs: Path) -> None:
+def copy_into(path: Path, rootfs: Path) -> None:
     """``path`` at the same place under rootfs, a symbolic link's target as a file of the link's name."""
     target = rootfs / str(path).lstrip("/")
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from infra import packages
 from infra.console import logger
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,14 +33,8 @@ def binaries() -> Path:
     for folder in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
         if (folder / "pg_ctl").exists():
             return folder
-    if not shutil.which("apt-get"):
-        raise SystemExit("PostgreSQL is not installed: install its server, then run this again")
-    sudo = [] if os.geteuid() == 0 else ["sudo"]
-    log("[install] postgresql (apt-get): the tuning workers' shared study")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run([*sudo, "apt-get", "update", "-qq"], check=True, env=env)  # noqa: S603
-    subprocess.run([*sudo, "apt-get", "install", "-y", "-qq", "--no-install-recommends", "postgresql"],  # noqa: S603
-                   check=True, env=env, stdout=subprocess.DEVNULL)
+    packages.apt_install("postgresql", "the tuning workers' shared study",
+                         "PostgreSQL is not installed: install its server, then run this again")
     return binaries()
 
 

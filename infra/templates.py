@@ -33,6 +33,25 @@ PARAMETER = """Parameters:
     Description: How CodeDeploy shifts traffic to a new version of the predict function."""
 
 
+def read(path: Path) -> dict:
+    """A CloudFormation template as data: a short-form tag is a one-key mapping (``!Ref X`` →
+    ``{"Ref": "X"}``, ``!Sub s`` → ``{"Sub": s}``), as in the long form."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def tag(loader, suffix, node):
+        if isinstance(node, yaml.ScalarNode):
+            return {suffix: loader.construct_scalar(node)}
+        if isinstance(node, yaml.SequenceNode):
+            return {suffix: loader.construct_sequence(node, deep=True)}
+        return {suffix: loader.construct_mapping(node, deep=True)}
+
+    Loader.add_multi_constructor("!", tag)
+    return yaml.load(path.read_text(), Loader=Loader)  # noqa: S506  # nosec B506 - a SafeLoader
+
+
 def gradual(text: str) -> str:
     lines = text.splitlines()
     anchors = [i for i, line in enumerate(lines) if line.startswith(ANCHOR)]

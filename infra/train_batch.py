@@ -30,9 +30,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-import yaml
-
-from infra import deploy, docker_engine, postgres, training_image
+from infra import deploy, docker_engine, postgres, templates, training_image
 from infra.console import logger
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,20 +38,10 @@ TEMPLATE = ROOT / "infra" / "training-batch.yaml"
 log = logger("train-batch")
 
 
-class _Loader(yaml.SafeLoader):
-    pass
-
-
-_Loader.add_multi_constructor("!", lambda loader, tag, node: {
-    tag: loader.construct_scalar(node) if isinstance(node, yaml.ScalarNode)
-    else loader.construct_sequence(node, deep=True) if isinstance(node, yaml.SequenceNode)
-    else loader.construct_mapping(node, deep=True)})
-
-
 def job_definitions(values: dict[str, str]) -> dict[str, dict]:
     """The tune worker's and the train job's container command, environment and parameters,
     read from infra/training-batch.yaml with ``!Ref``s to its parameters resolved from ``values``."""
-    template = yaml.load(TEMPLATE.read_text(), Loader=_Loader)  # noqa: S506  # nosec B506 - a SafeLoader
+    template = templates.read(TEMPLATE)
 
     def resolve(value):
         if isinstance(value, dict) and set(value) == {"Ref"}:

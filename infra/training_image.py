@@ -28,9 +28,9 @@ import sys
 import tarfile
 from pathlib import Path
 
-from infra import docker_engine
+from infra import docker_engine, packages
 from infra.console import logger
-from infra.lambda_image import as_root, libraries
+from infra.lambda_image import as_root, copy_into, copy_python, libraries
 from infra.local_cloud import uv
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +39,6 @@ BASE_TAG = "local/python:3.12-slim-bookworm"
 UV_TAG = "local/uv:latest"
 TAG = "tabular-serverless-training:local"
 PREFIX = Path(sys.base_prefix)
-SKIPPED = {"site-packages", "test", "idlelib", "tkinter", "turtledemo", "lib2to3"}
 log = logger("training-image")
 
 
@@ -87,35 +86,19 @@ def base() -> str:
     if _built(BASE_TAG) == digest:
         return BASE_TAG
     if not shutil.which("debootstrap"):
-        if not shutil.which("apt-get"):
-            raise SystemExit("debootstrap is needed to make the image's Debian base: install it")
-        log("[install] debootstrap (apt-get)")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run([shutil.which("apt-get") or "apt-get", "install", "-y", "-qq",  # noqa: S603
-                        "--no-install-recommends", "debootstrap"],
-                       check=True, env=env, stdout=subprocess.DEVNULL)
+        packages.apt_install("debootstrap", "the training image's Debian base",
+                             "debootstrap is needed to make the image's Debian base: install it")
     rootfs = WORK / "rootfs"
     shutil.rmtree(rootfs, ignore_errors=True)
     rootfs.parent.mkdir(parents=True, exist_ok=True)
     log(f"Debian bookworm (minbase) from {mirror()} into {rootfs.relative_to(ROOT)}")
     subprocess.run([shutil.which("debootstrap") or "/usr/sbin/debootstrap", "--variant=minbase", "bookworm",  # noqa: S603
                     str(rootfs), mirror()], check=True, stdout=subprocess.DEVNULL)
-    log(f"CPython {sys.version.split()[0]} from {PREFIX} into /usr/local")
     local = rootfs / "usr" / "local"
-    shutil.copy2(PREFIX / "bin" / "python3.12", local / "bin" / "python3.12")
-    for alias in ("python3", "python"):
-        (local / "bin" / alias).symlink_to("python3.12")
-    for library in (PREFIX / "lib").glob("libpython3*.so*"):
-        shutil.copy2(library, local / "lib" / library.name, follow_symlinks=True)
-    shutil.copytree(PREFIX / "lib" / "python3.12", local / "lib" / "python3.12",
-                    ignore=lambda folder, names: [n for n in names if n in SKIPPED])
-    (local / "lib" / "python3.12" / "site-packages").mkdir()
+    copy_python(local)
     binaries = [local / "bin" / "python3.12", *(local / "lib").rglob("*.so*")]
     for library in libraries(binaries, rootfs):  # what Debian's minimal base lacks (libssl3, libsqlite3...)
-        target = rootfs / str(library).lstrip("/")
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(library.resolve(), target)
+        copy_into(library, rootfs)
     if certificates.exists():  # uv (rustls) and Python read SSL_CERT_FILE, as they do on this machine
         (rootfs / "etc" / "ssl" / "certs").mkdir(parents=True, exist_ok=True)
         shutil.copy2(certificates, rootfs / "etc" / "ssl" / "certs" / "ca-certificates.crt")

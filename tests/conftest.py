@@ -81,6 +81,23 @@ def client(service: str, endpoint: str):
 
 
 @pytest.fixture(scope="session")
+def docker():
+    """A Docker engine (infra/docker_engine.py installs and starts one where it can: Debian/Ubuntu,
+    as root) and the Lambda base image; where there is none, the test fails with the reason, unless
+    TESTS_WITHOUT_DOCKER=1 leaves these tests out."""
+    from infra import docker_engine, lambda_image
+
+    if os.environ.get("TESTS_WITHOUT_DOCKER") == "1":
+        pytest.skip("TESTS_WITHOUT_DOCKER=1: the tests on Docker (sam local, the training containers) were asked not to run")
+    try:
+        docker_engine.ensure()
+    except SystemExit as error:
+        pytest.fail(f"the tests on Docker (sam local, the training containers) need an engine: {error} "
+                    "(TESTS_WITHOUT_DOCKER=1 leaves them out)")
+    return lambda_image.ensure()
+
+
+@pytest.fixture(scope="session")
 def stack(cloud):
     """template.yaml deployed to the test cloud with sam build + sam deploy."""
     from infra import deploy

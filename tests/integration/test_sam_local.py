@@ -1,13 +1,9 @@
 """SAM's own local loop (infra/sam_local.py): the built functions in Docker containers made from the
 base image of infra/lambda_image.py, reading the test cloud's bucket, answer what the API on
-LocalStack answers, byte for byte.
-
-Needs a Docker engine, which infra/docker_engine.py installs and starts where it can (Debian/Ubuntu,
-as root); where it cannot, these tests fail with the reason, unless TESTS_WITHOUT_DOCKER=1."""
+LocalStack answers, byte for byte. Needs Docker (the ``docker`` fixture of tests/conftest.py)."""
 
 import base64
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -18,21 +14,10 @@ import pytest
 import requests
 
 from infra import deploy, docker_engine, lambda_image, sam_local
-from tests.conftest import ROOT, TEST_CLOUD_DIR
+from tests.conftest import ROOT, TEST_CLOUD_DIR, client
 from tests.integration.test_local_cloud import listening
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def docker():
-    if os.environ.get("TESTS_WITHOUT_DOCKER") == "1":
-        pytest.skip("TESTS_WITHOUT_DOCKER=1: the sam local tests were asked not to run")
-    try:
-        docker_engine.ensure()
-    except SystemExit as error:
-        pytest.fail(f"the sam local tests need a Docker engine: {error} (TESTS_WITHOUT_DOCKER=1 leaves them out)")
-    return lambda_image.ensure()
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +43,7 @@ def test_sam_local_invoke_answers_as_the_deployed_api_does(local, stack):
 
 
 def test_the_batch_and_drift_functions_run_their_events(local, stack):
-    s3 = sam_local_s3(stack)
+    s3 = client("s3", stack["endpoint"])
     model = through_the_api(stack, "GET", "/model").json()
     example = model["examples"][0]["instance"]
     names = list(example)
@@ -74,12 +59,6 @@ def test_the_batch_and_drift_functions_run_their_events(local, stack):
     assert drift.returncode == 0, drift.stderr[-3000:]
     checked = json.loads(drift.stdout.strip().splitlines()[-1])
     assert {"breast-cancer", "penguins"} <= {result["model"] for result in checked["models"]}
-
-
-def sam_local_s3(stack):
-    from tests.conftest import client
-
-    return client("s3", stack["endpoint"])
 
 
 def free_port() -> int:

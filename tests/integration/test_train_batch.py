@@ -4,14 +4,13 @@ PostgreSQL, then the train container refitting the study's best and publishing i
 cloud's bucket, where the API serves it. The containers' commands and environments come from
 infra/training-batch.yaml.
 
-Needs Docker (tests/integration/test_sam_local.py says how it is found or started)."""
+Needs Docker (the ``docker`` fixture of tests/conftest.py)."""
 
 import optuna
 import pytest
 import requests
 
 from infra import postgres, train_batch
-from tests.integration.test_sam_local import docker  # noqa: F401 - the fixture: a Docker engine
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +26,7 @@ def test_the_job_definitions_are_read_from_the_template_with_their_parameters():
     assert definitions["train"]["environment"]["MLFLOW_TRACKING_URI"].startswith("sqlite:")  # MLflow 3: no file store
 
 
-def test_two_tune_workers_on_postgresql_then_train_publish_a_served_model(stack, docker):  # noqa: F811
+def test_two_tune_workers_on_postgresql_then_train_publish_a_served_model(stack, docker):
     result = train_batch.run(stack, workers=2, trials=2, model="batch-shaped",
                              settings=["tuning.cv_folds=2", "tuning.max_rounds=60", "tuning.threads=1"])
     study = optuna.load_study(study_name=result["study"], storage=postgres.url())

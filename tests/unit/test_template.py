@@ -3,30 +3,16 @@
 from pathlib import Path
 
 import pytest
-import yaml
+
+from infra import templates
 
 ROOT = Path(__file__).resolve().parents[2]
 # cfn-lint, sam validate --lint and checkov run in `make lint`, before the tests.
 
 
-class Loader(yaml.SafeLoader):
-    pass
-
-
-def _tag(loader, suffix, node):
-    if isinstance(node, yaml.ScalarNode):
-        return {suffix: loader.construct_scalar(node)}
-    if isinstance(node, yaml.SequenceNode):
-        return {suffix: loader.construct_sequence(node, deep=True)}
-    return {suffix: loader.construct_mapping(node, deep=True)}
-
-
-Loader.add_multi_constructor("!", _tag)
-
-
 @pytest.fixture(scope="module")
 def template():
-    return yaml.load((ROOT / "template.yaml").read_text(), Loader=Loader)  # noqa: S506 - SafeLoader
+    return templates.read(ROOT / "template.yaml")
 
 
 def test_the_model_bucket_is_private_versioned_encrypted_and_tls_only(template):
