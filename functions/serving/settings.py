@@ -38,6 +38,7 @@ class Settings:
     tracing: bool = False
     batch_part_megabytes: float = 64.0  # the size of a batch file's parts (each scored by one worker)
     batch_concurrency: int = 10  # parts of one file scored at once
+    s3_read_timeout_seconds: float = 60.0  # batch: the longest wait for S3's answer (a big part copy)
     drift_psi: float = DEFAULT_THRESHOLDS["psi"]  # a feature drifted when its PSI is at least this...
     drift_p_value: float = DEFAULT_THRESHOLDS["p_value"]  # ...or its test's p-value is below this
     drift_min_rows: int = DEFAULT_THRESHOLDS["min_rows"]  # fewer captured rows: too few to judge
@@ -76,6 +77,8 @@ class Settings:
                                          minimum=0.001),
             batch_concurrency=_number(env, "BATCH_CONCURRENCY", cls.batch_concurrency, int, minimum=1,
                                       maximum=10_000),
+            s3_read_timeout_seconds=_number(env, "S3_READ_TIMEOUT_SECONDS", cls.s3_read_timeout_seconds,
+                                            float, minimum=0.1),
             unknown_category=policy,
             allowed_origin=origin,
             tracing=env.get("POWERTOOLS_TRACE_DISABLED", "true").lower() == "false",

@@ -7,12 +7,14 @@ writes (``IfNoneMatch="*"`` refuses an existing key with 412), ETags (``IfNoneMa
 an unchanged object answers 304), inclusive byte ranges clipped to the object, listings in key order
 with prefixes, delimiters and continuation, and multipart uploads whose parts but the last are at
 least 5 MiB. Errors are botocore's ``ClientError`` with S3's codes and statuses, as the client
-raises them. What the fake does not model (signatures, throttling, eventual listings) is tested
+raises them. ``down`` makes every call fail as an unreachable S3 does (``ConnectionRefusedError``);
+``within`` is the reader's time budget, written down in ``budgets``. What the fake does not model (signatures, throttling, eventual listings) is tested
 against moto and LocalStack (tests/unit/serving/store/test_s3.py, tests/integration/).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import itertools
@@ -78,6 +80,13 @@ class FakeS3:
         self.calls: list[str] = []  # operation names, in order: what a test may count
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
+        self.down = False  # every call fails, as when S3 cannot be reached
+        self.budgets: list[float] = []  # the reader's within(seconds), in order
+
+    @contextlib.contextmanager
+    def within(self, seconds: float):
+        self.budgets.append(seconds)
+        yield
 
     # ---- buckets -------------------------------------------------------------------------------
 
@@ -91,6 +100,8 @@ class FakeS3:
 
     def _bucket(self, name: str, operation: str) -> dict[str, list[Version]]:
         self.calls.append(operation)
+        if self.down:
+            raise ConnectionRefusedError(111, "Connection refused")
         if name not in self.buckets:
             raise _error(NoSuchBucket, 404, "NoSuchBucket", operation)
         return self.buckets[name]
@@ -211,6 +222,8 @@ class FakeS3:
 
     def _upload(self, upload_id: str, key: str, operation: str) -> Upload:
         self.calls.append(operation)
+        if self.down:
+            raise ConnectionRefusedError(111, "Connection refused")
         upload = self.uploads.get(upload_id)
         if upload is None or upload.key != key:
             raise _error(ClientError, 404, "NoSuchUpload", operation)

@@ -36,7 +36,7 @@ from serving.monitoring import drift
 from serving.settings import Settings
 from serving.store.capture import Capture
 from serving.store.champion import LoadFailure
-from serving.store.registry import ModelRegistry, UnknownModel
+from serving.store.registry import ModelRegistry, StoreUnavailable, UnknownModel
 
 Response = dict  # an API Gateway proxy response: statusCode, multiValueHeaders, body, isBase64Encoded
 COUNT, MILLISECONDS = "Count", "Milliseconds"  # Powertools' MetricUnit values, without importing it
@@ -138,7 +138,9 @@ class PredictionApi:
 
     def _count_load_failure(self, failure: LoadFailure) -> None:
         self._instrumented.wait()  # (a failure of the preload can come before the metrics exist)
-        self.metrics.add_metric(name="ModelLoadFailures", unit=COUNT, value=1)
+        # a champion check S3 failed (no version read), or a version refused
+        name = "ChampionCheckFailures" if failure.version is None else "ModelLoadFailures"
+        self.metrics.add_metric(name=name, unit=COUNT, value=1)
 
     def _count_capture_failure(self, model: str, rows: int, error: Exception) -> None:
         self.logger.warning("captured rows not written",
@@ -156,6 +158,8 @@ class PredictionApi:
         except UnknownModel as error:
             # the default model not published yet is a service without its model; another name is unknown
             raise RequestError(503 if name == self.settings.default_model else 404, str(error)) from None
+        except StoreUnavailable as error:  # S3 down or slow, and this model not loaded here
+            raise RequestError(503, str(error)) from None
         predictor = champion.current()
         if predictor is None:
             raise RequestError(503, champion.status()["reason"])
@@ -164,7 +168,7 @@ class PredictionApi:
     def health(self, event: dict) -> Response:
         try:
             default = self.registry.champion(self.settings.default_model).status()
-        except UnknownModel as error:
+        except (UnknownModel, StoreUnavailable) as error:
             default = {"status": "no_model", "reason": str(error)}
         loaded = {name: cache.status() for name, cache in self.registry.loaded().items()}
         return _json(200 if default["status"] == "ok" else 503,
@@ -177,7 +181,11 @@ class PredictionApi:
         return _json(200, self.serving_model(name).describe())
 
     def models(self, event: dict) -> Response:
-        return _json(200, {"default_model": self.settings.default_model, "models": self.registry.listing()})
+        try:
+            listing = self.registry.listing()
+        except StoreUnavailable as error:
+            raise RequestError(503, str(error)) from None
+        return _json(200, {"default_model": self.settings.default_model, "models": listing})
 
     def request_body(self, event: dict) -> bytes:
         """The JSON body of a request, as bytes (``serving.model.features`` parses it), or a

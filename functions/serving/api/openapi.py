@@ -52,7 +52,7 @@ def _response(description: str, schema: str) -> dict[str, Any]:
 
 
 _MODEL_ERRORS = (("400", "a model name that is not valid"), ("404", "no model of that name"),
-                 ("503", "the model has no champion, or it could not be loaded: why"))
+                 ("503", "the model has no champion, or it could not be loaded, or S3 did not answer: why"))
 _INPUT_ERRORS = (("400", "malformed JSON or request shape"),
                  ("413", "more rows than the limit, or a body too large"),
                  ("415", "not application/json"), ("422", "values the model cannot use, per row and field"))
@@ -60,6 +60,7 @@ _INPUT_ERRORS = (("400", "malformed JSON or request shape"),
 _FUNCTION_ERRORS = {
     "/predict": _INPUT_ERRORS + (("503", "no model is being served"),),
     "/model": (("503", "no model is being served"),),
+    "/models": (("503", "the model store (S3) did not answer, and no listing was read before"),),
     "/models/{name}": _MODEL_ERRORS,
     "/models/{name}/predict": _INPUT_ERRORS + _MODEL_ERRORS,
     "/explain": _INPUT_ERRORS + (("503", "no model is being served"),),
@@ -180,7 +181,8 @@ _SCHEMAS: dict[str, Any] = {
         "model": {"type": "object",
                   "properties": {"name": {"type": "string"}, "version": {"type": "integer"}}},
         "reason": {"type": "string"},
-        "last_load_failure": {"type": "object"}}},
+        "last_load_failure": {"type": "object"},
+        "failed_checks": {"type": "integer", "description": "champion checks S3 failed, since the start"}}},
     "Model": {"type": "object", "required": ["name", "version", "task", "feature_schema"], "properties": {
         "name": {"type": "string"}, "version": {"type": "integer"},
         "task": {"type": "string", "enum": ["binary", "multiclass", "regression"]},

@@ -20,6 +20,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from serving.batch import s3file
+
 MIN_PIECE = 5 << 20  # S3's least size of a multipart upload's part (all but the last)
 MAX_PIECE = 5 << 30  # and its greatest
 MAX_PIECES = 10_000  # and how many parts one upload may have
@@ -155,4 +157,4 @@ def _fetch(s3, bucket: str, sources: Sequence[Source], span: tuple[int, int, int
     source = sources[index]
     if source.data is not None:
         return source.data[first:last + 1]
-    return s3.get_object(Bucket=bucket, Key=source.key, Range=f"bytes={first}-{last}")["Body"].read()
+    return s3file.read_object(s3, bucket, source.key, first, last)

@@ -36,7 +36,7 @@ class Plan(TypedDict):
     parts: int
     count: bool  # whether the parts' rows are counted and numbered before scoring
     concurrency: int  # parts scored at once
-    fault: dict[str, Any] | None  # a failure asked for by a test: {"part": i, "attempts": n}
+    fault: dict[str, Any] | None  # asked for by a test: {"part": i, "attempts": n, "hang_seconds": s}
     started: float
     labelled: bool  # the file carries the model's target: actual values are written and evaluated
 

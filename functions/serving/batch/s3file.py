@@ -1,5 +1,10 @@
 """An S3 object read as a batch worker reads it: a seekable file of ranged GETs (Parquet), or
-its lines streamed with a read-ahead thread (CSV, JSON lines)."""
+its lines streamed with a read-ahead thread (CSV, JSON lines).
+
+boto3 tries a failed request again (5xx, resets, timeouts: ``steps.s3``'s retry mode), but
+not the reading of a body that breaks off after the answer began: these reads are tried
+again here, a stream from the byte where it broke.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +16,33 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from botocore.exceptions import BotoCoreError
+
 READ_BYTES = 1 << 20  # the input is streamed in chunks of this size
 PREFETCH_CHUNKS = 4  # read ahead of the scoring, at most
+READ_ATTEMPTS = 4  # a body that breaks off is read again, up to this many times in all
+# what reading a body that broke off raises: botocore's IncompleteReadError, ResponseStreamingError,
+# ReadTimeoutError (all BotoCoreError), or the socket's own error
+BROKEN = (BotoCoreError, OSError)
+
+
+def read_object(client, bucket: str, key: str, first: int | None = None, last: int | None = None) -> bytes:
+    """An object's bytes (or bytes first..last, inclusive), read again if the download breaks off."""
+    request = {"Bucket": bucket, "Key": key}
+    if first is not None:
+        request["Range"] = f"bytes={first}-{last}"
+    for attempt in range(READ_ATTEMPTS):
+        try:
+            return client.get_object(**request)["Body"].read()
+        except BROKEN:
+            if attempt + 1 == READ_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def read_range(client, bucket: str, key: str, first: int, last: int) -> bytes:
     """Bytes first..last (inclusive) of an object."""
-    return client.get_object(Bucket=bucket, Key=key, Range=f"bytes={first}-{last}")["Body"].read()
+    return read_object(client, bucket, key, first, last)
 
 
 class S3File(io.RawIOBase):
@@ -76,11 +101,8 @@ def lines(client, bucket: str, key: str, start: int, end: int, read: Read):
     """The lines of bytes [start, end) of an object, streamed; ``read`` counts the bytes."""
     if end <= start:
         return
-    asked = time.perf_counter()
-    body = client.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end - 1}")["Body"]
-    read.waited += time.perf_counter() - asked
     pending = b""
-    with contextlib.closing(prefetched(body.iter_chunks(READ_BYTES), read=read)) as chunks:
+    with contextlib.closing(prefetched(download(client, bucket, key, start, end), read=read)) as chunks:
         for chunk in chunks:
             read.amount += len(chunk)
             split = (pending + chunk).split(b"\n")
@@ -88,6 +110,23 @@ def lines(client, bucket: str, key: str, start: int, end: int, read: Read):
             yield from split
     if pending:
         yield pending
+
+
+def download(client, bucket: str, key: str, start: int, end: int) -> Iterator[bytes]:
+    """Bytes [start, end) of an object in chunks, from one ranged GET; if the stream breaks off,
+    another GET from the first byte not yet had (READ_ATTEMPTS in all)."""
+    at, broken = start, 0
+    while at < end:
+        body = client.get_object(Bucket=bucket, Key=key, Range=f"bytes={at}-{end - 1}")["Body"]
+        try:
+            for chunk in body.iter_chunks(READ_BYTES):
+                at += len(chunk)
+                yield chunk
+            return
+        except BROKEN:
+            broken += 1
+            if broken == READ_ATTEMPTS:
+                raise
 
 
 def prefetched(chunks: Iterator[bytes], depth: int = PREFETCH_CHUNKS, read: Read | None = None

@@ -69,6 +69,7 @@ INPUT_PREFIX = "batch/input/"
 OUTPUT_PREFIX = "batch/output/"
 WORK_PREFIX = "batch/work/"
 HEADER_BYTES = 1 << 20  # a CSV header must end within the file's first MiB
+S3_ATTEMPTS = 6  # boto3's standard retry mode: the first try and five more, jittered backoff up to 20 s
 _s3 = None
 _predictors: dict[tuple[str, int], Predictor] = {}
 
@@ -89,12 +90,17 @@ def configure(new: Settings) -> None:
 
 
 def s3():
-    """boto3 here (unlike the API): ranged reads, multipart uploads and copies of big files."""
+    """boto3 here (unlike the API): ranged reads, multipart uploads and copies of big files.
+    A request that fails (5xx, SlowDown, a reset, a timeout) is tried again with backoff, up to
+    S3_ATTEMPTS times; a read of a body that breaks off is ``serving.batch.s3file``'s to retry."""
     global _s3
     if _s3 is None:
         import boto3
+        from botocore.config import Config
 
-        _s3 = boto3.client("s3")
+        _s3 = boto3.client("s3", config=Config(
+            retries={"mode": "standard", "total_max_attempts": S3_ATTEMPTS}, connect_timeout=5,
+            read_timeout=settings.s3_read_timeout_seconds))
     return _s3
 
 
@@ -274,6 +280,9 @@ def score(event: dict[str, Any]) -> dict[str, Any]:
         if failing:  # half of this part's output written, then a crash: the retry must replace it
             predictions.truncate(predictions.tell() // 2)
             _upload(predictions, bucket, f"{prefix}.predictions.csv")
+            if fault.get("hang_seconds"):  # ...or a worker that hangs there: killed, or timed out
+                logger.warning("hanging on purpose", extra={"part": part["index"], "attempt": attempt})
+                time.sleep(fault["hang_seconds"])
             raise InjectedFault(f"part {part['index']} failed on purpose (attempt {attempt})")
         scored = time.perf_counter()
         sizes = {"predictions_bytes": _upload(predictions, bucket, f"{prefix}.predictions.csv"),
@@ -386,7 +395,7 @@ def _evaluation(planned: Plan, records: list[PartRecord]) -> dict[str, Any]:
     labels, outputs = [], []
     for record in records:
         key = f"{work}part-{record['index']:05d}.evaluation.npz"
-        with np.load(io.BytesIO(s3().get_object(Bucket=bucket, Key=key)["Body"].read())) as saved:
+        with np.load(io.BytesIO(s3file.read_object(s3(), bucket, key))) as saved:
             labels.append(saved["labels"])
             outputs.append(saved["output"])
     # the classes from the pinned version's manifest: assemble never loads the model itself
@@ -467,7 +476,7 @@ def _remove_work(bucket: str, prefix: str) -> None:
 
 
 def _json(bucket: str, key: str) -> Any:
-    return json.loads(s3().get_object(Bucket=bucket, Key=key)["Body"].read())
+    return json.loads(s3file.read_object(s3(), bucket, key))
 
 
 def _unreadable(bucket: str, key: str, stem: str, reason: str, summary: dict) -> dict:

@@ -6,6 +6,13 @@ its ETag, so an unchanged pointer costs a 304). A new version is loaded and
 verified off to the side and swapped in with one assignment. A version that is
 missing, fails its checksums or does not load is refused: the error is logged
 and counted, and the model that was serving keeps serving.
+
+When S3 fails, a request waits on it for a bounded time: a check at most
+``CHECK_SECONDS``, a load at most ``LOAD_SECONDS`` (the reader's ``within``; its
+tries and backoff are ``serving.store.s3``'s). A failed check is logged and counted
+(``failed_checks``) and the loaded model keeps serving; a container with no model
+tries again after ``COLD_RETRY_SECONDS`` (or its refresh interval, if shorter), and
+answers 503 with the cause until then.
 """
 
 from __future__ import annotations
@@ -23,6 +30,9 @@ from serving.store import bundles
 from serving.store.s3 import error_status
 
 LOG = logging.getLogger(__name__)
+CHECK_SECONDS = 1.0  # the pointer is a few hundred bytes: a check that takes longer fails
+LOAD_SECONDS = 6.0  # a new version's manifest and arrays (the API function's timeout is 10 s)
+COLD_RETRY_SECONDS = 5.0
 
 
 @dataclass
@@ -60,6 +70,7 @@ class ChampionCache:
         self.checked_at: float | None = None
         self.last_failure: LoadFailure | None = None
         self.refused_pointer: str | None = None  # don't retry a bad version on every check
+        self.failed_checks = 0  # pointer reads that failed (S3 down, slow or denied), since the start
 
     @property
     def s3(self):
@@ -69,7 +80,9 @@ class ChampionCache:
 
     def current(self) -> Predictor | None:
         now = self.clock()
-        if self.checked_at is None or now - self.checked_at >= self.refresh_seconds:
+        interval = self.refresh_seconds if self.predictor is not None else min(self.refresh_seconds,
+                                                                                COLD_RETRY_SECONDS)
+        if self.checked_at is None or now - self.checked_at >= interval:
             self.checked_at = now
             self._refresh()
         return self.predictor
@@ -85,17 +98,22 @@ class ChampionCache:
         if self.last_failure is not None:
             status["last_load_failure"] = {"version": self.last_failure.version,
                                            "reason": self.last_failure.reason}
+        if self.failed_checks:
+            status["failed_checks"] = self.failed_checks
         return status
 
     def _refresh(self) -> None:
         try:
-            pointer, etag = self._read_pointer()
-        except Exception as error:  # S3 down or denied, or a pointer that is not JSON: keep serving
+            with self.s3.within(CHECK_SECONDS):
+                pointer, etag = self._read_pointer()
+        except Exception as error:  # S3 down, slow or denied, or a pointer that is not JSON: keep serving
+            self.failed_checks += 1
             self._fail(None, f"could not read the champion pointer: {error}")
             return
         if pointer is None:  # unchanged (304), or absent: a model that was serving keeps serving
-            if self.predictor is None:
-                self.last_failure = None
+            failure = self.last_failure
+            if self.predictor is None or (failure is not None and failure.version is None):
+                self.last_failure = None  # (a check that failed before is over; a refused version is not)
             return
         version = int(pointer["version"])
         if self.predictor is not None and version == self.predictor.version:
@@ -104,7 +122,9 @@ class ChampionCache:
         if etag is not None and etag == self.refused_pointer:
             return
         try:
-            loaded = bundles.load(self.s3, self.bucket, self.name, version, pointer.get("manifest_sha256"))
+            with self.s3.within(LOAD_SECONDS):
+                loaded = bundles.load(self.s3, self.bucket, self.name, version,
+                                      pointer.get("manifest_sha256"))
             predictor = Predictor(loaded, unknown_category=self.unknown_category)
         except Exception as error:
             self.refused_pointer = etag

@@ -14,6 +14,11 @@ but no champion, without a cache entry for every name a client makes up.
 ``listing()`` is what ``GET /models`` shows: the models that have a champion,
 from one LIST of ``models/`` and their pointers, re-read at most once per
 refresh interval.
+
+When S3 fails (down, slow, denied), a model not loaded yet is ``StoreUnavailable``
+(a 503 naming the cause; S3 is asked again after ``COLD_RETRY_SECONDS``, not on every
+request), the listing read before is kept until a new one is read, and the models
+already loaded keep serving (``serving.store.champion``).
 """
 
 from __future__ import annotations
@@ -25,9 +30,13 @@ from typing import Any
 
 from serving.model import bundle
 from serving.store import bundles
-from serving.store.champion import ChampionCache, LoadFailure
+from serving.store.champion import CHECK_SECONDS, COLD_RETRY_SECONDS, LOAD_SECONDS, ChampionCache, LoadFailure
 
-NEGATIVE_NAMES = 256  # unknown names remembered between checks
+NEGATIVE_NAMES = 256  # unknown names remembered between checks (and names S3 failed to answer for)
+
+
+class StoreUnavailable(RuntimeError):
+    """S3 did not answer what a model needs: the request cannot be served now (503)."""
 
 
 class UnknownModel(LookupError):
@@ -62,6 +71,7 @@ class ModelRegistry:
         self.clock = clock
         self._caches: OrderedDict[str, ChampionCache] = OrderedDict()  # least recently used first
         self._unknown: OrderedDict[str, float] = OrderedDict()  # name → when it was found absent
+        self._unreachable: OrderedDict[str, tuple[float, str]] = OrderedDict()  # name → (when, why) S3 failed
         self._listing: tuple[float, list[dict[str, Any]]] | None = None
 
     @property
@@ -98,12 +108,20 @@ class ModelRegistry:
         found_absent = self._unknown.get(name)
         if found_absent is not None and now - found_absent < self.refresh_seconds:
             raise UnknownModel(name)
-        pointer = bundles.read_champion_and_etag(self.s3, self.bucket, name)
-        if pointer[0] is None and not bundles.has_versions(self.s3, self.bucket, name):
-            self._unknown[name] = now
-            self._unknown.move_to_end(name)
-            while len(self._unknown) > NEGATIVE_NAMES:
-                self._unknown.popitem(last=False)
+        failed = self._unreachable.get(name)
+        if failed is not None and now - failed[0] < min(self.refresh_seconds, COLD_RETRY_SECONDS):
+            raise StoreUnavailable(failed[1])
+        try:
+            with self.s3.within(CHECK_SECONDS):
+                pointer = bundles.read_champion_and_etag(self.s3, self.bucket, name)
+                known = pointer[0] is not None or bundles.has_versions(self.s3, self.bucket, name)
+        except Exception as error:  # S3 down, slow or denied, or a pointer that is not JSON
+            reason = f"the model store did not answer for model {name!r}: {error}"
+            _remember(self._unreachable, name, (now, reason))
+            raise StoreUnavailable(reason) from None
+        self._unreachable.pop(name, None)
+        if not known:
+            _remember(self._unknown, name, now)
             raise UnknownModel(name)
         self._unknown.pop(name, None)
         return pointer
@@ -112,5 +130,19 @@ class ModelRegistry:
         """Every model with a champion: name, version, task, classes or target, held-out metrics."""
         now = self.clock()
         if self._listing is None or now - self._listing[0] >= self.refresh_seconds:
-            self._listing = (now, bundles.list_champions(self.s3, self.bucket))
+            try:
+                with self.s3.within(LOAD_SECONDS):
+                    self._listing = (now, bundles.list_champions(self.s3, self.bucket))
+            except Exception as error:  # S3 down, slow or denied
+                if self._listing is None:
+                    raise StoreUnavailable(f"the model store did not answer the listing: {error}") from None
+                self._listing = (now, self._listing[1])  # the last listing read, until S3 answers again
         return self._listing[1]
+
+
+def _remember(names: OrderedDict, name: str, value) -> None:
+    """``names[name] = value``, most recent last, the oldest dropped past NEGATIVE_NAMES."""
+    names[name] = value
+    names.move_to_end(name)
+    while len(names) > NEGATIVE_NAMES:
+        names.popitem(last=False)

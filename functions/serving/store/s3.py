@@ -18,21 +18,28 @@ pointer, manifest and arrays, and every later refresh check, share one TLS hands
 (urllib.request opened a connection, and loaded the CA certificates, per call; its
 import also pulled in tempfile, shutil, bz2 and lzma: ~8 ms of the cold start).
 
+S3 that fails is waited on for a bounded time: a call is tried again after a 5xx answer (S3's
+InternalError, SlowDown), a reset or dropped connection, a timeout or a body cut short, with
+full-jitter backoff, and gives up when its tries or its time budget are spent (the constants
+below; ``within`` sets one budget for a group of calls, as a model load is).
+
 Credentials come from the environment, as Lambda provides them
 (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN: ``serving.settings.AwsAccess``
-reads them). The endpoint is AWS_ENDPOINT_URL when set (LocalStack sets it for its
+reads them). The endpoint is AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL when set (LocalStack sets it for its
 functions), else the bucket's regional HTTPS endpoint.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import http.client
 import io
-import ssl
+import random
+import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from email.message import Message
 from time import monotonic
@@ -40,8 +47,16 @@ from time import monotonic
 from serving.settings import AwsAccess, ConfigurationError
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
-# what a kept-alive connection the server has since closed raises on its next use
-_STALE = (ConnectionResetError, BrokenPipeError, http.client.BadStatusLine, ssl.SSLEOFError)
+# How long S3 may keep a call waiting (docs/serving.md, "When S3 fails"): each socket operation
+# (connect, a read) at most TIMEOUT_SECONDS, at most ATTEMPTS tries with full-jitter backoff
+# between them (BACKOFF_BASE * 2**try, capped), the whole call within BUDGET_SECONDS; a caller
+# bounds a group of calls with ``within``. The API function's timeout is 10 s.
+TIMEOUT_SECONDS = 2.0
+ATTEMPTS = 3
+BUDGET_SECONDS = 6.0
+BACKOFF_BASE = 0.1
+BACKOFF_CAP = 1.0
+CHUNK_BYTES = 1 << 16
 # S3 closes a connection idle for about 20 s, sometimes silently: an older one is not tried
 IDLE_SECONDS = 15.0
 
@@ -108,7 +123,8 @@ def signing_headers(
 class S3Reader:
     def __init__(self, region: str, access_key: str, secret_key: str,
                  session_token: str | None = None, endpoint: str | None = None,
-                 timeout: float = 10.0) -> None:
+                 timeout: float = TIMEOUT_SECONDS, attempts: int = ATTEMPTS, budget: float = BUDGET_SECONDS,
+                 jitter: Callable[[], float] = random.random) -> None:
         self.region = region
         self.access_key = access_key
         self.secret_key = secret_key
@@ -116,7 +132,11 @@ class S3Reader:
         if endpoint and not endpoint.startswith(("http://", "https://")):
             raise ConfigurationError(f"the S3 endpoint must be http(s): {endpoint!r}")
         self.endpoint = endpoint.rstrip("/") if endpoint else None
-        self.timeout = timeout
+        self.timeout = timeout  # the longest wait for one socket operation (connect, a read)
+        self.attempts = attempts
+        self.budget = budget  # the longest a call takes, tries and pauses included
+        self.jitter = jitter  # a number in [0, 1): the share of the backoff slept
+        self._deadline: float | None = None  # set by within()
         # (scheme, host) → (the connection, when it was last used)
         self._connections: dict[tuple[str, str], tuple[http.client.HTTPConnection, float]] = {}
 
@@ -168,30 +188,73 @@ class S3Reader:
     def _get(self, url: str, extra_headers: dict[str, str] | None) -> tuple[bytes, Message]:
         return self._send("GET", url, extra_headers, None)
 
+    @contextlib.contextmanager
+    def within(self, seconds: float) -> Iterator[None]:
+        """Every call inside the block, retries and backoff included, ends within ``seconds``
+        (a block inside another keeps the earlier deadline)."""
+        outer = self._deadline
+        deadline = monotonic() + seconds
+        self._deadline = deadline if outer is None else min(outer, deadline)
+        try:
+            yield
+        finally:
+            self._deadline = outer
+
     def _send(self, method: str, url: str, extra_headers: dict[str, str] | None,
               body: bytes | None) -> tuple[bytes, Message]:
+        """One call: at most ``attempts`` tries, each socket wait at most ``timeout``, backoff with
+        full jitter between tries, and all of it within the budget (``budget`` or ``within``).
+        An answer of 5xx, a reset or dropped connection, a timeout and a cut-short body are tried
+        again; any other answer is the call's."""
+        deadline = self._deadline if self._deadline is not None else monotonic() + self.budget
         payload = hashlib.sha256(body).hexdigest() if body is not None else EMPTY_SHA256
-        headers = signing_headers(method, url, self.region, self.access_key, self.secret_key,
-                                  self.session_token, extra_headers=extra_headers, payload_sha256=payload)
         parts = urllib.parse.urlsplit(url)
         target = f"{parts.path}?{parts.query}" if parts.query else parts.path
-        for attempt in range(2):
-            connection = self._connection(parts.scheme, parts.netloc)
+        for attempt in range(self.attempts):
+            # signed per try: a retry after a long backoff still carries a fresh date
+            headers = signing_headers(method, url, self.region, self.access_key, self.secret_key,
+                                      self.session_token, extra_headers=extra_headers, payload_sha256=payload)
             try:
-                connection.request(method, target, body=body, headers=headers)  # the signed Host header
-                response = connection.getresponse()
-                data = response.read()
-                break
+                status, data, response_headers = self._try(method, parts, target, headers, body, deadline)
+                if status < 500:
+                    break
+                code, message = _error_document(data)
+                failure: Exception = S3Error(status, code or str(status), message)
             except (OSError, http.client.HTTPException) as error:
-                self._connections.pop((parts.scheme, parts.netloc))[0].close()  # the next call starts afresh
-                if attempt or not isinstance(error, _STALE):
-                    raise
-                # the server closed the kept-alive connection while the function was frozen: once more
-        self._connections[(parts.scheme, parts.netloc)] = (connection, monotonic())
-        if response.status >= 300:
+                dropped = self._connections.pop((parts.scheme, parts.netloc), None)
+                if dropped is not None:  # the next try starts afresh
+                    dropped[0].close()
+                failure = error
+            pause = self.jitter() * min(BACKOFF_CAP, BACKOFF_BASE * 2 ** attempt)
+            if attempt + 1 == self.attempts or monotonic() + pause >= deadline:
+                raise failure
+            time.sleep(pause)
+        if status >= 300:
             code, message = _error_document(data)
-            raise S3Error(response.status, code or str(response.status), message)
-        return data, response.headers
+            raise S3Error(status, code or str(status), message)
+        return data, response_headers
+
+    def _try(self, method: str, parts: urllib.parse.SplitResult, target: str, headers: dict[str, str],
+             body: bytes | None, deadline: float) -> tuple[int, bytes, Message]:
+        """One request on the endpoint's kept-alive connection: (status, body, headers)."""
+        left = deadline - monotonic()
+        if left <= 0:
+            raise TimeoutError("the S3 call's time budget was spent")
+        connection = self._connection(parts.scheme, parts.netloc)
+        connection.timeout = min(self.timeout, left)
+        if connection.sock is not None:
+            connection.sock.settimeout(connection.timeout)
+        connection.request(method, target, body=body, headers=headers)  # the signed Host header
+        response = connection.getresponse()
+        chunks = []
+        while chunk := response.read(CHUNK_BYTES):
+            chunks.append(chunk)
+            if monotonic() > deadline:  # a body that trickles in is held to the budget too
+                raise TimeoutError("the S3 answer did not arrive within the call's time budget")
+        if response.length:  # the connection closed before the Content-Length it promised
+            raise http.client.IncompleteRead(b"".join(chunks), response.length)
+        self._connections[(parts.scheme, parts.netloc)] = (connection, monotonic())
+        return response.status, b"".join(chunks), response.headers
 
     def _connection(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
         kept = self._connections.get((scheme, netloc))

@@ -421,3 +421,49 @@ def test_every_answer_tells_browsers_not_to_sniff_it_and_names_no_server(api, s3
     assert "server" not in headers and "x-powered-by" not in headers
     _, _, missing = api({**event("health"), "resource": "/nowhere", "path": "/nowhere"})
     assert missing["statusCode"] == 404 and missing["multiValueHeaders"]["X-Content-Type-Options"] == ["nosniff"]
+
+
+# ---- S3 failing
+
+
+def test_with_s3_down_a_warm_container_answers_from_its_model_and_counts_the_failed_checks(api, s3):
+    publish(s3)
+    assert api(event("predict"))[0] == 200
+    s3.down = True
+    for _ in range(3):  # (the fixture's refresh interval is 0: every request checks)
+        status, body, _ = api(event("predict"))
+        assert (status, body["model"]["version"]) == (200, 1)
+        assert api.metrics["ChampionCheckFailures"] == [1.0] and "ModelLoadFailures" not in api.metrics
+    status, health, _ = api(event("health"))
+    assert (status, health["status"]) == (200, "ok")
+    assert health["failed_checks"] == 4 and "Connection refused" in health["last_load_failure"]["reason"]
+    s3.down = False
+    publish(s3, "bc-lightgbm-short")
+    assert api(event("predict"))[1]["model"]["version"] == 2
+
+
+def test_with_s3_down_a_cold_container_answers_503_naming_the_cause_and_recovers_with_s3(api, s3):
+    publish(s3)
+    publish(s3, "penguins-lightgbm", model_name="penguins")
+    s3.down = True
+    for request in (event("predict"), event("model"), event("health"),
+                    event("predict", path="/models/penguins/predict"), event("model", path="/models/penguins")):
+        status, body, _ = api(request)
+        assert status == 503, request["path"]
+        reason = body.get("error") or body.get("reason")
+        assert "the model store did not answer" in reason and "Connection refused" in reason
+    status, body, _ = api(event("model", path="/models"))
+    assert status == 503 and "the model store did not answer the listing" in body["error"]
+    s3.down = False
+    assert api(event("predict"))[0] == 200
+    assert api(event("predict", path="/models/penguins/predict",
+                     body={"instances": [case("penguins-lightgbm").instances[0]]}))[0] == 200
+    assert api(event("model", path="/models"))[0] == 200
+
+
+def test_with_s3_down_the_listing_read_before_is_answered(api, s3):
+    publish(s3)
+    status, first, _ = api(event("model", path="/models"))
+    assert status == 200 and [m["name"] for m in first["models"]] == ["breast-cancer"]
+    s3.down = True
+    assert api(event("model", path="/models"))[:2] == (200, first)

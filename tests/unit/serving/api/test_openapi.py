@@ -58,7 +58,7 @@ def test_every_status_the_api_can_answer_is_documented(document):
     assert statuses("/health", "get") == {"200", "403", "429", "503"}
     assert statuses("/model", "get") == {"200", "403", "429", "503"}
     assert statuses("/openapi.json", "get") == {"200", "403", "429"}
-    assert statuses("/models", "get") == {"200", "403", "429"}
+    assert statuses("/models", "get") == {"200", "403", "429", "503"}  # S3 down, no listing read before
     assert statuses("/models/{name}", "get") == {"200", "400", "403", "404", "429", "503"}
     assert statuses("/models/{name}/predict", "post") == {"200", "400", "403", "404", "413", "415", "422", "429",
                                                           "503"}

@@ -141,3 +141,78 @@ def test_an_s3_object_reads_as_a_seekable_file(s3, steps):
     assert file.readinto(buffer) == 8 and bytes(buffer) == data[2:10]
     file.seek(len(data) - 3)
     assert file.readinto(buffer) == 3 and bytes(buffer[:3]) == data[-3:]
+
+
+class Breaking:
+    """S3 whose answers' bodies break off after ``keep`` bytes, for the first ``times`` GETs
+    (as botocore raises it when the connection closes early)."""
+
+    def __init__(self, s3, times, keep=100):
+        self.s3, self.times, self.keep, self.ranges = s3, times, keep, []
+
+    def get_object(self, **request):
+        from botocore.exceptions import IncompleteReadError
+
+        self.ranges.append(request.get("Range"))
+        answer = self.s3.get_object(**request)
+        if len(self.ranges) > self.times:
+            return answer
+        data, keep = answer["Body"].read(), self.keep
+
+        class Body:
+            def read(self):
+                raise IncompleteReadError(actual_bytes=keep, expected_bytes=len(data))
+
+            def iter_chunks(self, size):
+                yield data[:keep]
+                raise IncompleteReadError(actual_bytes=keep, expected_bytes=len(data))
+
+        return {**answer, "Body": Body()}
+
+
+def test_a_stream_that_breaks_off_is_read_on_from_the_first_byte_not_yet_had(s3):
+    data = bytes(range(256)) * 4
+    s3.put_object(Bucket=BUCKET, Key="k", Body=data)
+    broken = Breaking(s3, times=2)
+    assert b"".join(s3file.download(broken, BUCKET, "k", 10, 1000)) == data[10:1000]
+    assert broken.ranges == ["bytes=10-999", "bytes=110-999", "bytes=210-999"]
+
+
+def test_a_stream_that_keeps_breaking_off_fails_after_its_attempts(s3):
+    from botocore.exceptions import IncompleteReadError
+
+    s3.put_object(Bucket=BUCKET, Key="k", Body=b"x" * 1000)
+    broken = Breaking(s3, times=s3file.READ_ATTEMPTS)
+    with pytest.raises(IncompleteReadError):
+        b"".join(s3file.download(broken, BUCKET, "k", 0, 1000))
+    assert len(broken.ranges) == s3file.READ_ATTEMPTS == 4
+
+
+def test_a_whole_read_that_breaks_off_is_read_again_up_to_its_attempts(s3):
+    from botocore.exceptions import IncompleteReadError
+
+    s3.put_object(Bucket=BUCKET, Key="k", Body=b"0123456789")
+    broken = Breaking(s3, times=3)
+    assert s3file.read_object(broken, BUCKET, "k", 2, 5) == b"2345"
+    assert broken.ranges == ["bytes=2-5"] * 4
+    broken = Breaking(s3, times=4)
+    with pytest.raises(IncompleteReadError):
+        s3file.read_object(broken, BUCKET, "k")
+    assert broken.ranges == [None] * 4
+
+
+def test_the_batch_client_tries_failed_requests_again_and_waits_on_s3_a_bounded_time(monkeypatch):
+    from serving.batch import steps
+    from serving.settings import Settings
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    steps.configure(Settings(model_bucket="b", s3_read_timeout_seconds=7.5))
+    try:
+        config = steps.s3().meta.config
+        assert config.retries == {"mode": "standard", "total_max_attempts": 6}
+        assert (config.read_timeout, config.connect_timeout) == (7.5, 5)
+        assert steps.s3() is steps.s3()
+        assert Settings(model_bucket="b").s3_read_timeout_seconds == 60  # a part copy can take long
+        assert Settings.from_env({"MODEL_BUCKET": "b", "S3_READ_TIMEOUT_SECONDS": "3"}).s3_read_timeout_seconds == 3
+    finally:
+        steps.configure(Settings(model_bucket="b"))

@@ -201,3 +201,14 @@ def test_parquet_parts_that_miss_a_row_group_or_a_row_are_refused(steps):
         steps.account(planned, [part], [{**record, "rows": 29, "predicted": 28}])
     with pytest.raises(steps.RowsNotAccountedFor, match="the parts end at row groups 4, the file at 5"):
         steps.account({**planned, "size": 5}, [part], [record])
+
+
+def test_a_worker_asked_to_hang_writes_half_its_part_then_waits_before_it_fails(s3, steps, monkeypatch):
+    slept = []
+    monkeypatch.setattr(steps.time, "sleep", slept.append)
+    model = case("bc-lightgbm")
+    s3.put_object(Bucket=BUCKET, Key="batch/input/h.csv", Body=messy_csv(model))
+    with pytest.raises(Aborted, match="part 0 failed on purpose"):
+        run_file(steps, s3, "batch/input/h.csv", part_megabytes=2000 / (1 << 20),
+                 fault={"part": 0, "attempts": 1, "hang_seconds": 30})
+    assert slept == [30]

@@ -22,10 +22,15 @@ class Recording:
     def __init__(self):
         self.reader = S3Reader.from_env()
         self.calls = []
+        self.budgets = []
 
     def get_object(self, **kwargs):
         self.calls.append(kwargs)
         return self.reader.get_object(**kwargs)
+
+    def within(self, seconds):
+        self.budgets.append(seconds)
+        return self.reader.within(seconds)
 
     def pointer_reads(self):
         return [c for c in self.calls if c["Key"] == bundle.champion_key(NAME)]
@@ -270,3 +275,85 @@ def test_loads_and_refusals_are_logged_with_the_versions(cache, s3, caplog):
     [failed] = [r for r in caplog.records if r.getMessage() == "champion load failed"]
     assert failed.levelname == "ERROR" and failed.model_version is None
     assert failed.reason.startswith("could not read the champion pointer: ")
+
+
+# ---- S3 failing
+
+
+def test_with_s3_down_a_loaded_champion_keeps_serving_and_each_failed_check_is_counted(cache, s3):
+    publish(s3)
+    good = cache.current()
+    s3.down = True
+    for _ in range(3):  # three refresh intervals of S3 down
+        cache.clock_.now += 60
+        assert cache.current() is good
+        assert cache.current() is good  # (between checks no S3 call at all)
+    assert cache.failed_checks == 3 and len(cache.failures) == 3
+    assert [f.version for f in cache.failures] == [None] * 3
+    status = cache.status()
+    assert status["status"] == "ok" and status["failed_checks"] == 3
+    assert status["last_load_failure"]["reason"].startswith("could not read the champion pointer: ")
+    assert "Connection refused" in status["last_load_failure"]["reason"]
+
+
+def test_when_s3_returns_a_champion_promoted_meanwhile_is_taken_at_the_next_check(cache, s3):
+    publish(s3)
+    assert cache.current().version == 1
+    s3.down = True
+    cache.clock_.now += 60
+    cache.current()
+    s3.down = False
+    publish(s3)  # version 2 promoted while this container could not see S3
+    assert cache.current().version == 1  # within the interval: not checked yet
+    cache.clock_.now += 60
+    assert cache.current().version == 2
+    assert "last_load_failure" not in cache.status() and cache.status()["failed_checks"] == 1
+
+
+def test_an_unchanged_pointer_after_an_outage_clears_the_outage_but_not_a_refused_version(cache, s3):
+    publish(s3)
+    cache.current()
+    s3.down = True
+    cache.clock_.now += 60
+    cache.current()
+    assert cache.last_failure is not None
+    s3.down = False
+    cache.clock_.now += 60
+    cache.current()  # a 304
+    assert cache.last_failure is None
+    version = publish(s3, promote=False)
+    s3.put_object(Bucket=BUCKET, Key=bundle.version_prefix(NAME, version) + "model.npz", Body=b"x")
+    bundles.set_champion(s3, BUCKET, NAME, version, "bad")
+    cache.clock_.now += 60
+    assert cache.current().version == 1 and cache.last_failure.version == version
+    cache.clock_.now += 60
+    cache.current()  # the bad pointer again: still refused, still said
+    assert cache.last_failure.version == version
+
+
+def test_a_check_and_a_load_each_have_their_own_time_budget(cache, s3):
+    from serving.store import champion
+
+    publish(s3)
+    cache.current()  # the first check reads the pointer, then the version is loaded
+    assert cache.recording.budgets == [champion.CHECK_SECONDS, champion.LOAD_SECONDS]
+    cache.clock_.now += 60
+    cache.current()
+    assert cache.recording.budgets[2:] == [champion.CHECK_SECONDS]
+    assert champion.CHECK_SECONDS <= 1 and champion.CHECK_SECONDS + champion.LOAD_SECONDS < 10  # the timeout
+
+
+def test_a_container_without_a_model_tries_again_sooner_than_its_refresh_interval(cache, s3):
+    from serving.store import champion
+
+    publish(s3)
+    s3.down = True
+    assert cache.current() is None
+    reason = cache.status()["reason"]
+    assert reason.startswith("could not read the champion pointer: ") and "Connection refused" in reason
+    s3.down = False
+    cache.clock_.now += champion.COLD_RETRY_SECONDS - 0.5
+    assert cache.current() is None  # not yet
+    cache.clock_.now += 0.5
+    assert cache.current().version == 1  # well before the 60 s refresh interval
+    assert champion.COLD_RETRY_SECONDS == 5.0

@@ -15,6 +15,7 @@ class Recording:
     def __init__(self):
         self.reader = S3Reader.from_env()
         self.calls = []
+        self.budgets = []
 
     def get_object(self, **kwargs):
         self.calls.append(("get", kwargs["Key"]))
@@ -23,6 +24,10 @@ class Recording:
     def list_objects_v2(self, **kwargs):
         self.calls.append(("list", kwargs["Prefix"]))
         return self.reader.list_objects_v2(**kwargs)
+
+    def within(self, seconds):
+        self.budgets.append(seconds)
+        return self.reader.within(seconds)
 
 
 @pytest.fixture
@@ -179,3 +184,39 @@ def test_a_models_first_load_reads_its_champion_pointer_once_then_checks_it_cond
     registry.clock_.now += 30  # the refresh interval later: a conditional GET with the pointer's ETag
     assert registry.champion("a").current().version == 1
     assert sent[-1]["Key"] == pointer_key and sent[-1]["IfNoneMatch"].strip('"')
+
+
+def test_with_s3_down_a_model_not_loaded_is_unavailable_and_s3_is_asked_again_after_a_pause(registry, s3):
+    from serving.store.champion import CHECK_SECONDS, COLD_RETRY_SECONDS
+    from serving.store.registry import StoreUnavailable
+
+    publish(s3, "a")
+    s3.down = True
+    with pytest.raises(StoreUnavailable, match="the model store did not answer for model 'a': .*refused"):
+        registry.champion("a")
+    calls = len(registry.recording.calls)
+    registry.clock_.now += COLD_RETRY_SECONDS - 1
+    with pytest.raises(StoreUnavailable):  # said again without asking S3
+        registry.champion("a")
+    assert len(registry.recording.calls) == calls and registry.loaded() == {}
+    assert registry.recording.budgets == [CHECK_SECONDS]
+    s3.down = False
+    registry.clock_.now += 1
+    assert registry.champion("a").current().version == 1
+
+
+def test_with_s3_down_the_last_listing_is_kept_and_none_at_all_is_unavailable(registry, s3):
+    from serving.store.registry import StoreUnavailable
+
+    publish(s3, "a")
+    s3.down = True
+    with pytest.raises(StoreUnavailable, match="did not answer the listing"):
+        registry.listing()
+    s3.down = False
+    listed = registry.listing()
+    assert [m["name"] for m in listed] == ["a"]
+    s3.down = True
+    registry.clock_.now += 30
+    assert registry.listing() == listed
+    calls = len(registry.recording.calls)
+    assert registry.listing() == listed and len(registry.recording.calls) == calls  # not asked again yet

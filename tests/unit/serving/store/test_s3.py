@@ -1,5 +1,6 @@
 """The serving function's S3 reader: botocore's signatures, boto-style answers and errors."""
 
+import http.client
 import threading
 import time
 from datetime import UTC, datetime
@@ -73,8 +74,14 @@ class Recorder(BaseHTTPRequestHandler):
         self.send_response(status)
         for key, value in headers.items():
             self.send_header(key, value)
-        self.send_header("Content-Length", str(len(body)))
+        cut = headers.pop("X-Cut-At", None)
+        if "Content-Length" not in headers:
+            self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        if cut is not None:  # the whole length promised, part of the body sent, the connection closed
+            self.wfile.write(body[:cut])
+            self.close_connection = True
+            return
         self.wfile.write(body)
 
     def log_message(self, *args):
@@ -143,7 +150,7 @@ def test_not_modified_and_missing_objects_are_errors_with_their_status(fake_s3):
         (500, {}, b"\xff broken \xfe"),
         (300, {}, b""),  # any status from 300 up is not the object
     ]
-    reader = S3Reader("us-east-1", "a", "b", endpoint=endpoint)
+    reader = S3Reader("us-east-1", "a", "b", endpoint=endpoint, attempts=1)  # (5xx are tried again)
     for status, code, message in ((304, "304", ""), (404, "NoSuchKey", "The key does not exist"),
                                   (503, "503", ("upstream down " * 30)[:200]), (403, "AccessDenied", ""),
                                   (500, "500", "\ufffd broken \ufffd"), (300, "300", "")):
@@ -160,12 +167,12 @@ def test_a_silent_server_times_out_at_the_readers_timeout():
 
     with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts connections, never answers
         reader = S3Reader("us-east-1", "a", "b", endpoint=f"http://127.0.0.1:{silent.getsockname()[1]}",
-                          timeout=0.5)
+                          timeout=0.5, budget=10)
         started = time.monotonic()
         with pytest.raises(TimeoutError):
             reader.get_object(Bucket="b", Key="k")
-        assert 0.45 <= time.monotonic() - started < 0.95  # once: a timeout is not retried
-    assert S3Reader("us-east-1", "a", "b").timeout == 10.0
+        assert 0.45 * 3 <= time.monotonic() - started < 0.5 * 3 + 1.5  # three tries, up to 1.4 s of pauses
+    assert S3Reader("us-east-1", "a", "b").timeout == 2.0
 
 
 class KeepAlive(Recorder):
@@ -232,7 +239,7 @@ def test_a_connection_idle_longer_than_s3_keeps_one_is_not_tried_again(keep_aliv
     assert 10 <= s3_module.IDLE_SECONDS < 20
 
 
-def test_a_server_that_drops_every_connection_is_tried_twice_then_the_error_raised():
+def test_a_server_that_drops_every_connection_is_tried_three_times_then_the_error_raised():
     import http.client
     import socket
     import threading
@@ -252,7 +259,7 @@ def test_a_server_that_drops_every_connection_is_tried_twice_then_the_error_rais
         reader = S3Reader("us-east-1", "a", "b", endpoint=f"http://127.0.0.1:{server.getsockname()[1]}", timeout=2)
         with pytest.raises((OSError, http.client.HTTPException)):
             reader.get_object(Bucket="b", Key="k")
-    assert len(accepted) == 2  # a dropped connection is tried once more, not again and again
+    assert len(accepted) == 3  # the reader's tries, not again and again
 
 
 def test_a_refused_connection_is_an_error_not_a_retry_loop():
@@ -445,3 +452,124 @@ def test_a_listing_request_percent_encodes_its_query_and_reads_the_answer_as_bot
     [request] = recorder.seen
     assert request["path"] == ("/bkt/?continuation-token=t%2B1%3D&delimiter=%2F&list-type=2&max-keys=5"
                                "&prefix=models%2Fa%20b%2F")
+
+
+# ---- S3 failing: tries, backoff, budgets
+
+
+@pytest.fixture
+def pauses(monkeypatch):
+    import serving.store.s3 as s3_module
+
+    slept = []
+    monkeypatch.setattr(s3_module.time, "sleep", slept.append)
+    return slept
+
+
+def test_5xx_answers_are_tried_again_with_growing_jittered_pauses_until_one_succeeds(fake_s3, pauses):
+    endpoint, recorder = fake_s3
+    slow_down = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
+    recorder.answers = [(503, {}, slow_down), (500, {}, b""), (200, {}, b"the object")]
+    reader = S3Reader("us-east-1", "a", "b", endpoint=endpoint, jitter=lambda: 0.5)
+    assert reader.get_object(Bucket="b", Key="k")["Body"].read() == b"the object"
+    assert len(recorder.seen) == 3
+    assert pauses == [0.5 * 0.1, 0.5 * 0.2]  # full jitter: a share of base * 2**try
+    dates = {r["headers"]["x-amz-date"] for r in recorder.seen}
+    assert all(r["headers"]["authorization"].startswith("AWS4-HMAC-SHA256") for r in recorder.seen) and dates
+
+
+def test_the_pause_is_capped_and_no_pause_follows_the_last_try(fake_s3, pauses):
+    endpoint, recorder = fake_s3
+    recorder.answers = [(503, {}, b"")] * 6
+    reader = S3Reader("us-east-1", "a", "b", endpoint=endpoint, attempts=6, budget=100, jitter=lambda: 1.0)
+    with pytest.raises(S3Error) as caught:
+        reader.get_object(Bucket="b", Key="k")
+    assert error_status(caught.value) == 503  # the last answer is the error raised
+    assert pauses == [0.1, 0.2, 0.4, 0.8, 1.0]
+    assert len(recorder.seen) == 6
+
+
+@pytest.mark.parametrize("status", [400, 403, 404, 412])
+def test_client_errors_are_answers_not_retried(fake_s3, pauses, status):
+    endpoint, recorder = fake_s3
+    recorder.answers = [(status, {}, b"<Error><Code>No</Code></Error>"), (200, {}, b"never read")]
+    with pytest.raises(S3Error):
+        S3Reader("us-east-1", "a", "b", endpoint=endpoint).get_object(Bucket="b", Key="k")
+    assert len(recorder.seen) == 1 and pauses == []
+
+
+def test_a_body_cut_short_is_an_error_and_tried_again(fake_s3, pauses):
+    endpoint, recorder = fake_s3
+    recorder.answers = [(200, {"X-Cut-At": 5}, b"0123456789"), (200, {}, b"0123456789")]
+    reader = S3Reader("us-east-1", "a", "b", endpoint=endpoint)
+    assert reader.get_object(Bucket="b", Key="k")["Body"].read() == b"0123456789"
+    assert len(recorder.seen) == 2
+    recorder.answers = [(200, {"X-Cut-At": 3}, b"0123456789")]
+    with pytest.raises(http.client.IncompleteRead):
+        S3Reader("us-east-1", "a", "b", endpoint=endpoint, attempts=1).get_object(Bucket="b", Key="k")
+
+
+def test_an_empty_not_modified_answer_is_not_taken_for_a_cut_body(fake_s3):
+    endpoint, recorder = fake_s3
+    recorder.answers = [(304, {"Content-Length": "9"}, b"")]  # the object's length, as S3 may send it
+    with pytest.raises(S3Error) as caught:
+        S3Reader("us-east-1", "a", "b", endpoint=endpoint).get_object(Bucket="b", Key="k", IfNoneMatch='"e"')
+    assert error_status(caught.value) == 304 and len(recorder.seen) == 1
+
+
+def test_a_call_gives_up_when_its_budget_is_spent_whatever_its_tries():
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        reader = S3Reader("us-east-1", "a", "b", endpoint=f"http://127.0.0.1:{silent.getsockname()[1]}",
+                          timeout=5, attempts=10, budget=0.6)
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            reader.get_object(Bucket="b", Key="k")
+        assert 0.55 <= time.monotonic() - started < 0.9  # the socket's wait shortened to what was left
+
+
+def test_within_sets_one_budget_for_many_calls_and_an_inner_block_keeps_the_earlier_deadline(monkeypatch):
+    import serving.store.s3 as s3_module
+
+    now = [100.0]
+    monkeypatch.setattr(s3_module, "monotonic", lambda: now[0])
+    reader = S3Reader("us-east-1", "a", "b", endpoint="http://127.0.0.1:9")
+    assert reader._deadline is None
+    with reader.within(5):
+        assert reader._deadline == 105.0
+        with reader.within(10):
+            assert reader._deadline == 105.0
+        with reader.within(1):
+            assert reader._deadline == 101.0
+        assert reader._deadline == 105.0
+        now[0] = 106.0
+        with pytest.raises(TimeoutError, match="budget"):  # spent: no try at all
+            reader.get_object(Bucket="b", Key="k")
+    assert reader._deadline is None
+
+
+def test_a_body_that_trickles_in_past_the_budget_is_a_timeout():
+    import socket
+    import threading
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        def trickle():
+            connection, _ = server.accept()
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 300000\r\n\r\n")
+            try:
+                for _ in range(30):  # 10 KB every 0.1 s: each read in time, the whole far too late
+                    connection.sendall(b"x" * 10_000)
+                    time.sleep(0.1)
+            except OSError:
+                pass
+            connection.close()
+
+        threading.Thread(target=trickle, daemon=True).start()
+        reader = S3Reader("us-east-1", "a", "b", endpoint=f"http://127.0.0.1:{server.getsockname()[1]}",
+                          timeout=1, attempts=1, budget=0.5)
+        started = time.monotonic()
+        with pytest.raises(TimeoutError, match="budget"):
+            reader.get_object(Bucket="b", Key="k")
+        assert time.monotonic() - started < 1.0
