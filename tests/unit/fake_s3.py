@@ -267,7 +267,7 @@ def for_the_functions(monkeypatch, bucket: str) -> FakeS3:
 
     fake = FakeS3()
     fake.create_bucket(Bucket=bucket)
-    monkeypatch.setattr(S3Reader, "from_env", classmethod(lambda cls, env=None: fake))
+    monkeypatch.setattr(S3Reader, "from_env", classmethod(lambda cls, env=None, **options: fake))
     return fake
 
 

@@ -9,6 +9,7 @@ again here, a stream from the byte where it broke.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import io
 import queue
 import threading
@@ -22,8 +23,9 @@ READ_BYTES = 1 << 20  # the input is streamed in chunks of this size
 PREFETCH_CHUNKS = 4  # read ahead of the scoring, at most
 READ_ATTEMPTS = 4  # a body that breaks off is read again, up to this many times in all
 # what reading a body that broke off raises: botocore's IncompleteReadError, ResponseStreamingError,
-# ReadTimeoutError (all BotoCoreError), or the socket's own error
-BROKEN = (BotoCoreError, OSError)
+# ReadTimeoutError (all BotoCoreError), urllib3's IncompleteRead (an http.client.HTTPException), or
+# the socket's own error
+BROKEN = (BotoCoreError, http.client.HTTPException, OSError)
 
 
 def read_object(client, bucket: str, key: str, first: int | None = None, last: int | None = None) -> bytes:

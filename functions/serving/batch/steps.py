@@ -104,6 +104,12 @@ def s3():
     return _s3
 
 
+def reader() -> S3Reader:
+    """The functions' own reader, for the bundle store: as patient as boto3 here (S3_ATTEMPTS tries,
+    a minute in all), where no request waits on it."""
+    return S3Reader.from_env(attempts=S3_ATTEMPTS, budget=60.0)
+
+
 def locate(key: str) -> dict[str, str]:
     """An input key → the file's name, the model that scores it and the outputs' common prefix."""
     relative = PurePosixPath(key.removeprefix(INPUT_PREFIX))
@@ -196,10 +202,10 @@ def _size(bucket: str, key: str) -> int:
 
 def _champion_pointer(model: str) -> dict[str, Any]:
     bundle.check_name(model)
-    reader = S3Reader.from_env()
-    pointer = bundles.read_champion(reader, settings.model_bucket, model)
+    store = reader()
+    pointer = bundles.read_champion(store, settings.model_bucket, model)
     if pointer is None:
-        if not bundles.has_versions(reader, settings.model_bucket, model):
+        if not bundles.has_versions(store, settings.model_bucket, model):
             raise UnknownModel(model)
         raise RuntimeError(f"{model} has no champion to score with")  # fails loudly: a setup problem
     return pointer
@@ -311,7 +317,7 @@ def _predictor(model: str, version: int, manifest_sha256: str | None) -> Predict
     """The pinned version, kept for the container's next parts: every part of a file uses the same."""
     key = (model, version)
     if key not in _predictors:
-        loaded = bundles.load(S3Reader.from_env(), settings.model_bucket, model, version, manifest_sha256)
+        loaded = bundles.load(reader(), settings.model_bucket, model, version, manifest_sha256)
         _predictors.clear()  # one model at a time: a worker's memory stays that of one model
         _predictors[key] = Predictor(loaded, unknown_category=settings.unknown_category)
     return _predictors[key]
@@ -358,7 +364,7 @@ def assemble(event: dict[str, Any]) -> dict[str, Any]:
 def _labelled(bucket: str, key: str, size: int, where: dict, header: list[str] | None, pointer: dict) -> bool:
     """Whether the file carries the model's target column: its CSV header, its Parquet schema, or
     its first JSON line says so. Every part is told, so that they all write the same columns."""
-    manifest = bundles.read_manifest(S3Reader.from_env(), settings.model_bucket, where["model"],
+    manifest = bundles.read_manifest(reader(), settings.model_bucket, where["model"],
                                      int(pointer["version"]), pointer.get("manifest_sha256"))
     target = manifest.get("target")
     if target is None:
@@ -399,7 +405,7 @@ def _evaluation(planned: Plan, records: list[PartRecord]) -> dict[str, Any]:
             labels.append(saved["labels"])
             outputs.append(saved["output"])
     # the classes from the pinned version's manifest: assemble never loads the model itself
-    manifest = bundles.read_manifest(S3Reader.from_env(), settings.model_bucket, planned["model"],
+    manifest = bundles.read_manifest(reader(), settings.model_bucket, planned["model"],
                                      planned["model_version"], planned.get("manifest_sha256"))
     unknown = [name for r in records for name in r.get("unknown_labels", [])]
     return evaluation.evaluate(np.concatenate(labels), np.concatenate(outputs), manifest.get("classes") or [],

@@ -11,13 +11,15 @@ that crosses the line:
 
 What can be lost, and why that is acceptable: rows still in the buffer when Lambda retires a
 container (at most ``flush_rows`` rows, or ``flush_seconds`` of traffic, per container), and a
-buffer whose write failed (counted in the log, not retried: a request must not wait on it). Drift
+buffer whose write failed (counted in the log, not kept: a request must not wait on it; the
+writes of one flush, tries included, take at most ``WRITE_SECONDS``). Drift
 is a statistic over thousands of rows; a lost buffer makes the window smaller, not wrong. The
 buffer is never written on the request's critical path except by the request that fills it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import uuid
@@ -29,6 +31,7 @@ import numpy as np
 import orjson
 
 PREFIX = "capture/"
+WRITE_SECONDS = 1.0  # a flush's S3 budget: when S3 is slow or down the rows are dropped, not waited on
 
 
 def window_prefix(model: str, day: str) -> str:
@@ -79,18 +82,21 @@ class Capture:
         """Write every model's buffered rows (one object each) and empty the buffer."""
         buffers, self._buffers, self._rows, self._since = self._buffers, {}, 0, None
         now = datetime.now(UTC)
-        for model, lines in buffers.items():
-            self._written += 1
-            key = (f"{window_prefix(model, now.strftime('%Y-%m-%d'))}"
-                   f"{now.strftime('%H%M%S')}-{self.container}-{self._written:06d}.jsonl")
-            try:
-                if self._s3 is None:
-                    self._s3 = self._s3_factory()
-                self._s3.put_object(Bucket=self.bucket, Key=key, Body=b"\n".join(lines) + b"\n",
-                                    ContentType="application/x-ndjson")
-            except Exception as error:  # noqa: BLE001 - a lost buffer must never fail a prediction
-                if self.on_error:
-                    self.on_error(model, len(lines), error)
+        if self._s3 is None and buffers:
+            self._s3 = self._s3_factory()
+        with contextlib.ExitStack() as budget:
+            if buffers:
+                budget.enter_context(self._s3.within(WRITE_SECONDS))
+            for model, lines in buffers.items():
+                self._written += 1
+                key = (f"{window_prefix(model, now.strftime('%Y-%m-%d'))}"
+                       f"{now.strftime('%H%M%S')}-{self.container}-{self._written:06d}.jsonl")
+                try:
+                    self._s3.put_object(Bucket=self.bucket, Key=key, Body=b"\n".join(lines) + b"\n",
+                                        ContentType="application/x-ndjson")
+                except Exception as error:  # noqa: BLE001 - a lost buffer must never fail a prediction
+                    if self.on_error:
+                        self.on_error(model, len(lines), error)
 
     @property
     def buffered_rows(self) -> int:

@@ -141,10 +141,12 @@ class S3Reader:
         self._connections: dict[tuple[str, str], tuple[http.client.HTTPConnection, float]] = {}
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> S3Reader:
+    def from_env(cls, env: Mapping[str, str] | None = None, **options) -> S3Reader:
+        """A reader with the environment's credentials, region and endpoint; ``options`` are the
+        constructor's (``timeout``, ``attempts``, ``budget``)."""
         access = AwsAccess.from_env(env)
         return cls(region=access.region, access_key=access.access_key, secret_key=access.secret_key,
-                   session_token=access.session_token, endpoint=access.endpoint)
+                   session_token=access.session_token, endpoint=access.endpoint, **options)
 
     def url(self, bucket: str, key: str) -> str:
         path = urllib.parse.quote(key)  # letters, digits, "/" and "-_.~" stay as they are

@@ -143,29 +143,36 @@ def test_an_s3_object_reads_as_a_seekable_file(s3, steps):
     assert file.readinto(buffer) == 3 and bytes(buffer[:3]) == data[-3:]
 
 
+def incomplete(keep, expected, n):
+    """What a body that broke off raises, in turn: botocore's error, urllib3's (read() with its
+    length enforced), a reset socket."""
+    from botocore.exceptions import IncompleteReadError
+    from urllib3.exceptions import IncompleteRead
+
+    return [IncompleteReadError(actual_bytes=keep, expected_bytes=expected), IncompleteRead(keep, expected - keep),
+            ConnectionResetError(104, "Connection reset by peer")][n % 3]
+
+
 class Breaking:
-    """S3 whose answers' bodies break off after ``keep`` bytes, for the first ``times`` GETs
-    (as botocore raises it when the connection closes early)."""
+    """S3 whose answers' bodies break off after ``keep`` bytes, for the first ``times`` GETs."""
 
     def __init__(self, s3, times, keep=100):
         self.s3, self.times, self.keep, self.ranges = s3, times, keep, []
 
     def get_object(self, **request):
-        from botocore.exceptions import IncompleteReadError
-
         self.ranges.append(request.get("Range"))
         answer = self.s3.get_object(**request)
         if len(self.ranges) > self.times:
             return answer
-        data, keep = answer["Body"].read(), self.keep
+        data, keep, error = answer["Body"].read(), self.keep, incomplete(self.keep, 10**6, len(self.ranges) - 1)
 
         class Body:
             def read(self):
-                raise IncompleteReadError(actual_bytes=keep, expected_bytes=len(data))
+                raise error
 
             def iter_chunks(self, size):
                 yield data[:keep]
-                raise IncompleteReadError(actual_bytes=keep, expected_bytes=len(data))
+                raise error
 
         return {**answer, "Body": Body()}
 
@@ -183,7 +190,7 @@ def test_a_stream_that_keeps_breaking_off_fails_after_its_attempts(s3):
 
     s3.put_object(Bucket=BUCKET, Key="k", Body=b"x" * 1000)
     broken = Breaking(s3, times=s3file.READ_ATTEMPTS)
-    with pytest.raises(IncompleteReadError):
+    with pytest.raises(IncompleteReadError):  # the fourth error: botocore's again
         b"".join(s3file.download(broken, BUCKET, "k", 0, 1000))
     assert len(broken.ranges) == s3file.READ_ATTEMPTS == 4
 
@@ -216,3 +223,14 @@ def test_the_batch_client_tries_failed_requests_again_and_waits_on_s3_a_bounded_
         assert Settings.from_env({"MODEL_BUCKET": "b", "S3_READ_TIMEOUT_SECONDS": "3"}).s3_read_timeout_seconds == 3
     finally:
         steps.configure(Settings(model_bucket="b"))
+
+
+def test_the_batch_steps_read_the_bundle_store_as_patiently_as_boto3(monkeypatch):
+    from serving.batch import steps
+    from serving.store.s3 import S3Reader
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "a")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "b")
+    made = steps.reader()
+    assert isinstance(made, S3Reader) and (made.attempts, made.budget) == (steps.S3_ATTEMPTS, 60.0)
+    assert S3Reader.from_env().attempts == 3  # the API's: a request waits on it

@@ -1,6 +1,7 @@
 """Capture's own promises: which requests are kept, the exact lines and keys written, when, and what a
 failed write reports."""
 
+import contextlib
 import re
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -15,12 +16,18 @@ class FakeS3:
     """Records every object written; raises ``error`` instead when given one."""
 
     def __init__(self, error=None):
-        self.puts, self.error = [], error
+        self.puts, self.error, self.budgets = [], error, []
 
     def put_object(self, **kwargs):
         if self.error:
             raise self.error
-        self.puts.append(kwargs)
+        self.puts.append({**kwargs, "budget": self.budgets[-1] if self.budgets else None})
+
+    @contextlib.contextmanager
+    def within(self, seconds):
+        self.budgets.append(seconds)
+        yield
+        self.budgets.pop()
 
 
 def make(rate=1.0, s3=None, **kwargs):
@@ -130,6 +137,14 @@ def test_a_failed_write_reports_the_model_the_rows_lost_and_the_error_itself():
     kept.add("m", 1, np.ones((2, 1)), np.ones(2))
     assert reported == [("m", 2, error)] and reported[0][2] is error
     assert kept.buffered_rows == 0
+
+
+def test_the_writes_of_a_flush_share_a_budget_of_a_second_that_a_request_can_afford():
+    kept, s3 = make(flush_rows=4)
+    kept.add("a", 1, np.ones((2, 1)), np.ones(2))
+    kept.add("b", 1, np.ones((2, 1)), np.ones(2))
+    assert [put["budget"] for put in s3.puts] == [capture.WRITE_SECONDS] * 2 and capture.WRITE_SECONDS == 1.0
+    assert s3.budgets == []
 
 
 def test_a_day_with_nothing_captured_reads_as_no_records(s3):
