@@ -111,6 +111,9 @@ lint: install $(CHECKOV) infra/lint/node_modules/.package-lock.json ## ruff, ban
 bench: install ## serving benchmark, ratios to native baselines; writes benchmarks/results/, renders the docs' page
 	@$(PY) -m benchmarks.serving_benchmark
 
+load: install ## the demo's API under load: 64 clients, 10 min, a promotion every 30 s (Locust; ARGS="--minutes 2"; JSON)
+	@$(PY) -m benchmarks.load.run $(ARGS)
+
 mutation: install ## mutation score of the serving code's tests, per module (prints JSON; under an hour on 2 cores)
 	@$(PY) tests/mutation/run.py
 
