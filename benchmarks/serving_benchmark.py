@@ -70,7 +70,7 @@ BATCH_READERS = ("pandas", "pyarrow")
 ALL_SECTIONS = "serving,curve,batch,memory"
 SECTIONS = set(os.environ.get("BENCH_ONLY", ALL_SECTIONS).split(","))
 # a run of some sections only is kept apart: the docs' page shows the newest whole run
-KIND = "serving" if SECTIONS >= set(ALL_SECTIONS.split(",")) else "serving-partial"
+KIND = "serving" if set(ALL_SECTIONS.split(",")) <= SECTIONS else "serving-partial"
 SOAK_REQUESTS = int(os.environ.get("BENCH_SOAK_REQUESTS", "100000"))
 SOAK_BAR = 5.0  # MB a warm container's memory may grow over the soak, after its warm-up
 CURVE_ROWS = (1, 10, 100, 1000)
