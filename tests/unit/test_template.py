@@ -144,3 +144,30 @@ def test_the_aws_endpoint_is_set_only_for_sam_local(template):
     for name, resource in template["Resources"].items():
         own = resource.get("Properties", {}).get("Environment", {}).get("Variables", {})
         assert "AWS_ENDPOINT_URL" not in own, name
+
+
+# actions AWS gives no resource-level permissions for (Step Functions' log delivery): "*" is their only resource
+RESOURCE_WIDE = {"logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery",
+                 "logs:DeleteLogDelivery", "logs:ListLogDeliveries", "logs:PutResourcePolicy",
+                 "logs:DescribeResourcePolicies", "logs:DescribeLogGroups"}
+
+
+def test_every_role_grants_named_actions_on_named_resources_only(template):
+    granted = 0
+    for name, resource in template["Resources"].items():
+        for policy in resource.get("Properties", {}).get("Policies", []):
+            assert isinstance(policy, dict), f"{name}: a managed policy ({policy}) is broader"
+            if "LambdaInvokePolicy" in policy:  # SAM's template: lambda:InvokeFunction on that one function
+                assert set(policy) == {"LambdaInvokePolicy"} and "Ref" in policy["LambdaInvokePolicy"]["FunctionName"]
+                continue
+            for statement in policy["Statement"]:
+                actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                resources = statement["Resource"] if isinstance(statement["Resource"], list) else [
+                    statement["Resource"]]
+                assert statement["Effect"] == "Allow" and "NotAction" not in statement
+                for action in actions:
+                    assert "*" not in action, f"{name}: {action} is a wildcard"
+                if "*" in resources:
+                    assert set(actions) <= RESOURCE_WIDE, f"{name}: {actions} on every resource"
+                granted += len(actions)
+    assert granted >= 20
