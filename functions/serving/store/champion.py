@@ -7,9 +7,10 @@ verified off to the side and swapped in with one assignment. A version that is
 missing, fails its checksums or does not load is refused: the error is logged
 and counted, and the model that was serving keeps serving.
 
-When S3 fails, a request waits on it for a bounded time: a check at most
-``CHECK_SECONDS``, a load at most ``LOAD_SECONDS`` (the reader's ``within``; its
-tries and backoff are ``serving.store.s3``'s). A failed check is logged and counted
+When S3 fails, a request waits on it for a bounded time: a check of a loaded
+model at most ``CHECK_SECONDS``; a new version's load, or a container's first
+pointer read and load together, at most ``LOAD_SECONDS`` (the reader's ``within``;
+its tries and backoff are ``serving.store.s3``'s). A failed check is logged and counted
 (``failed_checks``) and the loaded model keeps serving; a container with no model
 tries again after ``COLD_RETRY_SECONDS`` (or its refresh interval, if shorter), and
 answers 503 with the cause until then.
@@ -17,6 +18,7 @@ answers 503 with the cause until then.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -103,8 +105,14 @@ class ChampionCache:
         return status
 
     def _refresh(self) -> None:
+        cold = self.predictor is None
+        # a container without the model: its pointer read and its load share one budget
+        with self.s3.within(LOAD_SECONDS) if cold else contextlib.nullcontext():
+            self._check(LOAD_SECONDS if cold else CHECK_SECONDS)
+
+    def _check(self, budget: float) -> None:
         try:
-            with self.s3.within(CHECK_SECONDS):
+            with self.s3.within(budget):
                 pointer, etag = self._read_pointer()
         except Exception as error:  # S3 down, slow or denied, or a pointer that is not JSON: keep serving
             self.failed_checks += 1

@@ -30,9 +30,12 @@ from typing import Any
 
 from serving.model import bundle
 from serving.store import bundles
-from serving.store.champion import CHECK_SECONDS, COLD_RETRY_SECONDS, LOAD_SECONDS, ChampionCache, LoadFailure
+from serving.store.champion import COLD_RETRY_SECONDS, LOAD_SECONDS, ChampionCache, LoadFailure
 
 NEGATIVE_NAMES = 256  # unknown names remembered between checks (and names S3 failed to answer for)
+# a name's first lookup (its pointer, and a one-key listing if it has none): with a first load
+# (LOAD_SECONDS) it stays inside the API function's 10 s
+LOOKUP_SECONDS = 3.0
 
 
 class StoreUnavailable(RuntimeError):
@@ -112,7 +115,7 @@ class ModelRegistry:
         if failed is not None and now - failed[0] < min(self.refresh_seconds, COLD_RETRY_SECONDS):
             raise StoreUnavailable(failed[1])
         try:
-            with self.s3.within(CHECK_SECONDS):
+            with self.s3.within(LOOKUP_SECONDS):
                 pointer = bundles.read_champion_and_etag(self.s3, self.bucket, name)
                 known = pointer[0] is not None or bundles.has_versions(self.s3, self.bucket, name)
         except Exception as error:  # S3 down, slow or denied, or a pointer that is not JSON

@@ -331,16 +331,22 @@ def test_an_unchanged_pointer_after_an_outage_clears_the_outage_but_not_a_refuse
     assert cache.last_failure.version == version
 
 
-def test_a_check_and_a_load_each_have_their_own_time_budget(cache, s3):
+def test_a_check_a_load_and_a_first_load_each_have_their_time_budget(cache, s3):
     from serving.store import champion
+    from serving.store.registry import LOOKUP_SECONDS
 
-    publish(s3)
-    cache.current()  # the first check reads the pointer, then the version is loaded
-    assert cache.recording.budgets == [champion.CHECK_SECONDS, champion.LOAD_SECONDS]
+    first = publish(s3)
+    cache.current()  # no model yet: the pointer read and the load within one budget (the outer block)
+    assert cache.recording.budgets == [champion.LOAD_SECONDS] * 3
     cache.clock_.now += 60
-    cache.current()
-    assert cache.recording.budgets[2:] == [champion.CHECK_SECONDS]
-    assert champion.CHECK_SECONDS <= 1 and champion.CHECK_SECONDS + champion.LOAD_SECONDS < 10  # the timeout
+    cache.current()  # a loaded model's check
+    assert cache.recording.budgets[3:] == [champion.CHECK_SECONDS]
+    publish(s3)
+    cache.clock_.now += 60
+    assert cache.current().version == first + 1  # a check, then a new version's load on its own budget
+    assert cache.recording.budgets[4:] == [champion.CHECK_SECONDS, champion.LOAD_SECONDS]
+    assert champion.CHECK_SECONDS <= 1
+    assert LOOKUP_SECONDS + champion.LOAD_SECONDS < 10  # a cold request's S3, inside the function's timeout
 
 
 def test_a_container_without_a_model_tries_again_sooner_than_its_refresh_interval(cache, s3):

@@ -187,8 +187,8 @@ def test_a_models_first_load_reads_its_champion_pointer_once_then_checks_it_cond
 
 
 def test_with_s3_down_a_model_not_loaded_is_unavailable_and_s3_is_asked_again_after_a_pause(registry, s3):
-    from serving.store.champion import CHECK_SECONDS, COLD_RETRY_SECONDS
-    from serving.store.registry import StoreUnavailable
+    from serving.store.champion import COLD_RETRY_SECONDS
+    from serving.store.registry import LOOKUP_SECONDS, StoreUnavailable
 
     publish(s3, "a")
     s3.down = True
@@ -199,7 +199,7 @@ def test_with_s3_down_a_model_not_loaded_is_unavailable_and_s3_is_asked_again_af
     with pytest.raises(StoreUnavailable):  # said again without asking S3
         registry.champion("a")
     assert len(registry.recording.calls) == calls and registry.loaded() == {}
-    assert registry.recording.budgets == [CHECK_SECONDS]
+    assert registry.recording.budgets == [LOOKUP_SECONDS] == [3.0]
     s3.down = False
     registry.clock_.now += 1
     assert registry.champion("a").current().version == 1
