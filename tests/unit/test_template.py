@@ -28,11 +28,12 @@ def test_the_model_bucket_is_private_versioned_encrypted_and_tls_only(template):
     assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
-def test_the_function_reads_only_the_models_prefix_and_writes_only_captured_rows(template):
+def test_the_function_reads_only_the_models_and_drift_prefixes_and_writes_only_captured_rows(template):
     function = template["Resources"]["PredictFunction"]["Properties"]
     [policy] = function["Policies"]
-    read, listing, write = policy["Statement"]
+    read, listing, write, reports = policy["Statement"]
     assert (write["Action"], write["Resource"]) == ("s3:PutObject", {"Sub": "${ModelBucket.Arn}/capture/*"})
+    assert (reports["Action"], reports["Resource"]) == ("s3:GetObject", {"Sub": "${ModelBucket.Arn}/drift/*"})
     assert read["Action"] == "s3:GetObject"
     assert read["Resource"] == {"Sub": "${ModelBucket.Arn}/models/*"}
     assert listing["Action"] == "s3:ListBucket"

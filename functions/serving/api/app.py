@@ -8,6 +8,8 @@
     POST /models/{name}/predict  predictions of that model
     POST /explain                predictions of the default model and why: SHAP values per feature
     POST /models/{name}/explain  the same for that model
+    GET  /models/{name}/versions its versions (metrics, data) and promotions, newest first
+    GET  /models/{name}/drift    its latest drift report, pictures inlined
     GET  /openapi.json           this API's OpenAPI document
 
 A model is loaded on its first request in a container (the default model during
@@ -111,6 +113,12 @@ class PredictionApi:
             openapi.Route("POST", "/models/{name}/explain",
                           "One model's predictions and each feature's SHAP contribution", self.explain_with,
                           api_key=True),
+            openapi.Route("GET", "/models/{name}/versions",
+                          "One model's versions (newest first, with their metrics and data) and promotions",
+                          self.versions),
+            openapi.Route("GET", "/models/{name}/drift",
+                          "One model's latest drift report: PSI per feature and of the answers, pictures",
+                          self.drift_report),
             openapi.Route("GET", "/openapi.json", "This document", self.openapi_document),
         ]
         # (method, resource) → (the route's function, whether it takes the {name} path parameter)
@@ -179,6 +187,28 @@ class PredictionApi:
 
     def describe(self, event: dict, name: str) -> Response:
         return _json(200, self.serving_model(name).describe())
+
+    def versions(self, event: dict, name: str) -> Response:
+        return _json(200, self._from_registry(self.registry.history, name))
+
+    def drift_report(self, event: dict, name: str) -> Response:
+        report = self._from_registry(self.registry.drift, name)
+        if report is None:
+            return _json(200, {"model": name, "report": None,
+                               "reason": "no drift check has run for this model yet (DriftFunction runs on "
+                                         "its schedule; `make drift` runs one now)"})
+        return _json(200, {"model": name, "report": report})
+
+    def _from_registry(self, read: Callable[[str], Any], name: str) -> Any:
+        """What the registry reads for ``name``; its errors as answers (400, 404, 503)."""
+        try:
+            return read(name)
+        except UnknownModel as error:
+            raise RequestError(404, str(error)) from None
+        except StoreUnavailable as error:
+            raise RequestError(503, str(error)) from None
+        except ValueError as error:  # a name that must not become an S3 key
+            raise RequestError(400, str(error)) from None
 
     def models(self, event: dict) -> Response:
         try:

@@ -53,6 +53,8 @@ def _response(description: str, schema: str) -> dict[str, Any]:
 
 _MODEL_ERRORS = (("400", "a model name that is not valid"), ("404", "no model of that name"),
                  ("503", "the model has no champion, or it could not be loaded, or S3 did not answer: why"))
+_STORE_ERRORS = (("400", "a model name that is not valid"), ("404", "no model of that name"),
+                 ("503", "the model store (S3) did not answer"))
 _INPUT_ERRORS = (("400", "malformed JSON or request shape"),
                  ("413", "more rows than the limit, or a body too large"),
                  ("415", "not application/json"), ("422", "values the model cannot use, per row and field"))
@@ -61,6 +63,8 @@ _FUNCTION_ERRORS = {
     "/predict": _INPUT_ERRORS + (("503", "no model is being served"),),
     "/model": (("503", "no model is being served"),),
     "/models": (("503", "the model store (S3) did not answer, and no listing was read before"),),
+    "/models/{name}/versions": _STORE_ERRORS,
+    "/models/{name}/drift": _STORE_ERRORS,
     "/models/{name}": _MODEL_ERRORS,
     "/models/{name}/predict": _INPUT_ERRORS + _MODEL_ERRORS,
     "/explain": _INPUT_ERRORS + (("503", "no model is being served"),),
@@ -69,7 +73,8 @@ _FUNCTION_ERRORS = {
 _OK_SCHEMA = {"/health": "Health", "/model": "Model", "/predict": "PredictResponse", "/models": "Models",
               "/models/{name}": "Model", "/models/{name}/predict": "AnyPredictResponse",
               "/openapi.json": "Document", "/explain": "ExplainResponse",
-              "/models/{name}/explain": "AnyExplainResponse"}
+              "/models/{name}/explain": "AnyExplainResponse", "/models/{name}/versions": "Versions",
+              "/models/{name}/drift": "DriftReport"}
 _REQUEST_SCHEMA = {"/predict": "PredictRequest", "/models/{name}/predict": "AnyPredictRequest",
                    "/explain": "ExplainRequest", "/models/{name}/explain": "AnyExplainRequest"}
 
@@ -198,6 +203,29 @@ _SCHEMAS: dict[str, Any] = {
         "ensemble": {"type": "object", "description": "an ensemble's members (family, trial, weight) and the "
                                                       "selection's out-of-fold scores"}}},
     "Document": {"type": "object", "required": ["openapi", "paths"]},
+    "Versions": {"type": "object", "required": ["name", "versions", "promotions"], "properties": {
+        "name": {"type": "string"},
+        "versions": {"type": "array", "description": "newest first, at most 20", "items": {
+            "type": "object", "required": ["version", "task", "metrics"], "properties": {
+                "version": {"type": "integer"}, "created_at": {"type": ["string", "null"]},
+                "task": {"type": "string"}, "classes": {"type": "array"},
+                "target": {"type": ["string", "null"]},
+                "metrics": {"type": "object", "description": "held-out metrics"},
+                "rows": {"type": ["integer", "null"]}, "rows_train": {"type": ["integer", "null"]},
+                "data_sha256": {"type": ["string", "null"]}, "dataset": {"type": ["string", "null"]},
+                "ignored_columns": {"type": "array", "items": {"type": "string"}},
+                "framework": {"type": ["string", "null"]}}}},
+        "promotions": {"type": "array", "description": "newest first, at most 20", "items": {
+            "type": "object", "required": ["version"], "properties": {
+                "version": {"type": "integer"}, "promoted_at": {"type": ["string", "null"]},
+                "reason": {"type": ["string", "null"]},
+                "previous_version": {"type": ["integer", "null"]}}}}}},
+    "DriftReport": {"type": "object", "required": ["model", "report"], "properties": {
+        "model": {"type": "string"},
+        "report": {"type": ["object", "null"], "description": "the latest check: the window, the rows, PSI "
+                                                             "per feature and of the answers, the drifted "
+                                                             "features, their pictures (SVG text)"},
+        "reason": {"type": "string", "description": "why there is no report"}}},
     "Models": {"type": "object", "required": ["default_model", "models"], "properties": {
         "default_model": {"type": "string"},
         "models": {"type": "array", "items": {"type": "object", "required": ["name", "version", "task"],

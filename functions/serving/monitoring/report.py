@@ -22,8 +22,26 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from serving.model import bundle
 from serving.monitoring import drift, pictures
 from serving.store import bundles, capture
+from serving.store.s3 import error_status
 
 REPORTS = "drift/"
+
+
+def latest(s3, bucket: str, name: str) -> dict | None:
+    """The model's latest drift report, its pictures inlined (SVG text by feature); None before the
+    first check. What ``GET /models/{name}/drift`` answers."""
+    try:
+        body = s3.get_object(Bucket=bucket, Key=f"{REPORTS}{name}/latest.json")["Body"].read()
+    except Exception as error:
+        if error_status(error) == 404:
+            return None
+        raise
+    document = json.loads(body)
+    document["pictures"] = {
+        feature: s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+        for feature, key in (document.get("pictures") or {}).items()
+    }
+    return document
 
 
 def check_models(s3, bucket: str, name: str | None, since: datetime, now: datetime,

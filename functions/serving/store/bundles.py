@@ -82,6 +82,33 @@ def has_versions(s3, bucket: str, name: str) -> bool:
     return bool(page.get("Contents"))
 
 
+HISTORY_LIMIT = 20  # versions and promotions a history shows, newest first
+
+
+def history(s3, bucket: str, name: str, limit: int = HISTORY_LIMIT) -> dict[str, Any]:
+    """A model's newest versions (what each was trained on and how it scored) and its newest
+    promotions, newest first, at most ``limit`` of each; what the catalogue shows."""
+    versions = []
+    for version in list_versions(s3, bucket, name)[::-1][:limit]:
+        manifest = read_manifest(s3, bucket, name, version)
+        lineage = manifest.get("lineage") or {}
+        versions.append({
+            "version": version, "created_at": manifest.get("created_at"), **summary(manifest),
+            "rows": lineage.get("rows"), "rows_train": lineage.get("rows_train"),
+            "data_sha256": lineage.get("data_sha256"), "dataset": lineage.get("dataset"),
+            "ignored_columns": [dropped["name"] for dropped in manifest.get("dropped_columns") or []],
+            "framework": manifest.get("framework"),
+        })
+    keys = [item["Key"] for page in _pages(s3, bucket, f"{model_prefix(name)}champion-history/")
+            for item in page.get("Contents", [])]
+    promotions = []
+    for key in sorted(keys, reverse=True)[:limit]:  # keys start with the promotion's UTC time
+        pointer = json.loads(_get(s3, bucket, key))
+        promotions.append({field: pointer.get(field) for field in
+                           ("version", "promoted_at", "reason", "previous_version")})
+    return {"name": name, "versions": versions, "promotions": promotions}
+
+
 def list_models(s3, bucket: str) -> list[str]:
     """The names under models/ (valid names only: anything else there is not a model)."""
     names = []

@@ -76,6 +76,8 @@ class ModelRegistry:
         self._unknown: OrderedDict[str, float] = OrderedDict()  # name → when it was found absent
         self._unreachable: OrderedDict[str, tuple[float, str]] = OrderedDict()  # name → (when, why) S3 failed
         self._listing: tuple[float, list[dict[str, Any]]] | None = None
+        # (what, name) → (when read, what was read): histories and drift reports
+        self._read: OrderedDict[tuple[str, str], tuple[float, Any]] = OrderedDict()
 
     @property
     def s3(self):
@@ -143,7 +145,36 @@ class ModelRegistry:
         return self._listing[1]
 
 
-def _remember(names: OrderedDict, name: str, value) -> None:
+    def history(self, name: str) -> dict[str, Any]:
+        """The model's versions and promotions (``bundles.history``), re-read at most once per refresh
+        interval; ValueError for a bad name, UnknownModel for one never published."""
+        return self._once_per_interval("history", name, lambda: bundles.history(self.s3, self.bucket, name))
+
+    def drift(self, name: str) -> dict[str, Any] | None:
+        """The model's latest drift report (``report.latest``), re-read at most once per refresh interval."""
+        from serving.monitoring import report  # imported on first use: no prediction needs it
+
+        return self._once_per_interval("drift", name, lambda: report.latest(self.s3, self.bucket, name))
+
+    def _once_per_interval(self, what: str, name: str, read: Callable[[], Any]) -> Any:
+        bundle.check_name(name)
+        now, kept = self.clock(), self._read.get((what, name))
+        if kept is not None and now - kept[0] < self.refresh_seconds:
+            return kept[1]
+        try:
+            with self.s3.within(LOAD_SECONDS):
+                if not bundles.has_versions(self.s3, self.bucket, name):
+                    raise UnknownModel(name)
+                value = read()
+        except UnknownModel:
+            raise
+        except Exception as error:  # S3 down, slow or denied
+            raise StoreUnavailable(f"the model store did not answer for model {name!r}: {error}") from None
+        _remember(self._read, (what, name), (now, value))
+        return value
+
+
+def _remember(names: OrderedDict, name, value) -> None:
     """``names[name] = value``, most recent last, the oldest dropped past NEGATIVE_NAMES."""
     names[name] = value
     names.move_to_end(name)

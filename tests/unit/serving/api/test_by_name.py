@@ -242,15 +242,53 @@ BAD_NAMES = ["..", "..%2Fbreast-cancer", "a%2F..%2Fb", "%2e%2e", "a%252Fb", "bre
              "Penguins", "x" * 65, "-penguins", "penguins."]
 
 
-@pytest.mark.parametrize("route", ["/models/{}", "/models/{}/predict", "/models/{}/explain"])
+@pytest.mark.parametrize("route", ["/models/{}", "/models/{}/predict", "/models/{}/explain", "/models/{}/versions",
+                                   "/models/{}/drift"])
 @pytest.mark.parametrize("name", BAD_NAMES)
 def test_a_name_that_could_leave_its_prefix_or_pass_for_another_is_400_on_every_route(api, s3, route, name):
     publish(s3, "penguins-lightgbm", model_name="penguins")
     path = route.format(name)
-    kind = "health" if route == "/models/{}" else "predict"
+    kind = "predict" if route.endswith(("/predict", "/explain")) else "health"
     e = event(kind, path=path)
     if route.endswith("/explain"):
         e["resource"] = "/models/{name}/explain"
     code, body, _ = api(e)
     assert code == 400, (path, body)
     assert body["error"].startswith(f"model name {name!r} is not valid")
+
+
+def test_a_models_versions_and_promotions_are_open_and_newest_first(api, s3):
+    publish(s3, "penguins-lightgbm", model_name="penguins")
+    publish(s3, "penguins-catboost", model_name="penguins")
+    e = event("health", path="/models/penguins/versions")
+    e["headers"].pop("x-api-key", None)
+    status, body, _ = api(e)
+    assert status == 200 and body["name"] == "penguins"
+    assert [v["version"] for v in body["versions"]] == [2, 1]
+    assert [(p["version"], p["previous_version"]) for p in body["promotions"]] == [(2, 1), (1, None)]
+    assert body["versions"][0]["metrics"] == bundle.summary(bundles.read_manifest(s3, BUCKET, "penguins", 2))[
+        "metrics"] and body["versions"][0]["task"] == "multiclass"
+    assert api(event("health", path="/models/nobody/versions"))[:2] == (
+        404, {"error": "no model named 'nobody' has been published"})
+
+
+def test_a_models_drift_report_is_open_with_its_pictures_or_says_there_is_none_yet(api, s3):
+    publish(s3, "penguins-lightgbm", model_name="penguins")
+    status, body, _ = api(event("health", path="/models/penguins/drift"))
+    assert status == 200 and body["model"] == "penguins" and body["report"] is None
+    assert "no drift check has run for this model yet" in body["reason"]
+    report = {"model": "penguins", "version": 1, "rows": 500, "drifted_features": ["bill_length_mm"],
+              "pictures": {"bill_length_mm": "drift/penguins/t/bill_length_mm.svg"}}
+    s3.put_object(Bucket=BUCKET, Key="drift/penguins/t/bill_length_mm.svg", Body=b"<svg>drawn</svg>")
+    s3.put_object(Bucket=BUCKET, Key="drift/penguins/latest.json", Body=json.dumps(report).encode())
+    status, body, _ = api(event("health", path="/models/penguins/drift"))  # (the fixture re-reads: interval 0)
+    assert status == 200 and body["report"] == {**report, "pictures": {"bill_length_mm": "<svg>drawn</svg>"}}
+    assert api(event("health", path="/models/nobody/drift"))[0] == 404
+
+
+def test_with_s3_down_versions_and_drift_answer_503_naming_the_cause(api, s3):
+    publish(s3, "penguins-lightgbm", model_name="penguins")
+    s3.down = True
+    for what in ("versions", "drift"):
+        status, body, _ = api(event("health", path=f"/models/penguins/{what}"))
+        assert status == 503 and "the model store did not answer for model 'penguins'" in body["error"]

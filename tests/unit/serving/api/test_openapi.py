@@ -20,6 +20,8 @@ ROUTES = [
     openapi.Route("POST", "/models/{name}/predict", "one model's predictions", noop, api_key=True),
     openapi.Route("POST", "/explain", "explain", noop, api_key=True),
     openapi.Route("POST", "/models/{name}/explain", "one model's explanations", noop, api_key=True),
+    openapi.Route("GET", "/models/{name}/versions", "versions", noop),
+    openapi.Route("GET", "/models/{name}/drift", "drift", noop),
     openapi.Route("GET", "/openapi.json", "this", noop),
 ]
 
@@ -46,7 +48,7 @@ def test_every_route_and_only_those_is_described(document):
     assert {(m, p) for p, ops in document["paths"].items() for m in ops} == {
         ("get", "/health"), ("get", "/model"), ("post", "/predict"), ("get", "/openapi.json"), ("get", "/models"),
         ("get", "/models/{name}"), ("post", "/models/{name}/predict"), ("post", "/explain"),
-        ("post", "/models/{name}/explain")}
+        ("post", "/models/{name}/explain"), ("get", "/models/{name}/versions"), ("get", "/models/{name}/drift")}
     assert document["paths"]["/health"]["get"]["summary"] == "health"
 
 
@@ -63,6 +65,10 @@ def test_every_status_the_api_can_answer_is_documented(document):
     assert statuses("/models/{name}/predict", "post") == {"200", "400", "403", "404", "413", "415", "422", "429",
                                                           "503"}
     assert statuses("/explain", "post") == statuses("/predict", "post")
+    for route in ("/models/{name}/versions", "/models/{name}/drift"):  # open, and read from S3
+        assert statuses(route, "get") == {"200", "400", "403", "404", "429", "503"}
+        assert document["paths"][route]["get"]["responses"]["200"]["content"]["application/json"]["schema"] == {
+            "$ref": f"#/components/schemas/{'Versions' if route.endswith('versions') else 'DriftReport'}"}
     assert statuses("/models/{name}/explain", "post") == statuses("/models/{name}/predict", "post")
 
 

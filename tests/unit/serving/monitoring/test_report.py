@@ -251,3 +251,21 @@ def test_a_picture_of_many_bins_is_wider_and_one_of_unequal_bins_is_refused():
     with pytest.raises(ValueError, match="zip"):  # a bin without its share would shift the others
         picture("street", {"psi": 0.5, "test": "chi-squared", "p_value": 0.001,
                            "bins": {"labels": labels, "reference": shares[:-1], "current": shares}})
+
+
+def test_the_latest_report_is_read_with_its_pictures_inlined_and_none_before_the_first(s3, limits, function):
+    version, _ = publish(s3)
+    assert report.latest(S3Reader.from_env(), BUCKET, "trips") is None
+    matrix, answers = training(240, seed=3)
+    matrix[:, 0] += 15.0
+    write_window(s3, "trips", records_of(matrix, answers[:, 0], version, "2026-01-02T10:00:00.000+00:00"),
+                 "2026-01-02")
+    function.check_model(S3Reader.from_env(), BUCKET, "trips", SINCE, NOW)
+    latest = report.latest(S3Reader.from_env(), BUCKET, "trips")
+    written = json.loads(s3.get_object(Bucket=BUCKET, Key="drift/trips/latest.json")["Body"].read())
+    assert {k: v for k, v in latest.items() if k != "pictures"} == {k: v for k, v in written.items()
+                                                                    if k != "pictures"}
+    assert list(latest["pictures"]) == ["speed/limit"] == written["drifted_features"]
+    key = written["pictures"]["speed/limit"]
+    assert latest["pictures"]["speed/limit"] == s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode()
+    assert latest["pictures"]["speed/limit"].startswith("<svg")

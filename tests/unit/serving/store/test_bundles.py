@@ -1,6 +1,7 @@
 """Bundles in the bucket: immutable, checksummed, self-describing versions; checked when written and read."""
 
 import json
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -437,3 +438,27 @@ def test_a_format_1_lightgbm_bundle_gets_zero_leaf_counts(s3):
                           served_predictions(model.arrays, model.matrix))
 
 
+
+
+def test_a_history_shows_the_newest_versions_and_promotions_first_with_what_each_was_trained_on(s3, monkeypatch):
+    for rows in (100, 200, 300):
+        publish(s3, lineage={"rows": rows, "rows_train": rows - 20, "data_sha256": f"{rows:064d}",
+                             "dataset": "d"},
+                dropped_columns=[{"name": "id", "reason": "an identifier"}] if rows == 300 else [])
+    times = iter(datetime(2030, 1, 1, 0, minute, tzinfo=UTC) for minute in range(10))
+    monkeypatch.setattr(bundles, "_now", lambda: next(times))
+    bundles.set_champion(s3, BUCKET, "bc", 1, "first")
+    bundles.set_champion(s3, BUCKET, "bc", 3, "better")
+    shown = bundles.history(S3Reader.from_env(), BUCKET, "bc")
+    assert shown["name"] == "bc" and [v["version"] for v in shown["versions"]] == [3, 2, 1]
+    newest = shown["versions"][0]
+    assert (newest["rows"], newest["rows_train"], newest["data_sha256"], newest["dataset"]) == (
+        300, 280, f"{300:064d}", "d")
+    assert newest["ignored_columns"] == ["id"] and shown["versions"][1]["ignored_columns"] == []
+    assert newest["task"] == "binary" and newest["created_at"] and "metrics" in newest
+    assert shown["promotions"] == [
+        {"version": 3, "promoted_at": "2030-01-01T00:01:00+00:00", "reason": "better", "previous_version": 1},
+        {"version": 1, "promoted_at": "2030-01-01T00:00:00+00:00", "reason": "first", "previous_version": None}]
+    limited = bundles.history(S3Reader.from_env(), BUCKET, "bc", limit=1)
+    assert [v["version"] for v in limited["versions"]] == [3] and [p["version"] for p in limited["promotions"]] == [3]
+    assert bundles.HISTORY_LIMIT == 20

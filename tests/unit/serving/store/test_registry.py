@@ -220,3 +220,21 @@ def test_with_s3_down_the_last_listing_is_kept_and_none_at_all_is_unavailable(re
     assert registry.listing() == listed
     calls = len(registry.recording.calls)
     assert registry.listing() == listed and len(registry.recording.calls) == calls  # not asked again yet
+
+
+def test_a_history_and_a_drift_report_are_read_once_per_interval_for_known_names_only(registry, s3):
+    publish(s3, "a")
+    first = registry.history("a")
+    calls = len(registry.recording.calls)
+    assert registry.history("a") is first and registry.drift("a") is None
+    after_drift = len(registry.recording.calls)
+    assert after_drift > calls  # (the drift report is read on its own)
+    assert registry.drift("a") is None and len(registry.recording.calls) == after_drift
+    publish(s3, "a")
+    assert [v["version"] for v in registry.history("a")["versions"]] == [1]  # within the interval
+    registry.clock_.now += 30
+    assert [v["version"] for v in registry.history("a")["versions"]] == [2, 1]
+    with pytest.raises(UnknownModel):
+        registry.history("b")
+    with pytest.raises(ValueError, match="is not valid"):
+        registry.drift("../a")
