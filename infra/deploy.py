@@ -107,6 +107,9 @@ def deploy_local(
     with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
         s3.create_bucket(Bucket=ARTIFACTS_BUCKET)
     overrides = {"AllowedOrigin": origin, **(parameters or {})}
+    function = _predict_function(session, endpoint)
+    if function:  # an update: LocalStack's alias bug, worked around (localstack/localstack#13351)
+        _drop_alias(session, endpoint, function)
     log(f"sam deploy → stack {STACK_NAME} on the local cloud (CloudFormation)")
     started = time.monotonic()
     result = subprocess.run(  # noqa: S603
@@ -122,9 +125,43 @@ def deploy_local(
         raise SystemExit(f"sam deploy failed ({result.returncode})")
     log(f"deployed in {time.monotonic() - started:.1f} s")
     outputs = stack_outputs(session, endpoint, origin)
+    _ensure_alias(session, endpoint, outputs["function_name"])
     stack_file.parent.mkdir(parents=True, exist_ok=True)
     stack_file.write_text(json.dumps(outputs, indent=2))
     return outputs
+
+
+# LocalStack 4.9.2 updates a stack whose function has an AutoPublishAlias by creating the alias
+# anew (which fails: it exists) and, when that is avoided, by deleting it afterwards, so the API,
+# whose integration names the alias, answers 502 (localstack/localstack#13351). Locally, then, an
+# update drops the alias first and puts it back on the newest version after; an account's
+# CloudFormation updates the alias in place.
+ALIAS = "live"
+
+
+def _predict_function(session, endpoint: str) -> str | None:
+    cfn = session.client("cloudformation", endpoint_url=endpoint)
+    try:
+        resource = cfn.describe_stack_resource(StackName=STACK_NAME, LogicalResourceId="PredictFunction")
+    except cfn.exceptions.ClientError:
+        return None  # no stack yet: a create
+    return resource["StackResourceDetail"].get("PhysicalResourceId")
+
+
+def _drop_alias(session, endpoint: str, function: str) -> None:
+    functions = session.client("lambda", endpoint_url=endpoint)
+    with contextlib.suppress(functions.exceptions.ResourceNotFoundException):
+        functions.delete_alias(FunctionName=function, Name=ALIAS)
+
+
+def _ensure_alias(session, endpoint: str, function: str) -> None:
+    functions = session.client("lambda", endpoint_url=endpoint)
+    names = [alias["Name"] for alias in functions.list_aliases(FunctionName=function)["Aliases"]]
+    if ALIAS in names:
+        return
+    version = functions.publish_version(FunctionName=function)["Version"]
+    functions.create_alias(FunctionName=function, Name=ALIAS, FunctionVersion=version)
+    log(f"alias {ALIAS} put back on version {version} of the predict function (LocalStack #13351)")
 
 
 def stack_outputs(session, endpoint: str, origin: str) -> dict[str, str]:
