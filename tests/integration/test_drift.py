@@ -64,6 +64,9 @@ def test_rows_from_training_do_not_drift_and_two_shifted_columns_do(stack, train
     assert set(report["pictures"]) == {"km", "street"}
     svg = s3.get_object(Bucket=stack["model_bucket"], Key=report["pictures"]["km"])["Body"].read()
     assert svg.startswith(b"<svg")
+    served = requests.get(f"{stack['api_url']}/models/fares/drift", timeout=30)  # open: no key
+    assert served.status_code == 200 and served.json()["report"]["drifted_features"] == ["km", "street"]
+    assert served.json()["report"]["pictures"]["km"] == svg.decode()
     captured = s3.list_objects_v2(Bucket=stack["model_bucket"], Prefix="capture/fares/date=")
     assert captured["KeyCount"] >= 12  # 1,200 rows, written every 100
 

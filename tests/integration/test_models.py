@@ -32,6 +32,20 @@ def test_both_models_are_listed_with_their_champion(api, trained, trained_pengui
     assert listed["breast-cancer"]["metrics"]["f1_macro"] == trained["test_metrics"]["f1_macro"]
 
 
+def test_a_models_versions_and_promotions_are_open(api, stack, trained_penguins):
+    url, _ = api
+    answer = requests.get(f"{url}/models/penguins/versions", timeout=30)  # no key
+    assert answer.status_code == 200
+    shown = answer.json()
+    assert shown["versions"][0]["version"] >= trained_penguins["version"]
+    newest_promotion = shown["promotions"][0]
+    pointer = bundles.read_champion(client("s3", stack["endpoint"]), stack["model_bucket"], "penguins")
+    assert (newest_promotion["version"], newest_promotion["promoted_at"]) == (pointer["version"],
+                                                                              pointer["promoted_at"])
+    assert shown["versions"][-1]["rows"] == 344 and len(shown["versions"][-1]["data_sha256"]) == 64
+    assert requests.get(f"{url}/models/nobody/versions", timeout=30).status_code == 404
+
+
 @pytest.mark.parametrize("name", ["breast-cancer", "penguins"])
 def test_each_model_answers_by_name_as_its_native_model_does(api, stack, name):
     url, headers = api
