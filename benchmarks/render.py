@@ -363,18 +363,42 @@ def training_section(path: Path, d: dict) -> list[str]:
     return lines
 
 
+# --- load ----------------------------------------------------------------------------------------
+
+def load_section(path: Path, d: dict) -> list[str]:
+    settings = d.get("run", {}).get("settings", {})
+    m = d.get("machine", {})
+    statuses = ", ".join(f"{status}: {num(n)}" for status, n in sorted(d.get("statuses", {}).items()))
+    lines = ["## The API under load: `make load`", "", source(path, d), "",
+             f"{settings.get('clients')} clients for {num(settings.get('minutes'))} minutes on "
+             f"{', '.join(settings.get('models', []))} through LocalStack's API Gateway, a promotion every "
+             f"{num(settings.get('promote_every_s'))} s ({d.get('promotions')} in all), on "
+             f"{m.get('cores')} cores and {num(m.get('memory_gib'))} GiB. Answers by status: {statuses}.", ""]
+    rows = [[route, num(f["requests"]), num(f["requests_per_s"]), num(f["p50_ms"]), num(f["p99_ms"]),
+             num(f["max_ms"])] for route, f in d.get("latency", {}).items()]
+    lines += table(["route", "requests", "requests/s", "p50 (ms)", "p99 (ms)", "max (ms)"], rows)
+    environments = d.get("environments", {})
+    lines += [f"The function's execution environments (the local executor's processes), sampled every "
+              f"second: at most {environments.get('max')}, median {environments.get('median')}.", ""]
+    return lines
+
+
 def render(folder: Path) -> str:
     found = {kind: R.newest(kind, folder) for kind in ("serving", "training")}
     found = {kind: f for kind, f in found.items() if f}
+    load = R.newest("load", folder)
     lines = [INTRO]
-    if not found:
+    if not found and not load:
         lines.append("No result file yet: run `make bench` or `make bench-train`.\n")
         return "\n".join(lines)
-    lines += machine_section({kind: document for kind, (_, document) in found.items()})
+    if found:
+        lines += machine_section({kind: document for kind, (_, document) in found.items()})
     if "serving" in found:
         lines += serving_section(*found["serving"])
     if "training" in found:
         lines += training_section(*found["training"])
+    if load:
+        lines += load_section(*load)
     text = "\n".join(lines).rstrip() + "\n"
     while "\n\n\n" in text:
         text = text.replace("\n\n\n", "\n\n")
