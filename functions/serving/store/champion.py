@@ -19,6 +19,7 @@ answers 503 with the cause until then.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import logging
 import time
@@ -35,6 +36,12 @@ LOG = logging.getLogger(__name__)
 CHECK_SECONDS = 1.0  # the pointer is a few hundred bytes: a check that takes longer fails
 LOAD_SECONDS = 6.0  # a new version's manifest and arrays (the API function's timeout is 10 s)
 COLD_RETRY_SECONDS = 5.0
+
+
+def transient(error: BaseException) -> bool:
+    """Whether S3 failed (unreachable, slow, a 5xx, a body cut short) rather than the version:
+    a version is refused for good only for what it is (missing, checksums, format)."""
+    return isinstance(error, OSError | http.client.HTTPException) or (error_status(error) or 0) >= 500
 
 
 @dataclass
@@ -123,7 +130,12 @@ class ChampionCache:
             if self.predictor is None or (failure is not None and failure.version is None):
                 self.last_failure = None  # (a check that failed before is over; a refused version is not)
             return
-        version = int(pointer["version"])
+        try:
+            version = int(pointer["version"])
+        except (KeyError, TypeError, ValueError) as error:
+            self.failed_checks += 1
+            self._fail(None, f"the champion pointer is not valid: {error!r}")
+            return
         if self.predictor is not None and version == self.predictor.version:
             self.pointer_etag = etag
             return
@@ -135,6 +147,9 @@ class ChampionCache:
                                       pointer.get("manifest_sha256"))
             predictor = Predictor(loaded, unknown_category=self.unknown_category)
         except Exception as error:
+            if transient(error):  # S3 failed, not the version: the next check loads it again
+                self._fail(version, f"could not load version {version}: {error}")
+                return
             self.refused_pointer = etag
             self._fail(version, f"refused version {version}: {error}")
             return

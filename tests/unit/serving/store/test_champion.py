@@ -7,7 +7,7 @@ import pytest
 from serving.model import bundle
 from serving.store import bundles
 from serving.store.champion import ChampionCache
-from serving.store.s3 import S3Reader
+from serving.store.s3 import S3Error, S3Reader
 
 from tests.models import case
 from tests.unit.conftest import BUCKET
@@ -363,3 +363,62 @@ def test_a_container_without_a_model_tries_again_sooner_than_its_refresh_interva
     cache.clock_.now += 0.5
     assert cache.current().version == 1  # well before the 60 s refresh interval
     assert champion.COLD_RETRY_SECONDS == 5.0
+
+
+def failing_once(recording, suffix, error):
+    """The recording's reader fails the first GET of a key ending with ``suffix``."""
+    real, failed = recording.get_object, []
+
+    def get_object(**kwargs):
+        if kwargs["Key"].endswith(suffix) and not failed:
+            failed.append(kwargs["Key"])
+            raise error
+        return real(**kwargs)
+
+    recording.get_object = get_object
+    return failed
+
+
+@pytest.mark.parametrize("error", [ConnectionResetError(104, "reset"), TimeoutError("timed out"),
+                                   S3Error(503, "SlowDown", "Please reduce your request rate.")])
+def test_a_load_s3_fails_is_tried_again_at_the_next_check_not_refused(cache, s3, error):
+    publish(s3)
+    assert cache.current().version == 1
+    publish(s3)
+    failed = failing_once(cache.recording, "/model.npz", error)
+    cache.clock_.now += 60
+    assert cache.current().version == 1 and failed  # the arrays' GET failed: the loaded model serves
+    assert cache.refused_pointer is None
+    assert cache.last_failure.version == 2 and cache.last_failure.reason.startswith("could not load version 2: ")
+    cache.clock_.now += 60
+    assert cache.current().version == 2 and cache.last_failure is None
+
+
+def test_a_cold_load_s3_fails_is_tried_again_after_the_cold_pause(cache, s3):
+    from serving.store import champion
+
+    publish(s3)
+    failing_once(cache.recording, "/manifest.json", ConnectionResetError(104, "reset"))
+    assert cache.current() is None
+    assert cache.status()["reason"].startswith("could not load version 1: ")
+    cache.clock_.now += champion.COLD_RETRY_SECONDS
+    assert cache.current().version == 1
+
+
+def test_only_what_s3_did_is_transient_what_the_version_is_refuses_it():
+    from serving.model.bundle import BundleError
+    from serving.store.champion import transient
+
+    assert not transient(BundleError("checksum")) and not transient(S3Error(404, "NoSuchKey", ""))
+    assert not transient(S3Error(403, "AccessDenied", "")) and not transient(ValueError("format"))
+    assert transient(S3Error(500, "InternalError", "")) and transient(ConnectionRefusedError())
+
+
+@pytest.mark.parametrize("pointer", [b"{}", b"[]", b'{"version": "two"}'])
+def test_a_pointer_without_a_version_is_a_failed_check_not_an_error(cache, s3, pointer):
+    publish(s3)
+    good = cache.current()
+    s3.put_object(Bucket=BUCKET, Key=bundle.champion_key(NAME), Body=pointer)
+    cache.clock_.now += 60
+    assert cache.current() is good and cache.failed_checks == 1
+    assert cache.last_failure.reason.startswith("the champion pointer is not valid: ")
