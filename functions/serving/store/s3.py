@@ -213,6 +213,8 @@ class S3Reader:
         parts = urllib.parse.urlsplit(url)
         target = f"{parts.path}?{parts.query}" if parts.query else parts.path
         for attempt in range(self.attempts):
+            if deadline <= monotonic():  # spent (a group of calls under within): no try at all
+                raise TimeoutError("the S3 call's time budget was spent")
             # signed per try: a retry after a long backoff still carries a fresh date
             headers = signing_headers(method, url, self.region, self.access_key, self.secret_key,
                                       self.session_token, extra_headers=extra_headers, payload_sha256=payload)
@@ -238,25 +240,35 @@ class S3Reader:
 
     def _try(self, method: str, parts: urllib.parse.SplitResult, target: str, headers: dict[str, str],
              body: bytes | None, deadline: float) -> tuple[int, bytes, Message]:
-        """One request on the endpoint's kept-alive connection: (status, body, headers)."""
-        left = deadline - monotonic()
-        if left <= 0:
-            raise TimeoutError("the S3 call's time budget was spent")
+        """One request on the endpoint's kept-alive connection: (status, body, headers). Every socket
+        wait is at most ``timeout`` and what is left of the budget, so the try ends with it."""
         connection = self._connection(parts.scheme, parts.netloc)
-        connection.timeout = min(self.timeout, left)
+        connection.timeout = self._wait(deadline)
         if connection.sock is not None:
             connection.sock.settimeout(connection.timeout)
         connection.request(method, target, body=body, headers=headers)  # the signed Host header
+        sock = connection.sock  # (the answer's reads use it even after the connection lets it go)
+        sock.settimeout(self._wait(deadline))
         response = connection.getresponse()
         chunks = []
-        while chunk := response.read(CHUNK_BYTES):
+        while True:
+            sock.settimeout(self._wait(deadline))  # a body that trickles in is held to the budget too
+            chunk = response.read1(CHUNK_BYTES)  # (one socket read: read() would wait for a full chunk)
+            if not chunk:
+                break
             chunks.append(chunk)
-            if monotonic() > deadline:  # a body that trickles in is held to the budget too
-                raise TimeoutError("the S3 answer did not arrive within the call's time budget")
         if response.length:  # the connection closed before the Content-Length it promised
             raise http.client.IncompleteRead(b"".join(chunks), response.length)
+        response.close()  # read to its end (read1 does not say so itself): the connection can go on
         self._connections[(parts.scheme, parts.netloc)] = (connection, monotonic())
         return response.status, b"".join(chunks), response.headers
+
+    def _wait(self, deadline: float) -> float:
+        """How long the next socket operation may wait: the timeout, or what is left of the budget."""
+        left = deadline - monotonic()
+        if left <= 0:
+            raise TimeoutError("the S3 answer did not arrive within the call's time budget")
+        return min(self.timeout, left)
 
     def _connection(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
         kept = self._connections.get((scheme, netloc))
