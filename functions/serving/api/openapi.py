@@ -206,8 +206,10 @@ _SCHEMAS: dict[str, Any] = {
     "Versions": {"type": "object", "required": ["name", "versions", "promotions"], "properties": {
         "name": {"type": "string"},
         "versions": {"type": "array", "description": "newest first, at most 20", "items": {
-            "type": "object", "required": ["version", "task", "metrics"], "properties": {
+            "type": "object", "required": ["version"], "properties": {
                 "version": {"type": "integer"}, "created_at": {"type": ["string", "null"]},
+                "unreadable": {"type": "string", "description": "why this version's manifest could not "
+                                                                "be read (it has no other field then)"},
                 "task": {"type": "string"}, "classes": {"type": "array"},
                 "target": {"type": ["string", "null"]},
                 "metrics": {"type": "object", "description": "held-out metrics"},

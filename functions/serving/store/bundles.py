@@ -90,7 +90,11 @@ def history(s3, bucket: str, name: str, limit: int = HISTORY_LIMIT) -> dict[str,
     promotions, newest first, at most ``limit`` of each; what the catalogue shows."""
     versions = []
     for version in list_versions(s3, bucket, name)[::-1][:limit]:
-        manifest = read_manifest(s3, bucket, name, version)
+        try:
+            manifest = read_manifest(s3, bucket, name, version)
+        except BundleError as error:  # a manifest this code cannot read: shown as such, not a failure
+            versions.append({"version": version, "unreadable": str(error)})
+            continue
         lineage = manifest.get("lineage") or {}
         versions.append({
             "version": version, "created_at": manifest.get("created_at"), **summary(manifest),

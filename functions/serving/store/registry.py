@@ -157,19 +157,29 @@ class ModelRegistry:
         return self._once_per_interval("drift", name, lambda: report.latest(self.s3, self.bucket, name))
 
     def _once_per_interval(self, what: str, name: str, read: Callable[[], Any]) -> Any:
+        """``read()`` for a known model, kept for a refresh interval; an unknown name and a failing
+        S3 are remembered as ``champion`` remembers them, so that asking again costs no S3 call."""
         bundle.check_name(name)
         now, kept = self.clock(), self._read.get((what, name))
         if kept is not None and now - kept[0] < self.refresh_seconds:
             return kept[1]
+        found_absent = self._unknown.get(name)
+        if found_absent is not None and now - found_absent < self.refresh_seconds:
+            raise UnknownModel(name)
+        failed = self._unreachable.get(name)
+        if failed is not None and now - failed[0] < min(self.refresh_seconds, COLD_RETRY_SECONDS):
+            raise StoreUnavailable(failed[1])
         try:
             with self.s3.within(LOAD_SECONDS):
-                if not bundles.has_versions(self.s3, self.bucket, name):
-                    raise UnknownModel(name)
-                value = read()
-        except UnknownModel:
-            raise
+                known = bundles.has_versions(self.s3, self.bucket, name)
+                value = read() if known else None
         except Exception as error:  # S3 down, slow or denied
-            raise StoreUnavailable(f"the model store did not answer for model {name!r}: {error}") from None
+            reason = f"the model store did not answer for model {name!r}: {error}"
+            _remember(self._unreachable, name, (now, reason))
+            raise StoreUnavailable(reason) from None
+        if not known:
+            _remember(self._unknown, name, now)
+            raise UnknownModel(name)
         _remember(self._read, (what, name), (now, value))
         return value
 

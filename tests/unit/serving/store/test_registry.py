@@ -238,3 +238,26 @@ def test_a_history_and_a_drift_report_are_read_once_per_interval_for_known_names
         registry.history("b")
     with pytest.raises(ValueError, match="is not valid"):
         registry.drift("../a")
+
+
+def test_asking_again_for_an_unknown_name_or_while_s3_fails_costs_no_s3_call_within_the_pause(registry, s3):
+    from serving.store.champion import COLD_RETRY_SECONDS
+    from serving.store.registry import StoreUnavailable
+
+    with pytest.raises(UnknownModel):
+        registry.history("nobody")
+    calls = len(registry.recording.calls)
+    with pytest.raises(UnknownModel):
+        registry.drift("nobody")
+    assert len(registry.recording.calls) == calls
+    publish(s3, "a")
+    s3.down = True
+    with pytest.raises(StoreUnavailable, match="did not answer for model 'a'"):
+        registry.history("a")
+    calls = len(registry.recording.calls)
+    with pytest.raises(StoreUnavailable):
+        registry.drift("a")
+    assert len(registry.recording.calls) == calls
+    s3.down = False
+    registry.clock_.now += COLD_RETRY_SECONDS
+    assert [v["version"] for v in registry.history("a")["versions"]] == [1]
