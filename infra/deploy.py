@@ -122,6 +122,8 @@ def deploy_local(
     )
     if result.returncode != 0:
         sys.stderr.write(result.stdout[-4000:] + result.stderr[-4000:])
+        if function:  # the alias dropped above: the API keeps answering with the code it had
+            _ensure_alias(session, endpoint, function)
         raise SystemExit(f"sam deploy failed ({result.returncode})")
     log(f"deployed in {time.monotonic() - started:.1f} s")
     outputs = stack_outputs(session, endpoint, origin)

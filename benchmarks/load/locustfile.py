@@ -21,10 +21,10 @@ class ApiClient(HttpUser):
     wait_time = between(0.0, 0.1)
 
     def on_start(self) -> None:
-        self.model = random.choice(MODELS)  # noqa: S311 - load, not security
+        self.model = random.choice(MODELS)  # noqa: S311  # nosec B311 - load, not security
 
     def ask(self, route: str) -> None:
-        rows = self.model["instances"][: random.randint(1, 3)]  # noqa: S311
+        rows = self.model["instances"][: random.randint(1, 3)]  # noqa: S311  # nosec B311
         name = self.model["name"]
         with self.client.post(f"/models/{name}/{route}", json={"instances": rows},
                               headers={"x-api-key": KEY}, name=f"/models/[name]/{route}",

@@ -16,7 +16,7 @@ The kinds: ``500`` S3's InternalError and ``503`` its SlowDown (XML error docume
 sends them); ``reset`` closes the client's connection without an answer; ``stall`` holds
 the request ``stall_seconds`` (past the client's timeout), then closes; ``truncate`` lets
 the request through and sends half of the answer's body under its full Content-Length,
-then closes the connection.
+then closes the connection (an answer without a body is let through, and not counted).
 """
 
 from __future__ import annotations
@@ -74,7 +74,8 @@ class S3Faults:
             if self.random.random() >= setting["share"]:
                 return None
             kind = self.random.choice(setting["kinds"])
-            self.done[kind] = self.done.get(kind, 0) + 1
+            if kind != "truncate":  # (counted when there is a body to cut: see response)
+                self.done[kind] = self.done.get(kind, 0) + 1
             return kind
 
     async def request(self, flow: http.HTTPFlow) -> None:
@@ -98,6 +99,10 @@ class S3Faults:
         if flow.metadata.get("fault") != "truncate" or flow.response is None:
             return
         body = flow.response.raw_content or b""
+        if not body:  # a 304, a PUT's answer: nothing to cut
+            return
+        with self.lock:
+            self.done["truncate"] = self.done.get("truncate", 0) + 1
         # raw_content does not touch Content-Length: the client is promised the whole body
         flow.response.raw_content = body[: len(body) // 2]
         flow.response.headers["connection"] = "close"

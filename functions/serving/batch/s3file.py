@@ -34,8 +34,9 @@ def read_object(client, bucket: str, key: str, first: int | None = None, last: i
     if first is not None:
         request["Range"] = f"bytes={first}-{last}"
     for attempt in range(READ_ATTEMPTS):
+        body = client.get_object(**request)["Body"]  # (a failed request is boto3's to try again)
         try:
-            return client.get_object(**request)["Body"].read()
+            return body.read()
         except BROKEN:
             if attempt + 1 == READ_ATTEMPTS:
                 raise

@@ -82,16 +82,18 @@ class Capture:
         """Write every model's buffered rows (one object each) and empty the buffer."""
         buffers, self._buffers, self._rows, self._since = self._buffers, {}, 0, None
         now = datetime.now(UTC)
-        if self._s3 is None and buffers:
-            self._s3 = self._s3_factory()
         with contextlib.ExitStack() as budget:
-            if buffers:
-                budget.enter_context(self._s3.within(WRITE_SECONDS))
+            budgeted = False
             for model, lines in buffers.items():
                 self._written += 1
                 key = (f"{window_prefix(model, now.strftime('%Y-%m-%d'))}"
                        f"{now.strftime('%H%M%S')}-{self.container}-{self._written:06d}.jsonl")
                 try:
+                    if self._s3 is None:
+                        self._s3 = self._s3_factory()
+                    if not budgeted:  # the first write starts the flush's budget
+                        budget.enter_context(self._s3.within(WRITE_SECONDS))
+                        budgeted = True
                     self._s3.put_object(Bucket=self.bucket, Key=key, Body=b"\n".join(lines) + b"\n",
                                         ContentType="application/x-ndjson")
                 except Exception as error:  # noqa: BLE001 - a lost buffer must never fail a prediction
