@@ -216,7 +216,8 @@ _SCHEMAS: dict[str, Any] = {
                 "rows": {"type": ["integer", "null"]}, "rows_train": {"type": ["integer", "null"]},
                 "data_sha256": {"type": ["string", "null"]}, "dataset": {"type": ["string", "null"]},
                 "ignored_columns": {"type": "array", "items": {"type": "string"}},
-                "framework": {"type": ["string", "null"]}}}},
+                "framework": {"type": ["object", "null"],
+                              "description": "the library that trained it (family, version)"}}}},
         "promotions": {"type": "array", "description": "newest first, at most 20", "items": {
             "type": "object", "required": ["version"], "properties": {
                 "version": {"type": "integer"}, "promoted_at": {"type": ["string", "null"]},

@@ -2,6 +2,7 @@
 
 import json
 
+import jsonschema
 import numpy as np
 import pytest
 from serving.api import app as app_module
@@ -270,6 +271,9 @@ def test_a_models_versions_and_promotions_are_open_and_newest_first(api, s3):
         "metrics"] and body["versions"][0]["task"] == "multiclass"
     assert api(event("health", path="/models/nobody/versions"))[:2] == (
         404, {"error": "no model named 'nobody' has been published"})
+    document = api(event("health", path="/openapi.json"))[1]  # the answer is what the document says
+    jsonschema.validate(body, {"$ref": "#/components/schemas/Versions", "components": document["components"]})
+    assert isinstance(body["versions"][0]["framework"], dict)
 
 
 def test_a_models_drift_report_is_open_with_its_pictures_or_says_there_is_none_yet(api, s3):
@@ -283,6 +287,8 @@ def test_a_models_drift_report_is_open_with_its_pictures_or_says_there_is_none_y
     s3.put_object(Bucket=BUCKET, Key="drift/penguins/latest.json", Body=json.dumps(report).encode())
     status, body, _ = api(event("health", path="/models/penguins/drift"))  # (the fixture re-reads: interval 0)
     assert status == 200 and body["report"] == {**report, "pictures": {"bill_length_mm": "<svg>drawn</svg>"}}
+    document = api(event("health", path="/openapi.json"))[1]
+    jsonschema.validate(body, {"$ref": "#/components/schemas/DriftReport", "components": document["components"]})
     assert api(event("health", path="/models/nobody/drift"))[0] == 404
 
 
