@@ -109,6 +109,16 @@ class ModelRegistry:
 
     def _check_known(self, name: str) -> tuple[dict | None, str | None]:
         """The model's champion pointer and its ETag ((None, None): versions but no champion yet)."""
+        def read() -> tuple[bool, tuple[dict | None, str | None]]:
+            pointer = bundles.read_champion_and_etag(self.s3, self.bucket, name)
+            return pointer[0] is not None or bundles.has_versions(self.s3, self.bucket, name), pointer
+
+        return self._ask(name, LOOKUP_SECONDS, read)
+
+    def _ask(self, name: str, seconds: float, read: Callable[[], tuple[bool, Any]]) -> Any:
+        """``read()``'s value ((whether the model is known, the value), within ``seconds`` of S3). An
+        unknown name is remembered for a refresh interval, a failing S3 for COLD_RETRY_SECONDS:
+        asking again meanwhile costs no S3 call."""
         now = self.clock()
         found_absent = self._unknown.get(name)
         if found_absent is not None and now - found_absent < self.refresh_seconds:
@@ -117,9 +127,8 @@ class ModelRegistry:
         if failed is not None and now - failed[0] < min(self.refresh_seconds, COLD_RETRY_SECONDS):
             raise StoreUnavailable(failed[1])
         try:
-            with self.s3.within(LOOKUP_SECONDS):
-                pointer = bundles.read_champion_and_etag(self.s3, self.bucket, name)
-                known = pointer[0] is not None or bundles.has_versions(self.s3, self.bucket, name)
+            with self.s3.within(seconds):
+                known, value = read()
         except Exception as error:  # S3 down, slow or denied, or a pointer that is not JSON
             reason = f"the model store did not answer for model {name!r}: {error}"
             _remember(self._unreachable, name, (now, reason))
@@ -129,7 +138,7 @@ class ModelRegistry:
             _remember(self._unknown, name, now)
             raise UnknownModel(name)
         self._unknown.pop(name, None)
-        return pointer
+        return value
 
     def listing(self) -> list[dict[str, Any]]:
         """Every model with a champion: name, version, task, classes or target, held-out metrics."""
@@ -157,29 +166,17 @@ class ModelRegistry:
         return self._once_per_interval("drift", name, lambda: report.latest(self.s3, self.bucket, name))
 
     def _once_per_interval(self, what: str, name: str, read: Callable[[], Any]) -> Any:
-        """``read()`` for a known model, kept for a refresh interval; an unknown name and a failing
-        S3 are remembered as ``champion`` remembers them, so that asking again costs no S3 call."""
+        """``read()`` for a known model (``_ask``), kept for a refresh interval."""
         bundle.check_name(name)
         now, kept = self.clock(), self._read.get((what, name))
         if kept is not None and now - kept[0] < self.refresh_seconds:
             return kept[1]
-        found_absent = self._unknown.get(name)
-        if found_absent is not None and now - found_absent < self.refresh_seconds:
-            raise UnknownModel(name)
-        failed = self._unreachable.get(name)
-        if failed is not None and now - failed[0] < min(self.refresh_seconds, COLD_RETRY_SECONDS):
-            raise StoreUnavailable(failed[1])
-        try:
-            with self.s3.within(LOAD_SECONDS):
-                known = bundles.has_versions(self.s3, self.bucket, name)
-                value = read() if known else None
-        except Exception as error:  # S3 down, slow or denied
-            reason = f"the model store did not answer for model {name!r}: {error}"
-            _remember(self._unreachable, name, (now, reason))
-            raise StoreUnavailable(reason) from None
-        if not known:
-            _remember(self._unknown, name, now)
-            raise UnknownModel(name)
+
+        def known_then_read() -> tuple[bool, Any]:
+            known = bundles.has_versions(self.s3, self.bucket, name)
+            return known, read() if known else None
+
+        value = self._ask(name, LOAD_SECONDS, known_then_read)
         _remember(self._read, (what, name), (now, value))
         return value
 
