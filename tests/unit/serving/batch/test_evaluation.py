@@ -8,6 +8,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from serving.batch import evaluation
 from serving.store import bundles
 
@@ -140,3 +142,68 @@ def test_a_file_without_the_target_is_scored_as_before(s3, steps):
     header = text(s3, "batch/output/plain/p.predictions.csv").splitlines()[0]
     assert header == "row_id,label," + ",".join(f"probability_{c}" for c in model.classes)
     assert "evaluation" not in json.loads(text(s3, "batch/output/plain/p.manifest.json"))
+
+
+@settings(max_examples=150, deadline=None)
+@given(k=st.integers(2, 4), n=st.integers(1, 12), seed=st.integers(0, 2**32 - 1), sure=st.integers(0, 3))
+def test_small_files_with_absent_and_unclaimed_classes_score_as_scikit_learn(k, n, seed, sure):
+    """Few rows: classes with no row, classes never predicted, one positive, probabilities of 0 and 1."""
+    from sklearn.metrics import accuracy_score, classification_report, f1_score, log_loss, roc_auc_score
+
+    rng = np.random.default_rng(seed)
+    classes = [f"c{j}" for j in range(k)]
+    codes = rng.integers(0, k, n)
+    proba = rng.dirichlet(np.ones(k), n)
+    proba[:sure] = np.eye(k)[rng.integers(0, k, min(sure, n))]
+    found = evaluation.evaluate(codes, proba, classes, 0, [])["metrics"]
+    y, predicted = np.asarray(classes)[codes], np.asarray(classes)[proba.argmax(axis=1)]
+    assert found["accuracy"] == accuracy_score(y, predicted)
+    assert found["f1_macro"] == pytest.approx(f1_score(y, predicted, average="macro", zero_division=0), abs=1e-12)
+    report = classification_report(y, predicted, labels=classes, output_dict=True, zero_division=0)
+    for c in classes:
+        for key in ("precision", "recall", "f1-score", "support"):
+            assert found["per_class"][c][key] == pytest.approx(report[c][key], abs=1e-12), (c, key)
+    assert found["log_loss"] == pytest.approx(log_loss(y, proba, labels=classes), rel=1e-12, abs=1e-12)
+    seen = np.bincount(codes, minlength=k)
+    if k == 2 and seen.all():
+        assert found["roc_auc"] == pytest.approx(roc_auc_score(codes == 1, proba[:, 1]), abs=1e-12)
+    elif k > 2 and seen.all():
+        expected = roc_auc_score(y, proba, multi_class="ovr", average="macro", labels=classes)
+        assert found["roc_auc"] == pytest.approx(expected, abs=1e-12)
+    else:
+        assert found["roc_auc"] is None
+
+
+@pytest.mark.parametrize("positives", [1, 2])
+def test_one_positive_row_has_an_auc(positives):
+    positive = np.zeros(6, bool)
+    positive[:positives] = True
+    score = np.array([0.9, 0.1, 0.5, 0.5, 0.2, 0.7])
+    from sklearn.metrics import roc_auc_score
+
+    assert evaluation._auc(positive, score) == pytest.approx(roc_auc_score(positive, score), abs=1e-12)
+    assert evaluation._auc(~positive, score) == pytest.approx(roc_auc_score(~positive, score), abs=1e-12)
+
+
+@pytest.mark.parametrize(("predicted", "r2"), [([5.0, 5.0, 5.0], 1.0), ([5.0, 4.0, 6.0], 0.0)])
+def test_a_constant_target_scores_r2_as_scikit_learn(predicted, r2):
+    from sklearn.metrics import r2_score
+
+    found = evaluation.evaluate(np.array([5.0, 5.0, 5.0]), np.array(predicted)[:, None], [], 0, [])
+    assert found["metrics"]["r2"] == r2 == r2_score([5.0, 5.0, 5.0], predicted)
+
+
+def test_negative_and_infinite_targets_of_a_regression():
+    values, unknown = evaluation.codes([-3.5, "-1", "inf", 2.0], [])
+    assert np.isnan(values[2]) and values[[0, 1, 3]].tolist() == [-3.5, -1.0, 2.0] and unknown == []
+    found = evaluation.evaluate(values, np.array([[-3.0], [-1.0], [0.0], [2.0]]), [], 0, [])
+    assert (found["rows"], found["missing_label"]) == (3, 1)
+    assert found["metrics"]["mae"] == pytest.approx(0.5 / 3)
+
+
+@pytest.mark.parametrize("classes", [[], ["a", "b"]])
+def test_a_file_without_one_usable_label_has_no_metrics(classes):
+    labels = np.array([np.nan, np.nan]) if not classes else np.array([evaluation.MISSING, evaluation.UNKNOWN])
+    found = evaluation.evaluate(labels, np.zeros((2, max(1, len(classes)))), classes, 1 if classes else 0, [])
+    assert found == {"rows": 0, "missing_label": 1 if classes else 2, "unknown_label": 1 if classes else 0,
+                     "metrics": {}}
