@@ -106,13 +106,14 @@ class Capture:
 
 
 def read_window(s3, bucket: str, model: str, days: list[str]) -> list[dict[str, Any]]:
-    """Every captured record of a model on the given days (YYYY-MM-DD)."""
+    """Every captured record of a model on the given days (YYYY-MM-DD), read with the functions'
+    S3 reader (which leaves a ContinuationToken of None out of its request)."""
     records = []
     for day in days:
         token = None
         while True:
             page = s3.list_objects_v2(Bucket=bucket, Prefix=window_prefix(model, day),
-                                      **({"ContinuationToken": token} if token else {}))
+                                      ContinuationToken=token)
             for item in page.get("Contents", []):
                 body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
                 records += [json.loads(line) for line in body.splitlines() if line.strip()]

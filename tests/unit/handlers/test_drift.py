@@ -237,3 +237,29 @@ def test_a_window_spans_pages_of_keys(s3):
     reader.list_objects_v2 = small_pages.__get__(reader)
     records = capture.read_window(reader, BUCKET, "m", ["2026-01-01", "2026-01-02"])
     assert [r["row"] for r in records] == [[0], [1], [2]]
+
+
+def test_the_functions_thresholds_window_and_log_are_its_settings(s3, monkeypatch):
+    """DRIFT_MIN_ROWS from the environment decides; a `since` without a zone is UTC; each model's result
+    is logged as one "drift" line; any event that is not an object checks every model."""
+    from datetime import UTC, datetime, timedelta
+
+    model, manifest = publish_with_reference(s3)
+    kept = capture.Capture(S3Reader.from_env, BUCKET, rate=1.0, flush_rows=10**9)
+    kept.add("rides", manifest["version"], model.matrix[:50], served_predictions(model.arrays, model.matrix[:50])[:, 0])
+    kept.flush()
+    for name, value in (("MODEL_BUCKET", BUCKET), ("POWERTOOLS_METRICS_NAMESPACE", "Test"), ("DRIFT_MIN_ROWS", "40")):
+        monkeypatch.setenv(name, value)
+    import handlers.drift
+
+    handler = handlers.drift.init(Settings.from_env())
+    naive = (datetime.now(UTC) - timedelta(hours=1)).replace(tzinfo=None).isoformat()
+    logged = []
+    monkeypatch.setattr(handlers.drift.logger, "info", lambda message, **fields: logged.append(
+        (message, fields["extra"]["model"], fields["extra"]["rows"])))
+    summary = handler({"model": "rides", "since": naive}, Context())
+    [result] = summary["models"]
+    assert (result["rows"], result["enough_rows"]) == (50, True)
+    assert datetime.fromisoformat(summary["checked_at"]).utcoffset() == timedelta(0)
+    assert logged == [("drift", "rides", 50)]
+    assert [m["model"] for m in handler("not an object", Context())["models"]] == ["rides"]

@@ -88,7 +88,7 @@ def test_a_feature_is_never_ignored_even_when_the_manifest_lists_it():
 ])
 def test_a_manifest_with_malformed_columns_is_refused(field, value, words):
     model = case("bc-lightgbm")
-    with pytest.raises(bundle.BundleError, match=words):
+    with pytest.raises(bundle.BundleError, match=f": {words}$"):
         bundle.Bundle(manifest={**model.manifest_fields(), "name": "m", "version": 1, field: value},
                       arrays=model.arrays)
 

@@ -223,3 +223,87 @@ def test_rows_are_counted_as_the_scorer_numbers_them():
     assert rows_module.count_rows([]) == 0
 
 
+
+
+def labelled_predictor(name="penguins-lightgbm", **fields):
+    model = case(name)
+    manifest = {**model.manifest_fields(), "name": "p", "version": 1, **fields}
+    return model, Predictor(bundle.Bundle(manifest=manifest, arrays=model.arrays), unknown_category="reject")
+
+
+def score_whole(predictor, data: bytes, name: str):
+    predictions, errors = io.StringIO(), io.StringIO()
+    result = score_lines(io.BytesIO(data), name, predictor, predictions, errors, chunk_rows=2)
+    return result, predictions.getvalue().splitlines()
+
+
+@pytest.mark.parametrize("form", ["csv", "jsonl"])
+def test_a_whole_file_with_the_target_is_labelled_by_its_header_or_first_line(form):
+    model, p = labelled_predictor(target="species")
+    rows = [{**model.instances[i], "species": model.labels[i]} for i in range(5)]
+    if form == "csv":
+        names = [*model.instances[0], "species"]
+        data = "\n".join([",".join(names), *(",".join("" if r[n] is None else str(r[n]) for n in names)
+                                               for r in rows)]).encode()
+    else:
+        data = "\n".join(json.dumps(r) for r in rows).encode()
+    result, lines = score_whole(p, data, f"in.{form}")
+    assert lines[0].split(",")[-1] == "actual" and [line.split(",")[-1] for line in lines[1:]] == model.labels[:5]
+    actuals, output = result.evaluated
+    assert actuals == model.labels[:5] and output.shape == (5, len(model.classes))
+
+
+def test_json_lines_are_labelled_only_when_the_first_line_has_the_target():
+    model, p = labelled_predictor(target="species")
+    rows = [dict(model.instances[i]) for i in range(3)]
+    rows[1]["species"] = model.labels[1]
+    result, lines = score_whole(p, "\n".join(json.dumps(r) for r in rows).encode(), "in.jsonl")
+    assert "actual" not in lines[0] and result.evaluated is None and result.predicted == 3
+
+
+@pytest.mark.parametrize("form", ["csv", "jsonl"])
+def test_a_column_named_like_the_target_is_a_column_when_the_model_names_no_target(form):
+    model, p = labelled_predictor()
+    rows = [{**model.instances[i], "species": model.labels[i]} for i in range(2)]
+    if form == "csv":
+        names = [*model.instances[0], "species"]
+        data = "\n".join([",".join(names), *(",".join("" if r[n] is None else str(r[n]) for n in names)
+                                               for r in rows)]).encode()
+    else:
+        data = "\n".join(json.dumps(r) for r in rows).encode()
+    result, lines = score_whole(p, data, f"in.{form}")
+    assert "actual" not in lines[0] and result.evaluated is None
+
+
+@pytest.mark.parametrize(("name", "task"), [("penguins-lightgbm", "classification"), ("bc-catboost", "regression")])
+def test_a_labelled_file_without_rows_has_nothing_to_evaluate(name, task):
+    model, p = labelled_predictor(name, target="y")
+    if task == "regression":
+        arrays = {**model.arrays, "task": np.array("regression"), "link": np.array("identity")}
+        manifest = {**model.manifest_fields(), "classes": [], "name": "r", "version": 1, "target": "y"}
+        p = Predictor(bundle.Bundle(manifest=manifest, arrays=arrays), unknown_category="reject")
+    header = ",".join([*model.instances[0], "y"]).encode()
+    for data, form in ((header + b"\n", "csv"), (b"", "jsonl"), (b"\n\n", "jsonl")):
+        result, lines = score_whole(p, data, f"in.{form}")
+        if form == "csv":
+            actuals, output = result.evaluated
+            assert actuals == [] and output.shape == (0, len(model.classes) if task == "classification" else 1)
+            assert lines[0].split(",")[-1] == "actual"
+        else:
+            assert result.evaluated is None and result.rows == 0
+
+
+@pytest.mark.parametrize("first", ["rownames", "id"])
+def test_a_numeric_file_takes_its_ids_from_the_models_id_column_or_id_on_the_fast_path(first, monkeypatch):
+    from serving.batch import lines as lines_module
+
+    model, p = labelled_predictor("bc-lightgbm", id_column="rownames")
+    names = [f["name"] for f in model.schema]
+    data = "\n".join([",".join([first, *names]),
+                      *(",".join([f"r{i}", *(str(model.instances[i][n]) for n in names)]) for i in range(4))])
+    fast = []
+    real = lines_module.score_numeric_csv
+    monkeypatch.setattr(lines_module, "score_numeric_csv", lambda *a, **k: fast.append(1) or real(*a, **k))
+    result, lines = score_whole(p, data.encode(), "in.csv")
+    assert fast == [1] and result.predicted == 4
+    assert [line.split(",")[0] for line in lines[1:]] == ["r0", "r1", "r2", "r3"]

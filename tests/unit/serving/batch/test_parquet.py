@@ -319,3 +319,37 @@ def test_a_parquet_file_of_no_rows_gives_the_headers_only():
     writer = writer_module.Writer(p, out := io.StringIO(), io.StringIO(), False)  # a record batch of no rows
     assert parquet._score_parquet_chunk(pa.RecordBatch.from_pydict(empty), 7, writer, True, pa) == 7
     assert out.getvalue() == "" and writer.result.rows == 0
+
+
+def test_a_parquet_file_with_the_models_target_is_labelled_and_one_without_it_is_not():
+    from tests.unit.serving.batch.test_lines import labelled_predictor
+
+    model, p = labelled_predictor(target="species")
+    columns = columns_of(model, 6)
+    result, predictions, _ = score_parquet(p, parquet_of({**columns, "species": model.labels[:6]}))
+    lines = predictions.splitlines()
+    assert lines[0].split(",")[-1] == "actual" and [line.split(",")[-1] for line in lines[1:]] == model.labels[:6]
+    assert result.evaluated[0] == model.labels[:6]
+    result, predictions, _ = score_parquet(p, parquet_of(columns))
+    assert "actual" not in predictions.splitlines()[0] and result.evaluated is None
+    assert parquet.parquet_columns(parquet_of({**columns, "species": model.labels[:6]}))[-1] == "species"
+    with pytest.raises(rows_module.UnsupportedFile, match="^not a Parquet file that can be read: "):
+        parquet.parquet_columns(io.BytesIO(b"PAR1 not really"))
+
+
+@pytest.mark.parametrize("numeric", [True, False])
+@pytest.mark.parametrize("id_name", ["rownames", "id"])
+def test_parquet_ids_come_from_the_models_id_column_or_id(id_name, numeric, monkeypatch):
+    """The model's own id column when the file has it, else `id`; on the column-wise path (all numeric)
+    and row by row (a row with a gap is read alone)."""
+    from tests.unit.serving.batch.test_lines import labelled_predictor
+
+    model, p = labelled_predictor("bc-lightgbm", id_column="rownames")
+    columns = columns_of(model, 5)
+    if not numeric:
+        columns[model.schema[0]["name"]][2] = None
+    rows = counted_parquet_rows(monkeypatch)
+    _, predictions, errors = score_parquet(p, parquet_of({id_name: [f"r{i}" for i in range(5)], **columns}))
+    ids = [line.split(",")[0] for line in predictions.splitlines()[1:] + errors.splitlines()[1:]]
+    assert sorted(ids) == ["r0", "r1", "r2", "r3", "r4"]
+    assert rows == ([] if numeric else [1])

@@ -164,3 +164,11 @@ def test_a_failed_assembly_leaves_nothing_under_the_final_key(s3):
         batch_parts.assemble(s3, BUCKET, "out/p.csv", sources)
     assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="out/")
     assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+
+
+@pytest.mark.parametrize("part_bytes", [10, 11, 100])
+def test_a_part_that_reaches_the_files_end_reads_nothing(part_bytes):
+    data, calls = b"a\nb\nc\nd\ne\n", []
+    assert batch_parts.cut(len(data), 0, part_bytes, reader(data, calls)) == [(0, 10)] and calls == []
+    with pytest.raises(ValueError, match="^part_bytes must be positive$"):
+        batch_parts.cut(len(data), 0, 0, reader(data))

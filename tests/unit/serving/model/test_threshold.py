@@ -54,3 +54,12 @@ def test_a_batch_files_labels_follow_the_threshold():
     p1 = [float(r[f"probability_{model.classes[1]}"]) for r in rows]
     assert [r["label"] == model.classes[1] for r in rows] == [p > 0.02 for p in p1]
     assert any(0.02 < p <= 0.5 for p in p1)  # rows the threshold labels otherwise than the likelier class
+
+
+def test_a_probability_equal_to_the_threshold_is_not_above_it():
+    """Strictly above, in the API's answers and in label_indices (batch, evaluation, training) alike."""
+    model, p = _predictor(decision_threshold=0.25)
+    output = np.array([[0.75, 0.25], [0.5, 0.5], [0.74, 0.26]])
+    assert [a["label"] for a in p.answers(output)] == [model.classes[0], model.classes[1], model.classes[1]]
+    assert label_indices(output, 0.25).tolist() == [0, 1, 1]
+    assert label_indices(output[:2], 0.5).tolist() == [0, 0]

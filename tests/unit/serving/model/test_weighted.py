@@ -68,6 +68,13 @@ def test_a_member_of_weight_one_is_the_member_itself():
     assert np.array_equal(served_predictions(arrays, member.matrix), served_predictions(member.arrays, member.matrix))
 
 
+def test_an_ensembles_raw_scores_are_its_raw_answer():
+    members, _, arrays = _ensemble("penguins")
+    model = evaluators.from_arrays(arrays)
+    X = members[0].matrix[:5]
+    assert np.array_equal(model.raw(X), model.raw_scores(X))
+
+
 def test_each_member_counts_by_its_weight():
     members, _, _ = _ensemble("digits")
     one = model_format.pack_weighted([m.arrays for m in members], [0.25, 0.75])
@@ -100,16 +107,20 @@ def _weighted(**changes):
 @pytest.mark.parametrize(("changes", "message"), [
     ({"weights": np.array([0.5, 0.0])}, "weights: must be finite and positive"),
     ({"weights": np.array([0.5, np.nan])}, "weights: must be finite and positive"),
-    ({"weights": np.array([1.0])}, "member_layouts: shape (2,) disagrees with M = 1"),
-    ({"member_layouts": np.array(["oblivious", "weighted"])}, "member 1 is 'weighted'"),
+    ({"weights": np.array([1.0])}, "member_layouts: shape (2,) disagrees with M = 1 (M)"),
+    ({"member_layouts": np.array(["oblivious", "weighted"])},
+     "member_layouts: member 1 is 'weighted', expected one of oblivious, nodes"),
     ({"member_layouts": np.array(["nodes", "oblivious"])}, "member 0 (m0.*): "),
     ({"m2.roots": np.zeros(1, np.int32)}, "m2.roots: belongs to no member (there are 2)"),
+    ({"m5.a.b": np.zeros(1, np.int32)}, "m5.a.b: belongs to no member (there are 2)"),
+    ({"weights": np.zeros(0), "member_layouts": np.array([], "<U9")}, "weights: no members"),
     ({"x.roots": np.zeros(1, np.int32)}, "x.roots: not part of the weighted layout"),
 ])
 def test_a_broken_ensemble_is_refused_naming_what_is_wrong(changes, message):
+    """The whole message, or its start where it goes on with a member's own fault."""
     with pytest.raises(model_format.FormatError) as error:
         model_format.check(_weighted(**changes))
-    assert message in str(error.value)
+    assert str(error.value) == message or (message.endswith(": ") and str(error.value).startswith(message))
 
 
 def test_a_member_missing_an_array_is_named_with_its_member():

@@ -1,10 +1,8 @@
 """The serving function's S3 reader: botocore's signatures, boto-style answers and errors."""
 
 import http.client
-import threading
 import time
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from botocore.auth import S3SigV4Auth
@@ -21,6 +19,7 @@ from serving.store.s3 import (
 )
 
 from tests.unit.conftest import BUCKET
+from tests.unit.serving.store.servers import Recorder, local_server
 
 
 @pytest.fixture
@@ -55,52 +54,6 @@ def test_without_a_session_token_none_is_signed():
     assert "x-amz-security-token" not in headers
     assert "SignedHeaders=host;x-amz-content-sha256;x-amz-date," in headers["authorization"]
     assert headers["x-amz-date"].endswith("Z") and len(headers["x-amz-date"]) == 16
-
-
-class Recorder(BaseHTTPRequestHandler):
-    """A stand-in for S3 that writes down each request and answers what the test scripted."""
-
-    answers: list = []
-    seen: list = []
-
-    def do_GET(self):  # noqa: N802 - http.server's name
-        self.answer()
-
-    def answer(self, **noted):
-        """Write the request down (before answering), then send the next scripted answer."""
-        self.seen.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
-                          "method": self.command, "client_port": self.client_address[1], **noted})
-        status, headers, body = self.answers.pop(0)
-        self.send_response(status)
-        for key, value in headers.items():
-            self.send_header(key, value)
-        cut = headers.pop("X-Cut-At", None)
-        if "Content-Length" not in headers:
-            self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if cut is not None:  # the whole length promised, part of the body sent, the connection closed
-            self.wfile.write(body[:cut])
-            self.close_connection = True
-            return
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-def local_server(recorder):
-    """A local server answering with ``recorder`` (its script and notes emptied): (endpoint, recorder)."""
-    recorder.answers, recorder.seen = [], []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), recorder)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}", recorder
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture
-def fake_s3():
-    yield from local_server(Recorder)
 
 
 ENV = {"AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "se/cret", "AWS_SESSION_TOKEN": "tok",
@@ -159,120 +112,6 @@ def test_not_modified_and_missing_objects_are_errors_with_their_status(fake_s3):
         assert error_status(caught.value) == status
         assert caught.value.response["Error"] == {"Code": code, "Message": message}
         assert str(caught.value) == f"{code} ({status}): {message}"
-
-
-def test_a_silent_server_times_out_at_the_readers_timeout():
-    import socket
-    import time
-
-    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts connections, never answers
-        reader = S3Reader("us-east-1", "a", "b", endpoint=f"http://127.0.0.1:{silent.getsockname()[1]}",
-                          timeout=0.5, budget=10)
-        started = time.monotonic()
-        with pytest.raises(TimeoutError):
-            reader.get_object(Bucket="b", Key="k")
-        assert 0.45 * 3 <= time.monotonic() - started < 0.5 * 3 + 1.5  # three tries, up to 1.4 s of pauses
-    assert S3Reader("us-east-1", "a", "b").timeout == 2.0
-
-
-class KeepAlive(Recorder):
-    """HTTP/1.1: the connection stays open between requests, unless the script says to drop it."""
-
-    protocol_version = "HTTP/1.1"
-    drop_after: set = set()
-
-    def do_GET(self):  # noqa: N802 - http.server's name
-        super().do_GET()  # (what it writes down, the client's port too, is written before it answers)
-        if len(self.seen) in self.drop_after:  # closed without saying so, as an idle server does
-            self.close_connection = True
-
-
-@pytest.fixture
-def keep_alive_s3():
-    KeepAlive.drop_after = set()
-    yield from local_server(KeepAlive)
-
-
-def test_calls_share_one_kept_alive_connection(keep_alive_s3):
-    endpoint, recorder = keep_alive_s3
-    recorder.answers = [(200, {}, b"pointer"), (200, {}, b"manifest"), (304, {}, b""), (200, {}, b"arrays")]
-    reader = S3Reader("us-east-1", "a", "b", endpoint=endpoint)
-    assert reader.get_object(Bucket="b", Key="1")["Body"].read() == b"pointer"
-    assert reader.get_object(Bucket="b", Key="2")["Body"].read() == b"manifest"
-    with pytest.raises(S3Error):  # an error answer keeps the connection too
-        reader.get_object(Bucket="b", Key="3", IfNoneMatch='"e"')
-    assert reader.get_object(Bucket="b", Key="4")["Body"].read() == b"arrays"
-    assert [r["path"] for r in recorder.seen] == ["/b/1", "/b/2", "/b/3", "/b/4"]
-    assert len({r["client_port"] for r in recorder.seen}) == 1
-
-
-def test_a_connection_the_server_dropped_is_reopened_and_the_call_made_once_more(keep_alive_s3):
-    endpoint, recorder = keep_alive_s3
-    recorder.answers = [(200, {}, b"first"), (200, {}, b"second"), (200, {}, b"third")]
-    recorder.drop_after = {1}
-    reader = S3Reader("us-east-1", "a", "b", endpoint=endpoint)
-    assert reader.get_object(Bucket="b", Key="1")["Body"].read() == b"first"
-    time.sleep(0.1)  # the server has closed its end by now
-    assert reader.get_object(Bucket="b", Key="2")["Body"].read() == b"second"
-    assert reader.get_object(Bucket="b", Key="3")["Body"].read() == b"third"
-    assert [r["path"] for r in recorder.seen] == ["/b/1", "/b/2", "/b/3"]
-    ports = [r["client_port"] for r in recorder.seen]
-    assert ports[0] != ports[1] == ports[2]
-
-
-def test_a_connection_idle_longer_than_s3_keeps_one_is_not_tried_again(keep_alive_s3, monkeypatch):
-    # S3 drops idle connections after ~20 s, sometimes without a word: waiting on one would hang
-    import serving.store.s3 as s3_module
-
-    endpoint, recorder = keep_alive_s3
-    recorder.answers = [(200, {}, b"a"), (200, {}, b"b"), (200, {}, b"c")]
-    now = [1000.0]
-    monkeypatch.setattr(s3_module, "monotonic", lambda: now[0])
-    reader = S3Reader("us-east-1", "a", "b", endpoint=endpoint)
-    reader.get_object(Bucket="b", Key="1")
-    now[0] += s3_module.IDLE_SECONDS  # idle for exactly the limit: still used
-    reader.get_object(Bucket="b", Key="2")
-    now[0] += s3_module.IDLE_SECONDS + 0.5  # idle past it: a new connection
-    reader.get_object(Bucket="b", Key="3")
-    ports = [r["client_port"] for r in recorder.seen]
-    assert ports[0] == ports[1] != ports[2]
-    assert 10 <= s3_module.IDLE_SECONDS < 20
-
-
-def test_a_server_that_drops_every_connection_is_tried_three_times_then_the_error_raised():
-    import http.client
-    import socket
-    import threading
-
-    accepted = []
-    with socket.create_server(("127.0.0.1", 0)) as server:
-        def drop_every_connection():
-            while True:
-                try:
-                    connection, _ = server.accept()
-                except OSError:  # the server closed: the test is over
-                    return
-                accepted.append(connection.getpeername())
-                connection.close()
-
-        threading.Thread(target=drop_every_connection, daemon=True).start()
-        reader = S3Reader("us-east-1", "a", "b", endpoint=f"http://127.0.0.1:{server.getsockname()[1]}", timeout=2)
-        with pytest.raises((OSError, http.client.HTTPException)):
-            reader.get_object(Bucket="b", Key="k")
-    assert len(accepted) == 3  # the reader's tries, not again and again
-
-
-def test_a_refused_connection_is_an_error_not_a_retry_loop():
-    import socket
-
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    reader = S3Reader("us-east-1", "a", "b", endpoint=f"http://127.0.0.1:{port}", timeout=2)
-    with pytest.raises(ConnectionRefusedError):
-        reader.get_object(Bucket="b", Key="k")
-    with pytest.raises(ConnectionRefusedError):  # and the next call tries again from scratch
-        reader.get_object(Bucket="b", Key="k")
 
 
 def test_reads_objects_and_answers_not_modified_from_moto(s3):
@@ -339,7 +178,6 @@ def test_aws_endpoints_are_https_and_virtual_hosted():
     reader = S3Reader("eu-west-1", "a", "b")
     assert reader.url("bucket", "models/x y~(1).json") == (
         "https://bucket.s3.eu-west-1.amazonaws.com/models/x%20y~%281%29.json")
-    import http.client
 
     # spoken to over TLS (a connection opens on its first request: none is made here)
     assert isinstance(reader._connection("https", "bucket.s3.eu-west-1.amazonaws.com"), http.client.HTTPSConnection)
@@ -347,7 +185,6 @@ def test_aws_endpoints_are_https_and_virtual_hosted():
 
 
 def test_the_signing_time_is_utc_whatever_the_machines_time_zone(monkeypatch):
-    import time
 
     monkeypatch.setenv("TZ", "America/Los_Angeles")
     time.tzset()
@@ -452,128 +289,3 @@ def test_a_listing_request_percent_encodes_its_query_and_reads_the_answer_as_bot
     [request] = recorder.seen
     assert request["path"] == ("/bkt/?continuation-token=t%2B1%3D&delimiter=%2F&list-type=2&max-keys=5"
                                "&prefix=models%2Fa%20b%2F")
-
-
-# ---- S3 failing: tries, backoff, budgets
-
-
-@pytest.fixture
-def pauses(monkeypatch):
-    import serving.store.s3 as s3_module
-
-    slept = []
-    monkeypatch.setattr(s3_module.time, "sleep", slept.append)
-    return slept
-
-
-def test_5xx_answers_are_tried_again_with_growing_jittered_pauses_until_one_succeeds(fake_s3, pauses):
-    endpoint, recorder = fake_s3
-    slow_down = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
-    recorder.answers = [(503, {}, slow_down), (500, {}, b""), (200, {}, b"the object")]
-    reader = S3Reader("us-east-1", "a", "b", endpoint=endpoint, jitter=lambda: 0.5)
-    assert reader.get_object(Bucket="b", Key="k")["Body"].read() == b"the object"
-    assert len(recorder.seen) == 3
-    assert pauses == [0.5 * 0.1, 0.5 * 0.2]  # full jitter: a share of base * 2**try
-    dates = {r["headers"]["x-amz-date"] for r in recorder.seen}
-    assert all(r["headers"]["authorization"].startswith("AWS4-HMAC-SHA256") for r in recorder.seen) and dates
-
-
-def test_the_pause_is_capped_and_no_pause_follows_the_last_try(fake_s3, pauses):
-    endpoint, recorder = fake_s3
-    recorder.answers = [(503, {}, b"")] * 6
-    reader = S3Reader("us-east-1", "a", "b", endpoint=endpoint, attempts=6, budget=100, jitter=lambda: 1.0)
-    with pytest.raises(S3Error) as caught:
-        reader.get_object(Bucket="b", Key="k")
-    assert error_status(caught.value) == 503  # the last answer is the error raised
-    assert pauses == [0.1, 0.2, 0.4, 0.8, 1.0]
-    assert len(recorder.seen) == 6
-
-
-@pytest.mark.parametrize("status", [400, 403, 404, 412])
-def test_client_errors_are_answers_not_retried(fake_s3, pauses, status):
-    endpoint, recorder = fake_s3
-    recorder.answers = [(status, {}, b"<Error><Code>No</Code></Error>"), (200, {}, b"never read")]
-    with pytest.raises(S3Error):
-        S3Reader("us-east-1", "a", "b", endpoint=endpoint).get_object(Bucket="b", Key="k")
-    assert len(recorder.seen) == 1 and pauses == []
-
-
-def test_a_body_cut_short_is_an_error_and_tried_again(fake_s3, pauses):
-    endpoint, recorder = fake_s3
-    recorder.answers = [(200, {"X-Cut-At": 5}, b"0123456789"), (200, {}, b"0123456789")]
-    reader = S3Reader("us-east-1", "a", "b", endpoint=endpoint)
-    assert reader.get_object(Bucket="b", Key="k")["Body"].read() == b"0123456789"
-    assert len(recorder.seen) == 2
-    recorder.answers = [(200, {"X-Cut-At": 3}, b"0123456789")]
-    with pytest.raises(http.client.IncompleteRead):
-        S3Reader("us-east-1", "a", "b", endpoint=endpoint, attempts=1).get_object(Bucket="b", Key="k")
-
-
-def test_an_empty_not_modified_answer_is_not_taken_for_a_cut_body(fake_s3):
-    endpoint, recorder = fake_s3
-    recorder.answers = [(304, {"Content-Length": "9"}, b"")]  # the object's length, as S3 may send it
-    with pytest.raises(S3Error) as caught:
-        S3Reader("us-east-1", "a", "b", endpoint=endpoint).get_object(Bucket="b", Key="k", IfNoneMatch='"e"')
-    assert error_status(caught.value) == 304 and len(recorder.seen) == 1
-
-
-def test_a_call_gives_up_when_its_budget_is_spent_whatever_its_tries():
-    import socket
-
-    with socket.create_server(("127.0.0.1", 0)) as silent:
-        reader = S3Reader("us-east-1", "a", "b", endpoint=f"http://127.0.0.1:{silent.getsockname()[1]}",
-                          timeout=5, attempts=10, budget=0.6)
-        started = time.monotonic()
-        with pytest.raises(TimeoutError):
-            reader.get_object(Bucket="b", Key="k")
-        assert 0.55 <= time.monotonic() - started < 0.9  # the socket's wait shortened to what was left
-
-
-def test_within_sets_one_budget_for_many_calls_and_an_inner_block_keeps_the_earlier_deadline(monkeypatch):
-    import serving.store.s3 as s3_module
-
-    now = [100.0]
-    monkeypatch.setattr(s3_module, "monotonic", lambda: now[0])
-    reader = S3Reader("us-east-1", "a", "b", endpoint="http://127.0.0.1:9")
-    assert reader._deadline is None
-    with reader.within(5):
-        assert reader._deadline == 105.0
-        with reader.within(10):
-            assert reader._deadline == 105.0
-        with reader.within(1):
-            assert reader._deadline == 101.0
-        assert reader._deadline == 105.0
-        now[0] = 106.0
-        with pytest.raises(TimeoutError, match="budget"):  # spent: no try at all
-            reader.get_object(Bucket="b", Key="k")
-    assert reader._deadline is None
-
-
-@pytest.mark.parametrize(("length", "piece", "gap", "budget"), [
-    (300_000, 10_000, 0.1, 0.5),  # 10 KB every 0.1 s: each read in time, the whole far too late
-    (300, 1, 0.2, 0.8),  # a byte every 0.2 s: each socket wait in time, a full 64 KiB chunk never
-])
-def test_a_body_that_trickles_in_is_held_to_the_budget(length, piece, gap, budget):
-    import socket
-    import threading
-
-    with socket.create_server(("127.0.0.1", 0)) as server:
-        def trickle():
-            connection, _ = server.accept()
-            connection.recv(65536)
-            connection.sendall(f"HTTP/1.1 200 OK\r\nContent-Length: {length}\r\n\r\n".encode())
-            try:
-                for _ in range(length // piece):
-                    connection.sendall(b"x" * piece)
-                    time.sleep(gap)
-            except OSError:
-                pass
-            connection.close()
-
-        threading.Thread(target=trickle, daemon=True).start()
-        reader = S3Reader("us-east-1", "a", "b", endpoint=f"http://127.0.0.1:{server.getsockname()[1]}",
-                          timeout=1, attempts=1, budget=budget)
-        started = time.monotonic()
-        with pytest.raises(TimeoutError):  # (the socket's wait, cut to what was left, or the budget's check)
-            reader.get_object(Bucket="b", Key="k")
-        assert budget - 0.05 <= time.monotonic() - started < budget + 0.4
