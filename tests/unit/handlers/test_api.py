@@ -67,3 +67,22 @@ def test_the_functions_handler_answers_through_its_app_with_its_logger_and_metri
     assert {d["_aws"]["CloudWatchMetrics"][0]["Namespace"] for d in emf} == {"TabularServerless"}
     assert metrics_of(output)["_dims"]["service"] == "predict"
     assert handlers.api.app.logger.service == "predict"  # what every log line of the function names
+
+
+def test_with_tracing_on_the_handler_answers_inside_the_predict_services_trace(s3, monkeypatch):
+    """POWERTOOLS_TRACE_DISABLED=false: the handler is wrapped by Powertools' Tracer, named for the
+    service (outside Lambda the tracer records nothing, so the answer is what is checked)."""
+    from aws_lambda_powertools import Tracer
+
+    from tests.unit.conftest import BUCKET
+    from tests.unit.fakes import Context
+    from tests.unit.serving.api.conftest import fresh_container, publish
+
+    for name, value in (("MODEL_BUCKET", BUCKET), ("DEFAULT_MODEL", "breast-cancer"),
+                        ("POWERTOOLS_TRACE_DISABLED", "false"), ("POWERTOOLS_METRICS_NAMESPACE", "Test")):
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(Tracer, "_config", dict(Tracer._default_config))
+    publish(s3)
+    app = fresh_container()
+    assert app.handler.__wrapped__.__name__ == "handle" and Tracer._config["service"] == "predict"
+    assert app.handler(event("predict"), Context())["statusCode"] == 200

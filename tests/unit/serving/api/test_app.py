@@ -54,6 +54,7 @@ def test_predict_answers_label_probabilities_and_version(api, s3):
     assert sum(prediction["probabilities"].values()) == pytest.approx(1.0, abs=1e-12)
     assert prediction["label"] == max(prediction["probabilities"], key=prediction["probabilities"].get)
     assert response["multiValueHeaders"]["Access-Control-Allow-Origin"] == [ORIGIN]
+    assert response["multiValueHeaders"]["Access-Control-Max-Age"] == ["600"]
     assert api.metrics["Predictions"] == [1.0]
     assert api.metrics["_units"]["Predictions"] == "Count"
     assert api.metrics["_units"]["PredictLatency"] == "Milliseconds"

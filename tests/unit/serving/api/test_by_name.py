@@ -298,3 +298,14 @@ def test_with_s3_down_versions_and_drift_answer_503_naming_the_cause(api, s3):
     for what in ("versions", "drift"):
         status, body, _ = api(event("health", path=f"/models/penguins/{what}"))
         assert status == 503 and "the model store did not answer for model 'penguins'" in body["error"]
+
+
+@pytest.mark.parametrize(("policy", "status"), [("reject", 422), ("missing", 200)])
+def test_an_unknown_category_is_handled_as_the_settings_say(api, s3, monkeypatch, policy, status):
+    publish(s3, "penguins-catboost", model_name="penguins")
+    monkeypatch.setenv("UNKNOWN_CATEGORY", policy)
+    module = fresh_container()
+    row = {**case("penguins-catboost").instances[0], "island": "Atlantis"}
+    response = module.handler(event("predict", {"instances": [row]}, path="/models/penguins/predict"), Context())
+    assert response["statusCode"] == status, response["body"]
+    assert (status == 422) == ("island" in response["body"])

@@ -70,3 +70,12 @@ def test_a_prediction_that_is_not_finite_is_written_as_python_spells_it():
     text = writer_module.Writer(p, io.StringIO(), io.StringIO(), headers=False).lines([1, 2], np.array(
         [[np.inf, 0.25], [0.5, np.nan]]))
     assert text.splitlines() == [f"1,{p.classes[0]},inf,0.25", f"2,{p.classes[1]},0.5,nan"]  # argmax of NaN
+
+
+def test_a_writer_is_for_an_unlabelled_file_unless_told():
+    from tests.unit.serving.batch.test_lines import labelled_predictor
+
+    _, p = labelled_predictor(target="species")
+    predictions = io.StringIO()
+    writer = writer_module.Writer(p, predictions, io.StringIO(), headers=True)
+    assert writer.target is None and "actual" not in predictions.getvalue()

@@ -154,3 +154,8 @@ def test_catboost_members_of_different_depths_are_not_padded_into_one():
     assert len(folded) == 2 and weights == [0.5, 0.5]
     served = served_predictions(model_format.pack_weighted(folded, weights), member.matrix)
     assert _difference(served, member.native, "binary") <= EXACT_PREDICTIONS
+
+
+def test_whole_number_weights_are_stored_as_the_formats_floats():
+    arrays = model_format.pack_weighted([case("bc-catboost").arrays, case("bc-lightgbm").arrays], [1, 3])
+    assert arrays["weights"].dtype == np.float64 and model_format.check(arrays).layout == "weighted"
