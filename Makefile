@@ -79,8 +79,11 @@ training-image: install ## the training image (training/Dockerfile), built here:
 train-batch: install ## the training job as AWS Batch runs it: 2 tune workers on PostgreSQL, then train, to the demo
 	@$(PY) -m infra.train_batch $(ARGS)
 
+# pytest-xdist: the local cloud's tests on one worker, unit tests on both (tests/conftest.py says how)
+TEST_WORKERS ?= 2
+
 test: lint browser compiler ## lint, then every test (unit, LocalStack integration, browser); starts its own LocalStack
-	@$(PY) -m pytest $(ARGS)
+	@$(PY) -m pytest -n $(TEST_WORKERS) $(ARGS)
 
 CHECKOV := .local/tools/checkov/bin/checkov
 TEMPLATES := template.yaml template.gradual.yaml infra/bootstrap/template.yaml infra/training-batch.yaml \

@@ -25,6 +25,24 @@ if os.environ.get("TESTS_HYPOTHESIS_PROFILE"):
     settings.load_profile(os.environ["TESTS_HYPOTHESIS_PROFILE"])
 
 
+CLOUD_SUITES = ("tests/integration/", "tests/e2e/")
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """`make test` runs two pytest-xdist workers: every test of the local cloud (integration and
+    browser) is one unit of work, so one worker holds the one LocalStack and its stack while the
+    other runs the unit tests beside it, a test file at a time. (pytest-xdist's own
+    ``--dist loadgroup`` would do it by a mark, but it marks the groups in node ids, which pytest
+    9.2 no longer lets it change: pytest-dev/pytest-xdist#1386.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class CloudOnOneWorker(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "the local cloud" if nodeid.startswith(CLOUD_SUITES) else nodeid.split("::", 1)[0]
+
+    return CloudOnOneWorker(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
     """`make mutation`: a mutant's tests run its module's own test files first (tests mirror the
     source tree), and within each group quickest first (by the durations mutmut measured), so that

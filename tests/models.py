@@ -17,6 +17,7 @@ index (as `make mutation` does), cases are only read, never built.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import json
@@ -166,9 +167,13 @@ def case(name: str) -> Case:
     else:
         folder = CACHE / f"{name}-{_key(name)}"
         if not (folder / "case.json").exists():
-            for stale in CACHE.glob(f"{name}-*"):
-                shutil.rmtree(stale)
-            _build(name, folder)
+            CACHE.mkdir(parents=True, exist_ok=True)
+            with open(CACHE / f".{name}.lock", "w") as lock:  # two test workers: one builds, one waits
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                if not (folder / "case.json").exists():
+                    for stale in CACHE.glob(f"{name}-*"):
+                        shutil.rmtree(stale)
+                    _build(name, folder)
         _loaded[name] = _read(name, folder)
     return _loaded[name]
 

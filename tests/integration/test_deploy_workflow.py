@@ -4,6 +4,8 @@ The workflow's `run:` scripts are executed as written, with the job's env. What
 differs from an account: AWS_ENDPOINT_URL points at the local cloud, the template
 is template.yaml (LocalStack has no CodeDeploy for the canary that
 template.gradual.yaml adds), and the parameters leave out DeploymentType.
+The build takes numpy (built without BLAS) from the machine's wheel cache, which
+the local deploy before it filled or found.
 Not run here: the form's stack (CloudFront is not in LocalStack's community
 edition; the test sets FORM_ORIGIN as that step would), publishing the form
 into it, and the image build and push (Docker and a registry).
@@ -39,6 +41,9 @@ def test_the_staging_job_builds_deploys_and_smoke_tests(cloud):
         AWS_REGION="eu-west-1", AWS_DEFAULT_REGION="eu-west-1",  # samconfig's region
         PARAMETERS="StageName=v1 DefaultModel=breast-cancer",  # no DeploymentType: no canary here
         FORM_ORIGIN="http://127.0.0.1:8799",
+        # the machine's numpy build, which the local deploy made or found (a runner's is .local/wheels,
+        # kept by actions/cache): the workflow's build then compiles nothing a second time
+        NUMPY_WHEELS=str(deploy.WHEELS),
         PATH=f"{ROOT / '.local' / 'tools' / 'bin'}{os.pathsep}{os.environ['PATH']}",
     )
     outputs = {}
