@@ -42,8 +42,14 @@ browser: ## install Chromium for the browser tests (Debian/Ubuntu packages)
 compiler: ## install gcc/g++ if missing: the functions' numpy is built without BLAS (Debian/Ubuntu packages)
 	@bash infra/install-compiler.sh
 
-demo: install ## run the whole local stack: cloud, deploy, train, serve, form
+demo: install frontend ## run the whole local stack: cloud, deploy, train, serve, form
 	@$(PY) -m infra.demo up
+
+frontend: frontend/node_modules/.package-lock.json ## the console's npm packages (Swagger UI; axe-core for its tests)
+
+frontend/node_modules/.package-lock.json: frontend/package-lock.json
+	@echo "[install] the console's npm packages (Swagger UI, axe-core) into frontend/node_modules" >&2
+	@cd frontend && npm ci --ignore-scripts --no-audit --no-fund --silent
 
 down: ## stop everything `make demo` started and delete the local state
 	@if [ -x $(PY) ]; then $(PY) -m infra.demo down; else echo "nothing to stop"; fi
@@ -82,7 +88,7 @@ train-batch: install ## the training job as AWS Batch runs it: 2 tune workers on
 # pytest-xdist: the local cloud's tests on one worker, unit tests on both (tests/conftest.py says how)
 TEST_WORKERS ?= 2
 
-test: lint browser compiler ## lint, then every test (unit, LocalStack integration, browser); starts its own LocalStack
+test: lint browser compiler frontend ## lint, then every test (unit, LocalStack integration, browser); starts its own LocalStack
 	@$(PY) -m pytest -n $(TEST_WORKERS) $(ARGS)
 
 CHECKOV := .local/tools/checkov/bin/checkov
@@ -133,5 +139,5 @@ $(AUTOGLUON): | $(UV)
 bench-train: install $(AUTOGLUON) ## training benchmark: ours / default models, FLAML, AutoGluon (BENCH_SETS=a,b; ~2.5 h whole)
 	@$(PY) -m benchmarks.training_benchmark
 
-.PHONY: help install browser compiler demo down train ui drift test lint bench bench-train mutation docs \
+.PHONY: help install browser compiler frontend demo down train ui drift test lint bench bench-train mutation docs \
 	sam-image invoke start-api training-image train-batch

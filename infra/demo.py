@@ -25,7 +25,7 @@ from pathlib import Path
 
 from serving.store import bundles
 
-from infra import deploy, local_cloud, postgres, ui
+from infra import deploy, local_cloud, postgres, site, ui
 from infra.console import logger
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,8 +102,7 @@ def train(outputs: dict, args: list[str]) -> None:
 
 
 def serve_form(outputs: dict) -> None:
-    shutil.rmtree(SITE, ignore_errors=True)
-    shutil.copytree(ROOT / "frontend", SITE)
+    site.build(SITE)
     (SITE / "config.json").write_text(
         json.dumps({"api_url": outputs["api_url"], "api_key": outputs["api_key"]}, indent=2)
     )

@@ -1,5 +1,6 @@
-"""Publish the form in an account: frontend/ plus its config.json (the API's URL and
-key) to the private bucket that CloudFront serves (infra/frontend.yaml).
+"""Publish the console in an account: its pages and Swagger UI (infra/site.py) plus its
+config.json (the API's URL and key) to the private bucket that CloudFront serves
+(infra/frontend.yaml).
 
     python -m infra.publish_frontend API_STACK FRONTEND_STACK
 
@@ -12,9 +13,10 @@ from __future__ import annotations
 import json
 import mimetypes
 import sys
+import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from infra import site
 
 
 def main() -> int:
@@ -31,12 +33,14 @@ def main() -> int:
     config = {"api_url": outputs["ApiUrl"].rstrip("/"), "api_key": key["value"]}
     s3 = boto3.client("s3")
     bucket = outputs["FrontendBucketName"]
-    for path in sorted((ROOT / "frontend").iterdir()):
-        if path.is_file() and path.name != "config.json":
+    with tempfile.TemporaryDirectory() as folder:
+        built = site.build(Path(folder) / "site")
+        for path in site.files(built):
+            key = path.relative_to(built).as_posix()
             content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-            s3.put_object(Bucket=bucket, Key=path.name, Body=path.read_bytes(), ContentType=content_type,
+            s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes(), ContentType=content_type,
                           CacheControl="max-age=300")
-            print(f"uploaded {path.name}")
+            print(f"uploaded {key}")
     s3.put_object(Bucket=bucket, Key="config.json", Body=json.dumps(config).encode(),
                   ContentType="application/json", CacheControl="no-store")
     print(f"uploaded config.json; the form is at {outputs['FormUrl']}")

@@ -1,59 +1,15 @@
-"""The web form in a real browser (Chromium via Playwright) against the deployed local stack."""
+"""The prediction form in a real browser (Chromium via Playwright) against the deployed local stack."""
 
 import json
-import os
 import re
-import shutil
-import threading
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 import requests
 
-from tests.conftest import FORM_PORT, ROOT
+from tests.conftest import FORM_PORT
+from tests.e2e.conftest import configure
 
 pytestmark = pytest.mark.e2e
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-# Flags for a machine without a display or internet access.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-class QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture(scope="module")
-def site(stack, trained, trained_penguins, tmp_path_factory):
-    """frontend/ served as `make demo` serves it, at the origin the API allows."""
-    root = tmp_path_factory.mktemp("site")
-    shutil.copytree(ROOT / "frontend", root, dirs_exist_ok=True)
-    server = ThreadingHTTPServer(("127.0.0.1", FORM_PORT), partial(QuietHandler, directory=str(root)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield root
-    server.shutdown()
-    server.server_close()
-
-
-def configure(site: Path, stack, with_key=True):
-    config = {"api_url": stack["api_url"]}
-    if with_key:
-        config["api_key"] = stack["api_key"]
-    (site / "config.json").write_text(json.dumps(config))
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    assert Path(CHROMIUM).exists(), f"Chromium is missing at {CHROMIUM}: run `make browser`"
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield instance
-        instance.close()
 
 
 @pytest.fixture
