@@ -28,6 +28,7 @@ if os.environ.get("TESTS_HYPOTHESIS_PROFILE"):
 CLOUD_SUITES = ("tests/integration/", "tests/e2e/")
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist's: unknown where it is not loaded
 def pytest_xdist_make_scheduler(config, log):
     """`make test` runs two pytest-xdist workers: every test of the local cloud (integration and
     browser) is one unit of work, so one worker holds the one LocalStack and its stack while the
