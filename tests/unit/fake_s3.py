@@ -6,7 +6,7 @@ S3's rules kept here: versioned buckets (a write adds a version, a delete adds a
 writes (``IfNoneMatch="*"`` refuses an existing key with 412), ETags (``IfNoneMatch`` on a read of
 an unchanged object answers 304), inclusive byte ranges clipped to the object, listings in key order
 with prefixes, delimiters and continuation, and multipart uploads whose parts but the last are at
-least 5 MiB. Errors are botocore's ``ClientError`` with S3's codes and statuses, as the client
+least 5 MiB. Every call's parameters are checked against S3's model, as botocore checks them. Errors are botocore's ``ClientError`` with S3's codes and statuses, as the client
 raises them. ``down`` makes every call fail as an unreachable S3 does (``ConnectionRefusedError``);
 ``within`` is the reader's time budget, written down in ``budgets``. What the fake does not model (signatures, throttling, eventual listings) is tested
 against moto and LocalStack (tests/unit/serving/store/test_s3.py, tests/integration/).
@@ -282,3 +282,45 @@ class Paginator:
             if not page["IsTruncated"]:
                 return
             kwargs["ContinuationToken"] = page["NextContinuationToken"]
+
+
+def _s3_model():
+    import botocore.session
+
+    return botocore.session.get_session().get_service_model("s3")
+
+
+def _validated(method, operation: str):
+    """The method, refusing what botocore's client would refuse before sending (a key S3 does not
+    know, a wrong type), as ParamValidationError. A parameter of None is left out first: the
+    functions' reader, which this fake also stands for, takes None as "not given"."""
+    import functools
+
+    from botocore.exceptions import ParamValidationError
+    from botocore.validate import ParamValidator
+
+    @functools.wraps(method)
+    def call(self, *args, **params):
+        shape = _s3_model().operation_model(operation).input_shape
+        checked = {k: v for k, v in params.items() if v is not None}
+        if isinstance(checked.get("CopySource"), dict):  # boto3 turns {"Bucket", "Key"} into text first
+            checked["CopySource"] = "{Bucket}/{Key}".format(**checked["CopySource"])
+        report = ParamValidator().validate(checked, shape)
+        if report.has_errors():
+            raise ParamValidationError(report=report.generate_report())
+        return method(self, *args, **params)
+
+    return call
+
+
+def _check_the_fakes_calls() -> None:
+    from botocore import xform_name
+
+    operations = {xform_name(name): name for name in _s3_model().operation_names}
+    for name, method in list(vars(FakeS3).items()):
+        if callable(method) and name in operations and name not in ("create_bucket", "put_bucket_versioning",
+                                                                    "upload_fileobj"):
+            setattr(FakeS3, name, _validated(method, operations[name]))
+
+
+_check_the_fakes_calls()

@@ -274,7 +274,7 @@ def score(event: dict[str, Any]) -> dict[str, Any]:
             result = score_parquet(
                 source, predictor, predictions_text, errors_text,
                 row_groups=(part["start"], part["end"]), first_row=part["first_row"], headers=False,
-                labelled=planned.get("labelled", False))
+                labelled=planned["labelled"])
             read.amount = result.row_groups
         else:
             download = s3file.lines(s3(), bucket, planned["key"], part["start"], part["end"], read)
@@ -282,7 +282,7 @@ def score(event: dict[str, Any]) -> dict[str, Any]:
                 result = score_lines(
                     lines, planned["name"], predictor, predictions_text, errors_text,
                     header=planned["header"], first_row=part["first_row"], at_file_start=part["start"] == 0,
-                    headers=False, labelled=planned.get("labelled", False))
+                    headers=False, labelled=planned["labelled"])
         if failing:  # half of this part's output written, then a crash: the retry must replace it
             predictions.truncate(predictions.tell() // 2)
             _upload(predictions, bucket, f"{prefix}.predictions.csv")
@@ -298,7 +298,7 @@ def score(event: dict[str, Any]) -> dict[str, Any]:
         "index": part["index"], "start": part["start"], "end": part["end"], "bytes_read": read.amount,
         "first_row": part["first_row"], "rows": result.rows, "predicted": result.predicted,
         "invalid": result.invalid, "model_version": predictor.version, "attempt": attempt, **sizes,
-        "output_header": output_header(predictor, planned.get("labelled", False)), **labels,
+        "output_header": output_header(predictor, planned["labelled"]), **labels,
         "seconds": round(time.perf_counter() - started, 3), "peak_rss_mb": round(_peak_rss_mb(), 1),
         # where the seconds went: loading the model (once per container), the scoring's waits for
         # the download (the read-ahead fell behind), the uploads of the part's outputs
@@ -343,7 +343,7 @@ def assemble(event: dict[str, Any]) -> dict[str, Any]:
             for r in records if r["errors_bytes"]]
         batch_parts.assemble(s3(), bucket, f"{stem}.errors.csv", errors)
         outputs.append(f"{stem}.errors.csv")
-    evaluated = _evaluation(planned, records) if planned.get("labelled") else None
+    evaluated = _evaluation(planned, records) if planned["labelled"] else None
     finished = time.time()
     manifest = {
         "input": planned["key"], "model": planned["model"], "model_version": planned["model_version"],
@@ -394,7 +394,7 @@ def _save_evaluated(result, predictor: Predictor, bucket: str, prefix: str) -> d
 
 def _evaluation(planned: Plan, records: list[PartRecord]) -> dict[str, Any]:
     """The model's metrics on the file's labelled rows, from every part's kept answers."""
-    rows = sum(r.get("labelled", 0) for r in records)
+    rows = sum(r["labelled"] for r in records)  # every part of a labelled file says
     if rows > evaluation.MAX_ROWS:
         return {"skipped": f"{rows} labelled rows: more than the {evaluation.MAX_ROWS} evaluated at once"}
     bucket, work = planned["bucket"], planned["work"]
@@ -406,10 +406,10 @@ def _evaluation(planned: Plan, records: list[PartRecord]) -> dict[str, Any]:
             outputs.append(saved["output"])
     # the classes from the pinned version's manifest: assemble never loads the model itself
     manifest = bundles.read_manifest(reader(), settings.model_bucket, planned["model"],
-                                     planned["model_version"], planned.get("manifest_sha256"))
-    unknown = [name for r in records for name in r.get("unknown_labels", [])]
+                                     planned["model_version"], planned["manifest_sha256"])
+    unknown = [name for r in records for name in r["unknown_labels"]]
     return evaluation.evaluate(np.concatenate(labels), np.concatenate(outputs), manifest.get("classes") or [],
-                               sum(r.get("unknown_label_rows", 0) for r in records), unknown,
+                               sum(r["unknown_label_rows"] for r in records), unknown,
                                manifest.get("decision_threshold"))
 
 
