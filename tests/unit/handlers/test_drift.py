@@ -261,5 +261,7 @@ def test_the_functions_thresholds_window_and_log_are_its_settings(s3, monkeypatc
     [result] = summary["models"]
     assert (result["rows"], result["enough_rows"]) == (50, True)
     assert datetime.fromisoformat(summary["checked_at"]).utcoffset() == timedelta(0)
+    written = json.loads(s3.get_object(Bucket=BUCKET, Key="drift/rides/latest.json")["Body"].read())
+    assert written["since"] == naive[:23] + "+00:00"  # read as UTC, written with its zone
     assert logged == [("drift", "rides", 50)]
     assert [m["model"] for m in handler("not an object", Context())["models"]] == ["rides"]

@@ -63,3 +63,26 @@ def test_a_bad_setting_is_named(env, words):
     with pytest.raises(ConfigurationError) as caught:
         Settings.from_env({"MODEL_BUCKET": "b", **env} if "MODEL_BUCKET" not in env and env else env)
     assert str(caught.value) == words
+
+
+def test_the_drift_and_s3_settings_are_read_within_their_bounds():
+    settings = Settings.from_env({"MODEL_BUCKET": "b", "DRIFT_PSI": "0.3", "DRIFT_P_VALUE": "1", "DRIFT_MIN_ROWS": "1",
+                                  "DRIFT_WINDOW_HOURS": "0.5", "S3_READ_TIMEOUT_SECONDS": "0.1"})
+    assert (settings.drift_psi, settings.drift_p_value, settings.drift_min_rows, settings.drift_window_hours,
+            settings.s3_read_timeout_seconds) == (0.3, 1.0, 1, 0.5, 0.1)
+    assert settings.drift_thresholds == {"psi": 0.3, "p_value": 1.0, "min_rows": 1}
+    assert Settings.from_env({"MODEL_BUCKET": "b", "DRIFT_WINDOW_HOURS": "0"}).drift_window_hours == 0
+    assert Settings.from_env({"MODEL_BUCKET": "b"}).drift_window_hours == 24.0
+
+
+@pytest.mark.parametrize(("env", "words"), [
+    ({"DRIFT_P_VALUE": "1.5"}, "DRIFT_P_VALUE must be at most 1, not '1.5'"),
+    ({"DRIFT_MIN_ROWS": "0"}, "DRIFT_MIN_ROWS must be at least 1, not '0'"),
+    ({"DRIFT_WINDOW_HOURS": "-1"}, "DRIFT_WINDOW_HOURS must be at least 0, not '-1'"),
+    ({"DRIFT_WINDOW_HOURS": "a day"}, "DRIFT_WINDOW_HOURS must be a number, not 'a day'"),
+    ({"S3_READ_TIMEOUT_SECONDS": "0.05"}, "S3_READ_TIMEOUT_SECONDS must be at least 0.1, not '0.05'"),
+])
+def test_a_bad_drift_or_s3_setting_is_named(env, words):
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env({"MODEL_BUCKET": "b", **env})
+    assert str(caught.value) == words

@@ -307,3 +307,19 @@ def test_a_numeric_file_takes_its_ids_from_the_models_id_column_or_id_on_the_fas
     result, lines = score_whole(p, data.encode(), "in.csv")
     assert fast == [1] and result.predicted == 4
     assert [line.split(",")[0] for line in lines[1:]] == ["r0", "r1", "r2", "r3"]
+
+
+@pytest.mark.parametrize(("form", "data"), [
+    ("csv", None),  # a CSV whose header has no target column
+    ("jsonl", b'{"broken\n'),  # a first line that is not JSON
+])
+def test_a_file_without_the_models_target_is_not_labelled(form, data):
+    model, p = labelled_predictor(target="species")
+    if data is None:
+        names = list(model.instances[0])
+        data = "\n".join([",".join(names), ",".join("" if model.instances[0][n] is None else str(model.instances[0][n])
+                                                   for n in names)]).encode()
+    else:
+        data += json.dumps(model.instances[0]).encode()
+    result, lines = score_whole(p, data, f"in.{form}")
+    assert "actual" not in lines[0] and result.evaluated is None and result.rows >= 1

@@ -353,3 +353,13 @@ def test_parquet_ids_come_from_the_models_id_column_or_id(id_name, numeric, monk
     ids = [line.split(",")[0] for line in predictions.splitlines()[1:] + errors.splitlines()[1:]]
     assert sorted(ids) == ["r0", "r1", "r2", "r3", "r4"]
     assert rows == ([] if numeric else [1])
+
+
+def test_a_parquet_file_of_a_model_with_categories_takes_its_ids_from_the_models_id_column():
+    from tests.unit.serving.batch.test_lines import labelled_predictor
+
+    model, p = labelled_predictor("penguins-lightgbm", id_column="rownames")
+    _, predictions, errors = score_parquet(p, parquet_of({"rownames": [f"r{i}" for i in range(4)],
+                                                          **columns_of(model, 4)}))
+    assert [line.split(",")[0] for line in predictions.splitlines()[1:]] == ["r0", "r1", "r2", "r3"]
+    assert errors.splitlines() == ["row_id,field,message"]

@@ -185,6 +185,15 @@ def test_a_stream_that_breaks_off_is_read_on_from_the_first_byte_not_yet_had(s3)
     assert broken.ranges == ["bytes=10-999", "bytes=110-999", "bytes=210-999"]
 
 
+def test_a_stream_that_breaks_off_after_its_last_byte_is_not_asked_for_again(s3):
+    """Every byte had: no GET of an empty range (which S3 would answer with the whole object)."""
+    data = bytes(range(200))
+    s3.put_object(Bucket=BUCKET, Key="k", Body=data)
+    broken = Breaking(s3, times=1, keep=190)
+    assert b"".join(s3file.download(broken, BUCKET, "k", 10, 200)) == data[10:200]
+    assert broken.ranges == ["bytes=10-199"]
+
+
 def test_a_stream_that_keeps_breaking_off_fails_after_its_attempts(s3):
     from botocore.exceptions import IncompleteReadError
 

@@ -465,10 +465,12 @@ def test_a_history_shows_the_newest_versions_and_promotions_first_with_what_each
 
 
 def test_a_version_whose_manifest_cannot_be_read_is_shown_as_such_in_the_history(s3):
-    publish(s3)
-    publish(s3)
-    key = bundle.version_prefix("bc", 1) + bundles.MANIFEST_FILE
+    for _ in range(3):
+        publish(s3)  # never promoted: no promotion to show
+    key = bundle.version_prefix("bc", 2) + bundles.MANIFEST_FILE
     s3.put_object(Bucket=BUCKET, Key=key, Body=b'{"format_version": 99}')
-    shown = bundles.history(S3Reader.from_env(), BUCKET, "bc")["versions"]
-    assert shown[0]["version"] == 2 and "task" in shown[0]
-    assert shown[1]["version"] == 1 and set(shown[1]) == {"version", "unreadable"}
+    history = bundles.history(S3Reader.from_env(), BUCKET, "bc")
+    shown = history["versions"]
+    assert [v["version"] for v in shown] == [3, 2, 1] and "task" in shown[0] and "task" in shown[2]
+    assert set(shown[1]) == {"version", "unreadable"} and "unsupported bundle format 99" in shown[1]["unreadable"]
+    assert history["promotions"] == []

@@ -422,3 +422,6 @@ def test_a_pointer_without_a_version_is_a_failed_check_not_an_error(cache, s3, p
     cache.clock_.now += 60
     assert cache.current() is good and cache.failed_checks == 1
     assert cache.last_failure.reason.startswith("the champion pointer is not valid: ")
+    s3.put_object(Bucket=BUCKET, Key=bundle.champion_key(NAME), Body=pointer + b" ")  # a new ETag, still broken
+    cache.clock_.now += 60
+    assert cache.current() is good and cache.failed_checks == 2

@@ -196,7 +196,7 @@ def test_with_s3_down_a_model_not_loaded_is_unavailable_and_s3_is_asked_again_af
         registry.champion("a")
     calls = len(registry.recording.calls)
     registry.clock_.now += COLD_RETRY_SECONDS - 1
-    with pytest.raises(StoreUnavailable):  # said again without asking S3
+    with pytest.raises(StoreUnavailable, match="did not answer for model 'a': .*refused"):  # said again, S3 not asked
         registry.champion("a")
     assert len(registry.recording.calls) == calls and registry.loaded() == {}
     assert registry.recording.budgets == [LOOKUP_SECONDS] == [3.0]
@@ -206,12 +206,13 @@ def test_with_s3_down_a_model_not_loaded_is_unavailable_and_s3_is_asked_again_af
 
 
 def test_with_s3_down_the_last_listing_is_kept_and_none_at_all_is_unavailable(registry, s3):
-    from serving.store.registry import StoreUnavailable
+    from serving.store.registry import LOAD_SECONDS, StoreUnavailable
 
     publish(s3, "a")
     s3.down = True
     with pytest.raises(StoreUnavailable, match="did not answer the listing"):
         registry.listing()
+    assert registry.recording.budgets == [LOAD_SECONDS]
     s3.down = False
     listed = registry.listing()
     assert [m["name"] for m in listed] == ["a"]
@@ -242,11 +243,13 @@ def test_a_history_and_a_drift_report_are_read_once_per_interval_for_known_names
 
 def test_asking_again_for_an_unknown_name_or_while_s3_fails_costs_no_s3_call_within_the_pause(registry, s3):
     from serving.store.champion import COLD_RETRY_SECONDS
-    from serving.store.registry import StoreUnavailable
+    from serving.store.registry import LOAD_SECONDS, StoreUnavailable
 
     with pytest.raises(UnknownModel):
         registry.history("nobody")
     calls = len(registry.recording.calls)
+    assert registry.recording.calls == [("list", "models/nobody/versions/")]  # its versions looked for, nothing read
+    assert registry.recording.budgets == [LOAD_SECONDS]
     with pytest.raises(UnknownModel):
         registry.drift("nobody")
     assert len(registry.recording.calls) == calls

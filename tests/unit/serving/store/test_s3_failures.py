@@ -238,11 +238,24 @@ def test_a_pause_that_would_end_past_the_budget_is_not_taken_and_the_failure_is_
     assert time.monotonic() - started < 0.25
 
 
-def test_a_cut_body_says_how_much_came_and_how_much_was_promised(fake_s3):
-    endpoint, recorder = fake_s3
-    recorder.answers = [(200, {"X-Cut-At": 3}, b"0123456789")]
-    with pytest.raises(http.client.IncompleteRead) as caught:
-        S3Reader("us-east-1", "a", "b", endpoint=endpoint, attempts=1).get_object(Bucket="b", Key="k")
+def test_a_cut_body_says_how_much_came_and_how_much_was_promised():
+    """Ten bytes promised, three sent in two pieces, then the connection closed."""
+    import socket
+    import threading
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        def cut():
+            connection, _ = server.accept()
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n01")
+            time.sleep(0.05)
+            connection.sendall(b"2")
+            connection.close()
+
+        threading.Thread(target=cut, daemon=True).start()
+        reader = S3Reader("us-east-1", "a", "b", endpoint=f"http://127.0.0.1:{server.getsockname()[1]}", attempts=1)
+        with pytest.raises(http.client.IncompleteRead) as caught:
+            reader.get_object(Bucket="b", Key="k")
     assert (caught.value.partial, caught.value.expected) == (b"012", 7)
     assert str(caught.value) == "IncompleteRead(3 bytes read, 7 more expected)"
 
