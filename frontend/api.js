@@ -21,11 +21,13 @@ async function start() {
   }
   // the document names no server (it is the same behind any stage): calls go to the API's URL
   spec.servers = [{ url: config.api_url }];
-  // Swagger UI leaves its server select unnamed, and draws it anew: named whenever it appears
+  // Swagger UI leaves its server select unnamed and its code blocks (which scroll) out of the
+  // keyboard's reach, and draws both anew: mended whenever they appear
   const reference = document.getElementById("reference");
   new MutationObserver(() => {
     const servers = document.getElementById("servers");
     if (servers && !servers.hasAttribute("aria-label")) servers.setAttribute("aria-label", "Server");
+    for (const block of reference.querySelectorAll("pre:not([tabindex])")) block.setAttribute("tabindex", "0");
   }).observe(reference, { childList: true, subtree: true });
   SwaggerUIBundle({
     spec,

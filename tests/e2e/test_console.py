@@ -115,6 +115,8 @@ def test_the_api_reference_renders_the_live_document_and_tries_a_route_with_the_
     status.wait_for()
     assert status.inner_text().strip() == "200"
     assert stack["api_url"] in health.locator(".request-url").inner_text()
+    # the answer's code blocks scroll when long: each is reached with the keyboard
+    assert page.eval_on_selector_all(".swagger-ui pre", "blocks => blocks.length > 0 && blocks.every(b => b.tabIndex === 0)")
     page.screenshot(path=str(artifacts / "console-api-reference.png"), full_page=False)
     found = axe(page)
     assert found == [], "\n".join(map(str, found))
