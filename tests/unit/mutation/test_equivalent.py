@@ -1,6 +1,7 @@
 """tests/mutation/equivalent.txt is read by `make mutation`'s report: every line must parse."""
 
 import importlib.util
+import re
 
 from tests.conftest import ROOT
 
@@ -13,3 +14,4 @@ def test_every_listed_equivalent_names_a_function_a_valid_pattern_and_a_reason()
     assert len(listed) > 100
     for function, _, reason in listed:
         assert function.startswith(("serving.", "handlers.")) and ".x" in function and reason
+        assert re.fullmatch(r"[\w.ǁ]+", function), f"{function}: a function's name, compared as it is (no pattern)"
