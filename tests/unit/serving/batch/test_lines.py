@@ -231,6 +231,15 @@ def labelled_predictor(name="penguins-lightgbm", **fields):
     return model, Predictor(bundle.Bundle(manifest=manifest, arrays=model.arrays), unknown_category="reject")
 
 
+def file_of(rows: list[dict], form: str) -> bytes:
+    """Rows as a CSV (the first row's columns, empty for None) or as JSON lines."""
+    if form == "jsonl":
+        return "\n".join(json.dumps(r) for r in rows).encode()
+    names = list(rows[0])
+    return "\n".join([",".join(names), *(",".join("" if r[n] is None else str(r[n]) for n in names)
+                                         for r in rows)]).encode()
+
+
 def score_whole(predictor, data: bytes, name: str):
     predictions, errors = io.StringIO(), io.StringIO()
     result = score_lines(io.BytesIO(data), name, predictor, predictions, errors, chunk_rows=2)
@@ -241,12 +250,7 @@ def score_whole(predictor, data: bytes, name: str):
 def test_a_whole_file_with_the_target_is_labelled_by_its_header_or_first_line(form):
     model, p = labelled_predictor(target="species")
     rows = [{**model.instances[i], "species": model.labels[i]} for i in range(5)]
-    if form == "csv":
-        names = [*model.instances[0], "species"]
-        data = "\n".join([",".join(names), *(",".join("" if r[n] is None else str(r[n]) for n in names)
-                                               for r in rows)]).encode()
-    else:
-        data = "\n".join(json.dumps(r) for r in rows).encode()
+    data = file_of(rows, form)
     result, lines = score_whole(p, data, f"in.{form}")
     assert lines[0].split(",")[-1] == "actual" and [line.split(",")[-1] for line in lines[1:]] == model.labels[:5]
     actuals, output = result.evaluated
@@ -265,12 +269,7 @@ def test_json_lines_are_labelled_only_when_the_first_line_has_the_target():
 def test_a_column_named_like_the_target_is_a_column_when_the_model_names_no_target(form):
     model, p = labelled_predictor()
     rows = [{**model.instances[i], "species": model.labels[i]} for i in range(2)]
-    if form == "csv":
-        names = [*model.instances[0], "species"]
-        data = "\n".join([",".join(names), *(",".join("" if r[n] is None else str(r[n]) for n in names)
-                                               for r in rows)]).encode()
-    else:
-        data = "\n".join(json.dumps(r) for r in rows).encode()
+    data = file_of(rows, form)
     result, lines = score_whole(p, data, f"in.{form}")
     assert "actual" not in lines[0] and result.evaluated is None
 
