@@ -95,6 +95,51 @@ class Settings:
 
 
 @dataclass(frozen=True)
+class ConsoleSettings:
+    """The console's batch routes (handlers/console.py) and the API's authorizer: where uploads go,
+    which state machine scores them, and whose tokens are accepted (serving/api/auth.py)."""
+
+    model_bucket: str
+    data_bucket: str
+    state_machine_arn: str
+    auth_issuer: str  # the user pool's issuer URL: a token's ``iss`` must equal it
+    auth_audience: str  # the console's app client id: an ID token's ``aud``
+    auth_jwks_url: str  # where the issuer's public keys are (the issuer's /.well-known/jwks.json)
+    allowed_origin: str = ""
+    upload_max_megabytes: float = 100.0  # bigger files: `aws s3 cp` (a multipart upload) instead
+    url_seconds: int = 300  # presigned upload and download URLs expire after this
+    in_lambda: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ConsoleSettings:
+        env = os.environ if env is None else env
+        values = {}
+        for field, variable in (("model_bucket", "MODEL_BUCKET"), ("data_bucket", "DATA_BUCKET"),
+                                ("state_machine_arn", "BATCH_STATE_MACHINE_ARN"),
+                                ("auth_issuer", "AUTH_ISSUER"), ("auth_audience", "AUTH_AUDIENCE")):
+            values[field] = env.get(variable, "").strip()
+            if not values[field]:
+                raise ConfigurationError(f"{variable} is not set: the console's batch routes need it")
+        for variable in ("AUTH_ISSUER", "AUTH_JWKS_URL"):
+            url = env.get(variable, "").strip()
+            if url and not url.startswith(("https://", "http://127.0.0.1:", "http://localhost:")):
+                raise ConfigurationError(f"{variable} must be an https:// URL (http only on loopback), "
+                                         f"not {url!r}")
+        jwks = (env.get("AUTH_JWKS_URL", "").strip()
+                or f"{values['auth_issuer'].rstrip('/')}/.well-known/jwks.json")
+        origin = env.get("ALLOWED_ORIGIN", "").strip()
+        if origin == "*" or "," in origin:
+            raise ConfigurationError(f"ALLOWED_ORIGIN must be the form's one origin, not {origin!r}")
+        return cls(
+            **values, auth_jwks_url=jwks, allowed_origin=origin,
+            upload_max_megabytes=_number(env, "UPLOAD_MAX_MB", cls.upload_max_megabytes, float, minimum=0.001,
+                                         maximum=5 * 1024),  # S3's largest single upload: 5 GiB
+            url_seconds=_number(env, "PRESIGNED_URL_SECONDS", cls.url_seconds, int, minimum=1, maximum=3600),
+            in_lambda=bool(env.get("AWS_LAMBDA_FUNCTION_NAME")),
+        )
+
+
+@dataclass(frozen=True)
 class AwsAccess:
     """Where and as whom the functions reach S3: Lambda sets these variables in every container
     (LocalStack adds the endpoint)."""

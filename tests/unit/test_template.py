@@ -67,6 +67,37 @@ def test_predict_needs_an_api_key_and_the_usage_plan_throttles(template):
     assert auth["UsagePlan"]["Throttle"]["RateLimit"] == {"Ref": "ThrottleRateLimit"}
 
 
+def test_the_batch_routes_need_a_signed_in_user_checked_by_the_authorizer(template):
+    events = template["Resources"]["ConsoleFunction"]["Properties"]["Events"]
+    assert {(e["Properties"]["Method"], e["Properties"]["Path"]) for e in events.values()} == {
+        ("POST", "/models/{name}/batches"), ("GET", "/models/{name}/batches/{id}")}
+    for event in events.values():
+        assert event["Properties"]["Auth"] == {"Authorizer": "ConsoleUsers"}
+    authorizer = template["Resources"]["PredictApi"]["Properties"]["Auth"]["Authorizers"]["ConsoleUsers"]
+    assert authorizer["FunctionArn"] == {"GetAtt": "AuthorizerFunction.Arn"}
+    assert authorizer["Identity"]["Header"] == "Authorization"
+    assert "DefaultAuthorizer" not in template["Resources"]["PredictApi"]["Properties"]["Auth"]
+    assert "Policies" not in template["Resources"]["AuthorizerFunction"]["Properties"]  # it reads nothing
+    for name in ("ConsoleFunction", "AuthorizerFunction"):  # both check the same pool's tokens
+        variables = template["Resources"][name]["Properties"]["Environment"]["Variables"]
+        assert variables["AUTH_AUDIENCE"] == {"If": ["OwnUserPool", {"Ref": "ConsoleUserPoolClient"},
+                                                     {"Ref": "AuthAudience"}]}
+
+
+def test_an_account_gets_its_own_user_pool_that_nobody_signs_up_to(template):
+    assert template["Conditions"]["OwnUserPool"] == {"Equals": [{"Ref": "AuthIssuer"}, ""]}
+    pool = template["Resources"]["ConsoleUserPool"]
+    assert pool["Condition"] == "OwnUserPool"
+    assert pool["Properties"]["AdminCreateUserConfig"] == {"AllowAdminCreateUserOnly": True}
+    client = template["Resources"]["ConsoleUserPoolClient"]["Properties"]
+    assert client["GenerateSecret"] is False and client["PreventUserExistenceErrors"] == "ENABLED"
+
+
+def test_uploads_come_from_the_forms_origin_only(template):
+    [rule] = template["Resources"]["DataBucket"]["Properties"]["CorsConfiguration"]["CorsRules"]
+    assert rule["AllowedOrigins"] == [{"Ref": "AllowedOrigin"}] and rule["AllowedMethods"] == ["POST"]
+
+
 def test_cors_allows_one_origin(template):
     cors = template["Resources"]["PredictApi"]["Properties"]["Cors"]
     assert cors["AllowOrigin"] == {"Sub": "'${AllowedOrigin}'"}
@@ -156,6 +187,8 @@ RESOURCE_WIDE = {"logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLo
 def test_every_role_grants_named_actions_on_named_resources_only(template):
     granted = 0
     for name, resource in template["Resources"].items():
+        if resource["Type"] not in ("AWS::Serverless::Function", "AWS::Serverless::StateMachine"):  # (a pool's are passwords)
+            continue
         for policy in resource.get("Properties", {}).get("Policies", []):
             assert isinstance(policy, dict), f"{name}: a managed policy ({policy}) is broader"
             if "LambdaInvokePolicy" in policy:  # SAM's template: lambda:InvokeFunction on that one function

@@ -29,9 +29,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import orjson
-
 from serving.api import openapi
+from serving.api.responses import Response, header
+from serving.api.responses import json_response as _json
 from serving.model.features import RequestError
 from serving.model.predictor import Predictor
 from serving.monitoring import drift
@@ -40,28 +40,7 @@ from serving.store.capture import Capture
 from serving.store.champion import LoadFailure
 from serving.store.registry import ModelRegistry, StoreUnavailable, UnknownModel
 
-Response = dict  # an API Gateway proxy response: statusCode, multiValueHeaders, body, isBase64Encoded
 COUNT, MILLISECONDS = "Count", "Milliseconds"  # Powertools' MetricUnit values, without importing it
-
-
-def _json(status: int, body: dict) -> Response:
-    """Every answer of the API: JSON, which a browser must not sniff into anything else."""
-    headers = {"Content-Type": ["application/json"], "X-Content-Type-Options": ["nosniff"]}
-    return {"statusCode": status, "multiValueHeaders": headers, "body": orjson.dumps(body).decode(),
-            "isBase64Encoded": False}
-
-
-def header(event: dict, name: str, usual: str) -> str | None:
-    """A request header's value, whatever the case of its name (``name`` in lower case, ``usual``
-    as clients mostly spell it: looked up first, as a scan of every header costs more)."""
-    headers = event.get("headers") or {}
-    value = headers.get(usual)
-    if value is not None:
-        return value
-    for key, value in headers.items():
-        if key.lower() == name:
-            return value
-    return None
 
 
 class PredictionApi:
@@ -275,7 +254,8 @@ class PredictionApi:
         except RequestError:  # the document is served even when the default model is not
             described = None
         names = [entry["name"] for entry in self.registry.listing()]
-        return _json(200, openapi.document(self.routes, described, self.settings.max_rows, names,
+        routes = [*self.routes, *openapi.SIGNED_IN_ROUTES]
+        return _json(200, openapi.document(routes, described, self.settings.max_rows, names,
                                            max_explain_rows=self.settings.max_explain_rows))
 
     # ---- one request

@@ -24,8 +24,21 @@ class Route:
     method: str
     path: str  # OpenAPI's form: /models/{name}
     summary: str
-    function: Callable[..., Any]
+    function: Callable[..., Any] | None  # None: served by another function
     api_key: bool = False
+    signed_in: bool = False  # a console user's ID token (serving/api/auth.py), not the API key
+
+
+# The console's routes (serving/api/console.py), served by their own function: described here with
+# the rest of the API.
+SIGNED_IN_ROUTES = [
+    Route("POST", "/models/{name}/batches",
+          "An upload form for one file to score with that model; the uploaded file starts the batch", None,
+          signed_in=True),
+    Route("GET", "/models/{name}/batches/{id}",
+          "Where a batch is: waiting for its file, running (parts, rows), or done with its downloads", None,
+          signed_in=True),
+]
 
 
 def _feature_schema(feature: dict[str, Any]) -> dict[str, Any]:
@@ -69,14 +82,21 @@ _FUNCTION_ERRORS = {
     "/models/{name}/predict": _INPUT_ERRORS + _MODEL_ERRORS,
     "/explain": _INPUT_ERRORS + (("503", "no model is being served"),),
     "/models/{name}/explain": _INPUT_ERRORS + _MODEL_ERRORS,
+    "/models/{name}/batches": (("400", "a model name, filename or size that is not valid: which"),
+                               ("404", "no model of that name has a champion"),
+                               ("413", "a file too big for a browser upload, and how to upload it instead"),
+                               ("415", "not application/json")),
+    "/models/{name}/batches/{id}": (("400", "a model name or batch id that is not valid"),),
 }
 _OK_SCHEMA = {"/health": "Health", "/model": "Model", "/predict": "PredictResponse", "/models": "Models",
               "/models/{name}": "Model", "/models/{name}/predict": "AnyPredictResponse",
               "/openapi.json": "Document", "/explain": "ExplainResponse",
               "/models/{name}/explain": "AnyExplainResponse", "/models/{name}/versions": "Versions",
-              "/models/{name}/drift": "DriftReport"}
+              "/models/{name}/drift": "DriftReport", "/models/{name}/batches": "Batch",
+              "/models/{name}/batches/{id}": "BatchStatus"}
 _REQUEST_SCHEMA = {"/predict": "PredictRequest", "/models/{name}/predict": "AnyPredictRequest",
-                   "/explain": "ExplainRequest", "/models/{name}/explain": "AnyExplainRequest"}
+                   "/explain": "ExplainRequest", "/models/{name}/explain": "AnyExplainRequest",
+                   "/models/{name}/batches": "BatchRequest"}
 
 
 def _value_item() -> dict[str, Any]:
@@ -237,6 +257,31 @@ _SCHEMAS: dict[str, Any] = {
                                                              "task": {"type": "string"},
                                                              "classes": {"type": "array"},
                                                              "metrics": {"type": "object"}}}}}},
+    "BatchRequest": {"type": "object", "required": ["filename", "bytes"], "properties": {
+        "filename": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9 ._()-]{0,199}$",
+                     "description": "the file's name; .csv, .jsonl, .ndjson or .parquet"},
+        "bytes": {"type": "integer", "minimum": 1, "description": "the file's size"}}},
+    "Batch": {"type": "object", "required": ["id", "model", "input", "upload", "status"], "properties": {
+        "id": {"type": "string"}, "model": {"type": "string"}, "filename": {"type": "string"},
+        "input": {"type": "string", "description": "where the file goes in the data bucket"},
+        "user": {"type": "string"}, "status": {"type": "string", "description": "the batch's status route"},
+        "upload": {"type": "object", "required": ["method", "url", "fields"], "description":
+                   "an HTML form upload (S3's POST): the fields, then the file as `file`, to the URL",
+                   "properties": {"method": {"const": "POST"}, "url": {"type": "string"},
+                                  "fields": {"type": "object", "additionalProperties": {"type": "string"}},
+                                  "max_bytes": {"type": "integer"}, "expires_in": {"type": "integer"}}}}},
+    "BatchStatus": {"type": "object", "required": ["id", "model", "state"], "properties": {
+        "id": {"type": "string"}, "model": {"type": "string"}, "user": {"type": "string"},
+        "state": {"enum": ["waiting_for_upload", "queued", "running", "succeeded", "refused", "failed"]},
+        "input": {"type": "string"}, "bytes": {"type": "integer"}, "started": {"type": "string"},
+        "parts": {"type": ["object", "null"], "description": "the latest map run's parts: done, total"},
+        "rows_scored": {"type": "integer", "description": "rows of the parts scored so far"},
+        "rows": {"type": "integer"}, "predicted": {"type": "integer"}, "invalid": {"type": "integer"},
+        "model_version": {"type": "integer"}, "seconds": {"type": ["number", "null"]},
+        "evaluation": {"type": ["object", "null"]},
+        "downloads": {"type": "object", "additionalProperties": {"type": "string"},
+                      "description": "short-lived URLs of the outputs: predictions, errors, manifest"},
+        "reason": {"type": "string"}, "error": {"type": "string"}, "cause": {"type": "string"}}},
 }
 
 
@@ -250,7 +295,9 @@ def document(routes: list[Route], model: dict[str, Any] | None, max_rows: int,
     features = (model or {}).get("feature_schema") or []
     paths: dict[str, Any] = {}
     for route in routes:
-        responses = {"200": _response("OK", _OK_SCHEMA[route.path]),
+        created = route.method == "POST" and route.path.endswith("/batches")
+        responses = {"201" if created else "200": _response("Created" if created else "OK",
+                                                             _OK_SCHEMA[route.path]),
                      "403": _response("no or a wrong API key, or a path API Gateway does not have",
                                       "GatewayError"),
                      "429": _response("throttled by the usage plan", "GatewayError")}
@@ -261,10 +308,18 @@ def document(routes: list[Route], model: dict[str, Any] | None, max_rows: int,
         operation: dict[str, Any] = {"summary": route.summary, "responses": responses}
         if route.api_key:
             operation["security"] = [{"ApiKey": []}]
+        if route.signed_in:
+            operation["security"] = [{"SignedIn": []}]
+            responses["401"] = _response("no ID token, or one that is expired or not for this console: why",
+                                         "Error")
         if "{name}" in route.path:
             name = {"type": "string", **({"enum": names} if names else {"pattern": NAME_PATTERN})}
             operation["parameters"] = [{"name": "name", "in": "path", "required": True, "schema": name,
                                         "description": "a model with a champion (GET /models lists them)"}]
+        if "{id}" in route.path:
+            operation["parameters"].append({"name": "id", "in": "path", "required": True,
+                                            "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+                                            "description": "as POST /models/{name}/batches answered"})
         if route.path in _REQUEST_SCHEMA:
             operation["requestBody"] = {"required": True, "content": {"application/json": {
                 "schema": {"$ref": f"#/components/schemas/{_REQUEST_SCHEMA[route.path]}"}}}}
@@ -275,7 +330,11 @@ def document(routes: list[Route], model: dict[str, Any] | None, max_rows: int,
         "info": {"title": title, "version": str((model or {}).get("version", "0"))},
         "paths": paths,
         "components": {
-            "securitySchemes": {"ApiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"}},
+            "securitySchemes": {
+                "ApiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+                "SignedIn": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                             "description": "the ID token of a console user, from the user pool's sign-in"},
+            },
             "schemas": {
                 **_SCHEMAS,
                 "Instance": {

@@ -86,3 +86,57 @@ def test_a_bad_drift_or_s3_setting_is_named(env, words):
     with pytest.raises(ConfigurationError) as caught:
         Settings.from_env({"MODEL_BUCKET": "b", **env})
     assert str(caught.value) == words
+
+
+CONSOLE = {"MODEL_BUCKET": "models", "DATA_BUCKET": "data", "BATCH_STATE_MACHINE_ARN": "arn:sm",
+           "AUTH_ISSUER": "https://cognito-idp.us-east-1.amazonaws.com/pool", "AUTH_AUDIENCE": "client"}
+
+
+def test_the_console_settings_default_the_keys_url_and_limits():
+    from serving.settings import ConsoleSettings
+
+    settings = ConsoleSettings.from_env(CONSOLE)
+    assert settings.auth_jwks_url == "https://cognito-idp.us-east-1.amazonaws.com/pool/.well-known/jwks.json"
+    assert (settings.upload_max_megabytes, settings.url_seconds, settings.allowed_origin) == (100.0, 300, "")
+    assert settings.in_lambda is False
+    local = ConsoleSettings.from_env({**CONSOLE, "AUTH_ISSUER": "https://i/pool/", "ALLOWED_ORIGIN": " http://a:1 ",
+                                      "AUTH_JWKS_URL": "http://127.0.0.1:4569/pool/.well-known/jwks.json",
+                                      "UPLOAD_MAX_MB": "5120", "PRESIGNED_URL_SECONDS": "3600",
+                                      "AWS_LAMBDA_FUNCTION_NAME": "f"})
+    assert local.auth_jwks_url == "http://127.0.0.1:4569/pool/.well-known/jwks.json"
+    assert (local.upload_max_megabytes, local.url_seconds, local.allowed_origin, local.in_lambda) == \
+        (5120.0, 3600, "http://a:1", True)
+    assert ConsoleSettings.from_env({**CONSOLE, "AUTH_ISSUER": "https://i/pool/"}).auth_jwks_url == \
+        "https://i/pool/.well-known/jwks.json"
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"DATA_BUCKET": " "}, "DATA_BUCKET is not set: the console's batch routes need it"),
+    ({"MODEL_BUCKET": ""}, "MODEL_BUCKET is not set"),
+    ({"BATCH_STATE_MACHINE_ARN": ""}, "BATCH_STATE_MACHINE_ARN is not set"),
+    ({"AUTH_ISSUER": ""}, "AUTH_ISSUER is not set"),
+    ({"AUTH_AUDIENCE": ""}, "AUTH_AUDIENCE is not set"),
+    ({"AUTH_ISSUER": "http://issuer.example/pool"}, "AUTH_ISSUER must be an https:// URL (http only on loopback)"),
+    ({"AUTH_JWKS_URL": "http://10.0.0.1/jwks"}, "AUTH_JWKS_URL must be an https:// URL (http only on loopback)"),
+    ({"AUTH_JWKS_URL": "ftp://x"}, "AUTH_JWKS_URL must be an https:// URL"),
+    ({"ALLOWED_ORIGIN": "*"}, "ALLOWED_ORIGIN must be the form's one origin"),
+    ({"ALLOWED_ORIGIN": "http://a,http://b"}, "ALLOWED_ORIGIN must be the form's one origin"),
+    ({"UPLOAD_MAX_MB": "5121"}, "UPLOAD_MAX_MB must be at most 5120"),
+    ({"UPLOAD_MAX_MB": "0"}, "UPLOAD_MAX_MB must be at least 0.001"),
+    ({"PRESIGNED_URL_SECONDS": "3601"}, "PRESIGNED_URL_SECONDS must be at most 3600"),
+    ({"PRESIGNED_URL_SECONDS": "0"}, "PRESIGNED_URL_SECONDS must be at least 1"),
+    ({"PRESIGNED_URL_SECONDS": "1.5"}, "PRESIGNED_URL_SECONDS must be an integer"),
+])
+def test_a_bad_console_setting_is_named(change, message):
+    from serving.settings import ConsoleSettings
+
+    with pytest.raises(ConfigurationError) as caught:
+        ConsoleSettings.from_env({**CONSOLE, **change})
+    assert str(caught.value).startswith(message)
+
+
+def test_loopback_issuers_are_taken_over_http():
+    from serving.settings import ConsoleSettings
+
+    for url in ("http://127.0.0.1:4569/pool", "http://localhost:4569/pool"):
+        assert ConsoleSettings.from_env({**CONSOLE, "AUTH_ISSUER": url}).auth_issuer == url

@@ -393,7 +393,9 @@ def test_the_openapi_document_describes_the_served_routes(api, s3):
     status, document, _ = api(event("health", path="/openapi.json"))
     assert status == 200
     routes = {(r.method.lower(), r.path) for r in api.module.routes}
-    assert {(m, p) for p, ops in document["paths"].items() for m in ops} == routes
+    console = {("post", "/models/{name}/batches"), ("get", "/models/{name}/batches/{id}")}  # another function's
+    assert {(m, p) for p, ops in document["paths"].items() for m in ops} == routes | console
+    assert all(document["paths"][p][m]["security"] == [{"SignedIn": []}] for m, p in console)
     assert document["info"]["title"] == "Predictions: breast-cancer v1"
     assert document["components"]["schemas"]["PredictRequest"]["oneOf"][0]["properties"]["instances"][
         "maxItems"] == 200

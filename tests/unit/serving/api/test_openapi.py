@@ -10,9 +10,10 @@ from tests.models import case
 def app_routes():
     """The routes as the API declares them (paths, summaries, which need the key): the document's source."""
     from serving.api.app import PredictionApi
+    from serving.api.openapi import SIGNED_IN_ROUTES
     from serving.settings import Settings
 
-    return PredictionApi(Settings.from_env({"MODEL_BUCKET": "b"}), lambda: None).routes
+    return [*PredictionApi(Settings.from_env({"MODEL_BUCKET": "b"}), lambda: None).routes, *SIGNED_IN_ROUTES]
 
 
 ROUTES = app_routes()
@@ -40,7 +41,8 @@ def test_every_route_and_only_those_is_described(document):
     assert {(m, p) for p, ops in document["paths"].items() for m in ops} == {
         ("get", "/health"), ("get", "/model"), ("post", "/predict"), ("get", "/openapi.json"), ("get", "/models"),
         ("get", "/models/{name}"), ("post", "/models/{name}/predict"), ("post", "/explain"),
-        ("post", "/models/{name}/explain"), ("get", "/models/{name}/versions"), ("get", "/models/{name}/drift")}
+        ("post", "/models/{name}/explain"), ("get", "/models/{name}/versions"), ("get", "/models/{name}/drift"),
+        ("post", "/models/{name}/batches"), ("get", "/models/{name}/batches/{id}")}
     assert document["paths"]["/health"]["get"]["summary"] == (
         "Whether the default model is served; every model loaded here")
 
