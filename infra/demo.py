@@ -6,7 +6,8 @@
 
 ``up`` is idempotent: a second run reuses the installs, skips a deploy whose
 template and code did not change, and skips training when a champion is serving.
-It writes .local/demo.json (api_url, api_key, form_url, model_bucket).
+It writes .local/demo.json (api_url, api_key, form_url, model_bucket, and the console's
+demo user: console_user, console_password).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -25,7 +27,7 @@ from pathlib import Path
 
 from serving.store import bundles
 
-from infra import deploy, local_cloud, postgres, site, ui
+from infra import deploy, local_cloud, local_issuer, postgres, site, ui
 from infra.console import logger
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +38,7 @@ DEMO_FILE = LOCAL / "demo.json"
 EXAMPLE_REQUEST = LOCAL / "example-request.json"
 FORM_PORT = 8765
 FORM_URL = f"http://127.0.0.1:{FORM_PORT}/"
+CONSOLE_USER = "demo"
 # The models `make demo` trains: the default one, and one with categorical features and missing values.
 DEMO_MODELS = {
     "breast-cancer": [],
@@ -59,6 +62,9 @@ def _stack_is_current(cloud: local_cloud.Instance) -> dict | None:
         return None
     outputs = json.loads(deploy.STACK_FILE.read_text())
     if outputs.get("fingerprint") != _fingerprint() or outputs.get("endpoint") != cloud.endpoint:
+        return None
+    pool = local_issuer.Instance().pool()  # a restarted issuer has a new pool: the stack must name it
+    if pool is None or pool.pool_id != (outputs.get("auth") or {}).get("pool_id"):
         return None
     try:
         with urllib.request.urlopen(f"{outputs['api_url']}/health", timeout=10):  # noqa: S310  # nosec B310
@@ -104,7 +110,8 @@ def train(outputs: dict, args: list[str]) -> None:
 def serve_form(outputs: dict) -> None:
     site.build(SITE)
     (SITE / "config.json").write_text(
-        json.dumps({"api_url": outputs["api_url"], "api_key": outputs["api_key"]}, indent=2)
+        json.dumps({"api_url": outputs["api_url"], "api_key": outputs["api_key"], "auth": outputs["auth"]},
+                   indent=2)
     )
     if _site_pid():
         return
@@ -148,6 +155,17 @@ def wait_healthy(api_url: str, timeout: float = 60) -> dict:
     raise SystemExit(f"the API did not become healthy in {timeout:.0f} s: {last}")
 
 
+def console_user() -> tuple[str, str]:
+    """The console's demo user in the local issuer's pool, with the password demo.json kept (or a new one)."""
+    try:
+        password = json.loads(DEMO_FILE.read_text())["console_password"]
+    except (OSError, ValueError, KeyError):
+        password = secrets.token_urlsafe(12) + "-A1"  # what Cognito's password policy asks of a real pool
+    issuer = local_issuer.Instance()
+    issuer.add_user(issuer.start(), CONSOLE_USER, password)
+    return CONSOLE_USER, password
+
+
 def up() -> None:
     started = time.monotonic()
     local_cloud.install()
@@ -165,6 +183,7 @@ def up() -> None:
             log(f"{name}: a champion is already serving (make train to train another)")
         else:
             train(outputs, args)
+    user, password = console_user()
     serve_form(outputs)
     health = wait_healthy(outputs["api_url"])
     with urllib.request.urlopen(f"{outputs['api_url']}/model", timeout=15) as response:  # noqa: S310  # nosec B310
@@ -177,6 +196,8 @@ def up() -> None:
         "api_key": outputs["api_key"],
         "form_url": FORM_URL,
         "model_bucket": outputs["model_bucket"],
+        "console_user": user,
+        "console_password": password,
         "model": health.get("model"),
         "models": served,
         "endpoint": outputs["endpoint"],
@@ -192,7 +213,7 @@ The local stack is up ({time.monotonic() - started:.0f} s); models served: {', '
              GET /models, GET /models/<name>, POST /models/<name>/predict, POST /models/<name>/explain
              (default model: /model, /predict, /explain)
   API key    {outputs['api_key']}
-  Form       {FORM_URL}
+  Console    {FORM_URL} (batch scoring: sign in as {user} / {password})
   Bucket     s3://{outputs['model_bucket']}
   Written to {DEMO_FILE.relative_to(ROOT)}
 
@@ -212,6 +233,7 @@ def down() -> None:
         log("stopped the form server")
     SITE_PID.unlink(missing_ok=True)
     local_cloud.Instance().stop(remove_state=True)
+    local_issuer.Instance().stop()
     postgres.stop()  # the study `make train-batch` kept
     for path in (DEMO_FILE, deploy.STACK_FILE, EXAMPLE_REQUEST):
         path.unlink(missing_ok=True)

@@ -95,9 +95,15 @@ def deploy_local(
     origin: str = FORM_ORIGIN,
     parameters: dict[str, str] | None = None,
     quick: bool = False,
+    issuer=None,
 ) -> dict[str, str]:
+    """``issuer``: the local sign-in (infra/local_issuer.py) whose tokens the console's routes accept;
+    its default instance (port 4569) when not given. It is started if it is not running."""
     import boto3
 
+    from infra import local_issuer
+
+    pool = (issuer or local_issuer.Instance()).start()
     env = local_env(endpoint)
     built = build(env, quick)
     session = boto3.Session(region_name=REGION,
@@ -106,7 +112,7 @@ def deploy_local(
     s3 = session.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"])
     with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
         s3.create_bucket(Bucket=ARTIFACTS_BUCKET)
-    overrides = {"AllowedOrigin": origin, **(parameters or {})}
+    overrides = {"AllowedOrigin": origin, **pool.parameters(), **(parameters or {})}
     function = _predict_function(session, endpoint)
     if function:  # an update: LocalStack's alias bug, worked around (localstack/localstack#13351)
         _drop_alias(session, endpoint, function)
@@ -126,7 +132,7 @@ def deploy_local(
             _ensure_alias(session, endpoint, function)
         raise SystemExit(f"sam deploy failed ({result.returncode})")
     log(f"deployed in {time.monotonic() - started:.1f} s")
-    outputs = stack_outputs(session, endpoint, origin)
+    outputs = {**stack_outputs(session, endpoint, origin), "auth": {**pool.config(), "pool_id": pool.pool_id}}
     _ensure_alias(session, endpoint, outputs["function_name"])
     stack_file.parent.mkdir(parents=True, exist_ok=True)
     stack_file.write_text(json.dumps(outputs, indent=2))
@@ -184,6 +190,7 @@ def stack_outputs(session, endpoint: str, origin: str) -> dict[str, str]:
         "function_name": outputs["PredictFunctionName"],
         "drift_function_name": outputs["DriftFunctionName"],
         "batch_state_machine": outputs["BatchStateMachineArn"],
+        "console_function_name": outputs["ConsoleFunctionName"],
         "allowed_origin": origin,
     }
 

@@ -5,7 +5,9 @@ config.json (the API's URL and key) to the private bucket that CloudFront serves
     python -m infra.publish_frontend API_STACK FRONTEND_STACK
 
 The API key in config.json identifies and throttles the form's callers through
-the usage plan; it is not a secret (anyone can read a web page's config).
+the usage plan; it is not a secret (anyone can read a web page's config). The
+batch routes, which write to the data bucket and start paid work, take a signed-in
+user's token instead (docs/console.md).
 """
 
 from __future__ import annotations
@@ -30,7 +32,11 @@ def main() -> int:
         stack = cfn.describe_stacks(StackName=name)["Stacks"][0]
         outputs.update({o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])})
     key = boto3.client("apigateway").get_api_key(apiKey=outputs["ApiKeyId"], includeValue=True)
-    config = {"api_url": outputs["ApiUrl"].rstrip("/"), "api_key": key["value"]}
+    region = boto3.session.Session().region_name
+    config = {"api_url": outputs["ApiUrl"].rstrip("/"), "api_key": key["value"],
+              # the console's sign-in: Cognito's API in the stack's region, the console's app client
+              "auth": {"endpoint": f"https://cognito-idp.{region}.amazonaws.com/", "region": region,
+                       "client_id": outputs["ConsoleClientId"]}}
     s3 = boto3.client("s3")
     bucket = outputs["FrontendBucketName"]
     with tempfile.TemporaryDirectory() as folder:

@@ -67,6 +67,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TEST_CLOUD_DIR = ROOT / ".local" / "test-cloud"
 TEST_PORT = int(os.environ.get("TEST_LOCALSTACK_PORT", "4567"))
 FORM_PORT = int(os.environ.get("TEST_FORM_PORT", "8766"))
+TEST_ISSUER_PORT = int(os.environ.get("TEST_ISSUER_PORT", "4568"))
 FORM_ORIGIN = f"http://127.0.0.1:{FORM_PORT}"
 ARTIFACTS = ROOT / "test-artifacts"
 
@@ -117,12 +118,23 @@ def docker():
 
 
 @pytest.fixture(scope="session")
-def stack(cloud):
+def issuer():
+    """The tests' own local sign-in (moto's Cognito), whose tokens the console's routes accept."""
+    from infra import local_issuer
+
+    instance = local_issuer.Instance(port=TEST_ISSUER_PORT, state_dir=TEST_CLOUD_DIR / "issuer")
+    instance.stop()  # a leftover from an interrupted run
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(cloud, issuer):
     """template.yaml deployed to the test cloud with sam build + sam deploy."""
     from infra import deploy
 
     return deploy.deploy_local(
-        cloud.endpoint, stack_file=TEST_CLOUD_DIR / "stack.json", origin=FORM_ORIGIN,
+        cloud.endpoint, stack_file=TEST_CLOUD_DIR / "stack.json", origin=FORM_ORIGIN, issuer=issuer,
         # a short refresh so tests that move the champion see it quickly
         # and captured rows written every 100, so that drift sees them without waiting
         parameters={"ChampionRefreshSeconds": "2", "CaptureFlushRows": "100"},
