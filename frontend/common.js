@@ -1,5 +1,5 @@
-// What every page of the console shares: its config (config.json: api_url, api_key, written
-// where the console is served) and the API's open routes.
+// What every page of the console shares: its config (config.json: api_url, api_key and auth,
+// written where the console is served), the API's routes and the signed-in user.
 "use strict";
 
 const Console = {
@@ -13,17 +13,72 @@ const Console = {
     return Console.config;
   },
 
-  async getJson(path) {
+  async getJson(path, options = {}) {
+    return Console.request(path, { ...options, method: "GET" });
+  },
+
+  async postJson(path, body, options = {}) {
+    return Console.request(path, { ...options, method: "POST", body });
+  },
+
+  // a route of the API; signedIn: with the user's ID token (the batch routes)
+  async request(path, { method, body, signedIn }) {
     const config = await Console.loadConfig();
-    const response = await fetch(`${config.api_url}${path}`);
-    let body = null;
+    const headers = {};
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    if (signedIn) headers.Authorization = `Bearer ${(Console.session() || {}).idToken}`;
+    const response = await fetch(`${config.api_url}${path}`, {
+      method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    let answer = null;
     try {
-      body = await response.json();
+      answer = await response.json();
     } catch (error) {
       throw new Error(`the API answered ${response.status} without JSON`);
     }
-    if (!response.ok) throw new Error(body.error || body.message || `the API answered ${response.status}`);
-    return body;
+    if (!response.ok) {
+      const failure = new Error(answer.error || answer.message || `the API answered ${response.status}`);
+      failure.status = response.status;
+      throw failure;
+    }
+    return answer;
+  },
+
+  // ---- sign-in: Cognito's USER_PASSWORD_AUTH (the user pool's API, or the local issuer's), the
+  // ID token kept for this tab only (sessionStorage) until it expires
+  SESSION_KEY: "console-session",
+
+  async signIn(username, password) {
+    const { auth } = await Console.loadConfig();
+    const response = await fetch(auth.endpoint, {
+      method: "POST",
+      headers: { "Content-Type": "application/x-amz-json-1.1",
+        "X-Amz-Target": "AWSCognitoIdentityProviderService.InitiateAuth" },
+      body: JSON.stringify({ AuthFlow: "USER_PASSWORD_AUTH", ClientId: auth.client_id,
+        AuthParameters: { USERNAME: username, PASSWORD: password } }),
+    });
+    const answer = await response.json().catch(() => ({}));
+    if (!response.ok || !answer.AuthenticationResult) {
+      throw new Error(answer.message || answer.__type || `the user pool answered ${response.status}`);
+    }
+    const result = answer.AuthenticationResult;
+    const session = { user: username, idToken: result.IdToken,
+      expires: Date.now() + 1000 * (result.ExpiresIn || 3600) };
+    sessionStorage.setItem(Console.SESSION_KEY, JSON.stringify(session));
+    return session;
+  },
+
+  session() {
+    try {
+      const session = JSON.parse(sessionStorage.getItem(Console.SESSION_KEY));
+      return session && session.expires > Date.now() + 30000 ? session : null;
+    } catch (error) {
+      return null;
+    }
+  },
+
+  signOut() {
+    sessionStorage.removeItem(Console.SESSION_KEY);
   },
 
   // "0.9734" for a share, "12.3" for a larger number, "—" for none

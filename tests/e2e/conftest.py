@@ -37,7 +37,7 @@ def site(stack, trained, trained_penguins, tmp_path_factory):
 
 
 def configure(site: Path, stack, with_key=True):
-    config = {"api_url": stack["api_url"]}
+    config = {"api_url": stack["api_url"], "auth": stack["auth"]}
     if with_key:
         config["api_key"] = stack["api_key"]
     (site / "config.json").write_text(json.dumps(config))
