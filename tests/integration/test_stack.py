@@ -102,7 +102,8 @@ def test_openapi_is_served_over_http(api):
     document = requests.get(f"{url}/openapi.json", timeout=30).json()
     assert set(document["paths"]) == {"/health", "/model", "/predict", "/openapi.json", "/models", "/models/{name}",
                                       "/models/{name}/predict", "/explain", "/models/{name}/explain",
-                                      "/models/{name}/versions", "/models/{name}/drift"}
+                                      "/models/{name}/versions", "/models/{name}/drift",
+                                      "/models/{name}/batches", "/models/{name}/batches/{id}"}
     assert len(document["components"]["schemas"]["Instance"]["required"]) == 30
 
 

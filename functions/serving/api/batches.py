@@ -22,6 +22,7 @@ from datetime import timedelta
 from pathlib import PurePosixPath
 from typing import Any
 
+from serving.api.openapi import UPLOAD_NAME_PATTERN
 from serving.batch.rows import FORMATS
 from serving.batch.steps import INPUT_PREFIX, OUTPUT_PREFIX, WORK_PREFIX
 from serving.model.bundle import champion_key, check_name
@@ -29,7 +30,7 @@ from serving.model.features import RequestError
 from serving.settings import ConsoleSettings
 
 BATCH_ID = re.compile(r"[0-9a-f]{32}")
-FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._()-]{0,199}")
+FILENAME = re.compile(UPLOAD_NAME_PATTERN)
 LOOK_BACK = timedelta(minutes=2)  # an execution starts after its upload; their clocks may differ this much
 EXECUTIONS_SEEN = 50  # the newest executions searched for a batch's own
 FILENAME_FIELD = "x-amz-meta-filename"
@@ -44,13 +45,15 @@ class BatchConsole:
     def create(self, name: str, request: dict[str, Any]) -> dict[str, Any]:
         self._model(name)
         filename, size = request.get("filename"), request.get("bytes")
-        if not isinstance(filename, str) or not FILENAME.fullmatch(filename):
-            raise RequestError(400, "filename: the file's name (letters, digits, spaces and ._()-, at most "
-                                    "200), for example rides.csv")
+        if not isinstance(filename, str):
+            raise RequestError(400, "filename: the file's name, for example rides.csv")
         extension = next((f for f in FORMATS if filename.lower().endswith(f)), None)
         if extension is None:
-            raise RequestError(400, f"filename: {filename} is not a table this API scores: use "
+            raise RequestError(400, f"filename: {filename[:200]} is not a table this API scores: use "
                                     f"{', '.join(FORMATS)}")
+        if not FILENAME.fullmatch(filename):
+            raise RequestError(400, "filename: the file's name (letters, digits, spaces and ._()-, at most "
+                                    "200 in all), for example rides.csv")
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise RequestError(400, "bytes: the file's size in bytes, a positive integer")
         limit = int(self.settings.upload_max_megabytes * 1024 * 1024)
@@ -78,6 +81,7 @@ class BatchConsole:
         if not isinstance(batch, str) or not BATCH_ID.fullmatch(batch):
             raise RequestError(400, "id: a batch id is 32 hexadecimal digits, as POST /models/{name}/batches "
                                     "answered")
+        self._model(name)
         prefix = f"{INPUT_PREFIX}{check}/{batch}."
         found = self.s3.list_objects_v2(Bucket=self.settings.data_bucket, Prefix=prefix,
                                         MaxKeys=1).get("Contents") or []

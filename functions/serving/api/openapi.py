@@ -29,6 +29,11 @@ class Route:
     signed_in: bool = False  # a console user's ID token (serving/api/auth.py), not the API key
 
 
+# A file the console uploads for a batch: a plain name (no folders) with a batch format's extension,
+# in any case (serving/api/batches.py checks names with it).
+UPLOAD_NAME_PATTERN = (r"^[A-Za-z0-9][A-Za-z0-9 ._()-]{0,190}\.([cC][sS][vV]|[jJ][sS][oO][nN][lL]|"
+                       r"[nN][dD][jJ][sS][oO][nN]|[pP][aA][rR][qQ][uU][eE][tT])$")
+
 # The console's routes (serving/api/console.py), served by their own function: described here with
 # the rest of the API.
 SIGNED_IN_ROUTES = [
@@ -86,7 +91,8 @@ _FUNCTION_ERRORS = {
                                ("404", "no model of that name has a champion"),
                                ("413", "a file too big for a browser upload, and how to upload it instead"),
                                ("415", "not application/json")),
-    "/models/{name}/batches/{id}": (("400", "a model name or batch id that is not valid"),),
+    "/models/{name}/batches/{id}": (("400", "a model name or batch id that is not valid"),
+                                    ("404", "no model of that name has a champion")),
 }
 _OK_SCHEMA = {"/health": "Health", "/model": "Model", "/predict": "PredictResponse", "/models": "Models",
               "/models/{name}": "Model", "/models/{name}/predict": "AnyPredictResponse",
@@ -258,8 +264,8 @@ _SCHEMAS: dict[str, Any] = {
                                                              "classes": {"type": "array"},
                                                              "metrics": {"type": "object"}}}}}},
     "BatchRequest": {"type": "object", "required": ["filename", "bytes"], "properties": {
-        "filename": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9 ._()-]{0,199}$",
-                     "description": "the file's name; .csv, .jsonl, .ndjson or .parquet"},
+        "filename": {"type": "string", "pattern": UPLOAD_NAME_PATTERN,
+                     "description": "the file's name, ending .csv, .jsonl, .ndjson or .parquet"},
         "bytes": {"type": "integer", "minimum": 1, "description": "the file's size"}}},
     "Batch": {"type": "object", "required": ["id", "model", "input", "upload", "status"], "properties": {
         "id": {"type": "string"}, "model": {"type": "string"}, "filename": {"type": "string"},
