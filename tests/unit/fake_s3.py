@@ -15,6 +15,7 @@ against moto and LocalStack (tests/unit/serving/store/test_s3.py, tests/integrat
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import itertools
@@ -284,7 +285,10 @@ class Paginator:
             kwargs["ContinuationToken"] = page["NextContinuationToken"]
 
 
+@functools.cache
 def _s3_model():
+    """S3's model, as botocore's client has it: loaded once (a load takes tens of milliseconds, and the
+    fake is called thousands of times in a run)."""
     import botocore.session
 
     return botocore.session.get_session().get_service_model("s3")
