@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import json
 import os
 import subprocess
@@ -63,7 +64,7 @@ def sam() -> str:
     return str(path)
 
 
-def build(env: dict[str, str], quick: bool = False) -> Path:
+def build(env: dict[str, str], quick: bool = False, builds: Path | None = None) -> Path:
     """``sam build`` of template.yaml; the folder of the built template.
 
     ``quick``: the package takes the numpy built without BLAS only when it is cached already,
@@ -73,18 +74,23 @@ def build(env: dict[str, str], quick: bool = False) -> Path:
     """
     from infra import local_cloud
 
-    builds = DEMO_BUILDS if quick else BUILDS
+    builds = builds or (DEMO_BUILDS if quick else BUILDS)  # the tests' workers: one folder each
     log("sam build (functions/Makefile: Linux wheels for python3.12, precompiled)")
     # the function build (functions/Makefile) needs uv and a Python 3.12: ours
     env = {**env, "UV": local_cloud.uv(), "PYTHON": sys.executable,
            "NUMPY_WHEELS": str(Path(env.get("NUMPY_WHEELS") or WHEELS).resolve()),
            "NUMPY_BUILD": "cached" if quick else "always"}
     started = time.monotonic()
-    subprocess.run(  # noqa: S603
-        [sam(), "build", "--template-file", str(ROOT / "template.yaml"), "--build-dir",
-         str(builds / "build"), "--cached", "--cache-dir", str(builds / "cache")],
-        check=True, cwd=ROOT, env=env, stdout=sys.stderr,
-    )
+    builds.mkdir(parents=True, exist_ok=True)
+    # one build at a time in a folder (two test workers, or `make demo` beside `make test`): the
+    # second waits, and its cached build takes seconds
+    with open(builds / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        subprocess.run(  # noqa: S603
+            [sam(), "build", "--template-file", str(ROOT / "template.yaml"), "--build-dir",
+             str(builds / "build"), "--cached", "--cache-dir", str(builds / "cache")],
+            check=True, cwd=ROOT, env=env, stdout=sys.stderr,
+        )
     log(f"built in {time.monotonic() - started:.1f} s")
     return builds / "build"
 
@@ -96,6 +102,7 @@ def deploy_local(
     parameters: dict[str, str] | None = None,
     quick: bool = False,
     issuer=None,
+    builds: Path | None = None,
 ) -> dict[str, str]:
     """``issuer``: the local sign-in (infra/local_issuer.py) whose tokens the console's routes accept;
     its default instance (port 4569) when not given. It is started if it is not running."""
@@ -105,7 +112,7 @@ def deploy_local(
 
     pool = (issuer or local_issuer.Instance()).start()
     env = local_env(endpoint)
-    built = build(env, quick)
+    built = build(env, quick, builds)
     session = boto3.Session(region_name=REGION,
                             aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
                             aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
@@ -132,7 +139,8 @@ def deploy_local(
             _ensure_alias(session, endpoint, function)
         raise SystemExit(f"sam deploy failed ({result.returncode})")
     log(f"deployed in {time.monotonic() - started:.1f} s")
-    outputs = {**stack_outputs(session, endpoint, origin), "auth": {**pool.config(), "pool_id": pool.pool_id}}
+    outputs = {**stack_outputs(session, endpoint, origin), "auth": {**pool.config(), "pool_id": pool.pool_id},
+               "built": str(built)}  # the built template and packages, as sam deploy read them
     _ensure_alias(session, endpoint, outputs["function_name"])
     stack_file.parent.mkdir(parents=True, exist_ok=True)
     stack_file.write_text(json.dumps(outputs, indent=2))

@@ -26,22 +26,38 @@ if os.environ.get("TESTS_HYPOTHESIS_PROFILE"):
 
 
 CLOUD_SUITES = ("tests/integration/", "tests/e2e/")
+# The local-cloud tests in two groups, each on a worker with a LocalStack of its own (tests are
+# slow there mostly by waiting: an outage, a timeout, the fuzzer's requests through API Gateway):
+# the second takes the tests that break or rebuild things (S3 outages, killed workers, the deploy
+# workflow's build, containers), the first the ones that read (the fuzzer, the browser).
+SECOND_CLOUD = tuple(f"tests/integration/test_{name}.py" for name in (
+    "faults", "deploy_workflow", "train_batch", "sam_local", "package", "batch_scoring", "process_executor",
+    "local_cloud", "same_rows"))
+
+
+def cloud_group(nodeid: str) -> str | None:
+    """Which local cloud a test runs on (None: it needs none)."""
+    if nodeid.startswith(SECOND_CLOUD):
+        return "the second local cloud"
+    return "the local cloud" if nodeid.startswith(CLOUD_SUITES) else None
 
 
 @pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist's: unknown where it is not loaded
 def pytest_xdist_make_scheduler(config, log):
-    """`make test` runs two pytest-xdist workers: every test of the local cloud (integration and
-    browser) is one unit of work, so one worker holds the one LocalStack and its stack while the
-    other runs the unit tests beside it, a test file at a time. (pytest-xdist's own
-    ``--dist loadgroup`` would do it by a mark, but it marks the groups in node ids, which pytest
-    9.2 no longer lets it change: pytest-dev/pytest-xdist#1386.)"""
+    """`make test` runs two pytest-xdist workers: each group of local-cloud tests (``cloud_group``)
+    is one unit of work, so a worker starts one LocalStack and deploys one stack for it; the unit
+    tests go a file at a time to whichever worker is free. The two groups are the first units
+    handed out (the browser tests come first in the collection, the second group's first file
+    before any unit test), one to each worker. (pytest-xdist's own ``--dist loadgroup`` would do
+    it by a mark, but it marks the groups in node ids, which pytest 9.2 no longer lets it change:
+    pytest-dev/pytest-xdist#1386.)"""
     from xdist.scheduler import LoadScopeScheduling
 
-    class CloudOnOneWorker(LoadScopeScheduling):
+    class CloudGroups(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return "the local cloud" if nodeid.startswith(CLOUD_SUITES) else nodeid.split("::", 1)[0]
+            return cloud_group(nodeid) or nodeid.split("::", 1)[0]
 
-    return CloudOnOneWorker(config, log)
+    return CloudGroups(config, log)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -64,10 +80,16 @@ def mirror_of(mutant: str) -> str:
 
 
 ROOT = Path(__file__).resolve().parent.parent
-TEST_CLOUD_DIR = ROOT / ".local" / "test-cloud"
-TEST_PORT = int(os.environ.get("TEST_LOCALSTACK_PORT", "4567"))
-FORM_PORT = int(os.environ.get("TEST_FORM_PORT", "8766"))
-TEST_ISSUER_PORT = int(os.environ.get("TEST_ISSUER_PORT", "4568"))
+# Each pytest-xdist worker that runs local-cloud tests has a cloud of its own: its ports, its state
+# and its build folder (gw0 takes the base ports, gw1 ten above...).
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+_INDEX = int(WORKER.removeprefix("gw") or 0)
+_SUFFIX = f"-{WORKER}" if _INDEX else ""
+TEST_CLOUD_DIR = ROOT / ".local" / f"test-cloud{_SUFFIX}"
+TEST_BUILDS = ROOT / ".aws-sam" / f"test{_SUFFIX}"
+TEST_PORT = int(os.environ.get("TEST_LOCALSTACK_PORT", "4567")) + 10 * _INDEX
+FORM_PORT = int(os.environ.get("TEST_FORM_PORT", "8766")) + _INDEX
+TEST_ISSUER_PORT = int(os.environ.get("TEST_ISSUER_PORT", "4568")) + 10 * _INDEX
 FORM_ORIGIN = f"http://127.0.0.1:{FORM_PORT}"
 ARTIFACTS = ROOT / "test-artifacts"
 
@@ -135,6 +157,7 @@ def stack(cloud, issuer):
 
     return deploy.deploy_local(
         cloud.endpoint, stack_file=TEST_CLOUD_DIR / "stack.json", origin=FORM_ORIGIN, issuer=issuer,
+        builds=TEST_BUILDS,
         # a short refresh so tests that move the champion see it quickly
         # and captured rows written every 100, so that drift sees them without waiting
         parameters={"ChampionRefreshSeconds": "2", "CaptureFlushRows": "100"},

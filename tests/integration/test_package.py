@@ -13,10 +13,10 @@ import subprocess
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, TEST_BUILDS
 
 pytestmark = pytest.mark.integration
-PACKAGE = ROOT / ".aws-sam" / "build" / "PredictFunction"
+PACKAGE = TEST_BUILDS / "build" / "PredictFunction"  # what the stack fixture built and deployed
 RUNTIME = ROOT / ".local" / "localstack" / "runtimes" / "python3.12" / "bin" / "python"
 IMPORT_BUDGET_MS = 250
 PACKAGE_BUDGET_MB = 12  # the serving target (docs/serving.md, the package)

@@ -9,11 +9,12 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import requests
 
-from infra import deploy, docker_engine, lambda_image, sam_local
+from infra import docker_engine, lambda_image, sam_local
 from tests.conftest import ROOT, TEST_CLOUD_DIR, client
 from tests.integration.test_local_cloud import listening
 
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def local(stack, trained, trained_penguins, docker):
     """The test stack as `make invoke` reads the demo's: its outputs and the built template."""
-    return sam_local.stack(TEST_CLOUD_DIR / "stack.json", deploy.BUILDS / "build" / "template.yaml")
+    return sam_local.stack(TEST_CLOUD_DIR / "stack.json", Path(stack["built"]) / "template.yaml")
 
 
 def through_the_api(stack, method: str, path: str, body: bytes | None = None) -> requests.Response:
