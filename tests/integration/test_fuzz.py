@@ -50,13 +50,13 @@ def test_a_thousand_generated_requests_find_no_server_error_and_nothing_undocume
     named_routes = ["/models/{name}/predict", "/models/{name}/explain"]
     batch_routes = ["/models/{name}/batches", "/models/{name}/batches/{id}"]
     # Every route but the named model's predictions and explanations and the batches, with every check.
-    fixed = schemathesis(stack, artifacts / "schemathesis.json", "--max-examples", "400",
+    fixed = schemathesis(stack, artifacts / "schemathesis.json", "--max-examples", "150",
                          "--exclude-checks", stateless, *(arg for path in named_routes + batch_routes
                                                           for arg in ("--exclude-path", path)))
     # The named model's predictions and explanations: which features a body needs depends on the name in the path,
     # which one document cannot tie to the body, so a body valid for one model can be refused (422)
     # by another: every check but "valid input is accepted".
-    named = schemathesis(stack, artifacts / "schemathesis-named.json", "--max-examples", "300",
+    named = schemathesis(stack, artifacts / "schemathesis-named.json", "--max-examples", "150",
                          "--exclude-checks", f"{stateless},positive_data_acceptance",
                          *(arg for path in named_routes for arg in ("--include-path", path)))
     # The console's batch routes, as a signed-in user: an upload form is only a signature (nothing is
