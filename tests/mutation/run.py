@@ -17,7 +17,8 @@ equivalent or not), timed out and not reached, and the score; the diffs of the
 survivors nobody explained go to stderr.
 
     python tests/mutation/run.py               # everything, from a fresh workspace
-    python tests/mutation/run.py --survivors   # only the last run's survivors, against the tests as they are now
+    python tests/mutation/run.py --survivors   # only the last run's survivors that equivalent.txt does not
+                                                # explain, against the tests as they are now
     python tests/mutation/run.py serving.batch.steps serving.batch.csvfile   # only these modules' mutants, in the
                                                 # last run's workspace (after changing them); the
                                                 # report keeps the other modules' last results
@@ -157,7 +158,15 @@ def mutants_where(keep) -> list[str]:
 
 
 def previous_survivors() -> list[str]:
-    return mutants_where(lambda c: c is not None and c not in KILLED and c not in TIMEOUT)
+    """The last run's survivors that equivalent.txt does not explain (an explained one survives again
+    by definition: re-running it only costs its tests' time)."""
+    alive = {}
+    for meta in (WORK / "mutants" / "src").rglob("*.py.meta"):
+        codes = json.loads(meta.read_text())["exit_code_by_key"]
+        alive.update({k: meta.relative_to(WORK / "mutants").with_suffix("") for k, c in codes.items()
+                      if c is not None and c not in KILLED and c not in TIMEOUT})
+    changed, listed = changed_lines(alive), equivalent()
+    return sorted(k for k in alive if not explain(k, changed[k], listed))
 
 
 def regenerate() -> None:
