@@ -13,8 +13,14 @@ from serving.api.auth import TokenVerifier, Unauthorized, user_of
 from serving.settings import ConsoleSettings
 
 logger = Logger(service="authorizer")
-settings = ConsoleSettings.from_env()
-verifier = TokenVerifier(settings.auth_issuer, settings.auth_audience, settings.auth_jwks_url)
+
+
+def init(settings: ConsoleSettings) -> TokenVerifier:
+    """What the module runs once; tests call it for a fresh container."""
+    return TokenVerifier(settings.auth_issuer, settings.auth_audience, settings.auth_jwks_url)
+
+
+verifier = init(ConsoleSettings.from_env())
 
 
 def policy(method_arn: str, user: str) -> dict:

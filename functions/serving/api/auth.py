@@ -38,11 +38,12 @@ class TokenVerifier:
             key = self.keys.get_signing_key_from_jwt(token.strip())
             claims = jwt.decode(
                 token.strip(), key.key, algorithms=["RS256"], audience=self.audience, issuer=self.issuer,
-                leeway=LEEWAY_SECONDS, options={"require": ["exp", "iat", "iss", "aud", "sub", "token_use"],
-                                                "verify_iat": False},
+                leeway=LEEWAY_SECONDS, options={"require": ["exp", "iat", "iss", "aud", "sub", "token_use"]},
             )
         except jwt.ExpiredSignatureError:
             raise Unauthorized("the token has expired: sign in again") from None
+        except jwt.ImmatureSignatureError:
+            raise Unauthorized("the token was issued in the future: check this machine's clock") from None
         except jwt.InvalidAudienceError:
             raise Unauthorized("the token was issued to another application") from None
         except jwt.MissingRequiredClaimError as error:

@@ -19,7 +19,6 @@ import re
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from pathlib import PurePosixPath
 from typing import Any
 
 from serving.api.openapi import UPLOAD_NAME_PATTERN
@@ -89,14 +88,14 @@ class BatchConsole:
         if not found:
             return {**answer, "state": "waiting_for_upload"}
         key = found[0]["Key"]
-        metadata = self.s3.head_object(Bucket=self.settings.data_bucket, Key=key).get("Metadata") or {}
-        filename = metadata.get("filename", "")
+        # the name the upload form carried (a file copied in another way has none: the batch id names it)
+        filename = self.s3.head_object(Bucket=self.settings.data_bucket, Key=key)["Metadata"].get("filename")
         answer.update(input=key, bytes=found[0]["Size"], filename=filename)
         stem = f"{OUTPUT_PREFIX}{name}/{batch}"
-        downloaded = filename.rsplit(".", 1)[0] if FILENAME.fullmatch(filename) else batch
+        downloaded = filename.rsplit(".", 1)[0] if filename and FILENAME.fullmatch(filename) else batch
         manifest = self._json(f"{stem}.manifest.json")
         if manifest is not None:
-            return {**answer, **self._succeeded(manifest, downloaded)}
+            return {**answer, **self._succeeded(manifest, stem, downloaded)}
         execution = self._execution(key, found[0]["LastModified"])
         if execution is None:
             return {**answer, "state": "queued"}
@@ -104,9 +103,7 @@ class BatchConsole:
         if execution["status"] == "RUNNING":
             return {**answer, "state": "running", **self._progress(execution)}
         if execution["status"] == "SUCCEEDED":  # done without a manifest: the file could not be scored at all
-            output = json.loads(execution.get("output") or "{}")
-            return {**answer, "state": "refused",
-                    "reason": output.get("unreadable", "the file could not be scored"),
+            return {**answer, "state": "refused", "reason": json.loads(execution["output"])["unreadable"],
                     "downloads": {"errors": self._download(f"{stem}.errors.csv", f"{downloaded}.errors.csv")}}
         return {**answer, "state": "failed", "error": execution.get("error") or execution["status"],
                 "cause": (execution.get("cause") or "")[:2000]}
@@ -125,7 +122,7 @@ class BatchConsole:
         try:
             self.s3.head_object(Bucket=self.settings.model_bucket, Key=key)
         except self.s3.exceptions.ClientError as error:
-            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            if error.response["Error"]["Code"] == "404":  # (a HEAD's error has no body: the status)
                 raise RequestError(404, f"no model named {name!r} has a champion: GET /models lists "
                                         "them") from None
             raise
@@ -142,30 +139,27 @@ class BatchConsole:
             "Bucket": self.settings.data_bucket, "Key": key,
             "ResponseContentDisposition": f'attachment; filename="{name}"'})
 
-    def _succeeded(self, manifest: dict[str, Any], stem: str) -> dict[str, Any]:
-        """The manifest's counts and links to its outputs, saved as <the user's file>.predictions.csv..."""
-        downloads = {}
-        for key in manifest["outputs"]:
-            suffix = ".".join(PurePosixPath(key).name.rsplit(".", 2)[-2:])  # predictions.csv, errors.csv
-            downloads[suffix.split(".")[0]] = self._download(key, f"{stem}.{suffix}")
-        manifest_key = manifest["outputs"][0].rsplit(".", 2)[0] + ".manifest.json"
-        downloads["manifest"] = self._download(manifest_key, f"{stem}.manifest.json")
-        counts = {k: manifest.get(k) for k in ("rows", "predicted", "invalid")}
-        return {"state": "succeeded", "model_version": manifest.get("model_version"), **counts,
-                "seconds": (manifest.get("timings") or {}).get("seconds"),
-                "evaluation": manifest.get("evaluation"), "downloads": downloads}
+    def _succeeded(self, manifest: dict[str, Any], output: str, named: str) -> dict[str, Any]:
+        """The manifest's counts and links to the outputs under ``output`` (<output>.predictions.csv...),
+        saved as <named>.predictions.csv..."""
+        files = [f for f in ("predictions.csv", "errors.csv", "manifest.json")
+                 if f == "manifest.json" or f"{output}.{f}" in manifest["outputs"]]
+        return {"state": "succeeded", "model_version": manifest["model_version"],
+                **{k: manifest[k] for k in ("rows", "predicted", "invalid")},
+                "seconds": manifest["timings"]["seconds"], "evaluation": manifest.get("evaluation"),
+                "downloads": {f.split(".")[0]: self._download(f"{output}.{f}", f"{named}.{f}")
+                              for f in files}}
 
     def _execution(self, key: str, uploaded) -> dict[str, Any] | None:
         """The execution that scores ``key``: the newest ones started since its upload, described
         until one's input names it."""
         listed = self.sfn.list_executions(stateMachineArn=self.settings.state_machine_arn,
                                           maxResults=EXECUTIONS_SEEN)["executions"]
-        for item in sorted((e for e in listed if e["startDate"] >= uploaded - LOOK_BACK),
-                           key=lambda e: e["startDate"]):
-            described = self.sfn.describe_execution(executionArn=item["executionArn"])
-            detail = json.loads(described.get("input") or "{}").get("detail") or {}
-            if (detail.get("object") or {}).get("key") == key:
-                return described
+        for item in listed:  # (a batch's key is new: one execution at most has it)
+            if item["startDate"] >= uploaded - LOOK_BACK:
+                described = self.sfn.describe_execution(executionArn=item["executionArn"])
+                if json.loads(described["input"])["detail"]["object"]["key"] == key:
+                    return described
         return None
 
     def _progress(self, execution: dict[str, Any]) -> dict[str, Any]:
@@ -177,11 +171,11 @@ class BatchConsole:
             latest = max(runs, key=lambda r: r["startDate"])
             counts = self.sfn.describe_map_run(mapRunArn=latest["mapRunArn"])["itemCounts"]
             # the Map states' Labels name their runs: Count, then Score
-            parts = {"done": counts.get("succeeded", 0), "total": counts.get("total", 0),
+            parts = {"done": counts["succeeded"], "total": counts["total"],
                      "stage": "counting rows" if "/Count:" in latest["mapRunArn"] else "scoring"}
         work = f"{WORK_PREFIX}{execution['name']}/part-"
         listed = self.s3.list_objects_v2(Bucket=self.settings.data_bucket, Prefix=work).get("Contents") or []
         records = [item["Key"] for item in listed if item["Key"].endswith(".json")]
-        with ThreadPoolExecutor(8) as pool:
-            rows = sum(pool.map(lambda k: (self._json(k) or {}).get("rows", 0), records))
+        with ThreadPoolExecutor(8) as pool:  # a part's record is written once, whole: it is there to read
+            rows = sum(pool.map(lambda k: self._json(k)["rows"], records))
         return {"parts": parts, "rows_scored": rows}

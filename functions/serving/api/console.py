@@ -17,7 +17,7 @@ import orjson
 
 from serving.api.auth import TokenVerifier, Unauthorized, user_of
 from serving.api.batches import BatchConsole
-from serving.api.responses import Response, header, json_response
+from serving.api.responses import Response, json_response
 from serving.model.features import RequestError
 from serving.settings import ConsoleSettings
 
@@ -33,35 +33,36 @@ class ConsoleApi:
                      "Access-Control-Max-Age": ["600"]} if settings.allowed_origin else None
 
     def respond(self, event: dict, logger) -> Response:
+        headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
         try:
-            claims = self.verifier.claims(header(event, "authorization", "Authorization"))
-            response = self._route(event, claims, logger)
+            claims = self.verifier.claims(headers.get("authorization"))
+            response = self._route(event, headers, claims, logger)
         except Unauthorized as refused:
             response = json_response(401, {"error": str(refused)})
         except RequestError as error:
             response = json_response(error.status, error.body())
-        if self.cors is not None and header(event, "origin", "Origin") == self.settings.allowed_origin:
+        if self.cors is not None and headers.get("origin") == self.settings.allowed_origin:
             response["multiValueHeaders"].update(self.cors)
         return response
 
-    def _route(self, event: dict, claims: dict[str, Any], logger) -> Response:
-        parameters = event.get("pathParameters") or {}
-        name, resource = parameters.get("name") or "", event.get("resource")
-        user = user_of(claims)
-        if (event.get("httpMethod"), resource) == ("POST", "/models/{name}/batches"):
-            created = self.batches.create(name, self._body(event))
+    def _route(self, event: dict, headers: dict[str, str], claims: dict[str, Any], logger) -> Response:
+        route, user = (event.get("httpMethod"), event.get("resource")), user_of(claims)
+        if route == ("POST", "/models/{name}/batches"):
+            name = event["pathParameters"]["name"]  # (API Gateway gives what the route's path names)
+            created = self.batches.create(name, self._body(event, headers))
             logger.info("batch upload granted", extra={"user": user, "model": name, "batch": created["id"],
                                                         "file": created["filename"]})
             return json_response(201, {**created, "user": user})
-        if (event.get("httpMethod"), resource) == ("GET", "/models/{name}/batches/{id}"):
-            return json_response(200, {**self.batches.status(name, parameters.get("id") or ""), "user": user})
+        if route == ("GET", "/models/{name}/batches/{id}"):
+            parameters = event["pathParameters"]
+            status = self.batches.status(parameters["name"], parameters["id"])
+            return json_response(200, {**status, "user": user})
         return json_response(404, {"error": f"no route {event.get('httpMethod')} {event.get('path')}"})
 
-    def _body(self, event: dict) -> dict[str, Any]:
-        content_type = header(event, "content-type", "Content-Type") or ""
-        if content_type.split(";")[0].strip().lower() != "application/json":
+    def _body(self, event: dict, headers: dict[str, str]) -> dict[str, Any]:
+        if (headers.get("content-type") or "").split(";")[0].strip().lower() != "application/json":
             raise RequestError(415, "send the request as Content-Type: application/json")
-        text = event.get("body") or ""
+        text = event.get("body") or "{}"  # no body: what is missing is then named
         if event.get("isBase64Encoded"):
             try:
                 text = base64.b64decode(text, validate=True)

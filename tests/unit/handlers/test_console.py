@@ -51,10 +51,10 @@ def test_the_authorizer_allows_a_valid_token_on_the_console_routes_of_its_stage(
     answer = authorizer.handler({"type": "TOKEN", "authorizationToken": "Bearer good", "methodArn": METHOD},
                                 Context(function_name="AuthorizerFunction"))
     assert answer["principalId"] == "ada" and answer["context"] == {"user": "ada"}
-    [statement] = answer["policyDocument"]["Statement"]
     stage = "arn:aws:execute-api:us-east-1:000000000000:abc123/v1"
-    assert statement == {"Action": "execute-api:Invoke", "Effect": "Allow",
-                         "Resource": [f"{stage}/POST/models/*/batches", f"{stage}/GET/models/*/batches/*"]}
+    assert answer["policyDocument"] == {"Version": "2012-10-17", "Statement": [{
+        "Action": "execute-api:Invoke", "Effect": "Allow",
+        "Resource": [f"{stage}/POST/models/*/batches", f"{stage}/GET/models/*/batches/*"]}]}
 
 
 @pytest.mark.parametrize("token", [None, "Bearer expired"])
@@ -67,10 +67,29 @@ def test_the_authorizer_answers_unauthorized_to_anything_else(handlers, monkeypa
 
 
 def test_the_authorizer_checks_tokens_of_the_configured_pool(handlers):
+    from serving.settings import ConsoleSettings
+
     authorizer, _ = handlers
-    assert (authorizer.verifier.issuer, authorizer.verifier.audience) == ("https://cognito-idp.example/pool",
-                                                                           "client")
-    assert authorizer.verifier.keys.uri == "https://cognito-idp.example/pool/.well-known/jwks.json"
+    verifier = authorizer.init(ConsoleSettings.from_env({**ENV, "AUTH_JWKS_URL": "https://keys.example/jwks"}))
+    assert (verifier.issuer, verifier.audience) == ("https://cognito-idp.example/pool", "client")
+    assert verifier.keys.uri == "https://keys.example/jwks"
+
+
+def test_the_console_function_is_wired_to_its_settings(handlers):
+    from serving.settings import ConsoleSettings
+
+    _, console = handlers
+    settings = ConsoleSettings.from_env({**ENV, "AUTH_JWKS_URL": "https://keys.example/jwks", "DATA_BUCKET": "d2"})
+    app = console.init(settings)
+    assert (app.verifier.issuer, app.verifier.audience) == ("https://cognito-idp.example/pool", "client")
+    assert app.verifier.keys.uri == "https://keys.example/jwks"
+    assert app.settings is settings and app.batches.settings is settings
+    # upload forms and links signed with SigV4, as every region takes them
+    assert app.batches.s3.meta.config.signature_version == "s3v4"
+    assert app.batches.s3.meta.service_model.service_name == "s3"
+    assert app.batches.sfn.meta.service_model.service_name == "stepfunctions"
+    given = object()
+    assert console.init(settings, s3=given, stepfunctions=given).batches.s3 is given
 
 
 def test_an_unexpected_error_is_a_500_with_the_request_id(handlers, monkeypatch):

@@ -140,3 +140,16 @@ def test_loopback_issuers_are_taken_over_http():
 
     for url in ("http://127.0.0.1:4569/pool", "http://localhost:4569/pool"):
         assert ConsoleSettings.from_env({**CONSOLE, "AUTH_ISSUER": url}).auth_issuer == url
+
+
+def test_the_console_settings_read_the_environment_and_name_a_missing_variable(monkeypatch):
+    from serving.settings import ConsoleSettings
+
+    for key, value in CONSOLE.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("AUTH_ISSUER", "https://i/poolX/")  # a trailing slash only is dropped
+    assert ConsoleSettings.from_env().auth_jwks_url == "https://i/poolX/.well-known/jwks.json"
+    monkeypatch.delenv("DATA_BUCKET")
+    with pytest.raises(ConfigurationError) as caught:
+        ConsoleSettings.from_env()
+    assert str(caught.value) == "DATA_BUCKET is not set: the console's batch routes need it"

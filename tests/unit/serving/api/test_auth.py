@@ -143,4 +143,14 @@ def test_the_keys_come_from_the_jwks_url_and_are_cached():
     verifier = TokenVerifier(ISSUER, CLIENT, "https://issuer.example/.well-known/jwks.json")
     assert isinstance(verifier.keys, jwt.PyJWKClient)
     assert verifier.keys.uri == "https://issuer.example/.well-known/jwks.json"
-    assert verifier.keys.jwk_set_cache is not None  # keys kept between requests
+    assert verifier.keys.jwk_set_cache.lifespan == 3600  # the key set kept an hour between requests
+    assert hasattr(verifier.keys.get_signing_key, "cache_info")  # each key kept by its id
+    assert verifier.keys.timeout == 5  # an issuer that does not answer fails the request, not the function
+
+
+def test_a_token_issued_in_the_future_is_refused(verifier):
+    later = int(time.time()) + 3600
+    assert refusal(verifier, f"Bearer {token(iat=later, exp=later + 600)}") == \
+        "the token was issued in the future: check this machine's clock"
+    soon = int(time.time()) + LEEWAY_SECONDS - 5
+    assert verifier.claims(f"Bearer {token(iat=soon)}")["sub"] == "u-1"  # within the clocks' leeway

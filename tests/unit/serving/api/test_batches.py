@@ -14,7 +14,7 @@ import boto3
 import pytest
 import requests
 from botocore.config import Config
-from serving.api.batches import BatchConsole
+from serving.api.batches import LOOK_BACK, BatchConsole
 from serving.model.features import RequestError
 from serving.settings import ConsoleSettings
 
@@ -93,6 +93,7 @@ def post_form(batch: dict, body: bytes) -> requests.Response:
 def test_an_upload_form_puts_the_file_under_the_models_input_folder(console, s3):
     batch = console.create("fares", {"filename": "rides (May).csv", "bytes": 20})
     assert len(batch["id"]) == 32 and int(batch["id"], 16) >= 0
+    assert (batch["model"], batch["filename"]) == ("fares", "rides (May).csv")
     assert batch["input"] == f"batch/input/fares/{batch['id']}.csv"
     assert batch["status"] == f"/models/fares/batches/{batch['id']}"
     assert batch["upload"]["method"] == "POST" and batch["upload"]["max_bytes"] == 1024 * 1024
@@ -124,12 +125,14 @@ def test_every_batch_format_keeps_its_extension(console, extension):
 @pytest.mark.parametrize("request_body, status, message", [
     ({"filename": "rides.xlsx", "bytes": 5}, 400,
      "filename: rides.xlsx is not a table this API scores: use .csv, .jsonl, .ndjson, .parquet"),
-    ({"filename": "../x.csv", "bytes": 5}, 400, "filename: the file's name"),
+    ({"filename": "../x.csv", "bytes": 5}, 400, "filename: the file's name (letters, digits, spaces and ._()-, at "
+                                               "most 200 in all), for example rides.csv"),
     ({"filename": "a/b.csv", "bytes": 5}, 400, "filename: the file's name"),
     ({"filename": "a" * 200 + ".csv", "bytes": 5}, 400, "filename: the file's name"),
     ({"filename": "a" * 192 + ".parquet", "bytes": 5}, 400, "filename: the file's name"),
     ({"filename": " a.csv", "bytes": 5}, 400, "filename: the file's name"),
     ({"filename": "a.csv\n", "bytes": 5}, 400, "filename: a.csv\n is not a table"),
+    ({"filename": "b" * 300 + ".xlsx", "bytes": 5}, 400, f"filename: {'b' * 200} is not a table this API scores"),
     ({"filename": 5, "bytes": 5}, 400, "filename: the file's name"),
     ({"bytes": 5}, 400, "filename: the file's name"),
     ({"filename": "a.csv", "bytes": 0}, 400, "bytes: the file's size in bytes, a positive integer"),
@@ -143,6 +146,7 @@ def test_every_batch_format_keeps_its_extension(console, extension):
 def test_a_bad_request_names_its_field(console, request_body, status, message):
     error = error_of(console.create, "fares", request_body)
     assert error.status == status and error.message.startswith(message)
+    assert "b" * 201 not in error.message  # a long name is cut in the answer
 
 
 def test_the_longest_name_is_taken(console):
@@ -162,10 +166,12 @@ def test_a_model_without_a_champion_or_a_bad_name_gets_no_form(console):
 def test_a_batch_id_must_be_one_the_route_gives(console):
     for batch in ("abc", "A" * 32, "0" * 31, "0" * 33, "../" + "0" * 29):
         error = error_of(console.status, "fares", batch)
-        assert error.status == 400 and error.message.startswith("id: a batch id is 32 hexadecimal digits")
+        assert (error.status, error.message) == (400, "id: a batch id is 32 hexadecimal digits, as POST "
+                                                      "/models/{name}/batches answered")
     assert error_of(console.status, "a/b", "0" * 32).status == 400
     unknown = error_of(console.status, "penguins", "0" * 32)  # the fuzzer's find: no 200 for a model not served
-    assert unknown.status == 404 and unknown.message.startswith("no model named 'penguins' has a champion")
+    assert (unknown.status, unknown.message) == (404, "no model named 'penguins' has a champion: GET /models "
+                                                      "lists them")
 
 
 def test_a_batch_waits_for_its_file_then_for_its_execution(console, sfn):
@@ -187,6 +193,14 @@ def test_executions_started_long_before_the_upload_are_not_described(console, sf
     assert sfn.described == []
 
 
+def test_an_execution_started_at_the_look_back_limit_is_the_batchs(console, sfn, s3):
+    batch = console.create("fares", {"filename": "rides.csv", "bytes": 20})
+    post_form(batch, b"km\n1\n")
+    uploaded = s3.head_object(Bucket=DATA, Key=batch["input"])["LastModified"]
+    sfn.add(batch["input"], started=uploaded - LOOK_BACK)
+    assert console.status("fares", batch["id"])["state"] == "running"
+
+
 def test_a_running_batch_shows_its_parts_and_the_rows_scored_so_far(console, sfn, s3):
     batch = console.create("fares", {"filename": "rides.csv", "bytes": 20})
     post_form(batch, b"km\n1\n")
@@ -202,6 +216,7 @@ def test_a_running_batch_shows_its_parts_and_the_rows_scored_so_far(console, sfn
         s3.put_object(Bucket=DATA, Key=f"{work}part-{index:05d}.json", Body=json.dumps({"rows": rows}).encode())
     s3.put_object(Bucket=DATA, Key=f"{work}part-00001.predictions.csv", Body=b"not a record")
     s3.put_object(Bucket=DATA, Key=f"{work}parts.json", Body=b"[]")
+    s3.put_object(Bucket=DATA, Key="batch/work/exec-other/part-00000.json", Body=b'{"rows": 7}')  # not this one
     status = console.status("fares", batch["id"])
     assert status["state"] == "running" and status["started"] == execution["startDate"].isoformat()
     assert status["parts"] == {"done": 2, "total": 5, "stage": "scoring"}
@@ -234,6 +249,21 @@ def test_a_finished_batch_offers_its_outputs_named_after_the_users_file(console,
         assert got.headers["Content-Disposition"] == f'attachment; filename="rides.{kind}.csv"'
         assert "X-Amz-Expires=120" in status["downloads"][kind]
     assert json.loads(requests.get(status["downloads"]["manifest"], timeout=10).content)["rows"] == 2
+
+
+def test_a_clean_batch_has_no_errors_file_and_a_file_copied_in_is_named_after_its_batch(console, sfn, s3):
+    batch = console.create("fares", {"filename": "rides.csv", "bytes": 20})
+    s3.put_object(Bucket=DATA, Key=batch["input"], Body=b"km\n1\n")  # `aws s3 cp`: no name of the user's
+    stem = f"batch/output/fares/{batch['id']}"
+    manifest = {"outputs": [f"{stem}.predictions.csv"], "rows": 1, "predicted": 1, "invalid": 0,
+                "model_version": 2, "timings": {"seconds": 0.5}}
+    s3.put_object(Bucket=DATA, Key=f"{stem}.manifest.json", Body=json.dumps(manifest).encode())
+    status = console.status("fares", batch["id"])
+    assert status["filename"] is None and status["evaluation"] is None
+    assert sorted(status["downloads"]) == ["manifest", "predictions"]
+    assert f'filename%3D%22{batch["id"]}.predictions.csv%22' in status["downloads"]["predictions"]
+    assert f'{stem}.manifest.json' in status["downloads"]["manifest"]
+    assert f'filename%3D%22{batch["id"]}.manifest.json%22' in status["downloads"]["manifest"]
 
 
 def test_a_file_that_could_not_be_scored_says_why(console, sfn, s3):
