@@ -41,6 +41,8 @@ def test_an_empty_json_lines_file_for_a_model_with_a_target_is_scored_as_no_rows
     s3.put_object(Bucket=BUCKET, Key="batch/input/labelled/empty.jsonl", Body=b"")
     answer = run_file(steps, s3, "batch/input/labelled/empty.jsonl")
     assert (answer.get("rows", 0), answer.get("predicted", 0)) == (0, 0)
+    header = text(s3, "batch/output/labelled/empty.predictions.csv").splitlines()[0]
+    assert "actual" not in header.split(",")  # no line, no label: not a labelled file
 
 
 def test_every_part_of_a_labelled_json_lines_file_writes_the_actual_column(s3, steps):
@@ -98,3 +100,20 @@ def test_a_champion_whose_manifest_does_not_match_its_checksum_is_not_scored(s3,
                   Body=json.dumps({**model.instances[0], "species": model.labels[0]}).encode())
     with pytest.raises(Aborted, match="manifest of labelled v1 does not match the champion pointer"):
         run_file(steps, s3, "batch/input/labelled/x.jsonl")
+
+
+def test_the_plan_reads_a_json_lines_files_first_mib_only_to_find_its_labels(s3, steps, monkeypatch):
+    from serving.batch.steps import HEADER_BYTES
+
+    model, _ = publish_labelled(s3)
+    line = json.dumps({**model.instances[0], "species": model.labels[0]}).encode()
+    body = b"\n".join([line] * (HEADER_BYTES // len(line) + 100))
+    s3.put_object(Bucket=BUCKET, Key="batch/input/labelled/big.jsonl", Body=body)
+    read = []
+    get_object = s3.get_object
+    monkeypatch.setattr(s3, "get_object", lambda **request: (request["Key"].endswith("big.jsonl") and read.append(
+        request.get("Range"))) or get_object(**request))
+    answer = run_file(steps, s3, "batch/input/labelled/big.jsonl")
+    assert answer["predicted"] == body.count(b"\n") + 1 and len(body) > HEADER_BYTES
+    assert None not in read  # no read of the whole file: a file can be far bigger than a function's memory
+    assert f"bytes=0-{HEADER_BYTES - 1}" in read
