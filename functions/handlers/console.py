@@ -17,7 +17,7 @@ logger = Logger(service="console")
 
 
 def init(settings: ConsoleSettings, s3=None, stepfunctions=None) -> ConsoleApi:
-    # SigV4 presigned URLs: an upload form's policy is signed the same way in every region
+    # SigV4 upload forms: botocore's default for a presigned POST in us-east-1 is still the old signature
     from botocore.config import Config
 
     s3 = s3 or boto3.client("s3", config=Config(signature_version="s3v4"))

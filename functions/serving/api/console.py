@@ -60,7 +60,7 @@ class ConsoleApi:
         return json_response(404, {"error": f"no route {event.get('httpMethod')} {event.get('path')}"})
 
     def _body(self, event: dict, headers: dict[str, str]) -> dict[str, Any]:
-        if (headers.get("content-type") or "").split(";")[0].strip().lower() != "application/json":
+        if str(headers.get("content-type")).split(";")[0].strip().lower() != "application/json":
             raise RequestError(415, "send the request as Content-Type: application/json")
         text = event.get("body") or "{}"  # no body: what is missing is then named
         if event.get("isBase64Encoded"):

@@ -85,8 +85,9 @@ def test_the_console_function_is_wired_to_its_settings(handlers):
     assert app.verifier.keys.uri == "https://keys.example/jwks"
     assert app.settings is settings and app.batches.settings is settings
     # upload forms and links signed with SigV4, as every region takes them
-    assert app.batches.s3.meta.config.signature_version == "s3v4"
-    assert app.batches.s3.meta.service_model.service_name == "s3"
+    assert app.batches.s3.generate_presigned_post("b", "k")["fields"]["x-amz-algorithm"] == "AWS4-HMAC-SHA256"
+    assert "X-Amz-Algorithm=AWS4-HMAC-SHA256" in app.batches.s3.generate_presigned_url(
+        "get_object", Params={"Bucket": "b", "Key": "k"})
     assert app.batches.sfn.meta.service_model.service_name == "stepfunctions"
     given = object()
     assert console.init(settings, s3=given, stepfunctions=given).batches.s3 is given

@@ -174,7 +174,8 @@ def test_a_batch_id_must_be_one_the_route_gives(console):
                                                       "lists them")
 
 
-def test_a_batch_waits_for_its_file_then_for_its_execution(console, sfn):
+def test_a_batch_waits_for_its_file_then_for_its_execution(console, sfn, s3):
+    s3.put_object(Bucket=DATA, Key="batch/input/a-file-before.csv", Body=b"x\n1\n")  # another file, listed first
     batch = console.create("fares", {"filename": "rides.csv", "bytes": 20})
     status = console.status("fares", batch["id"])
     assert status == {"id": batch["id"], "model": "fares", "state": "waiting_for_upload"}
@@ -228,7 +229,7 @@ def test_a_running_batch_shows_its_parts_and_the_rows_scored_so_far(console, sfn
 
 
 def test_a_finished_batch_offers_its_outputs_named_after_the_users_file(console, sfn, s3):
-    batch = console.create("fares", {"filename": "rides.csv", "bytes": 20})
+    batch = console.create("fares", {"filename": "rides.May.csv", "bytes": 20})
     post_form(batch, b"km\n1\n2\n")
     sfn.add(batch["input"], status="SUCCEEDED")
     stem = f"batch/output/fares/{batch['id']}"
@@ -246,7 +247,7 @@ def test_a_finished_batch_offers_its_outputs_named_after_the_users_file(console,
     for kind, body in (("predictions", b"row_id,prediction\n1,9.5\n"), ("errors", b"row_id,field,message\n2,km,bad\n")):
         got = requests.get(status["downloads"][kind], timeout=10)
         assert got.status_code == 200 and got.content == body
-        assert got.headers["Content-Disposition"] == f'attachment; filename="rides.{kind}.csv"'
+        assert got.headers["Content-Disposition"] == f'attachment; filename="rides.May.{kind}.csv"'
         assert "X-Amz-Expires=120" in status["downloads"][kind]
     assert json.loads(requests.get(status["downloads"]["manifest"], timeout=10).content)["rows"] == 2
 
