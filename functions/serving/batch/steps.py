@@ -374,8 +374,7 @@ def _labelled(bucket: str, key: str, size: int, where: dict, header: list[str] |
     if where["name"].endswith(PARQUET):
         return target in parquet_columns(s3file.S3File(s3(), bucket, key, size))
     head = _read(bucket, key, 0, min(size, HEADER_BYTES) - 1) if size else b""
-    first = next(data_lines(head.split(b"\n")), None)
-    return first is not None and has_field(first, target)
+    return has_field(next(data_lines(head.split(b"\n")), b""), target)  # (no line: not JSON, so no label)
 
 
 def _save_evaluated(result, predictor: Predictor, bucket: str, prefix: str) -> dict[str, Any]:
