@@ -22,8 +22,7 @@ from datetime import timedelta
 from typing import Any
 
 from serving.api.openapi import UPLOAD_NAME_PATTERN
-from serving.batch.rows import FORMATS
-from serving.batch.steps import INPUT_PREFIX, OUTPUT_PREFIX, WORK_PREFIX
+from serving.batch.rows import FORMATS, INPUT_PREFIX, OUTPUT_PREFIX, WORK_PREFIX
 from serving.model.bundle import champion_key, check_name
 from serving.model.features import RequestError
 from serving.settings import ConsoleSettings

@@ -24,7 +24,6 @@ from serving.settings import ConsoleSettings
 MAX_BODY_BYTES = 4096  # a filename and a size
 
 
-
 class ConsoleApi:
     def __init__(self, settings: ConsoleSettings, verifier: TokenVerifier, batches: BatchConsole) -> None:
         self.settings, self.verifier, self.batches = settings, verifier, batches

@@ -27,6 +27,7 @@ class Route:
     function: Callable[..., Any] | None  # None: served by another function
     api_key: bool = False
     signed_in: bool = False  # a console user's ID token (serving/api/auth.py), not the API key
+    created: bool = False  # a success is 201 Created, not 200
 
 
 # A file the console uploads for a batch: a plain name (no folders) with a batch format's extension,
@@ -39,7 +40,7 @@ UPLOAD_NAME_PATTERN = (r"^[A-Za-z0-9][A-Za-z0-9 ._()-]{0,190}\.([cC][sS][vV]|[jJ
 SIGNED_IN_ROUTES = [
     Route("POST", "/models/{name}/batches",
           "An upload form for one file to score with that model; the uploaded file starts the batch", None,
-          signed_in=True),
+          signed_in=True, created=True),
     Route("GET", "/models/{name}/batches/{id}",
           "Where a batch is: waiting for its file, running (parts, rows), or done with its downloads", None,
           signed_in=True),
@@ -301,9 +302,8 @@ def document(routes: list[Route], model: dict[str, Any] | None, max_rows: int,
     features = (model or {}).get("feature_schema") or []
     paths: dict[str, Any] = {}
     for route in routes:
-        created = route.method == "POST" and route.path.endswith("/batches")
-        responses = {"201" if created else "200": _response("Created" if created else "OK",
-                                                             _OK_SCHEMA[route.path]),
+        responses = {"201" if route.created else "200": _response("Created" if route.created else "OK",
+                                                                   _OK_SCHEMA[route.path]),
                      "403": _response("no or a wrong API key, or a path API Gateway does not have",
                                       "GatewayError"),
                      "429": _response("throttled by the usage plan", "GatewayError")}

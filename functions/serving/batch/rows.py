@@ -32,6 +32,9 @@ MISSING_TEXT = frozenset({"", "nan", "na", "n/a", "null", "none"})  # a missing 
 
 
 FORMATS = (".csv", ".jsonl", ".ndjson", ".parquet")
+# Where batch files are in the data bucket: dropped (batch/input/[<model>/]), scored (batch/output/),
+# and the parts of an execution in progress (batch/work/<execution>/)
+INPUT_PREFIX, OUTPUT_PREFIX, WORK_PREFIX = "batch/input/", "batch/output/", "batch/work/"
 
 
 PARQUET = ".parquet"

@@ -53,7 +53,17 @@ from serving.batch.jsonl import has_field
 from serving.batch.lines import score_lines
 from serving.batch.parquet import parquet_columns, parquet_row_groups, score_parquet
 from serving.batch.payloads import Part, PartRecord, Plan, Totals
-from serving.batch.rows import BOM, PARQUET, UnsupportedFile, check_format, count_rows, data_lines
+from serving.batch.rows import (
+    BOM,
+    INPUT_PREFIX,
+    OUTPUT_PREFIX,
+    PARQUET,
+    WORK_PREFIX,
+    UnsupportedFile,
+    check_format,
+    count_rows,
+    data_lines,
+)
 from serving.batch.writer import ERRORS_HEADER, csv_line, output_header
 from serving.model import bundle
 from serving.model.predictor import Predictor
@@ -65,9 +75,6 @@ from serving.store.s3 import S3Reader
 settings: Settings  # set by configure(), once per container
 logger = Logger(service="batch-score")
 metrics = Metrics(namespace="TabularServerless", service="batch-score")
-INPUT_PREFIX = "batch/input/"
-OUTPUT_PREFIX = "batch/output/"
-WORK_PREFIX = "batch/work/"
 HEADER_BYTES = 1 << 20  # a CSV header must end within the file's first MiB
 S3_ATTEMPTS = 6  # boto3's standard retry mode: the first try and five more, jittered backoff up to 20 s
 _s3 = None
