@@ -136,7 +136,7 @@ $(AUTOGLUON): | $(UV)
 	@$(UV) venv --quiet --allow-existing --python 3.12 .local/tools/autogluon
 	@$(UV) pip install --quiet --python $(AUTOGLUON) "autogluon.tabular[lightgbm,catboost,xgboost]==$(AUTOGLUON_VERSION)"
 
-bench-train: install $(AUTOGLUON) ## training benchmark: ours / default models, FLAML, AutoGluon (BENCH_SETS=a,b; ~2.5 h whole)
+bench-train: install $(AUTOGLUON) ## training benchmark: ours / default models, FLAML, AutoGluon (BENCH_SETS=a,b; a whole run under 90 min on 2 cores)
 	@$(PY) -m benchmarks.training_benchmark
 
 .PHONY: help install browser compiler frontend demo down train ui drift test lint bench bench-train mutation docs \

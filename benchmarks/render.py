@@ -307,13 +307,27 @@ def score(contender: dict) -> str:
     return text
 
 
+def cores(d: dict) -> str:
+    threads = d.get("threads")
+    return f"{threads} core" + ("" if threads == 1 else "s")
+
+
+def side_by_side(d: dict) -> str:
+    """How the runs shared the machine: side by side on their own cores, or one at a time."""
+    parallel, minutes = d.get("parallel"), d.get("runs_minutes")
+    took = f", all runs in {num(minutes)} min" if minutes is not None else ""
+    if parallel and parallel > 1:
+        return f" ({parallel} runs side by side, each pinned to its own cores{took})"
+    return f" (one run at a time{took})"
+
+
 def training_section(path: Path, d: dict) -> list[str]:
     seeds = d.get("seeds", [])
     spread = ("scores are means ± their standard error" if len(seeds) > 1
               else "one split and one study per data set, so no standard error")
     lines = ["## Training: `make bench-train`", "", source(path, d), "",
-             f"A budget of {num(d.get('budget_seconds'))} s for ours, FLAML and AutoGluon, "
-             f"{d.get('threads')} threads, seeds {', '.join(map(str, seeds))}: {spread}. F1 macro: higher "
+             f"A budget of {num(d.get('budget_seconds'))} s and {cores(d)} for each of ours, FLAML and "
+             f"AutoGluon{side_by_side(d)}, seeds {', '.join(map(str, seeds))}: {spread}. F1 macro: higher "
              "is better; RMSE: lower is better.", "", "### Targets", "", *targets_table(d.get("targets", []))]
     summary = d.get("summary", {})
     if "mean_normalised" in summary:

@@ -12,6 +12,8 @@ for every contender), in one run:
   environment of its own (``.local/tools/autogluon``, ``benchmarks/autogluon_contender.py``);
   ``BENCH_AUTOGLUON=0`` leaves it out, and the result file says so.
 
+Every contender of a run has the same ``BENCH_TRAIN_THREADS`` cores (1); runs go side by side,
+one per that many cores of the machine, each worker process pinned to its own.
 Each set is split and tuned ``BENCH_TRAIN_SEEDS`` times (default 5; the seeds: the config's,
 then the next ones): the scores are means, each comparison carries the standard error of the
 paired differences, and a loss within one standard error counts as a tie. ``BENCH_SETS`` runs
@@ -53,7 +55,11 @@ ONLY = [d for d in (os.environ.get("BENCH_SETS") or os.environ.get("BENCH_TRAIN_
         if d]
 AUTOGLUON = os.environ.get("BENCH_AUTOGLUON", "1") != "0"
 AUTOGLUON_PYTHON = ROOT / ".local" / "tools" / "autogluon" / "bin" / "python"
-THREADS = 2
+# every contender of one run gets THREADS cores for BUDGET seconds; runs go side by side, one per
+# THREADS cores of the machine, each process pinned to its own cores
+THREADS = int(os.environ.get("BENCH_TRAIN_THREADS", "1"))
+CORES = sorted(os.sched_getaffinity(0))
+PARALLEL = max(1, int(os.environ.get("BENCH_TRAIN_PARALLEL", str(len(CORES) // THREADS))))
 DEFAULTS = ("random_forest", "hist_gradient_boosting", "catboost_defaults", "lightgbm_defaults")
 MAXIMIZED = ("f1_macro", "roc_auc", "r2")
 
@@ -288,6 +294,8 @@ def compare(name: str, tmp: Path, seed: int) -> dict:
     from training import job
 
     make, about = DATASETS[name]
+    tmp = tmp / f"{name}-{seed}"  # runs side by side write apart
+    tmp.mkdir(parents=True, exist_ok=True)
     dataset, target = make(tmp)
     overrides = [f"dataset={dataset}", "tuning.n_trials=100000", f"tuning.timeout_seconds={BUDGET}",
                  f"tuning.threads={THREADS}", "constant_columns=keep", f"model_name={name.replace('_', '-')}",
@@ -429,6 +437,37 @@ def summarise(datasets: dict, found: list[dict], autogluon: bool) -> dict:
     return summary
 
 
+def _pin(cores) -> None:
+    """A worker process's start: its own THREADS cores for its whole life (the contenders it runs,
+    AutoGluon's process included, inherit them)."""
+    os.sched_setaffinity(0, cores.get())
+
+
+def run_all(names: list[str], seeds: list[int], tmp: Path, run=None) -> dict[str, list[dict]]:
+    """Every (data set, seed) run of ``run`` (``compare``), PARALLEL at a time in worker processes
+    pinned to their own cores; the runs of each set in seed order."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    jobs = [(name, seed) for name in names for seed in seeds]
+    workers = min(PARALLEL, len(jobs))
+    context = multiprocessing.get_context("spawn")  # no forked OpenMP state
+    cores = context.SimpleQueue()
+    for i in range(workers):
+        cores.put(set(CORES[i * THREADS:(i + 1) * THREADS]) or set(CORES))
+    found: dict[tuple[str, int], dict] = {}
+    log(f"{len(jobs)} runs, {workers} at a time, {THREADS} core(s) and {BUDGET:.0f} s per contender")
+    started = time.monotonic()
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_pin, initargs=(cores,)) as pool:
+        futures = {pool.submit(run or compare, name, tmp, seed): (name, seed) for name, seed in jobs}
+        for done, future in enumerate(as_completed(futures), 1):
+            name, seed = futures[future]
+            found[name, seed] = future.result()
+            minutes = (time.monotonic() - started) / 60
+            log(f"{done}/{len(jobs)} runs done ({name}, seed {seed}), {minutes:.1f} min")
+    return {name: [found[name, seed] for seed in seeds] for name in names}
+
+
 def calibrate_fit() -> float:
     """A fixed LightGBM fit (10,000 x 20 synthetic rows, 200 rounds, THREADS threads), median of 3, s."""
     from lightgbm import LGBMClassifier
@@ -473,17 +512,19 @@ def main() -> None:
     seeds = [first_seed + i for i in range(SEEDS)]
     log("calibration: fixed workloads on a quiet machine")
     calibration = {**machine.calibrate(), "lightgbm_fit_s": calibrate_fit()}
-    settings = {"budget_seconds": BUDGET, "seeds": seeds, "threads": THREADS, "datasets": names,
-                "throughput_trials": THROUGHPUT_TRIALS if not ONLY else None}
+    settings = {"budget_seconds": BUDGET, "seeds": seeds, "threads": THREADS, "parallel": PARALLEL,
+                "datasets": names, "throughput_trials": THROUGHPUT_TRIALS if not ONLY else None}
     results: dict = {
-        "budget_seconds": BUDGET, "threads": THREADS, "seeds": seeds, "datasets": {},
-        "note": ("held-out metrics on the training job's split, the same rows for everyone; "
-                 "ours and FLAML share the time budget, the rest use their defaults")}
+        "budget_seconds": BUDGET, "threads": THREADS, "parallel": PARALLEL, "seeds": seeds, "datasets": {},
+        "note": ("held-out metrics on the training job's split, the same rows for everyone; ours, FLAML "
+                 "and AutoGluon share the time budget, the rest use their defaults; every contender of "
+                 "a run has the same cores")}
+    started = time.monotonic()
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
-        for i, name in enumerate(names, 1):
-            log(f"[{i}/{len(names)}] {name}: our study for {BUDGET:.0f} s, {len(seeds)} seed(s)")
-            results["datasets"][name] = aggregate([compare(name, tmp, seed) for seed in seeds])
+        for name, runs in run_all(names, seeds, tmp).items():
+            results["datasets"][name] = aggregate(runs)
+        results["runs_minutes"] = round((time.monotonic() - started) / 60, 1)
         if not ONLY:
             log(f"throughput: {THROUGHPUT_TRIALS} trials of breast cancer with 1 and 2 workers")
             one, two = throughput(1, tmp), throughput(2, tmp)

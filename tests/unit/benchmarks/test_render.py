@@ -28,3 +28,14 @@ def test_a_load_run_is_rendered_from_its_file_with_its_statuses_and_latencies(tm
 
 def test_without_a_load_file_the_page_has_no_load_section(tmp_path):
     assert "make load" not in render.render(tmp_path)
+
+
+def test_the_training_page_says_how_the_runs_shared_the_machine():
+    from benchmarks import render
+
+    assert render.cores({"threads": 1}) == "1 core"
+    assert render.cores({"threads": 2}) == "2 cores"
+    assert render.side_by_side({"parallel": 2, "runs_minutes": 71.4}) == (
+        " (2 runs side by side, each pinned to its own cores, all runs in 71.4 min)")
+    assert render.side_by_side({"parallel": 1}) == " (one run at a time)"
+    assert render.side_by_side({}) == " (one run at a time)"  # files from before runs went side by side

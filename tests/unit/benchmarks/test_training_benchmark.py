@@ -53,3 +53,25 @@ def test_the_summary_counts_the_sets_where_ours_holds():
     assert set(summary["mean_normalised"]) == {"ours", "flaml", "autogluon"}
     assert found[-1]["target"].startswith("mean normalised score") and found[-1]["holds"] is False
     assert T.summarise(datasets, [], autogluon=False)["ge_autogluon"] is None
+
+
+def _where(name, tmp, seed):  # a run that says which process and cores ran it
+    import os
+
+    return {"name": name, "seed": seed, "pid": os.getpid(), "cores": sorted(os.sched_getaffinity(0))}
+
+
+def test_runs_go_side_by_side_each_worker_on_its_own_cores_and_come_back_in_seed_order(tmp_path, monkeypatch):
+    monkeypatch.setattr(T, "PARALLEL", 2)
+    monkeypatch.setattr(T, "THREADS", 1)
+    monkeypatch.setattr(T, "CORES", [0, 1])
+    found = T.run_all(["a", "b"], [7, 8, 9], tmp_path, run=_where)
+    assert list(found) == ["a", "b"]
+    assert [[r["seed"] for r in runs] for runs in found.values()] == [[7, 8, 9], [7, 8, 9]]
+    assert all(r["name"] == name for name, runs in found.items() for r in runs)
+    by_worker = {}
+    for runs in found.values():
+        for r in runs:
+            by_worker.setdefault(r["pid"], set()).add(tuple(r["cores"]))
+    assert all(len(cores) == 1 for cores in by_worker.values())  # pinned for life
+    assert sorted(c for cores in by_worker.values() for c in cores) == [(0,), (1,)][:len(by_worker)]
