@@ -249,43 +249,19 @@ def _autogluon(prepared, seed: int, tmp: Path) -> dict:
             "decision_threshold": threshold}
 
 
-def _serving(arrays, prepared) -> dict:
-    """A model's serving cost: bundle bytes, a warm single-row answer (median of 300, ms), a cold load
-    (bytes to the first answer, median of 5, ms), in this process."""
-    from serving.model import bundle as B
-    from serving.model.predictor import Predictor
-
-    from training import data as D
-
-    body = {"instances": D.to_instances(prepared.X_test.iloc[:1], prepared.schema)}
-    manifest = {"name": "bench", "version": 1, "feature_schema": prepared.schema, "classes": prepared.classes}
-    data = B.encode_arrays(arrays)
-    colds = []
-    for _ in range(5):
-        started = time.perf_counter()
-        predictor = Predictor(B.Bundle(manifest, B.decode_arrays(data)), unknown_category="missing")
-        predictor.predict(body, 1)
-        colds.append(time.perf_counter() - started)
-    warm = []
-    for _ in range(300):
-        started = time.perf_counter()
-        predictor.predict(body, 1)
-        warm.append(time.perf_counter() - started)
-    return {"bundle_bytes": len(data), "warm_p50_ms": round(statistics.median(warm) * 1e3, 3),
-            "cold_ms": round(statistics.median(colds) * 1e3, 2)}
-
-
 def serving_cost(config: dict, kept: dict) -> dict:
     """What our model costs to serve, beside the study's best trial alone (the same when it is alone)."""
     from training import job
+    from training.serving_cost import measure
 
     prepared, model = kept["prepared"], kept["model"]
-    ours = _serving(kept["arrays"], prepared)
+    ours = measure(kept["arrays"], prepared)
     if model.family != "ensemble":
         return {"ours": ours, "best_trial": ours, "members": 1}
     *_, fitted = job.fit_trial(config, prepared, kept["study"].best_trial)
-    return {"ours": ours, "best_trial": _serving(fitted.export(prepared.schema), prepared),
-            "members": len(model.members)}
+    return {"ours": ours, "best_trial": measure(fitted.export(prepared.schema), prepared),
+            "members": len(model.members), "guard": {k: model.selection[k] for k in (
+                "serving_slowdown", "max_slowdown", "narrowed_to")}}
 
 
 def compare(name: str, tmp: Path, seed: int) -> dict:

@@ -80,6 +80,13 @@ def _check(config: dict) -> None:
         config["ensemble"] = "off"
     if config["ensemble"] not in ("auto", "off"):
         raise ConfigError(f"ensemble {config['ensemble']!r}: use auto or off")
+    slowdown = config["ensemble_max_slowdown"]
+    if slowdown is False:  # YAML reads a bare off as false
+        config["ensemble_max_slowdown"] = slowdown = "off"
+    if slowdown != "off" and not (isinstance(slowdown, int | float) and not isinstance(slowdown, bool)
+                                  and slowdown >= 1):
+        raise ConfigError(f"ensemble_max_slowdown {slowdown!r}: use off or a number from 1 (times the best "
+                          "trial's single-row answer)")
     threshold = config["decision_threshold"]
     if threshold != "auto" and not (isinstance(threshold, int | float) and 0 < threshold < 1):
         raise ConfigError(f"decision_threshold {threshold!r}: use auto or a number between 0 and 1")

@@ -29,7 +29,7 @@ from serving.store import bundles
 from sklearn.model_selection import train_test_split
 
 from training import data as D
-from training import ensemble, families, leakage, promotion, tracking, tune
+from training import ensemble, families, leakage, promotion, serving_cost, tracking, tune
 from training import evaluate as E
 from training.export import MAX_ABS_DIFFERENCE, check_exactness, check_explanations
 
@@ -202,23 +202,75 @@ def refit(config: dict[str, Any], prepared: Prepared, study,
     best, oof = study.best_trial, oof or {}
     selection = select_ensemble(config, prepared, study, oof)
     if selection is None:
-        family, params, rounds, fitted = fit_trial(config, prepared, best)
-        LOG.info("best trial %d: %s cv %s=%.4f, refit with %d rounds",
-                 best.number, family, prepared.metric, best.value, rounds)
-        return Refit(family, params, rounds, fitted, float(best.value), best.user_attrs.get("fold_scores"),
-                     best.number, threshold=decision_threshold(config, prepared, oof.get(best.number)))
-    trials = {t.number: t for t in study.trials}
-    chosen = sorted(selection.weights)
-    fits = [fit_trial(config, prepared, trials[number]) for number in chosen]
-    weighted = ensemble.Weighted([f[3] for f in fits], [selection.weights[n] for n in chosen], chosen,
-                                 prepared.task)
-    members = weighted.describe(params=[f[1] for f in fits], rounds=[f[2] for f in fits])
+        return fit_best(config, prepared, best, oof)
+    return fit_ensemble(config, prepared, study, oof, selection) or fit_best(config, prepared, best, oof)
+
+
+# What the serving guard narrows an ensemble to, in turn: the best trial's family (one layout: its
+# members fold into one or a few evaluations), then CatBoost trees of the best trial's depth (one
+# evaluation when they carry no target statistics)
+NARROWER = (("the best trial's family", ("family",)),
+            ("the best trial's family and depth", ("family", "cb_depth")))
+
+
+def fit_best(config: dict[str, Any], prepared: Prepared, best, oof: dict[int, np.ndarray]) -> Refit:
+    family, params, rounds, fitted = fit_trial(config, prepared, best)
+    LOG.info("best trial %d: %s cv %s=%.4f, refit with %d rounds",
+             best.number, family, prepared.metric, best.value, rounds)
+    return Refit(family, params, rounds, fitted, float(best.value), best.user_attrs.get("fold_scores"),
+                 best.number, threshold=decision_threshold(config, prepared, oof.get(best.number)))
+
+
+def fit_ensemble(config: dict[str, Any], prepared: Prepared, study, oof: dict[int, np.ndarray],
+                 selection: ensemble.Selection) -> Refit | None:
+    """The selected trials fitted on every training row, as one weighted model, within the serving
+    guard: an ensemble whose warm single-row answer is more than ``ensemble_max_slowdown`` times the
+    best trial's is chosen again among fewer trials (``NARROWER``) until it is fast enough; when
+    none is (or no narrower ensemble beats the best trial out of fold), None: the best trial alone."""
+    trials, best = {t.number: t for t in study.trials}, study.best_trial
+    limit = config["ensemble_max_slowdown"]
+    fits: dict[int, tuple] = {}
+
+    def fit(number: int) -> tuple:
+        if number not in fits:
+            fits[number] = fit_trial(config, prepared, trials[number])
+        return fits[number]
+
+    narrowings = iter(NARROWER)
+    narrowed_to, slowdown, pool = None, None, set(oof)
+    while True:
+        chosen = sorted(selection.weights)
+        weighted = ensemble.Weighted([fit(n)[3] for n in chosen], [selection.weights[n] for n in chosen],
+                                     chosen, prepared.task)
+        if limit == "off":
+            break
+        slowdown = serving_cost.slowdown(weighted.export(prepared.schema), fit(best.number)[3].export(
+            prepared.schema), prepared)
+        LOG.info("ensemble of %d serves one row in %.2fx the best trial's time (limit %.2fx)",
+                 len(chosen), slowdown, limit)
+        if slowdown <= limit:
+            break
+        for label, keys in narrowings:  # the next narrowing that leaves out a trial
+            narrower = {n for n in pool if all(trials[n].params.get(k) == best.params.get(k) for k in keys)}
+            if narrower != pool:
+                pool, narrowed_to = narrower, label
+                break
+        else:
+            LOG.info("no narrower ensemble to choose: the best trial alone")
+            return None
+        selection = select_ensemble(config, prepared, study, {n: oof[n] for n in pool})
+        if selection is None:
+            LOG.info("no ensemble of %s beats the best trial out of fold: the best trial alone", narrowed_to)
+            return None
+    members = weighted.describe(params=[fit(n)[1] for n in chosen], rounds=[fit(n)[2] for n in chosen])
     oof_raw = sum(w * oof[n] for n, w in selection.weights.items())
-    return Refit("ensemble", {}, sum(f[2] for f in fits), weighted, selection.score, None, best.number,
+    return Refit("ensemble", {}, sum(fit(n)[2] for n in chosen), weighted, selection.score, None, best.number,
                  members=members, threshold=decision_threshold(config, prepared, oof_raw),
                  selection={"score": selection.score, "best_single": selection.best_single,
                             "best_trial": selection.best_trial, "history": selection.history,
-                            "pool": ensemble.POOL, "size": ensemble.SIZE})
+                            "pool": ensemble.POOL, "size": ensemble.SIZE,
+                            "serving_slowdown": None if slowdown is None else round(slowdown, 3),
+                            "max_slowdown": limit, "narrowed_to": narrowed_to})
 
 
 def evaluate(prepared: Prepared, model: Refit) -> Evaluation:

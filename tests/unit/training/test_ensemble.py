@@ -57,7 +57,8 @@ def test_regression_selection_averages_values():
 
 
 def test_the_job_publishes_an_ensemble_and_off_means_the_best_trial(tmp_path, s3):
-    config = small_config(tmp_path, **{"tuning.n_trials": 6, "bucket": "models", "model_name": "bc"})
+    config = small_config(tmp_path, **{"tuning.n_trials": 6, "bucket": "models", "model_name": "bc",
+                                       "ensemble_max_slowdown": "off"})  # the guard has tests of its own
     summary = job.run(config, publish=True, show_progress=False)
     assert summary["family"] == "ensemble"
     from serving.store import bundles
@@ -203,3 +204,72 @@ def test_a_budget_that_ends_before_any_fold_says_what_to_change(tmp_path, monkey
                   prepared.task, prepared.metric, show_progress=False)
     with pytest.raises(D.DataError, match=r"budget \(1000 s\) ended before a trial finished one fold"):
         job.refit(config, prepared, study, {})
+
+
+def _study_for_the_guard(tmp_path):
+    config = small_config(tmp_path, **{"tuning.n_trials": 8})
+    prepared = job.prepare(config)
+    study = tune.create_study(config, "guard", prepared.metric)
+    oof = tune.optimize(study, config, prepared.X_train, prepared.y_train, prepared.schema, prepared.classes,
+                        prepared.task, prepared.metric, show_progress=False)
+    return config, prepared, study, oof
+
+
+def test_an_ensemble_too_slow_to_serve_is_chosen_again_among_fewer_trials(tmp_path, monkeypatch):
+    config, prepared, study, oof = _study_for_the_guard(tmp_path)
+    assert job.select_ensemble(config, prepared, study, oof) is not None  # the study has an ensemble
+    measured = iter([9.0, 3.0, 1.5])  # too slow, too slow, fast enough
+    calls = []
+
+    def slowdown(model, reference, prepared_):
+        calls.append((model, reference))
+        return next(measured)
+
+    monkeypatch.setattr(job.serving_cost, "slowdown", slowdown)
+    model = job.refit(config, prepared, study, oof)
+    best = study.best_trial
+    trials = {t.number: t for t in study.trials}
+    guard = model.selection
+    if model.family == "ensemble":  # the narrowest pool still had an ensemble that beats the best trial
+        assert guard["serving_slowdown"] == 1.5 and guard["max_slowdown"] == 2.0
+        assert guard["narrowed_to"] in ("the best trial's family", "the best trial's family and depth")
+        for member in model.members:
+            assert trials[member["trial"]].params["family"] == best.params["family"]
+    else:
+        assert model.best_trial == best.number and model.members is None
+    assert len(calls) >= 2  # measured again after narrowing
+    assert all(set(reference) == set(calls[0][1]) for _, reference in calls)  # always against the best trial
+
+
+def test_an_ensemble_that_stays_too_slow_gives_way_to_the_best_trial(tmp_path, monkeypatch):
+    config, prepared, study, oof = _study_for_the_guard(tmp_path)
+    monkeypatch.setattr(job.serving_cost, "slowdown", lambda *a: 2.01)
+    model = job.refit(config, prepared, study, oof)
+    assert model.family in ("catboost", "lightgbm") and model.members is None
+    assert model.best_trial == study.best_trial.number
+
+
+def test_an_ensemble_within_the_limit_is_kept_and_off_measures_nothing(tmp_path, monkeypatch):
+    config, prepared, study, oof = _study_for_the_guard(tmp_path)
+    monkeypatch.setattr(job.serving_cost, "slowdown", lambda *a: 2.0)  # at the limit is within it
+    kept = job.refit(config, prepared, study, oof)
+    assert kept.family == "ensemble" and kept.selection["narrowed_to"] is None
+    assert kept.selection["serving_slowdown"] == 2.0
+
+    def never(*args):
+        raise AssertionError("off measures nothing")
+
+    monkeypatch.setattr(job.serving_cost, "slowdown", never)
+    config["ensemble_max_slowdown"] = "off"
+    off = job.refit(config, prepared, study, oof)
+    assert off.family == "ensemble" and off.selection["serving_slowdown"] is None
+    assert [m["trial"] for m in off.members] == [m["trial"] for m in kept.members]
+
+
+@pytest.mark.parametrize("setting", ["fast", 0.99, True, "[2]"])
+def test_the_serving_guard_takes_off_or_a_number_from_one(tmp_path, setting):
+    with pytest.raises(C.ConfigError, match="ensemble_max_slowdown .*: use off or a number from 1"):
+        small_config(tmp_path, ensemble_max_slowdown=setting)
+    assert small_config(tmp_path, ensemble_max_slowdown="off")["ensemble_max_slowdown"] == "off"
+    assert small_config(tmp_path, ensemble_max_slowdown="false")["ensemble_max_slowdown"] == "off"
+    assert small_config(tmp_path, ensemble_max_slowdown=3)["ensemble_max_slowdown"] == 3
