@@ -75,3 +75,13 @@ def test_runs_go_side_by_side_each_worker_on_its_own_cores_and_come_back_in_seed
             by_worker.setdefault(r["pid"], set()).add(tuple(r["cores"]))
     assert all(len(cores) == 1 for cores in by_worker.values())  # pinned for life
     assert sorted(c for cores in by_worker.values() for c in cores) == [(0,), (1,)][:len(by_worker)]
+
+
+def test_digits_carries_an_accuracy_floor():
+    runs = [run(seed, 0.9, 0.9, 0.9) for seed in (1, 2)]
+    for r, accuracy in zip(runs, (0.985, 0.97), strict=True):
+        r["ours"]["accuracy"] = accuracy
+    found = T.targets({"digits": T.aggregate(runs)})
+    floor = next(t for t in found if t["target"] == "digits: ours' held-out accuracy")
+    assert floor["ours"] == 0.9775 and floor["bar"] == ">= 0.98" and not floor["holds"]
+    assert not any("accuracy" in t["target"] for t in T.targets({"titanic": T.aggregate(runs)}))
