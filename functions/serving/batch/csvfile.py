@@ -160,9 +160,9 @@ def _parse_numbers(text: bytes, rows: int, width: int) -> np.ndarray | None:
         table = arrow_csv.read_csv(
             io.BytesIO(text),
             read_options=arrow_csv.ReadOptions(column_names=names, use_threads=False, block_size=1 << 24),
-            parse_options=arrow_csv.ParseOptions(quote_char=False, double_quote=False),
+            parse_options=arrow_csv.ParseOptions(quote_char=False),
             convert_options=arrow_csv.ConvertOptions(column_types=dict.fromkeys(names, pa.float64()),
-                                                     null_values=[], strings_can_be_null=False))
+                                                     null_values=[]))
     except pa.ArrowInvalid:
         return None
     if table.shape != (rows, width):
