@@ -39,10 +39,13 @@ EXAMPLE_REQUEST = LOCAL / "example-request.json"
 FORM_PORT = 8765
 FORM_URL = f"http://127.0.0.1:{FORM_PORT}/"
 CONSOLE_USER = "demo"
-# The models `make demo` trains: the default one, and one with categorical features and missing values.
+# The models `make demo` trains: the default one, and one with categorical features and missing values,
+# each a study of DEMO_BUDGET seconds (fits included), so that a first start takes minutes
+DEMO_BUDGET = 40
 DEMO_MODELS = {
-    "breast-cancer": [],
-    "penguins": ["--set", "dataset=penguins", "--set", "model_name=penguins"],
+    "breast-cancer": ["--set", f"tuning.timeout_seconds={DEMO_BUDGET}"],
+    "penguins": ["--set", f"tuning.timeout_seconds={DEMO_BUDGET}", "--set", "dataset=penguins",
+                 "--set", "model_name=penguins"],
 }
 
 
