@@ -161,8 +161,7 @@ def _parse_numbers(text: bytes, rows: int, width: int) -> np.ndarray | None:
             io.BytesIO(text),
             read_options=arrow_csv.ReadOptions(column_names=names, use_threads=False, block_size=1 << 24),
             parse_options=arrow_csv.ParseOptions(quote_char=False),
-            convert_options=arrow_csv.ConvertOptions(column_types=dict.fromkeys(names, pa.float64()),
-                                                     null_values=[]))
+            convert_options=arrow_csv.ConvertOptions(column_types=dict.fromkeys(names, pa.float64())))
     except pa.ArrowInvalid:
         return None
     if table.shape != (rows, width):
