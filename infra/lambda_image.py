@@ -47,17 +47,10 @@ ENV = {
 }
 BOOTSTRAP = """#!/bin/sh
 export AWS_EXECUTION_ENV=AWS_Lambda_python3.12
-exec /var/lang/bin/python3.12 /var/runtime/bootstrap.py
+# as AWS's image starts a function: the task root first on Python's path, then the runtime's packages
+export PYTHONPATH="${LAMBDA_TASK_ROOT:-/var/task}:/var/runtime"
+exec /var/lang/bin/python3.12 -m awslambdaric "$_HANDLER"
 """
-BOOTSTRAP_PY = '''"""As AWS's image starts a function: the task root first on sys.path, then awslambdaric."""
-import os
-import sys
-
-sys.path.insert(0, os.environ.get("LAMBDA_TASK_ROOT", "/var/task"))
-from awslambdaric.__main__ import main  # noqa: E402
-
-main([sys.argv[0], os.environ["_HANDLER"]])
-'''
 log = logger("sam-image")
 
 
@@ -99,7 +92,6 @@ def build(wanted: str) -> None:
                     *RUNTIME_REQUIREMENTS["python3.12"]], check=True)
     (runtime / "bootstrap").write_text(BOOTSTRAP)
     (runtime / "bootstrap").chmod(0o755)
-    (runtime / "bootstrap.py").write_text(BOOTSTRAP_PY)
     binaries = [lang / "bin" / "python3.12", *lang.rglob("*.so*"), *runtime.rglob("*.so")]
     for command in COMMANDS:
         copy_into(Path(command), rootfs)
