@@ -203,7 +203,9 @@ def refit(config: dict[str, Any], prepared: Prepared, study,
     selection = select_ensemble(config, prepared, study, oof)
     if selection is None:
         return fit_best(config, prepared, best, oof)
-    return fit_ensemble(config, prepared, study, oof, selection) or fit_best(config, prepared, best, oof)
+    fits: dict[int, tuple] = {}  # trial number → fit_trial's answer, shared with the fallback
+    return (fit_ensemble(config, prepared, study, oof, selection, fits)
+            or fit_best(config, prepared, best, oof, fits.get(best.number)))
 
 
 # What the serving guard narrows an ensemble to, in turn: the best trial's family (one layout: its
@@ -213,8 +215,9 @@ NARROWER = (("the best trial's family", ("family",)),
             ("the best trial's family and depth", ("family", "cb_depth")))
 
 
-def fit_best(config: dict[str, Any], prepared: Prepared, best, oof: dict[int, np.ndarray]) -> Refit:
-    family, params, rounds, fitted = fit_trial(config, prepared, best)
+def fit_best(config: dict[str, Any], prepared: Prepared, best, oof: dict[int, np.ndarray],
+             fitted_already: tuple | None = None) -> Refit:
+    family, params, rounds, fitted = fitted_already or fit_trial(config, prepared, best)
     LOG.info("best trial %d: %s cv %s=%.4f, refit with %d rounds",
              best.number, family, prepared.metric, best.value, rounds)
     return Refit(family, params, rounds, fitted, float(best.value), best.user_attrs.get("fold_scores"),
@@ -222,14 +225,13 @@ def fit_best(config: dict[str, Any], prepared: Prepared, best, oof: dict[int, np
 
 
 def fit_ensemble(config: dict[str, Any], prepared: Prepared, study, oof: dict[int, np.ndarray],
-                 selection: ensemble.Selection) -> Refit | None:
+                 selection: ensemble.Selection, fits: dict[int, tuple]) -> Refit | None:
     """The selected trials fitted on every training row, as one weighted model, within the serving
     guard: an ensemble whose warm single-row answer is more than ``ensemble_max_slowdown`` times the
     best trial's is chosen again among fewer trials (``NARROWER``) until it is fast enough; when
     none is (or no narrower ensemble beats the best trial out of fold), None: the best trial alone."""
     trials, best = {t.number: t for t in study.trials}, study.best_trial
     limit = config["ensemble_max_slowdown"]
-    fits: dict[int, tuple] = {}
 
     def fit(number: int) -> tuple:
         if number not in fits:
@@ -237,15 +239,16 @@ def fit_ensemble(config: dict[str, Any], prepared: Prepared, study, oof: dict[in
         return fits[number]
 
     narrowings = iter(NARROWER)
-    narrowed_to, slowdown, pool = None, None, set(oof)
+    narrowed_to, slowdown, pool, best_arrays = None, None, set(oof), None
     while True:
         chosen = sorted(selection.weights)
         weighted = ensemble.Weighted([fit(n)[3] for n in chosen], [selection.weights[n] for n in chosen],
                                      chosen, prepared.task)
         if limit == "off":
             break
-        slowdown = serving_cost.slowdown(weighted.export(prepared.schema), fit(best.number)[3].export(
-            prepared.schema), prepared)
+        if best_arrays is None:
+            best_arrays = fit(best.number)[3].export(prepared.schema)
+        slowdown = serving_cost.slowdown(weighted.export(prepared.schema), best_arrays, prepared)
         LOG.info("ensemble of %d serves one row in %.2fx the best trial's time (limit %.2fx)",
                  len(chosen), slowdown, limit)
         if slowdown <= limit:

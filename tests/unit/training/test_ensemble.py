@@ -273,3 +273,14 @@ def test_the_serving_guard_takes_off_or_a_number_from_one(tmp_path, setting):
     assert small_config(tmp_path, ensemble_max_slowdown="off")["ensemble_max_slowdown"] == "off"
     assert small_config(tmp_path, ensemble_max_slowdown="false")["ensemble_max_slowdown"] == "off"
     assert small_config(tmp_path, ensemble_max_slowdown=3)["ensemble_max_slowdown"] == 3
+
+
+def test_the_fallback_to_the_best_trial_does_not_fit_it_twice(tmp_path, monkeypatch):
+    config, prepared, study, oof = _study_for_the_guard(tmp_path)
+    monkeypatch.setattr(job.serving_cost, "slowdown", lambda *a: 9.0)
+    fitted = []
+    real = job.fit_trial
+    monkeypatch.setattr(job, "fit_trial", lambda c, p, trial: fitted.append(trial.number) or real(c, p, trial))
+    model = job.refit(config, prepared, study, oof)
+    assert model.members is None and model.best_trial == study.best_trial.number
+    assert len(fitted) == len(set(fitted))  # each trial fitted once, the best one included
