@@ -319,7 +319,7 @@ class WeightedEnsemble(_Ensemble):
         super().__init__(header)
         self.weights = arrays["weights"].tolist()
         self.member_arrays = model_format.members(arrays)
-        self.members = [_single(model_format.check(a), a) for a in self.member_arrays]
+        self.members = [_single(h, a) for h, a in zip(header.members, self.member_arrays, strict=True)]
 
     def raw_scores(self, X: np.ndarray) -> np.ndarray:
         total = self.weights[0] * self.members[0].raw_scores(X)
@@ -340,9 +340,12 @@ def _single(header: Header, arrays: dict[str, np.ndarray]) -> ObliviousEnsemble 
     return NodeEnsemble(header, arrays)
 
 
-def from_arrays(arrays: dict[str, np.ndarray]) -> Ensemble:
-    """An evaluator for the arrays of a ``model.npz``; FormatError when they break the declaration."""
-    header = model_format.check(arrays)
+def from_arrays(arrays: dict[str, np.ndarray], checked: Header | None = None) -> Ensemble:
+    """An evaluator for the arrays of a ``model.npz``; FormatError when they break the declaration.
+
+    ``checked``: the header ``model_format.check`` gave for these arrays (a ``Bundle``'s), so that a
+    cold start checks them once: on a 45,000-node model the check is most of the load."""
+    header = model_format.check(arrays) if checked is None else checked
     if header.layout == model_format.WEIGHTED:
         return WeightedEnsemble(header, arrays)
     return _single(header, arrays)

@@ -45,7 +45,7 @@ Only numpy and the standard library are used: serving imports this module.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -144,6 +144,7 @@ class Header:
     link: str
     n_features: int
     n_outputs: int
+    members: tuple[Header, ...] = ()  # a weighted ensemble's members, checked with it, in order
 
 
 def pack(layout: str, task: str, n_features: int, n_outputs: int, **arrays: Any) -> dict[str, np.ndarray]:
@@ -226,13 +227,12 @@ def check(arrays: dict[str, np.ndarray]) -> Header:
     for name, spec in specs.items():
         _check_array(arrays, name, spec, dims)
     if header.layout == WEIGHTED:
-        _check_weighted(arrays, dims)
-    else:
-        (_check_oblivious if header.layout == "oblivious" else _check_nodes)(arrays, header, dims)
+        return replace(header, members=_check_weighted(arrays, dims))
+    (_check_oblivious if header.layout == "oblivious" else _check_nodes)(arrays, header, dims)
     return header
 
 
-def _check_weighted(arrays: dict[str, np.ndarray], dims: dict[str, int]) -> None:
+def _check_weighted(arrays: dict[str, np.ndarray], dims: dict[str, int]) -> tuple[Header, ...]:
     weights, layouts = arrays["weights"], arrays["member_layouts"]
     if dims["M"] < 1:
         raise FormatError("weights: no members")
@@ -246,11 +246,13 @@ def _check_weighted(arrays: dict[str, np.ndarray], dims: dict[str, int]) -> None
                    and int(name[1:name.index(".")]) >= dims["M"])
     if stray:
         raise FormatError(f"{stray[0]}: belongs to no member (there are {dims['M']})")
+    headers = []
     for i, member in enumerate(members(arrays)):
         try:
-            check(member)
+            headers.append(check(member))
         except FormatError as error:
             raise FormatError(f"member {i} ({member_prefix(i)}*): {error}") from None
+    return tuple(headers)
 
 
 def _check_array(arrays: dict[str, np.ndarray], name: str, spec: Spec, dims: dict[str, int]) -> None:
@@ -332,10 +334,15 @@ def _check_nodes(arrays: dict[str, np.ndarray], header: Header, dims: dict[str, 
         raise FormatError("value: holds NaN or infinite values")
     if not (np.isfinite(arrays["count"]).all() and (arrays["count"] >= 0).all()):
         raise FormatError("count: holds negative, NaN or infinite values")
-    # every row must reach a leaf in max_depth steps (this also rules out cycles)
-    reached = arrays["roots"]
+    # every row must reach a leaf in max_depth steps (this also rules out cycles): the nodes reached
+    # after each step, as a mask (linear in the nodes, where sorting them each step is not)
+    reached = np.zeros(nodes, bool)
+    reached[arrays["roots"]] = True
     for _ in range(int(arrays["max_depth"])):
-        reached = np.union1d(arrays["left"][reached], arrays["right"][reached])
+        frontier = np.flatnonzero(reached)
+        reached = np.zeros(nodes, bool)
+        reached[arrays["left"][frontier]] = True
+        reached[arrays["right"][frontier]] = True
     if split[reached].any():
         raise FormatError(f"max_depth: {int(arrays['max_depth'])} steps do not reach a leaf in every tree")
 

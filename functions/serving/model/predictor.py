@@ -15,7 +15,7 @@ from serving.model.features import FeatureSchema
 class Predictor:
     def __init__(self, bundle: Bundle, *, unknown_category: str) -> None:
         self.bundle = bundle
-        self.ensemble = evaluator.from_arrays(bundle.arrays)
+        self.ensemble = evaluator.from_arrays(bundle.arrays, checked=bundle.header)
         self.schema = FeatureSchema(bundle.feature_schema, unknown_category=unknown_category,
                                     ignored=frozenset(bundle.ignored_columns))
         if self.schema.width != self.ensemble.n_features:

@@ -159,3 +159,23 @@ def test_catboost_members_of_different_depths_are_not_padded_into_one():
 def test_whole_number_weights_are_stored_as_the_formats_floats():
     arrays = model_format.pack_weighted([case("bc-catboost").arrays, case("bc-lightgbm").arrays], [1, 3])
     assert arrays["weights"].dtype == np.float64 and model_format.check(arrays).layout == "weighted"
+
+
+def test_a_cold_load_checks_the_arrays_once_and_the_members_from_that_check(monkeypatch):
+    members, weights, arrays = _ensemble("shops")
+    header = model_format.check(arrays)
+    assert [h.layout for h in header.members] == [str(m.arrays["layout"]) for m in members]
+    assert header.members == tuple(model_format.check(m.arrays) for m in members)
+    manifest = {"name": "shops", "version": 1, "feature_schema": members[0].schema,
+                "classes": members[0].classes}
+    calls = []
+    real = model_format.check
+    monkeypatch.setattr(model_format, "check", lambda a: calls.append(a) or real(a))
+    predictor = Predictor(Bundle(manifest, arrays), unknown_category="missing")
+    # the bundle's check (the ensemble, then each member inside it) and nothing after it
+    assert [a is arrays for a in calls] == [True] + [False] * len(members)
+    assert [type(m) for m in predictor.ensemble.members] == [
+        evaluators.ObliviousEnsemble if str(m.arrays["layout"]) == "oblivious" else evaluators.NodeEnsemble
+        for m in members]
+    served = predictor.predict_matrix(members[0].matrix)
+    assert _difference(served, served_predictions(arrays, members[0].matrix), members[0].task) == 0.0
