@@ -70,7 +70,8 @@ def test_a_regression_table_with_ids_dates_and_a_wide_categorical_trains_and_ser
     assert exactness["max_abs_difference"] <= 1e-9 and exactness["limit"] == 1e-9
     assert exactness["measured_as"] == "|served - native| / max(1, |native|)"
     shap = exactness["explanations"]  # checked at publish against CatBoost's/LightGBM's own SHAP values
-    assert shap["max_abs_difference"] <= 1e-9 and shap["limit"] == 1e-9 and shap["rows"] == exactness["rows"]
+    assert shap["max_abs_difference"] <= 1e-9 and shap["limit"] == 1e-9
+    assert shap["rows"] == min(job.EXPLAINED_ROWS, exactness["rows"]) > 0
     assert shap["measured_as"].endswith("relative to max(1, |native|)")
     assert {d["name"] for d in champion.manifest["dropped_columns"]} == {"listing_id", "row"}
     schema = {f["name"]: f for f in champion.feature_schema}
