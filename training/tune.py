@@ -6,8 +6,11 @@ Each fold fits with early stopping on that fold's validation part; the mean of
 the folds so far is reported after each fold, so the pruner can stop a poor
 trial early. Small tables repeat the K folds with new shuffles, and every
 completed trial leaves its out-of-fold raw scores for the ensemble selection
-(``training.ensemble``). ``tuning.timeout_seconds`` is the whole study's
-budget: a fit still running when it ends is stopped. The study lives in an
+(``training.ensemble``). ``tuning.timeout_seconds`` is the whole job's budget,
+from the first fit to the checked model: the study ends early enough to leave
+the refit of the best trials on every row, and the checks after it, their
+time (``Objective.reserve``, estimated from the trials' own fits), and a fit
+still running when the study's time ends is stopped. The study lives in an
 Optuna storage when one is given, so several workers (processes or AWS Batch
 array jobs) can share it.
 """
@@ -29,6 +32,17 @@ from training import evaluate, families
 from training.ensemble import POOL
 
 LOG = logging.getLogger(__name__)
+# The time kept back from the study for what follows it: the refit of this many of the best trials
+# (an ensemble's distinct members are usually fewer), each a fold's fit scaled to every training
+# row, and then CHECKS times that for the exactness and SHAP checks, the serving guard and the export
+# (measured on hotel_rates, one core: a 7.4 s refit of four members, then 13 s of checks: CatBoost's
+# ShapValues and the explainers' tables cost about as much as the fits, whatever the rows)
+RESERVED_TRIALS = 5
+CHECKS = 1.5
+# With cv_repeats auto, a study that would score fewer trials than this in its budget repeats its
+# folds fewer times (measured on the first trial's first fit): digits' ten classes on one core
+# scored 2 trials in 60 s with 2 repeats (the first trial, CatBoost's defaults, is usually the slowest)
+MIN_TRIALS = 6
 
 
 def storage_for(url: str | None):
@@ -102,19 +116,38 @@ class Objective:
 
     A row's out-of-fold score is the mean over the repeats of the raw scores of the folds that held
     it out. Past ``deadline`` (time.monotonic()) a trial stops, in a fold or between folds, and is
-    pruned: the budget bounds the fits too, not only the start of trials. When no trial has finished
+    pruned: the budget bounds the fits too, not only the start of trials. The deadline is the
+    budget's ``end`` less ``reserve``, which grows as trials finish. When no trial has finished
     yet, the stopped one is scored on the folds it finished (without out-of-fold scores), so that a
     short budget still gives a model.
     """
 
     def __init__(self, config: dict[str, Any], X: pd.DataFrame, y: pd.Series, schema, classes: list[str],
-                 task: str, metric: str, deadline: float | None = None) -> None:
+                 task: str, metric: str, end: float | None = None) -> None:
         self.config, self.X, self.y, self.schema = config, X, y, schema
-        self.classes, self.task, self.metric, self.deadline = classes, task, metric, deadline
+        self.classes, self.task, self.metric, self.end = classes, task, metric, end
+        self.started = time.monotonic()
         self.folds = splits(config, X, y, task)
+        self.sized = False  # the repeats were fitted to the budget (after the first fit)
         self.oof: dict[int, np.ndarray] = {}  # trial number → (rows, outputs) raw scores
         self._values: dict[int, float] = {}
+        self._fit_seconds: dict[int, float] = {}  # trial number → its folds' mean fit time
         self.completed = False  # a trial of this process has finished (a partial one counts)
+
+    @property
+    def deadline(self) -> float | None:
+        return None if self.end is None else self.end - self.reserve
+
+    @property
+    def reserve(self) -> float:
+        """Seconds kept back for the refit and the checks: the ``RESERVED_TRIALS`` best finished trials'
+        fits on every training row (a fold's fit times all rows over a fold's training rows), and
+        ``CHECKS`` times that again."""
+        sign = -1 if evaluate.DIRECTION[self.metric] == "maximize" else 1
+        best = sorted(self._fit_seconds, key=lambda t: sign * self._values[t])[:RESERVED_TRIALS]
+        folds = self.config["tuning"]["cv_folds"]
+        refit = sum(self._fit_seconds[t] for t in best) * folds / (folds - 1)
+        return refit * (1 + CHECKS)
 
     def __call__(self, trial: optuna.Trial) -> float:
         tuning, config = self.config["tuning"], self.config
@@ -123,11 +156,14 @@ class Objective:
             trial.set_user_attr("worker", int(worker))
         family = trial.suggest_categorical("family", tuning["families"])
         params = families.suggest(trial, family, self.task, config["class_weight"])
-        scores, rounds = [], []
+        scores, rounds, fit_seconds = [], [], []
         raw_sum, seen = None, np.zeros(len(self.X))
         for k, (train_idx, valid_idx) in enumerate(self.folds):
+            if k >= len(self.folds):  # the repeats were cut during this trial
+                break
             if self.deadline is not None and time.monotonic() > self.deadline:
                 raise optuna.TrialPruned("the tuning budget ended between folds")
+            fit_started = time.monotonic()
             try:
                 fitted = families.fit(
                     family, params, self.X.iloc[train_idx], self.y.iloc[train_idx], self.schema,
@@ -146,6 +182,10 @@ class Objective:
                     self.completed = True
                     return float(np.mean(scores))
                 raise optuna.TrialPruned("the tuning budget ended in a fit") from None
+            fit_seconds.append(time.monotonic() - fit_started)
+            if not self.sized:
+                self.sized = True
+                self.fit_repeats(fit_seconds[0])
             raw = fitted.raw(self.X.iloc[valid_idx], self.schema)
             if raw_sum is None:
                 raw_sum = np.zeros((len(self.X), raw.shape[1]))
@@ -162,12 +202,30 @@ class Objective:
         value = float(np.mean(scores))
         self.completed = True
         self.oof[trial.number] = raw_sum / seen[:, None]
-        self._keep_best(trial.number, value)
+        trial.set_user_attr("fit_seconds", round(float(np.mean(fit_seconds)), 3))
+        self._keep_best(trial.number, value, float(np.mean(fit_seconds)))
         return value
 
-    def _keep_best(self, number: int, value: float) -> None:
+    def fit_repeats(self, fold_seconds: float) -> None:
+        """With ``cv_repeats: auto`` and a budget, fewer repeats when a trial as slow as the first fit
+        would leave fewer than ``MIN_TRIALS`` in the budget: the search needs trials more than each
+        trial needs its repeats. Decided once, on the first trial's first fit, so every trial of
+        this process is scored on the same folds."""
+        folds = self.config["tuning"]["cv_folds"]
+        repeats = len(self.folds) // folds
+        if self.config["tuning"]["cv_repeats"] != "auto" or self.end is None or repeats == 1:
+            return
+        affordable = int((self.end - self.started) // (MIN_TRIALS * folds * max(fold_seconds, 1e-9)))
+        kept = max(1, min(repeats, affordable))
+        if kept < repeats:
+            self.folds = self.folds[:folds * kept]
+            LOG.info("the first fit took %.1f s: %d repeat(s) of the folds, not %d, so that about %d "
+                     "trials fit in the budget", fold_seconds, kept, repeats, MIN_TRIALS)
+
+    def _keep_best(self, number: int, value: float, fit_seconds: float) -> None:
         """Only the ``ensemble.POOL`` best trials' scores are kept: memory stays bounded on big tables."""
         self._values[number] = value
+        self._fit_seconds[number] = fit_seconds
         if len(self.oof) > POOL:
             sign = -1 if evaluate.DIRECTION[self.metric] == "maximize" else 1
             worst = max(self.oof, key=lambda t: sign * self._values[t])
@@ -206,6 +264,8 @@ def optimize(
 
     def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         bar.update(1)
+        if objective.deadline is not None and time.monotonic() >= objective.deadline:
+            study.stop()  # what is left of the budget is the refit's and the checks'
         try:
             best = study.best_trial
             bar.set_postfix(best=f"{best.value:.4f}", family=best.params.get("family"),
@@ -222,7 +282,7 @@ def optimize(
     started = time.monotonic()
     budget = tuning["timeout_seconds"]
     objective = Objective(config, X, y, schema, classes, task, metric,
-                          deadline=started + budget if budget else None)
+                          end=started + budget if budget else None)
     try:
         study.optimize(
             objective,
@@ -233,5 +293,6 @@ def optimize(
         )
     finally:
         bar.close()
-    LOG.info("tuned %d trials in %.1f s", len(objective.oof), time.monotonic() - started)
+    LOG.info("tuned %d trials in %.1f s%s", len(objective.oof), time.monotonic() - started,
+             f", {objective.reserve:.1f} s kept for the refit and the checks" if budget else "")
     return objective.oof

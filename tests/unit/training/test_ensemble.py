@@ -99,6 +99,76 @@ def test_the_budget_bounds_the_whole_study_fits_included(tmp_path):
     assert study.trials[0].state == optuna.trial.TrialState.PRUNED
 
 
+def test_the_study_leaves_the_refit_and_the_checks_their_time(tmp_path, monkeypatch):
+    budget, slow = 4.0, 0.1
+    config = small_config(tmp_path, **{"tuning.n_trials": 1000, "tuning.timeout_seconds": budget,
+                                       "tuning.cv_repeats": 1})
+    prepared = job.prepare(config)
+    real_fit = families.fit
+
+    def fit(*args, **kwargs):  # every fold's fit takes at least `slow` seconds
+        time.sleep(slow)
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(families, "fit", fit)
+    study = tune.create_study(config, "reserve", prepared.metric)
+    started = time.monotonic()
+    tune.optimize(study, config, prepared.X_train, prepared.y_train, prepared.schema, prepared.classes,
+                  prepared.task, prepared.metric, show_progress=False)
+    elapsed = time.monotonic() - started
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) >= 2 and all(t.user_attrs["fit_seconds"] >= slow for t in done)
+    best = sorted(done, key=lambda t: -t.value)[:tune.RESERVED_TRIALS]  # f1_macro: higher is better
+    reserve = sum(t.user_attrs["fit_seconds"] for t in best) * 3 / 2 * (1 + tune.CHECKS)
+    assert reserve > 5 * slow
+    # it stopped at the budget less the reserve (a fit in progress stops at once), and not much sooner
+    assert budget - reserve - 1.0 < elapsed < budget - reserve + 0.5
+
+
+def test_the_reserve_counts_the_best_trials_fits_on_every_row(tmp_path):
+    config = small_config(tmp_path, **{"tuning.cv_folds": 5})
+    prepared = job.prepare(config)
+    objective = tune.Objective(config, prepared.X_train, prepared.y_train, prepared.schema, prepared.classes,
+                               prepared.task, "rmse", end=100.0)
+    assert objective.reserve == 0 and objective.deadline == 100.0
+    for number in range(7):  # trial k scored k (lower is better) and its folds fitted in k + 1 seconds
+        objective._keep_best(number, float(number), number + 1.0)
+    assert objective.reserve == pytest.approx((1 + 2 + 3 + 4 + 5) * 5 / 4 * (1 + tune.CHECKS))
+    assert objective.deadline == pytest.approx(100.0 - objective.reserve)
+    assert tune.Objective(config, prepared.X_train, prepared.y_train, prepared.schema, prepared.classes,
+                          prepared.task, "rmse").deadline is None
+
+
+@pytest.mark.parametrize(("setting", "budget", "fold_seconds", "repeats"), [
+    ("auto", 60, 0.5, 3),  # 60 // (6 trials * 3 folds * 0.5 s) = 6: all three
+    ("auto", 60, 1.5, 2),  # 60 // 27 = 2
+    ("auto", 60, 5.0, 1),  # 0: one, never none
+    (3, 60, 5.0, 3),  # a number is kept
+    ("auto", None, 5.0, 3),  # without a budget there is nothing to fit
+])
+def test_a_slow_first_fit_repeats_the_folds_fewer_times(tmp_path, setting, budget, fold_seconds, repeats):
+    config = small_config(tmp_path, **{"tuning.cv_repeats": setting})
+    prepared = job.prepare(config)  # 455 training rows: 3 repeats of 3 folds
+    objective = tune.Objective(config, prepared.X_train, prepared.y_train, prepared.schema, prepared.classes,
+                               prepared.task, prepared.metric)
+    objective.end = None if budget is None else objective.started + budget
+    first = objective.folds
+    assert len(first) == 9
+    objective.fit_repeats(fold_seconds)
+    assert objective.folds == first[:3 * repeats]
+
+
+def test_the_first_trial_stops_at_the_folds_kept(tmp_path, monkeypatch):
+    config = small_config(tmp_path, **{"tuning.n_trials": 2, "tuning.timeout_seconds": 1000})
+    prepared = job.prepare(config)
+    monkeypatch.setattr(tune, "MIN_TRIALS", 10**9)  # no trial is fast enough: one repeat
+    study = tune.create_study(config, "repeats", prepared.metric)
+    oof = tune.optimize(study, config, prepared.X_train, prepared.y_train, prepared.schema, prepared.classes,
+                        prepared.task, prepared.metric, show_progress=False)
+    assert [len(t.user_attrs["fold_scores"]) for t in study.trials] == [3, 3]
+    assert all(np.isfinite(raw).all() for raw in oof.values())  # every row held out once
+
+
 @pytest.mark.parametrize(("rows", "setting", "repeats"), [(400, "auto", 3), (4000, "auto", 2),
                                                           (9000, "auto", 1), (400, 1, 1), (9000, 4, 4)])
 def test_small_tables_repeat_their_folds(tmp_path, rows, setting, repeats):
