@@ -85,3 +85,13 @@ def test_digits_carries_an_accuracy_floor():
     floor = next(t for t in found if t["target"] == "digits: ours' held-out accuracy")
     assert floor["ours"] == 0.9775 and floor["bar"] == ">= 0.98" and not floor["holds"]
     assert not any("accuracy" in t["target"] for t in T.targets({"titanic": T.aggregate(runs)}))
+
+
+def test_ours_must_finish_in_about_the_budget():
+    runs = [run(seed, 0.9, 0.9, 0.9) for seed in (1, 2)]
+    found = [t for t in T.targets({"quick": T.aggregate(runs)}) if t.get("kind") == "budget"]
+    assert [(t["ours"], t["holds"]) for t in found] == [(round(60.0 / T.BUDGET, 3), 60.0 / T.BUDGET <= T.OVERRUN)]
+    for r, seconds in zip(runs, (70.0, 80.0), strict=True):
+        r["ours"]["seconds"] = seconds
+    slow = next(t for t in T.targets({"slow": T.aggregate(runs)}) if t.get("kind") == "budget")
+    assert slow["ours"] == round(75.0 / T.BUDGET, 3) and slow["holds"] is (75.0 / T.BUDGET <= 1.15)
