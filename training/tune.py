@@ -120,15 +120,19 @@ class Objective:
     budget's ``end`` less ``reserve``, which grows as trials finish. When no trial has finished
     yet, the stopped one is scored on the folds it finished (without out-of-fold scores), so that a
     short budget still gives a model.
+
+    A ``worker`` of a shared study neither refits (the job that refits the study keeps the reserve)
+    nor chooses its own repeats (every worker's trials are scored on the same folds).
     """
 
     def __init__(self, config: dict[str, Any], X: pd.DataFrame, y: pd.Series, schema, classes: list[str],
-                 task: str, metric: str, end: float | None = None) -> None:
+                 task: str, metric: str, end: float | None = None, worker: bool = False) -> None:
         self.config, self.X, self.y, self.schema = config, X, y, schema
         self.classes, self.task, self.metric, self.end = classes, task, metric, end
+        self.worker = worker
         self.started = time.monotonic()
         self.folds = splits(config, X, y, task)
-        self.sized = False  # the repeats were fitted to the budget (after the first fit)
+        self.sized = worker  # the repeats were fitted to the budget (after the first fit), or are not
         self.oof: dict[int, np.ndarray] = {}  # trial number → (rows, outputs) raw scores
         self._values: dict[int, float] = {}
         self._fit_seconds: dict[int, float] = {}  # trial number → its folds' mean fit time
@@ -140,9 +144,11 @@ class Objective:
 
     @property
     def reserve(self) -> float:
-        """Seconds kept back for the refit and the checks: the ``RESERVED_TRIALS`` best finished trials'
-        fits on every training row (a fold's fit times all rows over a fold's training rows), and
-        ``CHECKS`` times that again."""
+        """Seconds kept back for the refit and the checks: the sum of the ``RESERVED_TRIALS`` best
+        finished trials' fits on every training row (a fold's fit times all rows over a fold's
+        training rows), and ``CHECKS`` times that again; none for a worker."""
+        if self.worker:
+            return 0.0
         sign = -1 if evaluate.DIRECTION[self.metric] == "maximize" else 1
         best = sorted(self._fit_seconds, key=lambda t: sign * self._values[t])[:RESERVED_TRIALS]
         folds = self.config["tuning"]["cv_folds"]
@@ -162,6 +168,8 @@ class Objective:
             if k >= len(self.folds):  # the repeats were cut during this trial
                 break
             if self.deadline is not None and time.monotonic() > self.deadline:
+                if scores and not self.completed:
+                    return self._partial(trial, scores, rounds)
                 raise optuna.TrialPruned("the tuning budget ended between folds")
             fit_started = time.monotonic()
             try:
@@ -175,12 +183,8 @@ class Objective:
                     early_stopping_rounds=tuning["early_stopping_rounds"], deadline=self.deadline,
                 )
             except families.OutOfTime:
-                if scores and not self.completed:  # the study's only trial: its finished folds decide
-                    trial.set_user_attr("rounds", int(np.median(rounds)))
-                    trial.set_user_attr("fold_scores", [float(s) for s in scores])
-                    trial.set_user_attr("partial", f"{len(scores)} of {len(self.folds)} folds: budget ended")
-                    self.completed = True
-                    return float(np.mean(scores))
+                if scores and not self.completed:
+                    return self._partial(trial, scores, rounds)
                 raise optuna.TrialPruned("the tuning budget ended in a fit") from None
             fit_seconds.append(time.monotonic() - fit_started)
             if not self.sized:
@@ -206,21 +210,31 @@ class Objective:
         self._keep_best(trial.number, value, float(np.mean(fit_seconds)))
         return value
 
+    def _partial(self, trial: optuna.Trial, scores: list[float], rounds: list[int]) -> float:
+        """The study's only trial, stopped by the budget: its finished folds decide."""
+        trial.set_user_attr("rounds", int(np.median(rounds)))
+        trial.set_user_attr("fold_scores", [float(s) for s in scores])
+        trial.set_user_attr("partial", f"{len(scores)} of {len(self.folds)} folds: budget ended")
+        self.completed = True
+        return float(np.mean(scores))
+
     def fit_repeats(self, fold_seconds: float) -> None:
         """With ``cv_repeats: auto`` and a budget, fewer repeats when a trial as slow as the first fit
         would leave fewer than ``MIN_TRIALS`` in the budget: the search needs trials more than each
-        trial needs its repeats. Decided once, on the first trial's first fit, so every trial of
-        this process is scored on the same folds."""
+        trial needs its repeats (``wanted``: fewer for a study of fewer trials). Decided once, on the
+        first trial's first fit, so every trial of this process is scored on the same folds; never
+        in a worker of a shared study, whose trials must be scored as the other workers' are."""
         folds = self.config["tuning"]["cv_folds"]
         repeats = len(self.folds) // folds
         if self.config["tuning"]["cv_repeats"] != "auto" or self.end is None or repeats == 1:
             return
-        affordable = int((self.end - self.started) // (MIN_TRIALS * folds * max(fold_seconds, 1e-9)))
+        wanted = min(MIN_TRIALS, self.config["tuning"]["n_trials"])  # a study of 3 trials does not need 6
+        affordable = int((self.end - self.started) // (wanted * folds * max(fold_seconds, 1e-9)))
         kept = max(1, min(repeats, affordable))
         if kept < repeats:
             self.folds = self.folds[:folds * kept]
             LOG.info("the first fit took %.1f s: %d repeat(s) of the folds, not %d, so that about %d "
-                     "trials fit in the budget", fold_seconds, kept, repeats, MIN_TRIALS)
+                     "trials fit in the budget", fold_seconds, kept, repeats, wanted)
 
     def _keep_best(self, number: int, value: float, fit_seconds: float) -> None:
         """Only the ``ensemble.POOL`` best trials' scores are kept: memory stays bounded on big tables."""
@@ -282,7 +296,7 @@ def optimize(
     started = time.monotonic()
     budget = tuning["timeout_seconds"]
     objective = Objective(config, X, y, schema, classes, task, metric,
-                          end=started + budget if budget else None)
+                          end=started + budget if budget else None, worker=worker)
     try:
         study.optimize(
             objective,
@@ -293,6 +307,6 @@ def optimize(
         )
     finally:
         bar.close()
-    LOG.info("tuned %d trials in %.1f s%s", len(objective.oof), time.monotonic() - started,
-             f", {objective.reserve:.1f} s kept for the refit and the checks" if budget else "")
+    kept = f", {objective.reserve:.1f} s kept for the refit and the checks" if budget and not worker else ""
+    LOG.info("tuned %d trials in %.1f s%s", len(objective.oof), time.monotonic() - started, kept)
     return objective.oof

@@ -336,6 +336,8 @@ def _check_nodes(arrays: dict[str, np.ndarray], header: Header, dims: dict[str, 
         raise FormatError("count: holds negative, NaN or infinite values")
     # every row must reach a leaf in max_depth steps (this also rules out cycles): the nodes reached
     # after each step, as a mask (linear in the nodes, where sorting them each step is not)
+    if int(arrays["max_depth"]) > nodes:  # no tree is deeper than its nodes: a bound on the walk
+        raise FormatError(f"max_depth: {int(arrays['max_depth'])} steps, more than the {nodes} nodes")
     reached = np.zeros(nodes, bool)
     reached[arrays["roots"]] = True
     for _ in range(int(arrays["max_depth"])):
@@ -343,6 +345,8 @@ def _check_nodes(arrays: dict[str, np.ndarray], header: Header, dims: dict[str, 
         reached = np.zeros(nodes, bool)
         reached[arrays["left"][frontier]] = True
         reached[arrays["right"][frontier]] = True
+        if not split[reached].any():  # every row is at a leaf, where it stays
+            break
     if split[reached].any():
         raise FormatError(f"max_depth: {int(arrays['max_depth'])} steps do not reach a leaf in every tree")
 

@@ -169,6 +169,10 @@ def test_max_depth_must_bring_every_row_to_a_leaf():
     refused({**arrays, "max_depth": np.array(depth - 1, np.int32)},
             f"max_depth: {depth - 1} steps do not reach a leaf in every tree")
     assert model_format.check({**arrays, "max_depth": np.array(depth + 2, np.int32)})
+    nodes_ = arrays["left"].shape[0]
+    assert model_format.check({**arrays, "max_depth": np.array(nodes_, np.int32)})
+    refused({**arrays, "max_depth": np.array(nodes_ + 1, np.int32)},
+            f"max_depth: {nodes_ + 1} steps, more than the {nodes_} nodes")
     # a cycle never reaches a leaf
     left = arrays["left"].copy()
     root = arrays["roots"][0]
