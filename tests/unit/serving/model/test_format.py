@@ -207,6 +207,23 @@ def tiny(layout, n_features=1):
         count=[8, 3, 5], max_depth=1)
 
 
+def test_the_walk_follows_right_children_and_a_model_of_leaves_needs_no_step():
+    # root 0 sends x <= 0.5 left to leaf 1 and the rest right to node 2, whose children are leaves:
+    # only the right path is two steps long
+    deeper_right = dict(roots=[0], feature=[0] * 5, threshold=[0.5, 0, 0.8, 0, 0], default_left=[False] * 5,
+                        missing_type=[0] * 5, is_categorical=[False] * 5, category_index=[0] * 5,
+                        category_sets=np.zeros((1, 1), bool), left=[1, 1, 3, 3, 4], right=[2, 1, 4, 3, 4],
+                        value=[0.0, -1.0, 0.0, 0.5, 1.0], count=[9, 4, 5, 2, 3])
+    assert model_format.check(model_format.pack("nodes", "binary", 1, 1, max_depth=2, **deeper_right))
+    with pytest.raises(FormatError, match="max_depth: 1 steps do not reach a leaf"):
+        model_format.check(model_format.pack("nodes", "binary", 1, 1, max_depth=1, **deeper_right))
+    # trees that are a single leaf each (LightGBM on a constant target): no step at all
+    leaves = {**deeper_right, "roots": [1, 3]}
+    arrays = model_format.pack("nodes", "binary", 1, 1, max_depth=0, **leaves)
+    assert model_format.check(arrays)
+    assert evaluator.from_arrays(arrays).raw(np.array([[0.0], [1.0]]))[:, 0].tolist() == [-0.5, -0.5]
+
+
 @pytest.mark.parametrize("layout", ["oblivious", "nodes"])
 def test_the_smallest_model_one_tree_on_one_feature_is_valid_and_evaluated(layout):
     arrays = tiny(layout)
