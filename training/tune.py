@@ -135,6 +135,7 @@ class Objective:
         self.sized = worker  # the repeats were fitted to the budget (after the first fit), or are not
         self.oof: dict[int, np.ndarray] = {}  # trial number → (rows, outputs) raw scores
         self._values: dict[int, float] = {}
+        self._sign = -1 if evaluate.DIRECTION[metric] == "maximize" else 1  # sign * value: best first
         self._fit_seconds: dict[int, float] = {}  # trial number → its folds' mean fit time
         self.completed = False  # a trial of this process has finished (a partial one counts)
 
@@ -149,8 +150,7 @@ class Objective:
         training rows), and ``CHECKS`` times that again; none for a worker."""
         if self.worker:
             return 0.0
-        sign = -1 if evaluate.DIRECTION[self.metric] == "maximize" else 1
-        best = sorted(self._fit_seconds, key=lambda t: sign * self._values[t])[:RESERVED_TRIALS]
+        best = sorted(self._fit_seconds, key=lambda t: self._sign * self._values[t])[:RESERVED_TRIALS]
         folds = self.config["tuning"]["cv_folds"]
         refit = sum(self._fit_seconds[t] for t in best) * folds / (folds - 1)
         return refit * (1 + CHECKS)
@@ -241,8 +241,7 @@ class Objective:
         self._values[number] = value
         self._fit_seconds[number] = fit_seconds
         if len(self.oof) > POOL:
-            sign = -1 if evaluate.DIRECTION[self.metric] == "maximize" else 1
-            worst = max(self.oof, key=lambda t: sign * self._values[t])
+            worst = max(self.oof, key=lambda t: self._sign * self._values[t])
             del self.oof[worst]
 
 
