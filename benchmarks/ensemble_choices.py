@@ -6,7 +6,8 @@ For each set and seed: one study (the training job's, ``BENCH_TRAIN_BUDGET`` sec
 runs side by side as in ``make bench-train``), then the model made from it several ways, each
 scored with the job's metric and the decision threshold the job would tune for it out of fold:
 
-- *published*: what the job publishes (``job.refit``: the selection, the serving guard);
+- *published*: what the job published with its members refit (``job.refit`` without fold models:
+  the selection, the serving guard);
 - *refit*: the selection's members each fitted once on every training row, without the guard;
 - *bagged*: the same members' K fold models of the first repeat (early-stopped on their folds, as
   in the study), their raw scores averaged: AutoGluon's bagging;

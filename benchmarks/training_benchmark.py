@@ -262,8 +262,8 @@ def serving_cost(config: dict, kept: dict) -> dict:
         return {"ours": ours, "best_trial": ours, "members": 1}
     *_, fitted = job.fit_trial(config, prepared, kept["study"].best_trial)
     return {"ours": ours, "best_trial": measure(fitted.export(prepared.schema), prepared),
-            "members": len(model.members), "guard": {k: model.selection[k] for k in (
-                "serving_slowdown", "max_slowdown", "narrowed_to")}}
+            "members": len({m["trial"] for m in model.members}), "models": len(model.members),
+            "guard": {k: model.selection.get(k) for k in ("serving_slowdown", "max_slowdown", "narrowed_to")}}
 
 
 def compare(name: str, tmp: Path, seed: int) -> dict:
@@ -294,7 +294,8 @@ def compare(name: str, tmp: Path, seed: int) -> dict:
         "ours": {"family": summary["family"], "cv": round(summary["cv_score"], 4),
                  **{k: round(v, 4) for k, v in summary["test_metrics"].items() if isinstance(v, float)},
                  "seconds": round(ours_seconds, 1), "trials": summary["trials"],
-                 "members": len(kept["model"].members or [1]),
+                 "members": len({m["trial"] for m in kept["model"].members or [{"trial": None}]}),
+                 "bagged": (kept["model"].selection or {}).get("members") == "bagged",
                  "decision_threshold": kept["model"].threshold},
         "serving": serving_cost(config, kept),
     }
@@ -358,7 +359,9 @@ def aggregate(runs: list[dict]) -> dict:
         "versus_flaml": versus(scores["ours"], scores["flaml"], sign),
         **({"versus_autogluon": versus(scores["ours"], scores["autogluon"], sign)} if "autogluon" in first
            else {}),
-        "serving": {**serving, "ensembles": sum(r["serving"]["members"] > 1 for r in runs)},
+        # an ensemble: several trials, or one trial's bagged fold models
+        "serving": {**serving, "ensembles": sum(r["serving"].get("models", r["serving"]["members"]) > 1
+                                                for r in runs)},
         "runs": runs,
     }
 

@@ -80,6 +80,8 @@ def _check(config: dict) -> None:
         config["ensemble"] = "off"
     if config["ensemble"] not in ("auto", "off"):
         raise ConfigError(f"ensemble {config['ensemble']!r}: use auto or off")
+    if config["ensemble_members"] not in ("auto", "refit", "bagged"):
+        raise ConfigError(f"ensemble_members {config['ensemble_members']!r}: use auto, refit or bagged")
     slowdown = config["ensemble_max_slowdown"]
     if slowdown is False:  # YAML reads a bare off as false
         config["ensemble_max_slowdown"] = slowdown = "off"

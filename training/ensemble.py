@@ -91,15 +91,59 @@ def select(oof: dict[int, np.ndarray], values: dict[int, float], y: pd.Series, m
 
 
 @dataclass
+class Bagged:
+    """One trial's fold models from the study (each fitted on K-1 of the first repeat's K folds, early
+    stopped on the fold it left out): their raw scores averaged, as AutoGluon bags. A member of a
+    ``Weighted`` model, which holds its fold models as members of weight 1/K each."""
+
+    models: list[families.Fitted]
+
+    @property
+    def family(self) -> str:
+        return self.models[0].family
+
+    @property
+    def classes(self) -> list[str]:
+        return self.models[0].classes
+
+    def as_weighted(self, trial: int) -> Weighted:
+        return Weighted.of([self], [1.0], [trial], self.models[0].task)
+
+    def raw(self, X: pd.DataFrame, schema) -> np.ndarray:
+        return sum(m.raw(X, schema) for m in self.models) / len(self.models)
+
+    def predict(self, X: pd.DataFrame, schema) -> np.ndarray:
+        return oof_output(self.raw(X, schema), self.models[0].task)
+
+    def export(self, schema) -> dict[str, np.ndarray]:
+        return self.as_weighted(0).export(schema)
+
+
+@dataclass
 class Weighted:
-    """Members fitted on all the training rows and their weights: one model, as ``families.Fitted``."""
+    """Members and their weights: one model, as ``families.Fitted``. A member is a trial fitted on all
+    the training rows, or one of a bagged trial's fold models (``fold`` says which)."""
 
     members: list[families.Fitted]
     weights: list[float]
     trials: list[int]
     task: str
+    folds: list[int | None] | None = None  # a bagged member's fold, None for a refit one
 
     family = "ensemble"
+
+    @classmethod
+    def of(cls, fitted: list[families.Fitted | Bagged], weights: list[float], trials: list[int],
+           task: str) -> Weighted:
+        """The trials' models and weights; a bagged trial's K fold models each take 1/K of its weight."""
+        parts = []
+        for model, weight, trial in zip(fitted, weights, trials, strict=True):
+            if isinstance(model, Bagged):
+                parts += [(m, weight / len(model.models), trial, k) for k, m in enumerate(model.models)]
+            else:
+                parts.append((model, weight, trial, None))
+        return cls([p[0] for p in parts], [p[1] for p in parts], [p[2] for p in parts], task,
+                   [p[3] for p in parts])
 
     def raw(self, X: pd.DataFrame, schema) -> np.ndarray:
         total = self.weights[0] * self.members[0].raw(X, schema)
@@ -136,12 +180,13 @@ class Weighted:
                 shares[name] = shares.get(name, 0.0) + weight * share
         return shares
 
-    def describe(self, params: list[dict[str, Any]], rounds: list[int]) -> list[dict[str, Any]]:
-        """The members as the manifest and MLflow show them."""
-        return [{"family": m.family, "trial": t, "weight": w, "rounds": r, "params": p,
-                 "native_file": native_name(m, i)}
-                for i, (m, t, w, r, p) in enumerate(zip(self.members, self.trials, self.weights, rounds,
-                                                        params, strict=True))]
+    def describe(self, params: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+        """The members as the manifest and MLflow show them (``params``: each trial's)."""
+        folds = self.folds or [None] * len(self.members)
+        return [{"family": m.family, "trial": t, "weight": w, "rounds": m.best_rounds, "params": params[t],
+                 **({"fold": k} if k is not None else {}), "native_file": native_name(m, i)}
+                for i, (m, t, w, k) in enumerate(zip(self.members, self.trials, self.weights, folds,
+                                                     strict=True))]
 
 
 def native_name(member: families.Fitted, i: int) -> str:

@@ -138,19 +138,40 @@ def study_name(config: dict[str, Any], prepared: Prepared) -> str:
     return f"{prepared.name}-{config['seed']}"
 
 
-def tune_study(config: dict[str, Any], prepared: Prepared, on_trial=None,
-               show_progress: bool = True) -> tuple[Any, dict[int, np.ndarray]]:
+def tune_study(config: dict[str, Any], prepared: Prepared, on_trial=None, show_progress: bool = True,
+               models: dict[int, list[families.Fitted]] | None = None) -> tuple[Any, dict[int, np.ndarray]]:
     """The Optuna study over both families, run for this job's share of trials, and the out-of-fold
-    raw scores of the trials it ran."""
+    raw scores of the trials it ran; ``models``, when given, receives their fold models (``bagged``)."""
     study = tune.create_study(config, study_name(config, prepared), prepared.metric)
     oof = tune.optimize(study, config, prepared.X_train, prepared.y_train, prepared.schema, prepared.classes,
-                        prepared.task, prepared.metric, on_trial=on_trial, show_progress=show_progress)
+                        prepared.task, prepared.metric, on_trial=on_trial, show_progress=show_progress,
+                        models=models)
     return study, oof
 
 
-def fit_trial(config: dict[str, Any], prepared: Prepared, trial) -> tuple[str, dict, int, families.Fitted]:
+# ``ensemble_members: auto`` bags classification tables under this many training rows: measured on
+# the training benchmark's small tables (benchmarks/ensemble_choices.py), the fold models scored
+# better than the members refit on every row, and their trees stay few enough to serve
+BAG_ROWS = 5_000
+
+
+def bagged(config: dict[str, Any], prepared: Prepared) -> bool:
+    """Whether the model's members are their trials' fold models (bagging) rather than refits."""
+    setting = config["ensemble_members"]
+    if setting != "auto":
+        return setting == "bagged"
+    return prepared.task != "regression" and len(prepared.X_train) < BAG_ROWS
+
+
+def fit_trial(config: dict[str, Any], prepared: Prepared, trial,
+              models: dict[int, list[families.Fitted]] | None = None,
+              ) -> tuple[str, dict, int, families.Fitted | ensemble.Bagged]:
+    """A trial's model: its fold models from the study when they were kept (bagged), else a fit of its
+    parameters on every training row with its folds' median rounds."""
     family, params = families.params_from_trial(trial.params)
     rounds = int(trial.user_attrs.get("rounds", config["tuning"]["max_rounds"]))
+    if models and trial.number in models:
+        return family, params, rounds, ensemble.Bagged(models[trial.number])
     fitted = families.fit(family, params, prepared.X_train, prepared.y_train, prepared.schema,
                           task=prepared.task, seed=config["seed"], threads=config["tuning"]["threads"],
                           rounds=rounds, objective=config["regression"]["objective"],
@@ -196,9 +217,10 @@ def decision_threshold(config: dict[str, Any], prepared: Prepared,
     return threshold
 
 
-def refit(config: dict[str, Any], prepared: Prepared, study,
-          oof: dict[int, np.ndarray] | None = None) -> Refit:
-    """The best trial, or the ensemble of trials the selection chose, fitted on every training row."""
+def refit(config: dict[str, Any], prepared: Prepared, study, oof: dict[int, np.ndarray] | None = None,
+          models: dict[int, list[families.Fitted]] | None = None) -> Refit:
+    """The best trial, or the ensemble of trials the selection chose, fitted on every training row (or
+    their fold models kept from the study: ``models``, when the members are bagged)."""
     if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
         budget = config["tuning"]["timeout_seconds"]
         raise D.DataError(f"the tuning budget ({budget} s) ended before a trial finished one fold: give "
@@ -206,10 +228,10 @@ def refit(config: dict[str, Any], prepared: Prepared, study,
     best, oof = study.best_trial, oof or {}
     selection = select_ensemble(config, prepared, study, oof)
     if selection is None:
-        return fit_best(config, prepared, best, oof)
+        return fit_best(config, prepared, best, oof, models=models)
     fits: dict[int, tuple] = {}  # trial number → fit_trial's answer, shared with the fallback
-    return (fit_ensemble(config, prepared, study, oof, selection, fits)
-            or fit_best(config, prepared, best, oof, fits.get(best.number)))
+    return (fit_ensemble(config, prepared, study, oof, selection, fits, models)
+            or fit_best(config, prepared, best, oof, fits.get(best.number), models))
 
 
 # What the serving guard narrows an ensemble to, in turn: the best trial's family (one layout: its
@@ -220,16 +242,27 @@ NARROWER = (("the best trial's family", ("family",)),
 
 
 def fit_best(config: dict[str, Any], prepared: Prepared, best, oof: dict[int, np.ndarray],
-             fitted_already: tuple | None = None) -> Refit:
-    family, params, rounds, fitted = fitted_already or fit_trial(config, prepared, best)
+             fitted_already: tuple | None = None,
+             models: dict[int, list[families.Fitted]] | None = None) -> Refit:
+    family, params, rounds, fitted = fitted_already or fit_trial(config, prepared, best, models)
+    threshold = decision_threshold(config, prepared, oof.get(best.number))
+    if isinstance(fitted, ensemble.Bagged):  # its fold models: one weighted model of K members
+        LOG.info("best trial %d: %s cv %s=%.4f, its %d fold models bagged",
+                 best.number, family, prepared.metric, best.value, len(fitted.models))
+        weighted = fitted.as_weighted(best.number)
+        return Refit("ensemble", {}, sum(m.best_rounds for m in weighted.members), weighted,
+                     float(best.value), best.user_attrs.get("fold_scores"), best.number,
+                     members=weighted.describe({best.number: params}), threshold=threshold,
+                     selection={"members": "bagged", "best_trial": best.number})
     LOG.info("best trial %d: %s cv %s=%.4f, refit with %d rounds",
              best.number, family, prepared.metric, best.value, rounds)
     return Refit(family, params, rounds, fitted, float(best.value), best.user_attrs.get("fold_scores"),
-                 best.number, threshold=decision_threshold(config, prepared, oof.get(best.number)))
+                 best.number, threshold=threshold)
 
 
 def fit_ensemble(config: dict[str, Any], prepared: Prepared, study, oof: dict[int, np.ndarray],
-                 selection: ensemble.Selection, fits: dict[int, tuple]) -> Refit | None:
+                 selection: ensemble.Selection, fits: dict[int, tuple],
+                 models: dict[int, list[families.Fitted]] | None = None) -> Refit | None:
     """The selected trials fitted on every training row, as one weighted model, within the serving
     guard: an ensemble whose warm single-row answer is more than ``ensemble_max_slowdown`` times the
     best trial's is chosen again among fewer trials (``NARROWER``) until it is fast enough; when
@@ -239,15 +272,15 @@ def fit_ensemble(config: dict[str, Any], prepared: Prepared, study, oof: dict[in
 
     def fit(number: int) -> tuple:
         if number not in fits:
-            fits[number] = fit_trial(config, prepared, trials[number])
+            fits[number] = fit_trial(config, prepared, trials[number], models)
         return fits[number]
 
     narrowings = iter(NARROWER)
     narrowed_to, slowdown, pool, best_arrays = None, None, set(oof), None
     while True:
         chosen = sorted(selection.weights)
-        weighted = ensemble.Weighted([fit(n)[3] for n in chosen], [selection.weights[n] for n in chosen],
-                                     chosen, prepared.task)
+        weighted = ensemble.Weighted.of([fit(n)[3] for n in chosen], [selection.weights[n] for n in chosen],
+                                        chosen, prepared.task)
         if limit == "off":
             break
         if best_arrays is None:
@@ -269,11 +302,13 @@ def fit_ensemble(config: dict[str, Any], prepared: Prepared, study, oof: dict[in
         if selection is None:
             LOG.info("no ensemble of %s beats the best trial out of fold: the best trial alone", narrowed_to)
             return None
-    members = weighted.describe(params=[fit(n)[1] for n in chosen], rounds=[fit(n)[2] for n in chosen])
+    members = weighted.describe({n: fit(n)[1] for n in chosen})
     oof_raw = sum(w * oof[n] for n, w in selection.weights.items())
-    return Refit("ensemble", {}, sum(fit(n)[2] for n in chosen), weighted, selection.score, None, best.number,
+    rounds = sum(m.best_rounds for m in weighted.members)
+    return Refit("ensemble", {}, rounds, weighted, selection.score, None, best.number,
                  members=members, threshold=decision_threshold(config, prepared, oof_raw),
-                 selection={"score": selection.score, "best_single": selection.best_single,
+                 selection={"members": "bagged" if models else "refit",
+                            "score": selection.score, "best_single": selection.best_single,
                             "best_trial": selection.best_trial, "history": selection.history,
                             "pool": ensemble.POOL, "size": ensemble.SIZE,
                             "serving_slowdown": None if slowdown is None else round(slowdown, 3),
@@ -423,8 +458,10 @@ def run(config: dict[str, Any], publish: bool = True, show_progress: bool = True
         def on_trial(_study, trial):
             tracking.log_trial(run_id, experiment_id, trial)
 
-        study, oof = tune_study(config, prepared, show_progress=show_progress, on_trial=on_trial)
-        model = refit(config, prepared, study, oof)
+        models: dict[int, list[families.Fitted]] | None = {} if bagged(config, prepared) else None
+        study, oof = tune_study(config, prepared, show_progress=show_progress, on_trial=on_trial,
+                                models=models)
+        model = refit(config, prepared, study, oof, models)
         evaluation = evaluate(prepared, model)
         tracking.log_evaluation(prepared, model, evaluation, study)
         arrays, exactness = export_and_check(prepared, model, evaluation)

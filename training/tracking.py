@@ -54,6 +54,7 @@ def job_run(experiment_id: str, config: dict[str, Any], prepared) -> Iterator[st
             mlflow.set_tag("possible_leaks", ", ".join(leak["column"] for leak in prepared.leaks))
             mlflow.log_dict(prepared.leaks, "possible_leaks.json")
         mlflow.log_params({"cv_repeats": tuning["cv_repeats"], "ensemble": config["ensemble"],
+                           "ensemble_members": config["ensemble_members"],
                            "ensemble_max_slowdown": config["ensemble_max_slowdown"],
                            "decision_threshold": config["decision_threshold"]})
         yield parent.info.run_id

@@ -126,7 +126,8 @@ class Objective:
     """
 
     def __init__(self, config: dict[str, Any], X: pd.DataFrame, y: pd.Series, schema, classes: list[str],
-                 task: str, metric: str, end: float | None = None, worker: bool = False) -> None:
+                 task: str, metric: str, end: float | None = None, worker: bool = False,
+                 bag: bool = False) -> None:
         self.config, self.X, self.y, self.schema = config, X, y, schema
         self.classes, self.task, self.metric, self.end = classes, task, metric, end
         self.worker = worker
@@ -134,6 +135,10 @@ class Objective:
         self.folds = splits(config, X, y, task)
         self.sized = worker  # the repeats were fitted to the budget (after the first fit), or are not
         self.oof: dict[int, np.ndarray] = {}  # trial number → (rows, outputs) raw scores
+        # with ``bag``: trial number → its fold models of the first repeat (bagged members), for the
+        # trials whose out-of-fold scores are kept
+        self.bag = bag
+        self.models: dict[int, list[families.Fitted]] = {}
         self._values: dict[int, float] = {}
         self._sign = -1 if evaluate.DIRECTION[metric] == "maximize" else 1  # sign * value: best first
         self._fit_seconds: dict[int, float] = {}  # trial number → its folds' mean fit time
@@ -162,7 +167,7 @@ class Objective:
             trial.set_user_attr("worker", int(worker))
         family = trial.suggest_categorical("family", tuning["families"])
         params = families.suggest(trial, family, self.task, config["class_weight"])
-        scores, rounds, fit_seconds = [], [], []
+        scores, rounds, fit_seconds, models = [], [], [], []
         raw_sum, seen = None, np.zeros(len(self.X))
         for k, (train_idx, valid_idx) in enumerate(self.folds):
             if k >= len(self.folds):  # the repeats were cut during this trial
@@ -187,6 +192,8 @@ class Objective:
                     return self._partial(trial, scores, rounds)
                 raise optuna.TrialPruned("the tuning budget ended in a fit") from None
             fit_seconds.append(time.monotonic() - fit_started)
+            if self.bag and k < tuning["cv_folds"]:
+                models.append(fitted)
             if not self.sized:
                 self.sized = True
                 self.fit_repeats(fit_seconds[0])
@@ -206,6 +213,8 @@ class Objective:
         value = float(np.mean(scores))
         self.completed = True
         self.oof[trial.number] = raw_sum / seen[:, None]
+        if self.bag:
+            self.models[trial.number] = models
         trial.set_user_attr("fit_seconds", round(float(np.mean(fit_seconds)), 3))
         self._keep_best(trial.number, value, float(np.mean(fit_seconds)))
         return value
@@ -243,6 +252,7 @@ class Objective:
         if len(self.oof) > POOL:
             worst = max(self.oof, key=lambda t: self._sign * self._values[t])
             del self.oof[worst]
+            self.models.pop(worst, None)
 
 
 def optimize(
@@ -257,9 +267,11 @@ def optimize(
     on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
     show_progress: bool = True,
     worker: bool = False,
+    models: dict[int, list[families.Fitted]] | None = None,
 ) -> dict[int, np.ndarray]:
     """Run this worker's share of trials, with a progress bar showing the best score; the trials'
-    out-of-fold raw scores (trial number → (rows, outputs)) for the ensemble selection.
+    out-of-fold raw scores (trial number → (rows, outputs)) for the ensemble selection. Given
+    ``models``, it receives the kept trials' fold models of the first repeat (bagged members).
 
     The study starts from each library's defaults: the training job's own study always, a
     shared study only from worker 0 (TUNING_WORKER_INDEX or AWS_BATCH_JOB_ARRAY_INDEX):
@@ -295,7 +307,8 @@ def optimize(
     started = time.monotonic()
     budget = tuning["timeout_seconds"]
     objective = Objective(config, X, y, schema, classes, task, metric,
-                          end=started + budget if budget else None, worker=worker)
+                          end=started + budget if budget else None, worker=worker,
+                          bag=models is not None)
     try:
         study.optimize(
             objective,
@@ -308,4 +321,6 @@ def optimize(
         bar.close()
     kept = f", {objective.reserve:.1f} s kept for the refit and the checks" if budget and not worker else ""
     LOG.info("tuned %d trials in %.1f s%s", len(objective.oof), time.monotonic() - started, kept)
+    if models is not None:
+        models.update(objective.models)
     return objective.oof

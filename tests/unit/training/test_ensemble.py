@@ -1,5 +1,6 @@
 """Ensemble selection over the study's trials, the budget that bounds the fits, repeated folds."""
 
+import dataclasses
 import time
 
 import numpy as np
@@ -69,11 +70,40 @@ def test_the_job_publishes_an_ensemble_and_off_means_the_best_trial(tmp_path, s3
     assert manifest["framework"]["native_files"] == [m["native_file"] for m in members]
     assert manifest["exactness"]["max_abs_difference"] <= 1e-12
     assert manifest["ensemble"]["selection"]["score"] == manifest["metrics"]["cv"]["score"]
+    # a small classification table: each member is its trial's 3 fold models, a third of its weight each
+    assert manifest["ensemble"]["selection"]["members"] == "bagged"
+    trials = {m["trial"] for m in members}
+    assert len(trials) >= 2 and len(members) == 3 * len(trials)
+    for trial in trials:
+        folds = [m for m in members if m["trial"] == trial]
+        assert [m["fold"] for m in folds] == [0, 1, 2]
+        assert len({round(m["weight"], 12) for m in folds}) == 1
+    kept: dict = {}
     off = job.run(small_config(tmp_path, **{"tuning.n_trials": 6, "ensemble": "off"}), publish=False,
-                  show_progress=False)
-    assert off["family"] in ("catboost", "lightgbm")
+                  show_progress=False, keep=kept)
+    assert off["family"] == "ensemble"  # the best trial alone, bagged: its fold models
+    assert {m["trial"] for m in kept["model"].members} == {kept["model"].best_trial}
+    assert [m["fold"] for m in kept["model"].members] == [0, 1, 2]
+    refit = job.run(small_config(tmp_path, **{"tuning.n_trials": 6, "ensemble": "off",
+                                              "ensemble_members": "refit"}), publish=False, show_progress=False)
+    assert refit["family"] in ("catboost", "lightgbm")
     with pytest.raises(C.ConfigError, match="ensemble 'always': use auto or off"):
         small_config(tmp_path, ensemble="always")
+    with pytest.raises(C.ConfigError, match="ensemble_members 'folds': use auto, refit or bagged"):
+        small_config(tmp_path, ensemble_members="folds")
+
+
+def test_auto_bags_classification_tables_under_the_row_bound_only(tmp_path):
+    config = small_config(tmp_path)
+    prepared = job.prepare(config)
+    assert job.bagged(config, prepared)  # breast cancer: 455 training rows
+    big = dataclasses.replace(
+        prepared, X_train=pd.concat([prepared.X_train] * (job.BAG_ROWS // len(prepared.X_train) + 1)))
+    assert not job.bagged(config, big)
+    regression = job.prepare(small_config(tmp_path, dataset="diabetes"))
+    assert not job.bagged(config, regression)
+    assert job.bagged(small_config(tmp_path, ensemble_members="bagged"), regression)
+    assert not job.bagged(small_config(tmp_path, ensemble_members="refit"), prepared)
 
 
 def test_a_fit_past_its_deadline_stops_and_says_so():
@@ -408,7 +438,7 @@ def test_the_fallback_to_the_best_trial_does_not_fit_it_twice(tmp_path, monkeypa
     monkeypatch.setattr(job.serving_cost, "slowdown", lambda *a: 9.0)
     fitted = []
     real = job.fit_trial
-    monkeypatch.setattr(job, "fit_trial", lambda c, p, trial: fitted.append(trial.number) or real(c, p, trial))
+    monkeypatch.setattr(job, "fit_trial", lambda c, p, trial, models=None: fitted.append(trial.number) or real(c, p, trial, models))
     model = job.refit(config, prepared, study, oof)
     assert model.members is None and model.best_trial == study.best_trial.number
     assert len(fitted) == len(set(fitted))  # each trial fitted once, the best one included
