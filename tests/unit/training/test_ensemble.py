@@ -7,6 +7,7 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
+from serving.model import evaluator
 
 from tests.unit.training.test_training import small_config
 from training import config as C
@@ -104,6 +105,50 @@ def test_auto_bags_classification_tables_under_the_row_bound_only(tmp_path):
     assert not job.bagged(config, regression)
     assert job.bagged(small_config(tmp_path, ensemble_members="bagged"), regression)
     assert not job.bagged(small_config(tmp_path, ensemble_members="refit"), prepared)
+
+
+def test_the_study_keeps_the_first_repeats_fold_models_of_the_trials_it_keeps(tmp_path, monkeypatch):
+    monkeypatch.setattr(tune, "POOL", 3)
+    config = small_config(tmp_path, **{"tuning.n_trials": 6, "tuning.cv_repeats": 2})
+    prepared = job.prepare(config)
+    study = tune.create_study(config, "bagged", prepared.metric)
+    models: dict = {}
+    oof = tune.optimize(study, config, prepared.X_train, prepared.y_train, prepared.schema, prepared.classes,
+                        prepared.task, prepared.metric, show_progress=False, models=models)
+    assert set(models) == set(oof) and len(oof) == 3  # evicted together with the trial's scores
+    folds = tune.splits(config, prepared.X_train, prepared.y_train, prepared.task)[:3]  # the first repeat's
+    for number, kept in models.items():
+        assert len(kept) == 3
+        for model, (_, valid_idx) in zip(kept, folds, strict=True):
+            # each fold model predicted the rows its fold left out: the first repeat's half of the oof
+            raw = model.raw(prepared.X_train.iloc[valid_idx], prepared.schema)
+            assert np.all(np.isfinite(raw)) and raw.shape[0] == len(valid_idx)
+
+
+def test_a_bagged_trial_is_its_fold_models_at_an_equal_share_of_its_weight(tmp_path):
+    config = small_config(tmp_path)
+    prepared = job.prepare(config)
+    X, y, schema = prepared.X_train, prepared.y_train, prepared.schema
+    fit = lambda rows, family="lightgbm": families.fit(  # noqa: E731
+        family, {}, X.iloc[rows], y.iloc[rows], schema, task="binary", seed=0, threads=1, rounds=20)
+    folds = [fit(slice(0, 200)), fit(slice(100, 300)), fit(slice(200, 400))]
+    refit = fit(slice(None), "catboost")
+    bag = ensemble.Bagged(folds)
+    assert bag.family == "lightgbm" and bag.classes == refit.classes
+    mean = sum(m.raw(prepared.X_test, schema) for m in folds) / 3
+    assert np.allclose(bag.raw(prepared.X_test, schema), mean, rtol=0, atol=1e-15)
+    weighted = ensemble.Weighted.of([bag, refit], [0.6, 0.4], [7, 2], "binary")
+    assert weighted.trials == [7, 7, 7, 2] and weighted.folds == [0, 1, 2, None]
+    assert weighted.weights == pytest.approx([0.2, 0.2, 0.2, 0.4])
+    expected = 0.6 * mean + 0.4 * refit.raw(prepared.X_test, schema)
+    assert np.allclose(weighted.raw(prepared.X_test, schema), expected, rtol=0, atol=1e-12)
+    described = weighted.describe({7: {"num_leaves": 7}, 2: {"depth": 4}})
+    assert [m.get("fold") for m in described] == [0, 1, 2, None]
+    assert [m["rounds"] for m in described] == [20, 20, 20, 20]
+    assert described[0]["params"] == {"num_leaves": 7} and described[3]["params"] == {"depth": 4}
+    # a lone bagged trial is served as one model: the mean of its fold models, exactly
+    served = evaluator.from_arrays(bag.export(schema)).predict(D.to_matrix(prepared.X_test, schema))
+    assert np.max(np.abs(served - bag.predict(prepared.X_test, schema))) <= 1e-12
 
 
 def test_a_fit_past_its_deadline_stops_and_says_so():
