@@ -194,8 +194,15 @@ def native_name(member: families.Fitted, i: int) -> str:
 
 
 def members_tag(members: list[dict[str, Any]]) -> str:
-    """The members in a line, for a registry tag: ``catboost#12:0.40, lightgbm#3:0.60``."""
-    return ", ".join(f"{m['family']}#{m['trial']}:{m['weight']:.2f}" for m in members)
+    """The members in a line, for a registry tag: ``catboost#12:0.40, lightgbm#3:0.60``; a bagged
+    trial once, its folds' weights added up: ``catboost#12:0.40 (5 folds)``."""
+    trials: dict[int, list] = {}  # trial → [family, weight, folds]
+    for m in members:
+        entry = trials.setdefault(m["trial"], [m["family"], 0.0, 0])
+        entry[1] += m["weight"]
+        entry[2] += "fold" in m
+    return ", ".join(f"{family}#{trial}:{weight:.2f}" + (f" ({folds} folds)" if folds else "")
+                     for trial, (family, weight, folds) in trials.items())
 
 
 # --- members of one layout folded into one model ----------------------------------------------------

@@ -367,9 +367,10 @@ def build_manifest(config: dict[str, Any], prepared: Prepared, model: Refit, eva
                      "served_as": "serving.model.evaluator (numpy): the weighted sum of the members' raw "
                                   "scores, then the link",
                      "native_files": [m["native_file"] for m in model.members]}
-    native = ("CatBoost's ShapValues" if model.family == "catboost" else "LightGBM's pred_contrib"
-              if model.family == "lightgbm" else "the weighted sum of the members' CatBoost ShapValues "
-              "and LightGBM pred_contrib")
+    names = {"catboost": "CatBoost's ShapValues", "lightgbm": "LightGBM's pred_contrib"}
+    families_ = sorted({m["family"] for m in model.members or [{"family": model.family}]})
+    native = (names[model.family] if model.members is None
+              else "the weighted sum of the members' " + " and ".join(names[f] for f in families_))
     return {
         "framework": framework,
         **({"ensemble": {"members": model.members, "selection": model.selection}} if model.members else {}),

@@ -73,6 +73,9 @@ def test_the_job_publishes_an_ensemble_and_off_means_the_best_trial(tmp_path, s3
     assert manifest["ensemble"]["selection"]["score"] == manifest["metrics"]["cv"]["score"]
     # a small classification table: each member is its trial's 3 fold models, a third of its weight each
     assert manifest["ensemble"]["selection"]["members"] == "bagged"
+    measured_as = manifest["exactness"]["explanations"]["measured_as"]
+    for family, native in (("catboost", "ShapValues"), ("lightgbm", "pred_contrib")):
+        assert (native in measured_as) == any(m["family"] == family for m in members)
     trials = {m["trial"] for m in members}
     assert len(trials) >= 2 and len(members) == 3 * len(trials)
     for trial in trials:
@@ -146,6 +149,7 @@ def test_a_bagged_trial_is_its_fold_models_at_an_equal_share_of_its_weight(tmp_p
     assert [m.get("fold") for m in described] == [0, 1, 2, None]
     assert [m["rounds"] for m in described] == [20, 20, 20, 20]
     assert described[0]["params"] == {"num_leaves": 7} and described[3]["params"] == {"depth": 4}
+    assert ensemble.members_tag(described) == "lightgbm#7:0.60 (3 folds), catboost#2:0.40"
     # a lone bagged trial is served as one model: the mean of its fold models, exactly
     served = evaluator.from_arrays(bag.export(schema)).predict(D.to_matrix(prepared.X_test, schema))
     assert np.max(np.abs(served - bag.predict(prepared.X_test, schema))) <= 1e-12
