@@ -9,8 +9,8 @@ scored with the job's metric and the decision threshold the job would tune for i
 - *published*: what the job published with its members refit (``job.refit`` without fold models:
   the selection, the serving guard);
 - *refit*: the selection's members each fitted once on every training row, without the guard;
-- *bagged*: the same members' K fold models of the first repeat (early-stopped on their folds, as
-  in the study), their raw scores averaged: AutoGluon's bagging;
+- *bagged*: the same members' K fold models of the first repeat, as the study kept them
+  (early-stopped on their folds), their raw scores averaged: AutoGluon's bagging, as the job bags;
 - *log_loss_selection* (classification): the selection made on the out-of-fold log loss instead
   of the study's metric (a proper scoring rule is smoother than F1 on a few hundred rows), its
   members refit, without the guard.
@@ -49,7 +49,7 @@ def log_loss_selection(oof: dict, values: dict, prepared):
 
 def one(name: str, tmp: Path, seed: int) -> dict:
     from training import config as C
-    from training import ensemble, families, job, tune
+    from training import ensemble, families, job
     from training import evaluate as E
 
     tmp = tmp / f"{name}-{seed}"
@@ -60,11 +60,10 @@ def one(name: str, tmp: Path, seed: int) -> dict:
                  f"mlflow.tracking_uri=sqlite:///{tmp}/mlflow.db"]
     config = C.load(None, overrides + ([f"target={target}"] if target else []))
     prepared = job.prepare(config)
-    study, oof = job.tune_study(config, prepared, show_progress=False)
+    models: dict[int, list] = {}  # the kept trials' fold models, as the job keeps them to bag
+    study, oof = job.tune_study(config, prepared, show_progress=False, models=models)
     trials = {t.number: t for t in study.trials}
     values = {t.number: t.value for t in study.trials if t.number in oof and t.value is not None}
-    folds = tune.splits(config, prepared.X_train, prepared.y_train, prepared.task)
-    folds = folds[:config["tuning"]["cv_folds"]]  # the first repeat's
 
     def scored(raw, weights) -> float:
         oof_raw = sum(w * oof[n] for n, w in weights.items())
@@ -95,20 +94,13 @@ def one(name: str, tmp: Path, seed: int) -> dict:
         selection = ensemble.Selection({study.best_trial.number: 1}, 0.0, 0.0, study.best_trial.number)
     raw, trees["refit"] = refit(selection.weights)
     scores["refit"], members["refit"] = scored(raw, selection.weights), len(selection.counts)
-    bagged_raw, trees["bagged"] = 0.0, 0
-    for number, weight in selection.weights.items():
-        family, params = families.params_from_trial(trials[number].params)
-        for train_idx, valid_idx in folds:
-            model = families.fit(
-                family, params, prepared.X_train.iloc[train_idx], prepared.y_train.iloc[train_idx],
-                prepared.schema, task=prepared.task, seed=seed, threads=T.THREADS,
-                rounds=config["tuning"]["max_rounds"], objective=config["regression"]["objective"],
-                huber_delta=config["regression"]["huber_delta"],
-                eval_set=(prepared.X_train.iloc[valid_idx], prepared.y_train.iloc[valid_idx]),
-                early_stopping_rounds=config["tuning"]["early_stopping_rounds"])
-            bagged_raw = bagged_raw + weight / len(folds) * model.raw(prepared.X_test, prepared.schema)
-            trees["bagged"] += _trees(model)
-    scores["bagged"], members["bagged"] = scored(bagged_raw, selection.weights), len(selection.counts)
+    chosen = sorted(selection.weights)
+    bagged = ensemble.Weighted.of([ensemble.Bagged(models[n]) if n in models  # a partial trial keeps none
+                                   else job.fit_trial(config, prepared, trials[n])[3] for n in chosen],
+                                  [selection.weights[n] for n in chosen], chosen, prepared.task)
+    trees["bagged"] = sum(_trees(m) for m in bagged.members)
+    scores["bagged"] = scored(bagged.raw(prepared.X_test, prepared.schema), selection.weights)
+    members["bagged"] = len(selection.counts)
     if prepared.task != "regression" and len(values) >= 2:
         by_loss = log_loss_selection(oof, values, prepared)
         raw, trees["log_loss_selection"] = refit(by_loss.weights)

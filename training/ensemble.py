@@ -98,22 +98,8 @@ class Bagged:
 
     models: list[families.Fitted]
 
-    @property
-    def family(self) -> str:
-        return self.models[0].family
-
-    @property
-    def classes(self) -> list[str]:
-        return self.models[0].classes
-
     def as_weighted(self, trial: int) -> Weighted:
         return Weighted.of([self], [1.0], [trial], self.models[0].task)
-
-    def raw(self, X: pd.DataFrame, schema) -> np.ndarray:
-        return sum(m.raw(X, schema) for m in self.models) / len(self.models)
-
-    def predict(self, X: pd.DataFrame, schema) -> np.ndarray:
-        return oof_output(self.raw(X, schema), self.models[0].task)
 
     def export(self, schema) -> dict[str, np.ndarray]:
         return self.as_weighted(0).export(schema)

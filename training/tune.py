@@ -127,7 +127,7 @@ class Objective:
 
     def __init__(self, config: dict[str, Any], X: pd.DataFrame, y: pd.Series, schema, classes: list[str],
                  task: str, metric: str, end: float | None = None, worker: bool = False,
-                 bag: bool = False) -> None:
+                 models: dict[int, list[families.Fitted]] | None = None) -> None:
         self.config, self.X, self.y, self.schema = config, X, y, schema
         self.classes, self.task, self.metric, self.end = classes, task, metric, end
         self.worker = worker
@@ -135,10 +135,9 @@ class Objective:
         self.folds = splits(config, X, y, task)
         self.sized = worker  # the repeats were fitted to the budget (after the first fit), or are not
         self.oof: dict[int, np.ndarray] = {}  # trial number → (rows, outputs) raw scores
-        # with ``bag``: trial number → its fold models of the first repeat (bagged members), for the
-        # trials whose out-of-fold scores are kept
-        self.bag = bag
-        self.models: dict[int, list[families.Fitted]] = {}
+        # given: trial number → its fold models of the first repeat (bagged members), for the trials
+        # whose out-of-fold scores are kept
+        self.models = models
         self._values: dict[int, float] = {}
         self._sign = -1 if evaluate.DIRECTION[metric] == "maximize" else 1  # sign * value: best first
         self._fit_seconds: dict[int, float] = {}  # trial number → its folds' mean fit time
@@ -192,7 +191,7 @@ class Objective:
                     return self._partial(trial, scores, rounds)
                 raise optuna.TrialPruned("the tuning budget ended in a fit") from None
             fit_seconds.append(time.monotonic() - fit_started)
-            if self.bag and k < tuning["cv_folds"]:
+            if self.models is not None and k < tuning["cv_folds"]:
                 models.append(fitted)
             if not self.sized:
                 self.sized = True
@@ -213,7 +212,7 @@ class Objective:
         value = float(np.mean(scores))
         self.completed = True
         self.oof[trial.number] = raw_sum / seen[:, None]
-        if self.bag:
+        if self.models is not None:
             self.models[trial.number] = models
         trial.set_user_attr("fit_seconds", round(float(np.mean(fit_seconds)), 3))
         self._keep_best(trial.number, value, float(np.mean(fit_seconds)))
@@ -252,7 +251,8 @@ class Objective:
         if len(self.oof) > POOL:
             worst = max(self.oof, key=lambda t: self._sign * self._values[t])
             del self.oof[worst]
-            self.models.pop(worst, None)
+            if self.models is not None:
+                self.models.pop(worst, None)
 
 
 def optimize(
@@ -308,7 +308,7 @@ def optimize(
     budget = tuning["timeout_seconds"]
     objective = Objective(config, X, y, schema, classes, task, metric,
                           end=started + budget if budget else None, worker=worker,
-                          bag=models is not None)
+                          models=models)
     try:
         study.optimize(
             objective,
@@ -321,6 +321,4 @@ def optimize(
         bar.close()
     kept = f", {objective.reserve:.1f} s kept for the refit and the checks" if budget and not worker else ""
     LOG.info("tuned %d trials in %.1f s%s", len(objective.oof), time.monotonic() - started, kept)
-    if models is not None:
-        models.update(objective.models)
     return objective.oof

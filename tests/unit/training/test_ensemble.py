@@ -137,9 +137,10 @@ def test_a_bagged_trial_is_its_fold_models_at_an_equal_share_of_its_weight(tmp_p
     folds = [fit(slice(0, 200)), fit(slice(100, 300)), fit(slice(200, 400))]
     refit = fit(slice(None), "catboost")
     bag = ensemble.Bagged(folds)
-    assert bag.family == "lightgbm" and bag.classes == refit.classes
     mean = sum(m.raw(prepared.X_test, schema) for m in folds) / 3
-    assert np.allclose(bag.raw(prepared.X_test, schema), mean, rtol=0, atol=1e-15)
+    alone = bag.as_weighted(7)
+    assert alone.trials == [7, 7, 7] and alone.weights == pytest.approx([1 / 3] * 3)
+    assert np.allclose(alone.raw(prepared.X_test, schema), mean, rtol=0, atol=1e-15)
     weighted = ensemble.Weighted.of([bag, refit], [0.6, 0.4], [7, 2], "binary")
     assert weighted.trials == [7, 7, 7, 2] and weighted.folds == [0, 1, 2, None]
     assert weighted.weights == pytest.approx([0.2, 0.2, 0.2, 0.4])
@@ -152,7 +153,7 @@ def test_a_bagged_trial_is_its_fold_models_at_an_equal_share_of_its_weight(tmp_p
     assert ensemble.members_tag(described) == "lightgbm#7:0.60 (3 folds), catboost#2:0.40"
     # a lone bagged trial is served as one model: the mean of its fold models, exactly
     served = evaluator.from_arrays(bag.export(schema)).predict(D.to_matrix(prepared.X_test, schema))
-    assert np.max(np.abs(served - bag.predict(prepared.X_test, schema))) <= 1e-12
+    assert np.max(np.abs(served - alone.predict(prepared.X_test, schema))) <= 1e-12
 
 
 def test_a_fit_past_its_deadline_stops_and_says_so():
