@@ -220,18 +220,62 @@ def decision_threshold(config: dict[str, Any], prepared: Prepared,
 def refit(config: dict[str, Any], prepared: Prepared, study, oof: dict[int, np.ndarray] | None = None,
           models: dict[int, list[families.Fitted]] | None = None) -> Refit:
     """The best trial, or the ensemble of trials the selection chose, fitted on every training row (or
-    their fold models kept from the study: ``models``, when the members are bagged)."""
+    their fold models kept from the study: ``models``, when the members are bagged).
+
+    Bagged members come first when the study kept them; when no bagged model (the ensemble, a
+    narrower one, or the best trial's fold models alone) answers one row within
+    ``ensemble_max_slowdown`` times the best trial alone, the members are refit instead: bagging
+    multiplies the trees by the folds, and the guard bounds what that costs to serve."""
     if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
         budget = config["tuning"]["timeout_seconds"]
         raise D.DataError(f"the tuning budget ({budget} s) ended before a trial finished one fold: give "
                           "tuning.timeout_seconds more, or lower tuning.max_rounds")
     best, oof = study.best_trial, oof or {}
     selection = select_ensemble(config, prepared, study, oof)
-    if selection is None:
-        return fit_best(config, prepared, best, oof, models=models)
+    if models:
+        kept = fit_bagged(config, prepared, study, oof, selection, models)
+        if kept is not None:
+            return kept
+        LOG.info("no bagged model serves one row within %sx the best trial alone: the members are refit",
+                 config["ensemble_max_slowdown"])
     fits: dict[int, tuple] = {}  # trial number → fit_trial's answer, shared with the fallback
-    return (fit_ensemble(config, prepared, study, oof, selection, fits, models)
-            or fit_best(config, prepared, best, oof, fits.get(best.number), models))
+    if selection is None:
+        return fit_best(config, prepared, best, oof)
+    return (fit_ensemble(config, prepared, study, oof, selection, fits)
+            or fit_best(config, prepared, best, oof, fits.get(best.number)))
+
+
+def fit_bagged(config: dict[str, Any], prepared: Prepared, study, oof: dict[int, np.ndarray],
+               selection: ensemble.Selection | None,
+               models: dict[int, list[families.Fitted]]) -> Refit | None:
+    """The model of the trials' fold models (``models``; a trial without them is refit) within the
+    serving guard: the ensemble, narrowed as ``fit_ensemble`` does, else the best trial's folds alone,
+    timed against the best trial as one model; None when even those are too slow."""
+    best, fits = study.best_trial, {}
+    model = (selection and fit_ensemble(config, prepared, study, oof, selection, fits, models)) \
+        or fit_best(config, prepared, best, oof, fits.get(best.number), models)
+    limit = config["ensemble_max_slowdown"]
+    if limit == "off" or model.selection is None or "serving_slowdown" in model.selection:
+        return model  # not guarded, a refit best trial (it is its own reference), or guarded already
+    fitted = fits.get(best.number) or fit_trial(config, prepared, best, models)
+    slowdown = serving_cost.slowdown(model.fitted.export(prepared.schema),
+                                     best_alone(best, fitted[3]).export(prepared.schema), prepared)
+    LOG.info("the best trial's %d fold models serve one row in %.2fx the time of one (limit %.2fx)",
+             len(model.fitted.members), slowdown, limit)
+    if slowdown > limit:
+        return None
+    model.selection.update(serving_slowdown=round(slowdown, 3), max_slowdown=limit)
+    return model
+
+
+def best_alone(best, fitted: families.Fitted | ensemble.Bagged) -> families.Fitted:
+    """The best trial as one model, what the serving guard times a model against: its refit, or, when
+    its fold models were kept, the one whose rounds are nearest its folds' median (the rounds its
+    refit would have: the same trees, so the same cost to serve, without fitting it)."""
+    if not isinstance(fitted, ensemble.Bagged):
+        return fitted
+    rounds = best.user_attrs.get("rounds", fitted.models[0].best_rounds)
+    return min(fitted.models, key=lambda m: abs(m.best_rounds - rounds))
 
 
 # What the serving guard narrows an ensemble to, in turn: the best trial's family (one layout: its
@@ -263,10 +307,11 @@ def fit_best(config: dict[str, Any], prepared: Prepared, best, oof: dict[int, np
 def fit_ensemble(config: dict[str, Any], prepared: Prepared, study, oof: dict[int, np.ndarray],
                  selection: ensemble.Selection, fits: dict[int, tuple],
                  models: dict[int, list[families.Fitted]] | None = None) -> Refit | None:
-    """The selected trials fitted on every training row, as one weighted model, within the serving
-    guard: an ensemble whose warm single-row answer is more than ``ensemble_max_slowdown`` times the
-    best trial's is chosen again among fewer trials (``NARROWER``) until it is fast enough; when
-    none is (or no narrower ensemble beats the best trial out of fold), None: the best trial alone."""
+    """The selected trials fitted on every training row (or their fold models, ``models``), as one
+    weighted model, within the serving guard: an ensemble whose warm single-row answer is more than
+    ``ensemble_max_slowdown`` times the best trial alone's (``best_alone``) is chosen again among
+    fewer trials (``NARROWER``) until it is fast enough; when none is (or no narrower ensemble beats
+    the best trial out of fold), None: the best trial alone."""
     trials, best = {t.number: t for t in study.trials}, study.best_trial
     limit = config["ensemble_max_slowdown"]
 
@@ -284,7 +329,7 @@ def fit_ensemble(config: dict[str, Any], prepared: Prepared, study, oof: dict[in
         if limit == "off":
             break
         if best_arrays is None:
-            best_arrays = fit(best.number)[3].export(prepared.schema)
+            best_arrays = best_alone(best, fit(best.number)[3]).export(prepared.schema)
         slowdown = serving_cost.slowdown(weighted.export(prepared.schema), best_arrays, prepared)
         LOG.info("ensemble of %d serves one row in %.2fx the best trial's time (limit %.2fx)",
                  len(chosen), slowdown, limit)

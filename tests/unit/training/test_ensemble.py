@@ -414,13 +414,74 @@ def test_a_budget_that_ends_before_any_fold_says_what_to_change(tmp_path, monkey
         job.refit(config, prepared, study, {})
 
 
-def _study_for_the_guard(tmp_path):
-    config = small_config(tmp_path, **{"tuning.n_trials": 8})
+def _study_for_the_guard(tmp_path, models: dict | None = None, **extra):
+    config = small_config(tmp_path, **{"tuning.n_trials": 8, **extra})
     prepared = job.prepare(config)
     study = tune.create_study(config, "guard", prepared.metric)
     oof = tune.optimize(study, config, prepared.X_train, prepared.y_train, prepared.schema, prepared.classes,
-                        prepared.task, prepared.metric, show_progress=False)
+                        prepared.task, prepared.metric, show_progress=False, models=models)
     return config, prepared, study, oof
+
+
+def _same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_a_bagged_best_trial_too_slow_to_serve_gives_way_to_its_refit(tmp_path, monkeypatch):
+    models: dict = {}
+    config, prepared, study, oof = _study_for_the_guard(tmp_path, models, ensemble="off")
+    best = study.best_trial
+    one_fold = job.best_alone(best, ensemble.Bagged(models[best.number])).export(prepared.schema)
+    calls = []
+    monkeypatch.setattr(job.serving_cost, "slowdown", lambda model, reference, p: calls.append(
+        (model, reference)) or measured)
+    measured = 2.0  # at the limit is within it: the fold models are kept
+    kept = job.refit(config, prepared, study, oof, models)
+    assert kept.selection == {"members": "bagged", "best_trial": best.number, "serving_slowdown": 2.0,
+                              "max_slowdown": 2.0}
+    assert [m["fold"] for m in kept.members] == [0, 1, 2]
+    # timed against one of the best trial's fold models: what the best trial costs to serve alone
+    assert len(calls) == 1 and _same(calls[0][1], one_fold)
+    assert _same(calls[0][0], kept.fitted.export(prepared.schema))
+    calls.clear()
+    measured = 2.01
+    refit = job.refit(config, prepared, study, oof, models)
+    assert refit.family == best.params["family"] and refit.members is None and refit.selection is None
+    assert refit.best_trial == best.number and len(calls) == 1
+    config["ensemble_max_slowdown"] = "off"
+    assert job.refit(config, prepared, study, oof, models).members == kept.members
+
+
+def test_bagging_that_no_narrowing_makes_fast_enough_gives_way_to_refit_members(tmp_path, monkeypatch):
+    models: dict = {}
+    config, prepared, study, oof = _study_for_the_guard(tmp_path, models)
+    assert job.select_ensemble(config, prepared, study, oof) is not None
+    best = study.best_trial
+    one_fold = job.best_alone(best, ensemble.Bagged(models[best.number])).export(prepared.schema)
+    calls, refits = [], []
+
+    def slowdown(model, reference, prepared_):
+        calls.append(reference)
+        return 9.0 if _same(reference, one_fold) else 1.0  # every bagged model is too slow
+
+    monkeypatch.setattr(job.serving_cost, "slowdown", slowdown)
+    real = job.fit_trial
+    monkeypatch.setattr(job, "fit_trial", lambda c, p, trial, models=None: (
+        models is None and refits.append(trial.number)) or real(c, p, trial, models))
+    model = job.refit(config, prepared, study, oof, models)
+    bagged_calls = [r for r in calls if _same(r, one_fold)]
+    assert len(bagged_calls) >= 2  # the ensemble, narrowed, then the best trial's folds alone
+    assert len(calls) > len(bagged_calls)  # then the refit members, timed against the best trial refit
+    assert model.selection is not None and model.selection["members"] == "refit"
+    assert all(m.get("fold") is None for m in model.members) and model.selection["serving_slowdown"] == 1.0
+    assert len(refits) == len(set(refits)) and best.number in refits
+
+
+def test_the_best_trials_reference_is_its_fold_model_of_the_median_rounds():
+    models = [families.Fitted("lightgbm", None, rounds, "binary") for rounds in (10, 40, 24)]
+    best = type("Trial", (), {"user_attrs": {"rounds": 25}})()
+    assert job.best_alone(best, ensemble.Bagged(models)) is models[2]
+    assert job.best_alone(best, models[0]) is models[0]  # a refit is its own reference
 
 
 def test_an_ensemble_too_slow_to_serve_is_chosen_again_among_fewer_trials(tmp_path, monkeypatch):
