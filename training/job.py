@@ -232,13 +232,14 @@ def refit(config: dict[str, Any], prepared: Prepared, study, oof: dict[int, np.n
                           "tuning.timeout_seconds more, or lower tuning.max_rounds")
     best, oof = study.best_trial, oof or {}
     selection = select_ensemble(config, prepared, study, oof)
+    fits: dict[int, tuple] = {}  # trial number → fit_trial's answer, shared with the fallback
     if models:
-        kept = fit_bagged(config, prepared, study, oof, selection, models)
+        kept = fit_bagged(config, prepared, study, oof, selection, models, fits)
         if kept is not None:
             return kept
         LOG.info("no bagged model serves one row within %sx the best trial alone: the members are refit",
                  config["ensemble_max_slowdown"])
-    fits: dict[int, tuple] = {}  # trial number → fit_trial's answer, shared with the fallback
+        fits = {n: f for n, f in fits.items() if not isinstance(f[3], ensemble.Bagged)}  # refits stay
     if selection is None:
         return fit_best(config, prepared, best, oof)
     return (fit_ensemble(config, prepared, study, oof, selection, fits)
@@ -246,17 +247,22 @@ def refit(config: dict[str, Any], prepared: Prepared, study, oof: dict[int, np.n
 
 
 def fit_bagged(config: dict[str, Any], prepared: Prepared, study, oof: dict[int, np.ndarray],
-               selection: ensemble.Selection | None,
-               models: dict[int, list[families.Fitted]]) -> Refit | None:
+               selection: ensemble.Selection | None, models: dict[int, list[families.Fitted]],
+               fits: dict[int, tuple]) -> Refit | None:
     """The model of the trials' fold models (``models``; a trial without them is refit) within the
     serving guard: the ensemble, narrowed as ``fit_ensemble`` does, else the best trial's folds alone,
-    timed against the best trial as one model; None when even those are too slow."""
-    best, fits = study.best_trial, {}
-    model = (selection and fit_ensemble(config, prepared, study, oof, selection, fits, models)) \
-        or fit_best(config, prepared, best, oof, fits.get(best.number), models)
+    timed against the best trial as one model; None when even those are too slow, or when the best
+    trial kept no fold models (from another process, or stopped part-way) and no ensemble was."""
+    best = study.best_trial
+    model = selection and fit_ensemble(config, prepared, study, oof, selection, fits, models)
+    if model:
+        return model
+    if best.number not in models:  # nothing bagged is left to try: the refit members may be
+        return None if selection else fit_best(config, prepared, best, oof, fits.get(best.number))
+    model = fit_best(config, prepared, best, oof, fits.get(best.number), models)
     limit = config["ensemble_max_slowdown"]
-    if limit == "off" or model.selection is None or "serving_slowdown" in model.selection:
-        return model  # not guarded, a refit best trial (it is its own reference), or guarded already
+    if limit == "off":
+        return model
     fitted = fits.get(best.number) or fit_trial(config, prepared, best, models)
     slowdown = serving_cost.slowdown(model.fitted.export(prepared.schema),
                                      best_alone(best, fitted[3]).export(prepared.schema), prepared)

@@ -477,6 +477,28 @@ def test_bagging_that_no_narrowing_makes_fast_enough_gives_way_to_refit_members(
     assert len(refits) == len(set(refits)) and best.number in refits
 
 
+def test_a_best_trial_without_fold_models_still_lets_the_refit_members_be_tried(tmp_path, monkeypatch):
+    models: dict = {}
+    config, prepared, study, oof = _study_for_the_guard(tmp_path, models)
+    assert job.select_ensemble(config, prepared, study, oof) is not None
+    del models[study.best_trial.number]  # as from another process, or a trial stopped part-way
+    bagging = []
+    real = job.fit_bagged
+
+    def fit_bagged(*args, **kwargs):
+        bagging.append(True)
+        try:
+            return real(*args, **kwargs)
+        finally:
+            bagging.pop()
+
+    monkeypatch.setattr(job, "fit_bagged", fit_bagged)
+    monkeypatch.setattr(job.serving_cost, "slowdown", lambda *a: 9.0 if bagging else 1.0)
+    model = job.refit(config, prepared, study, oof, models)
+    assert model.selection["members"] == "refit" and model.selection["serving_slowdown"] == 1.0
+    assert len(model.members) >= 2 and all(m.get("fold") is None for m in model.members)
+
+
 def test_the_best_trials_reference_is_its_fold_model_of_the_median_rounds():
     models = [families.Fitted("lightgbm", None, rounds, "binary") for rounds in (10, 40, 24)]
     best = type("Trial", (), {"user_attrs": {"rounds": 25}})()
