@@ -8,12 +8,13 @@ scored with the job's metric and the decision threshold the job would tune for i
 
 - *published*: what the job published with its members refit (``job.refit`` without fold models:
   the selection, the serving guard);
-- *refit*: the selection's members each fitted once on every training row, without the guard;
+- *refit*: the selection on the study's metric, its members each fitted once on every training
+  row, without the guard;
 - *bagged*: the same members' K fold models of the first repeat, as the study kept them
   (early-stopped on their folds), their raw scores averaged: AutoGluon's bagging, as the job bags;
 - *log_loss_selection* (classification): the selection made on the out-of-fold log loss instead
-  of the study's metric (a proper scoring rule is smoother than F1 on a few hundred rows), its
-  members refit, without the guard;
+  of the study's metric (a proper scoring rule is smoother than F1 on a few hundred rows; the job
+  selects so on binary F1 tables, ``job.selection_metric``), its members refit, without the guard;
 - *bagged_log_loss* (classification): that selection's members bagged.
 
 Paired on one study, the comparisons leave out the study's own run-to-run variation (a budget in

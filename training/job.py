@@ -181,21 +181,35 @@ def fit_trial(config: dict[str, Any], prepared: Prepared, trial,
     return family, params, rounds, fitted
 
 
+def selection_metric(config: dict[str, Any], prepared: Prepared) -> str:
+    """What the ensemble selection optimises out of fold: the study's metric, except for a binary
+    table scored by F1 whose label threshold is tuned afterwards (``decision_threshold: auto``).
+    There it is the log loss: F1 at the default threshold ranks mixtures by labels the published
+    model will not give, and a proper scoring rule is smoother on a few hundred rows. Measured in
+    docs/decisions/ensembles.md."""
+    if prepared.task == "binary" and prepared.metric == "f1_macro" and config["decision_threshold"] == "auto":
+        return "log_loss"
+    return prepared.metric
+
+
 def select_ensemble(config: dict[str, Any], prepared: Prepared, study,
                     oof: dict[int, np.ndarray]) -> ensemble.Selection | None:
-    """The ensemble of the study's trials, when ``ensemble: auto`` and it beats the best trial out of fold."""
+    """The ensemble of the study's trials, when ``ensemble: auto`` and it beats the best trial out of fold
+    (both scored by ``selection_metric``)."""
     if config["ensemble"] != "auto":
         return None
     values = {t.number: t.value for t in study.trials if t.number in oof and t.value is not None}
     if len(values) < 2:
         return None
-    selection = ensemble.select(oof, values, prepared.y_train, prepared.metric, prepared.classes,
-                                prepared.task)
-    used = len(selection.counts) > 1 and E.better(prepared.metric, selection.score, selection.best_single,
-                                                  0.0)
+    metric = selection_metric(config, prepared)
+    if metric != prepared.metric:  # each trial's out-of-fold score by the selection's metric
+        values = {n: E.score(metric, prepared.y_train, ensemble.oof_output(oof[n], prepared.task),
+                             prepared.classes) for n in values}
+    selection = ensemble.select(oof, values, prepared.y_train, metric, prepared.classes, prepared.task)
+    used = len(selection.counts) > 1 and E.better(metric, selection.score, selection.best_single, 0.0)
     LOG.info("ensemble selection: %d trials, weights %s; out of fold %s=%.4f against the best trial's "
              "%.4f: %s",
-             len(selection.counts), {t: round(w, 3) for t, w in selection.weights.items()}, prepared.metric,
+             len(selection.counts), {t: round(w, 3) for t, w in selection.weights.items()}, metric,
              selection.score, selection.best_single, "ensemble" if used else "the best trial alone")
     return selection if used else None
 
@@ -356,9 +370,12 @@ def fit_ensemble(config: dict[str, Any], prepared: Prepared, study, oof: dict[in
     members = weighted.describe({n: fit(n)[1] for n in chosen})
     oof_raw = sum(w * oof[n] for n, w in selection.weights.items())
     rounds = sum(m.best_rounds for m in weighted.members)
-    return Refit("ensemble", {}, rounds, weighted, selection.score, None, best.number,
+    cv = E.score(prepared.metric, prepared.y_train, ensemble.oof_output(oof_raw, prepared.task),
+                 prepared.classes)  # the study's metric, as its trials were scored
+    return Refit("ensemble", {}, rounds, weighted, float(cv), None, best.number,
                  members=members, threshold=decision_threshold(config, prepared, oof_raw),
                  selection={"members": "bagged" if models else "refit",
+                            "metric": selection_metric(config, prepared),
                             "score": selection.score, "best_single": selection.best_single,
                             "best_trial": selection.best_trial, "history": selection.history,
                             "pool": ensemble.POOL, "size": ensemble.SIZE,

@@ -50,6 +50,28 @@ def test_selection_chooses_only_among_the_best_trials_of_the_pool():
         ensemble.select({}, {0: 1.0}, Y, "log_loss", ["a", "b"], "binary")
 
 
+def test_a_binary_f1_table_with_a_tuned_threshold_selects_on_log_loss():
+    import types
+
+    flipped = np.arange(100) < 10
+    oof = {0: 0.01 * TRUTH,  # right on every row, barely: F1 1.0, log loss 0.688
+           1: np.where(flipped[:, None], -3, 3) * TRUTH}  # wrong on 10 rows, sure of all: F1 0.9, 0.349
+    study = types.SimpleNamespace(trials=[types.SimpleNamespace(number=0, value=1.0),
+                                          types.SimpleNamespace(number=1, value=0.9)])
+    prepared = types.SimpleNamespace(task="binary", metric="f1_macro", y_train=Y, classes=["a", "b"])
+    config = {"ensemble": "auto", "decision_threshold": "auto"}
+    assert job.selection_metric(config, prepared) == "log_loss"
+    selection = job.select_ensemble(config, prepared, study, oof)
+    assert selection is not None and selection.best_trial == 1  # the best by log loss, not by F1
+    loss = E.score("log_loss", Y, ensemble.oof_output(oof[1], "binary"), ["a", "b"])
+    assert selection.best_single == pytest.approx(loss) and selection.score < loss
+    fixed = {**config, "decision_threshold": 0.5}  # labels at a fixed threshold: F1 itself
+    assert job.selection_metric(fixed, prepared) == "f1_macro"
+    assert job.select_ensemble(fixed, prepared, study, oof) is None  # nothing beats F1 1.0
+    multiclass = types.SimpleNamespace(**{**vars(prepared), "task": "multiclass"})
+    assert job.selection_metric(config, multiclass) == "f1_macro"
+
+
 def test_regression_selection_averages_values():
     y = pd.Series(np.arange(10.0))
     oof = {0: (y.to_numpy() + 1)[:, None], 1: (y.to_numpy() - 1)[:, None]}
@@ -59,7 +81,7 @@ def test_regression_selection_averages_values():
 
 
 def test_the_job_publishes_an_ensemble_and_off_means_the_best_trial(tmp_path, s3):
-    config = small_config(tmp_path, **{"tuning.n_trials": 6, "bucket": "models", "model_name": "bc",
+    config = small_config(tmp_path, **{"tuning.n_trials": 10, "bucket": "models", "model_name": "bc",
                                        "ensemble_max_slowdown": "off"})  # the guard has tests of its own
     summary = job.run(config, publish=True, show_progress=False)
     assert summary["family"] == "ensemble"
@@ -70,7 +92,11 @@ def test_the_job_publishes_an_ensemble_and_off_means_the_best_trial(tmp_path, s3
     assert len(members) >= 2 and sum(m["weight"] for m in members) == pytest.approx(1.0)
     assert manifest["framework"]["native_files"] == [m["native_file"] for m in members]
     assert manifest["exactness"]["max_abs_difference"] <= 1e-12
-    assert manifest["ensemble"]["selection"]["score"] == manifest["metrics"]["cv"]["score"]
+    # binary, scored by F1 with its threshold tuned: the selection weighs the trials by log loss, the
+    # cv score stays the study's F1 (of the ensemble's out-of-fold answers)
+    selection = manifest["ensemble"]["selection"]
+    assert selection["metric"] == "log_loss" and selection["score"] == min(selection["history"])
+    assert selection["score"] < selection["best_single"] and 0.5 < manifest["metrics"]["cv"]["score"] <= 1
     # a small classification table: each member is its trial's 3 fold models, a third of its weight each
     assert manifest["ensemble"]["selection"]["members"] == "bagged"
     measured_as = manifest["exactness"]["explanations"]["measured_as"]
@@ -415,7 +441,7 @@ def test_a_budget_that_ends_before_any_fold_says_what_to_change(tmp_path, monkey
 
 
 def _study_for_the_guard(tmp_path, models: dict | None = None, **extra):
-    config = small_config(tmp_path, **{"tuning.n_trials": 8, **extra})
+    config = small_config(tmp_path, **{"tuning.n_trials": 10, **extra})
     prepared = job.prepare(config)
     study = tune.create_study(config, "guard", prepared.metric)
     oof = tune.optimize(study, config, prepared.X_train, prepared.y_train, prepared.schema, prepared.classes,
