@@ -277,9 +277,9 @@ def fit_bagged(config: dict[str, Any], prepared: Prepared, study, oof: dict[int,
     limit = config["ensemble_max_slowdown"]
     if limit == "off":
         return model
-    fitted = fits.get(best.number) or fit_trial(config, prepared, best, models)
-    slowdown = serving_cost.slowdown(model.fitted.export(prepared.schema),
-                                     best_alone(best, fitted[3]).export(prepared.schema), prepared)
+    reference = best_alone(best, ensemble.Bagged(models[best.number]))
+    slowdown = serving_cost.slowdown(model.fitted.export(prepared.schema), reference.export(prepared.schema),
+                                     prepared)
     LOG.info("the best trial's %d fold models serve one row in %.2fx the time of one (limit %.2fx)",
              len(model.fitted.members), slowdown, limit)
     if slowdown > limit:
