@@ -81,7 +81,7 @@ def one(name: str, tmp: Path, seed: int) -> dict:
 
     tmp = tmp / f"{name}-{seed}"
     tmp.mkdir(parents=True, exist_ok=True)
-    dataset, target = T.DATASETS[name][0](tmp)
+    dataset, target = T.ALL_SETS[name][0](tmp)
     overrides = [f"dataset={dataset}", "tuning.n_trials=100000", f"tuning.timeout_seconds={T.BUDGET}",
                  f"tuning.threads={T.THREADS}", "constant_columns=keep", f"seed={seed}",
                  f"mlflow.tracking_uri=sqlite:///{tmp}/mlflow.db"]
