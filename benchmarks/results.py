@@ -19,9 +19,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(os.environ.get("BENCH_RESULTS_DIR") or ROOT / "benchmarks" / "results")
-SUFFIX = {"serving": "", "training": "-train", "ensemble-refit": "-ensemble-refit",
-          "ensemble-choices": "-ensemble-choices", "decision-thresholds": "-decision-thresholds",
-          "load": "-load", "serving-partial": "-partial"}
+SUFFIX = {"serving": "", "serving-partial": "-partial", "training": "-train", "training-sets": "-train-sets",
+          "ensemble-refit": "-ensemble-refit", "ensemble-choices": "-ensemble-choices",
+          "decision-thresholds": "-decision-thresholds", "load": "-load"}
 # the paths whose uncommitted changes a result file lists: what the benchmarks run
 CODE = ("functions", "training", "benchmarks", "infra", "template.yaml", "pyproject.toml", "uv.lock")
 

@@ -95,3 +95,12 @@ def test_ours_must_finish_in_about_the_budget():
         r["ours"]["seconds"] = seconds
     slow = next(t for t in T.targets({"slow": T.aggregate(runs)}) if t.get("kind") == "budget")
     assert slow["ours"] == round(75.0 / T.BUDGET, 3) and slow["holds"] is (75.0 / T.BUDGET <= 1.15)
+
+
+def test_a_run_of_some_sets_is_kept_apart_from_the_whole_runs_the_docs_render():
+    from benchmarks import results as R
+
+    assert T.result_kind(list(reversed(T.DATASETS))) == "training"
+    assert T.result_kind(["breast_cancer", "cars"]) == "training-sets"
+    assert T.result_kind(["hmda"]) == "training-sets"  # a set outside the nine
+    assert R.SUFFIX["training-sets"] != R.SUFFIX["training"]
