@@ -18,7 +18,7 @@ threshold each rule picks from the same out-of-fold predictions (the published m
 
 Paired on one model per split, so the comparison leaves out the study's own variation. Prints one
 JSON document and writes it to benchmarks/results/<date>-<commit>-decision-thresholds.json;
-docs/decisions/decision-threshold.md cites it.
+docs/training.md (the decision threshold) cites it.
 """
 
 from __future__ import annotations
