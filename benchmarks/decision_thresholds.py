@@ -23,16 +23,14 @@ docs/training.md (the decision threshold) cites it.
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks import ensemble_choices as choices
 from benchmarks import training_benchmark as T
-from benchmarks.results import RESULTS, path_for, run_info
 
 RULES = ("half", "argmax", "one_se", "smoothed", "bagged")
 GRID = np.round(np.linspace(0.02, 0.98, 97), 2)
@@ -75,20 +73,10 @@ def thresholds(y: np.ndarray, p: np.ndarray, seed: int = 0) -> dict[str, float]:
 
 
 def one(name: str, tmp: Path, seed: int) -> dict:
-    from training import config as C
     from training import ensemble, job
     from training import evaluate as E
 
-    tmp = tmp / f"{name}-{seed}"
-    tmp.mkdir(parents=True, exist_ok=True)
-    dataset, target = T.ALL_SETS[name][0](tmp)
-    overrides = [f"dataset={dataset}", "tuning.n_trials=100000", f"tuning.timeout_seconds={T.BUDGET}",
-                 f"tuning.threads={T.THREADS}", "constant_columns=keep", f"seed={seed}",
-                 f"mlflow.tracking_uri=sqlite:///{tmp}/mlflow.db"]
-    config = C.load(None, overrides + ([f"target={target}"] if target else []))
-    prepared = job.prepare(config)
-    models: dict[int, list] = {}
-    study, oof = job.tune_study(config, prepared, show_progress=False, models=models)
+    config, prepared, study, oof, models = choices.tuned(name, tmp, seed)
     seen: list[np.ndarray] = []  # the out-of-fold raw scores each threshold was tuned on; the last is
     tune = job.decision_threshold  # the published model's
 
@@ -112,31 +100,16 @@ def one(name: str, tmp: Path, seed: int) -> dict:
             "published_threshold": published.threshold, "thresholds": found, "scores": scores}
 
 
-def main() -> None:
-    import warnings
-
-    warnings.filterwarnings("ignore")
-    names = T.ONLY or ["breast_cancer", "titanic", "credit", "lending_club"]
-    seeds = [42 + i for i in range(T.SEEDS)]
-    with tempfile.TemporaryDirectory() as folder:
-        found = T.run_all(names, seeds, Path(folder), run=one)
-    results = {}
-    for name, runs in found.items():
-        argmax = [r["scores"]["argmax"] for r in runs]
-        results[name] = {
-            "rows_train": runs[0]["rows_train"], "positives": runs[0]["positives"],
+def summary(runs: list[dict]) -> dict:
+    argmax = [r["scores"]["argmax"] for r in runs]
+    return {"rows_train": runs[0]["rows_train"], "positives": runs[0]["positives"],
             "mean": {rule: round(statistics.fmean(r["scores"][rule] for r in runs), 4) for rule in RULES},
             "versus_argmax": {rule: T.versus([r["scores"][rule] for r in runs], argmax, 1)
-                              for rule in RULES if rule != "argmax"},
-            "runs": runs}
-    document = {"kind": "decision-thresholds",
-                "run": run_info({"budget_seconds": T.BUDGET, "seeds": seeds, "datasets": names,
-                                 "threads": T.THREADS, "parallel": T.PARALLEL}),
-                "datasets": results}
-    text = json.dumps(document, indent=2, default=float)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path_for(document).write_text(text + "\n")
-    print(text)
+                              for rule in RULES if rule != "argmax"}}
+
+
+def main() -> None:
+    choices.run("decision-thresholds", ["breast_cancer", "titanic", "credit", "lending_club"], one, summary)
 
 
 if __name__ == "__main__":

@@ -49,10 +49,12 @@ def log_loss_selection(oof: dict, values: dict, prepared):
     return ensemble.select(oof, losses, prepared.y_train, "log_loss", prepared.classes, prepared.task)
 
 
-def one(name: str, tmp: Path, seed: int) -> dict:
+def tuned(name: str, tmp: Path, seed: int) -> tuple:
+    """One split of ``name`` and its study as the job tunes it (``BENCH_TRAIN_BUDGET`` seconds,
+    ``BENCH_TRAIN_THREADS`` cores): the config, the prepared data, the study, its out-of-fold raw
+    scores and the kept trials' fold models (as the job keeps them to bag)."""
     from training import config as C
-    from training import ensemble, families, job
-    from training import evaluate as E
+    from training import job
 
     tmp = tmp / f"{name}-{seed}"
     tmp.mkdir(parents=True, exist_ok=True)
@@ -62,8 +64,16 @@ def one(name: str, tmp: Path, seed: int) -> dict:
                  f"mlflow.tracking_uri=sqlite:///{tmp}/mlflow.db"]
     config = C.load(None, overrides + ([f"target={target}"] if target else []))
     prepared = job.prepare(config)
-    models: dict[int, list] = {}  # the kept trials' fold models, as the job keeps them to bag
+    models: dict[int, list] = {}
     study, oof = job.tune_study(config, prepared, show_progress=False, models=models)
+    return config, prepared, study, oof, models
+
+
+def one(name: str, tmp: Path, seed: int) -> dict:
+    from training import ensemble, families, job
+    from training import evaluate as E
+
+    config, prepared, study, oof, models = tuned(name, tmp, seed)
     trials = {t.number: t for t in study.trials}
     values = {t.number: t.value for t in study.trials if t.number in oof and t.value is not None}
 
@@ -142,29 +152,36 @@ def compare_ways(runs: list[dict]) -> dict:
     return found
 
 
-def main() -> None:
+def run(kind: str, names: list[str], one, summarise) -> None:
+    """``one`` on every set of ``names`` (or ``BENCH_SETS``) and seed, side by side as in
+    ``make bench-train``; each set's runs summarised (``summarise(runs)``); the result file of
+    ``kind`` written and printed."""
     import warnings
 
     warnings.filterwarnings("ignore")
-    names = T.ONLY or ["breast_cancer", "titanic", "cars"]
+    names = T.ONLY or names
     seeds = [42 + i for i in range(T.SEEDS)]
     with tempfile.TemporaryDirectory() as folder:
         found = T.run_all(names, seeds, Path(folder), run=one)
-    results = {}
-    for name, runs in found.items():
-        results[name] = {"metric": runs[0]["metric"], "rows_train": runs[0]["rows_train"],
-                         "versus_published": compare_ways(runs),
-                         "trees_mean": {way: statistics.fmean(r["trees"][way] for r in runs)
-                                        for way in WAYS if all(way in r["trees"] for r in runs)},
-                         "runs": runs}
-    document = {"kind": "ensemble-choices",
+    document = {"kind": kind,
                 "run": run_info({"budget_seconds": T.BUDGET, "seeds": seeds, "datasets": names,
                                  "threads": T.THREADS, "parallel": T.PARALLEL}),
-                "datasets": results}
+                "datasets": {name: {**summarise(runs), "runs": runs} for name, runs in found.items()}}
     text = json.dumps(document, indent=2, default=float)
     RESULTS.mkdir(parents=True, exist_ok=True)
     path_for(document).write_text(text + "\n")
     print(text)
+
+
+def summary(runs: list[dict]) -> dict:
+    return {"metric": runs[0]["metric"], "rows_train": runs[0]["rows_train"],
+            "versus_published": compare_ways(runs),
+            "trees_mean": {way: statistics.fmean(r["trees"][way] for r in runs)
+                           for way in WAYS if all(way in r["trees"] for r in runs)}}
+
+
+def main() -> None:
+    run("ensemble-choices", ["breast_cancer", "titanic", "cars"], one, summary)
 
 
 if __name__ == "__main__":

@@ -42,14 +42,15 @@ def slowdown(model: dict[str, np.ndarray], reference: dict[str, np.ndarray], pre
 
 
 def warm_times(predictors: list, body: dict[str, Any], calls: int = WARM_CALLS) -> list[list[float]]:
-    """Each predictor's ``calls`` timed single-row answers (seconds), after as many untimed ones.
+    """Each predictor's ``calls`` timed single-row answers (seconds, whole blocks: ``calls`` rounded
+    up to a multiple of ``BLOCK``), after as many untimed ones.
 
     The answers come in blocks of ``BLOCK`` by one predictor, the predictors taking turns block by
     block: the machine's drift falls on all of them, and each answer finds its own model's arrays
     in the cache, as a container answering one model does. (Taking turns answer by answer, each
     model evicted the other's arrays: a bagged model measured 1.88 times the best trial's time so,
     and 2.13 times with their answers back to back, as the benchmark measures them.)"""
-    blocks = max(1, calls // BLOCK)
+    blocks = max(1, -(-calls // BLOCK))
     times: list[list[float]] = [[] for _ in predictors]
     for block in range(2 * blocks):  # the first half warms up
         for side, predictor in enumerate(predictors):
